@@ -1,0 +1,1 @@
+//! The engine: GGUF bytes to tokens.

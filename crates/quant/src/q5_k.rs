@@ -1,0 +1,6 @@
+//! q5_k: placeholder until its block, reference and SIMD kernels land.
+use crate::{Kernels, SimdLevel};
+
+pub fn kernels(_simd: SimdLevel) -> Option<Kernels> {
+    None
+}
