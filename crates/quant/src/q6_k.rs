@@ -1,6 +1,323 @@
-//! q6_k: placeholder until its block, reference and SIMD kernels land.
-use crate::{Kernels, SimdLevel};
+//! Q6_K: super-blocks of 256 6-bit values in sixteen sub-blocks of 16, each with a signed 8-bit scale, scaled by
+//! the block's f16 `d`: `x = d * scale[k] * (q - 32)`, `q` in 0..64.
+//!
+//! Pairs with Q8_K activations. The kernels multiply the unsigned `q` (as `maddubs` needs) and take the `-32` back
+//! out per sub-block with the activation `bsums`: `Σ scale[k] * Σ (q-32)*a = Σ scale[k] * Σ q*a - 32 Σ scale[k] *
+//! bsum[k]`.
 
-pub fn kernels(_simd: SimdLevel) -> Option<Kernels> {
-    None
+use crate::k_common::{blocks, blocks_mut, f16_le, quantize_symmetric, super_blocks, usable, ByteBlock, QK_K};
+use crate::q8_k::{self, BlockQ8K};
+use crate::{GgmlType, Kernels, SimdLevel};
+
+/// One Q6_K super-block: 210 bytes, laid out as in GGUF.
+///
+/// Element `i` sits in half `h = i / 128`, quarter `k = (i % 128) / 32`, position `l = i % 32`: its low four bits
+/// are nibble `k / 2` of `ql[64h + 32(k % 2) + l]`, its high two bits are bits `2k..2k+2` of `qh[32h + l]`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct BlockQ6K {
+    /// [2 halves] × 64 bytes of low nibbles.
+    pub ql: [u8; QK_K / 2],
+    /// [2 halves] × 32 bytes of high bit pairs.
+    pub qh: [u8; QK_K / 4],
+    /// [16] signed sub-block scales.
+    pub scales: [i8; QK_K / 16],
+    /// f16 super-block scale.
+    pub d: [u8; 2],
+}
+const _: () = assert!(size_of::<BlockQ6K>() == 210);
+// SAFETY: repr(C), only byte arrays (alignment 1, no padding), every bit pattern valid.
+unsafe impl ByteBlock for BlockQ6K {}
+
+impl BlockQ6K {
+    /// The stored 6-bit value of element `i` (0..256), before the `-32`.
+    pub fn q(&self, i: usize) -> u8 {
+        let (h, k, l) = (i / 128, (i % 128) / 32, i % 32);
+        let low = (self.ql[64 * h + 32 * (k % 2) + l] >> (4 * (k / 2))) & 0x0F;
+        let high = (self.qh[32 * h + l] >> (2 * k)) & 3;
+        low | (high << 4)
+    }
+}
+
+/// Bytes per block.
+pub const BLOCK_BYTES: usize = size_of::<BlockQ6K>();
+
+/// The kernels at `simd`, lowered to what this CPU runs.
+pub fn kernels(simd: SimdLevel) -> Option<Kernels> {
+    let simd = usable(simd);
+    let (dequantize_row, vec_dot): (fn(&[u8], &mut [f32]), fn(usize, &[u8], &[u8]) -> f32) = match simd {
+        SimdLevel::Scalar => (dequantize_row_scalar, vec_dot_scalar),
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => (dequantize_row_avx2, vec_dot_avx2),
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => (dequantize_row_avx2, vec_dot_avx512),
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => (dequantize_row_scalar, vec_dot_scalar),
+    };
+    Some(Kernels {
+        weight: GgmlType::Q6_K,
+        act: GgmlType::Q8_K,
+        dequantize_row,
+        quantize_act_row: q8_k::quantizer(simd),
+        vec_dot,
+    })
+}
+
+/// Dequantizes `dst.len() / 256` blocks: the reference.
+pub fn dequantize_row_scalar(src: &[u8], dst: &mut [f32]) {
+    let src = blocks::<BlockQ6K>(src, super_blocks(dst.len()));
+    for (block, out) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
+        let d = f16_le(block.d);
+        for (k, sub) in out.chunks_exact_mut(16).enumerate() {
+            let step = d * block.scales[k] as f32;
+            for (l, o) in sub.iter_mut().enumerate() {
+                *o = step * (block.q(16 * k + l) as i32 - 32) as f32;
+            }
+        }
+    }
+}
+
+/// Dot product of a Q6_K row and a Q8_K row of `n` elements: the reference.
+pub fn vec_dot_scalar(n: usize, weight_row: &[u8], act_row: &[u8]) -> f32 {
+    let nb = super_blocks(n);
+    let weights = blocks::<BlockQ6K>(weight_row, nb);
+    let acts = blocks::<BlockQ8K>(act_row, nb);
+    let mut sum = 0f32;
+    for (w, a) in weights.iter().zip(acts) {
+        let mut scaled_dot = 0i32; // Σ_k scale[k] * Σ (q-32)*a
+        for k in 0..16 {
+            let mut dot = 0i32;
+            for i in 16 * k..16 * (k + 1) {
+                dot += (w.q(i) as i32 - 32) * a.qs[i] as i32;
+            }
+            scaled_dot += w.scales[k] as i32 * dot;
+        }
+        sum += a.scale() * f16_le(w.d) * scaled_dot as f32;
+    }
+    sum
+}
+
+/// Round-to-nearest quantization of `src` (a whole number of super-blocks) into `dst` (see
+/// [`crate::k_common`]'s `quantize_symmetric`: each element is off by at most one step, most by half).
+pub fn quantize_row_scalar(src: &[f32], dst: &mut [u8]) {
+    let dst = blocks_mut::<BlockQ6K>(dst, super_blocks(src.len()));
+    for (x, block) in src.chunks_exact(QK_K).zip(dst.iter_mut()) {
+        let quant = quantize_symmetric(x, 32, 127);
+        block.d = quant.d.to_le_bytes();
+        block.scales = quant.scales;
+        block.ql = [0; QK_K / 2];
+        block.qh = [0; QK_K / 4];
+        for (i, &q) in quant.q.iter().enumerate() {
+            let stored = (q as i32 + 32) as u8;
+            let (h, k, l) = (i / 128, (i % 128) / 32, i % 32);
+            block.ql[64 * h + 32 * (k % 2) + l] |= (stored & 0x0F) << (4 * (k / 2));
+            block.qh[32 * h + l] |= (stored >> 4) << (2 * k);
+        }
+    }
+}
+
+// The SIMD entry points are private: only `kernels` hands them out, after `usable` checked the CPU, which is what
+// makes their `unsafe` calls sound.
+
+#[cfg(target_arch = "x86_64")]
+fn dequantize_row_avx2(src: &[u8], dst: &mut [f32]) {
+    let src = blocks::<BlockQ6K>(src, super_blocks(dst.len()));
+    // SAFETY: AVX2/FMA/F16C present (see above).
+    unsafe { x86::dequantize_avx2(src, dst) }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn vec_dot_avx2(n: usize, weight_row: &[u8], act_row: &[u8]) -> f32 {
+    let nb = super_blocks(n);
+    // SAFETY: AVX2/FMA/F16C present (see above).
+    unsafe { x86::vec_dot_avx2(blocks(weight_row, nb), blocks(act_row, nb)) }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn vec_dot_avx512(n: usize, weight_row: &[u8], act_row: &[u8]) -> f32 {
+    let nb = super_blocks(n);
+    // SAFETY: AVX-512 F/BW/VL/VNNI present (see above).
+    unsafe { x86::vec_dot_avx512(blocks(weight_row, nb), blocks(act_row, nb)) }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::BlockQ6K;
+    use crate::k_common::x86::{broadcast_epi16_control, hsum_ps, load_control};
+    use crate::k_common::{f16_le, QK_K};
+    use crate::q8_k::BlockQ8K;
+    use std::arch::x86_64::*;
+
+    /// `d * d8` for one block pair.
+    #[inline]
+    fn block_scale(w: &BlockQ6K, a: &BlockQ8K) -> f32 {
+        f16_le(w.d) * a.scale()
+    }
+
+    /// The sixteen sub-block scales as i16, and `32 * Σ scale[k] * bsum[k]` as eight i32 partial sums.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn scales_and_offset(w: &BlockQ6K, a: &BlockQ8K) -> (__m256i, __m256i) {
+        // SAFETY: scales is 16 bytes, bsums 32.
+        let (scales, bsums) = unsafe {
+            (_mm_loadu_si128(w.scales.as_ptr().cast()), _mm256_loadu_si256(a.bsums.as_ptr().cast()))
+        };
+        let scales = _mm256_cvtepi8_epi16(scales);
+        (scales, _mm256_slli_epi32::<5>(_mm256_madd_epi16(scales, bsums)))
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub fn vec_dot_avx2(weights: &[BlockQ6K], acts: &[BlockQ8K]) -> f32 {
+        // Quarter k of a half covers sub-blocks 2k (low 128 bits) and 2k+1 (high 128 bits).
+        const CONTROLS: [[u8; 32]; 4] = {
+            let mut c = [[0u8; 32]; 4];
+            let mut k = 0;
+            while k < 4 {
+                c[k] = broadcast_epi16_control(2 * k as u8, 2 * k as u8 + 1);
+                k += 1;
+            }
+            c
+        };
+        let controls = CONTROLS.map(|c| load_control(&c));
+        let low4 = _mm256_set1_epi8(0x0F);
+        let high2 = _mm256_set1_epi8(0x30);
+        let mut acc = _mm256_setzero_ps();
+        for (w, a) in weights.iter().zip(acts) {
+            let (scales, offset) = scales_and_offset(w, a);
+            let mut sum_a = _mm256_setzero_si256();
+            let mut sum_b = _mm256_setzero_si256();
+            for h in 0..2 {
+                // Both 128-bit halves hold the eight scales of this half.
+                let half_scales = if h == 0 {
+                    _mm256_permute2x128_si256::<0x00>(scales, scales)
+                } else {
+                    _mm256_permute2x128_si256::<0x11>(scales, scales)
+                };
+                // SAFETY: 64 + 32 weight bytes of half h lie inside ql and qh.
+                let (ql0, ql1, qh) = unsafe {
+                    (
+                        _mm256_loadu_si256(w.ql.as_ptr().add(64 * h).cast()),
+                        _mm256_loadu_si256(w.ql.as_ptr().add(64 * h + 32).cast()),
+                        _mm256_loadu_si256(w.qh.as_ptr().add(32 * h).cast()),
+                    )
+                };
+                // Masking with 0x30 after each 16-bit shift keeps only bits that came from the same byte.
+                let quarters = [
+                    _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_and_si256(_mm256_slli_epi16::<4>(qh), high2)),
+                    _mm256_or_si256(_mm256_and_si256(ql1, low4), _mm256_and_si256(_mm256_slli_epi16::<2>(qh), high2)),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(ql0), low4),
+                        _mm256_and_si256(qh, high2),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(ql1), low4),
+                        _mm256_and_si256(_mm256_srli_epi16::<2>(qh), high2),
+                    ),
+                ];
+                for (k, q6) in quarters.into_iter().enumerate() {
+                    // SAFETY: 32 activation bytes at 128h + 32k lie inside qs.
+                    let act = unsafe { _mm256_loadu_si256(a.qs.as_ptr().add(128 * h + 32 * k).cast()) };
+                    let dot = _mm256_maddubs_epi16(q6, act);
+                    let dot = _mm256_madd_epi16(dot, _mm256_shuffle_epi8(half_scales, controls[k]));
+                    if k % 2 == 0 {
+                        sum_a = _mm256_add_epi32(sum_a, dot);
+                    } else {
+                        sum_b = _mm256_add_epi32(sum_b, dot);
+                    }
+                }
+            }
+            let total = _mm256_sub_epi32(_mm256_add_epi32(sum_a, sum_b), offset);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(block_scale(w, a)), _mm256_cvtepi32_ps(total), acc);
+        }
+        hsum_ps(acc)
+    }
+
+    /// 512-bit version: one step takes two quarters (64 elements), `vpternlogd` merges low and high bits, and
+    /// `vpdpwssd` folds the scale multiply into the accumulate.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub fn vec_dot_avx512(weights: &[BlockQ6K], acts: &[BlockQ8K]) -> f32 {
+        // Control g copies i16 lane 4g + j across 128-bit lane j (sub-blocks 4g..4g+4 of a half).
+        const CONTROLS: [[u8; 64]; 2] = {
+            let mut all = [[0u8; 64]; 2];
+            let mut g = 0;
+            while g < 2 {
+                let mut i = 0;
+                while i < 64 {
+                    let sub = 4 * g + i / 16;
+                    all[g][i] = (2 * sub + i % 2) as u8;
+                    i += 1;
+                }
+                g += 1;
+            }
+            all
+        };
+        // SAFETY: each control is 64 readable bytes.
+        let controls = CONTROLS.map(|c| unsafe { _mm512_loadu_si512(c.as_ptr().cast()) });
+        const A_AND_C_OR_B: i32 = 0xEC;
+        let low4 = _mm512_set1_epi8(0x0F);
+        let high2 = _mm512_set1_epi8(0x30);
+        // Quarters 0|1 take qh bits 0..2|2..4 to bits 4..6; quarters 2|3 take bits 4..6|6..8 there.
+        let shift_01 = _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2);
+        let shift_23 = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);
+        let mut acc = _mm256_setzero_ps();
+        for (w, a) in weights.iter().zip(acts) {
+            let (scales, offset) = scales_and_offset(w, a);
+            let mut sum_a = _mm512_setzero_si512();
+            let mut sum_b = _mm512_setzero_si512();
+            for h in 0..2 {
+                let half_scales = if h == 0 {
+                    _mm512_broadcast_i32x4(_mm256_castsi256_si128(scales))
+                } else {
+                    _mm512_broadcast_i32x4(_mm256_extracti128_si256::<1>(scales))
+                };
+                // SAFETY: 64 + 32 weight bytes of half h and 128 activation bytes lie inside their blocks.
+                let (ql, qh, act_01, act_23) = unsafe {
+                    (
+                        _mm512_loadu_si512(w.ql.as_ptr().add(64 * h).cast()),
+                        _mm512_broadcast_i64x4(_mm256_loadu_si256(w.qh.as_ptr().add(32 * h).cast())),
+                        _mm512_loadu_si512(a.qs.as_ptr().add(128 * h).cast()),
+                        _mm512_loadu_si512(a.qs.as_ptr().add(128 * h + 64).cast()),
+                    )
+                };
+                let high_01 = _mm512_and_si512(_mm512_sllv_epi64(qh, shift_01), high2);
+                let q6_01 = _mm512_ternarylogic_epi32::<A_AND_C_OR_B>(ql, high_01, low4);
+                let high_23 = _mm512_and_si512(_mm512_srlv_epi64(qh, shift_23), high2);
+                let q6_23 = _mm512_ternarylogic_epi32::<A_AND_C_OR_B>(_mm512_srli_epi64::<4>(ql), high_23, low4);
+                let dot_01 = _mm512_maddubs_epi16(q6_01, act_01);
+                let dot_23 = _mm512_maddubs_epi16(q6_23, act_23);
+                sum_a = _mm512_dpwssd_epi32(sum_a, dot_01, _mm512_shuffle_epi8(half_scales, controls[0]));
+                sum_b = _mm512_dpwssd_epi32(sum_b, dot_23, _mm512_shuffle_epi8(half_scales, controls[1]));
+            }
+            let sum = _mm512_add_epi32(sum_a, sum_b);
+            let total = _mm256_sub_epi32(
+                _mm256_add_epi32(_mm512_castsi512_si256(sum), _mm512_extracti64x4_epi64::<1>(sum)),
+                offset,
+            );
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(block_scale(w, a)), _mm256_cvtepi32_ps(total), acc);
+        }
+        hsum_ps(acc)
+    }
+
+    /// Bit-exact twin of `dequantize_row_scalar`: the same `step * (q - 32)` in f32, eight lanes at a time.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub fn dequantize_avx2(src: &[BlockQ6K], dst: &mut [f32]) {
+        let mut values = [0u8; QK_K];
+        for (block, out) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
+            let d = f16_le(block.d);
+            for (i, v) in values.iter_mut().enumerate() {
+                *v = block.q(i);
+            }
+            for (k, sub) in out.chunks_exact_mut(16).enumerate() {
+                let step = _mm256_set1_ps(d * block.scales[k] as f32);
+                for g in 0..2 {
+                    // SAFETY: 8 bytes at 16k + 8g lie inside values; sub holds 16 floats.
+                    unsafe {
+                        let bytes = _mm_loadl_epi64(values.as_ptr().add(16 * k + 8 * g).cast());
+                        let q = _mm256_sub_epi32(_mm256_cvtepu8_epi32(bytes), _mm256_set1_epi32(32));
+                        _mm256_storeu_ps(sub.as_mut_ptr().add(8 * g), _mm256_mul_ps(step, _mm256_cvtepi32_ps(q)));
+                    }
+                }
+            }
+        }
+    }
 }
