@@ -11,6 +11,8 @@ pub use gguf::GgmlType;
 mod simd;
 pub use simd::SimdLevel;
 
+mod k_common;
+
 pub mod bf16;
 pub mod f16;
 pub mod f32;
