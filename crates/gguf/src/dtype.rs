@@ -107,7 +107,9 @@ impl GgmlType {
 
     /// Parses a spelling such as `q4_k` or `F16` (case-insensitive).
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.name().eq_ignore_ascii_case(name))
+        Self::ALL
+            .into_iter()
+            .find(|t| t.name().eq_ignore_ascii_case(name))
     }
 
     /// Elements per block (1 for plain float types).
