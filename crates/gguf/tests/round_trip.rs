@@ -1,21 +1,11 @@
 //! Writer → reader round trips: every value type, every tensor type, alignment, streaming in chunks.
 
+mod common;
+
+use common::filler;
 use quarrel_gguf::{
     write_gguf_to_vec, GgmlType, Gguf, GgufError, GgufWriter, TensorSpec, Value, DEFAULT_ALIGNMENT,
 };
-
-/// Deterministic filler bytes (xorshift), distinct per seed, so misplaced data cannot compare equal.
-fn filler(seed: u64, n: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
 
 fn every_value() -> Vec<(String, Value)> {
     let kv = |k: &str, v: Value| (k.to_owned(), v);
@@ -229,4 +219,82 @@ fn writer_rejects_misuse() {
         GgufWriter::new(Vec::new(), &[], &[], 48),
         Err(GgufError::BadAlignment { value: 48, .. })
     ));
+}
+
+#[test]
+fn writer_bytes_match_a_hand_built_file() {
+    let data = filler(3, 8);
+    let mut expected = common::Raw::header(3, 1, 2);
+    expected
+        .kv_u32("a.count", 7)
+        .kv_str("general.name", "x")
+        .tensor("t", &[2], common::tt::F32, 0)
+        .pad(32)
+        .bytes(&data)
+        .pad(32);
+    let metadata = vec![
+        ("a.count".to_owned(), Value::U32(7)),
+        ("general.name".to_owned(), Value::from("x")),
+    ];
+    let written = write_gguf_to_vec(
+        &metadata,
+        &[(TensorSpec::new("t", [2], GgmlType::F32), data)],
+    )
+    .unwrap();
+    assert_eq!(written, expected.build());
+}
+
+#[test]
+fn version_2_files_are_read() {
+    let mut raw = common::Raw::header(2, 1, 1);
+    raw.kv_str("general.architecture", "llama")
+        .tensor("t", &[4], common::tt::F32, 0)
+        .pad(32)
+        .bytes(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]);
+    let gguf = Gguf::from_bytes(raw.build()).unwrap();
+    assert_eq!(gguf.version, 2);
+    assert_eq!(gguf.tensor_data("t").unwrap()[15], 16);
+}
+
+#[test]
+fn open_maps_a_written_file() {
+    let path = std::env::temp_dir().join(format!("quarrel-gguf-open-{}.gguf", std::process::id()));
+    let data = filler(9, 64 * 34 / 32);
+    let file = write_gguf_to_vec(
+        &[],
+        &[(TensorSpec::new("q", [64], GgmlType::Q8_0), data.clone())],
+    )
+    .unwrap();
+    std::fs::write(&path, &file).unwrap();
+    let opened = Gguf::open(&path);
+    std::fs::remove_file(&path).unwrap();
+    let gguf = opened.unwrap();
+    assert_eq!(gguf.bytes(), &file[..]);
+    assert_eq!(gguf.tensor_data("q").unwrap(), &data[..]);
+}
+
+#[test]
+fn open_reports_io_errors_and_empty_files() {
+    let missing = std::env::temp_dir().join("quarrel-gguf-definitely-missing.gguf");
+    match Gguf::open(&missing) {
+        Err(GgufError::Io { path, .. }) => assert_eq!(path, missing),
+        other => panic!("{other:?}"),
+    }
+    let empty =
+        std::env::temp_dir().join(format!("quarrel-gguf-empty-{}.gguf", std::process::id()));
+    std::fs::write(&empty, b"").unwrap();
+    let opened = Gguf::open(&empty);
+    std::fs::remove_file(&empty).unwrap();
+    assert!(
+        matches!(
+            opened,
+            Err(GgufError::Truncated {
+                at: 0,
+                need: 4,
+                file_len: 0,
+                ..
+            })
+        ),
+        "{opened:?}"
+    );
 }
