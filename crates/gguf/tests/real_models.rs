@@ -1,48 +1,10 @@
 //! The two real models quarrel is tested on parse, and agree with facts known about them.
 //! Missing models are fetched with `scripts/fetch-models.sh` (never skipped).
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
+use common::{model, GEMMA, QWEN};
 use quarrel_gguf::{GgmlType, Gguf};
-
-const QWEN: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
-const GEMMA: &str = "gemma-3-270m-q4_k_m.gguf";
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn model_dir() -> PathBuf {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .expect("neither XDG_CACHE_HOME nor HOME is set");
-    cache.join("quarrel/models")
-}
-
-/// The model's path, fetching it first when it is not cached.
-fn model(name: &str, which: &str) -> PathBuf {
-    let path = model_dir().join(name);
-    if !path.exists() {
-        let status = Command::new("bash")
-            .arg(repo_root().join("scripts/fetch-models.sh"))
-            .arg(which)
-            .current_dir(repo_root())
-            .status()
-            .expect("running scripts/fetch-models.sh");
-        assert!(
-            status.success(),
-            "scripts/fetch-models.sh {which} failed: {status}"
-        );
-    }
-    assert!(
-        path.exists(),
-        "{} still missing after fetching",
-        path.display()
-    );
-    path
-}
 
 /// Facts every well-formed model file must satisfy, whatever its architecture.
 fn check_layout(gguf: &Gguf) {

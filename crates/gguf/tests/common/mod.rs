@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests: a raw GGUF byte builder for crafting hostile files, and filler data.
 #![allow(dead_code)]
 
+use std::path::PathBuf;
+use std::process::Command;
+
 /// Value type ids as the GGUF spec numbers them (written out here, independently of the crate).
 pub mod vt {
     pub const U8: u32 = 0;
@@ -97,4 +100,42 @@ pub fn filler(seed: u64, n: usize) -> Vec<u8> {
             state as u8
         })
         .collect()
+}
+
+pub const QWEN: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
+pub const GEMMA: &str = "gemma-3-270m-q4_k_m.gguf";
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn model_dir() -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .expect("neither XDG_CACHE_HOME nor HOME is set");
+    cache.join("quarrel/models")
+}
+
+/// The model's path, fetching it first when it is not cached.
+pub fn model(name: &str, which: &str) -> PathBuf {
+    let path = model_dir().join(name);
+    if !path.exists() {
+        let status = Command::new("bash")
+            .arg(repo_root().join("scripts/fetch-models.sh"))
+            .arg(which)
+            .current_dir(repo_root())
+            .status()
+            .expect("running scripts/fetch-models.sh");
+        assert!(
+            status.success(),
+            "scripts/fetch-models.sh {which} failed: {status}"
+        );
+    }
+    assert!(
+        path.exists(),
+        "{} still missing after fetching",
+        path.display()
+    );
+    path
 }
