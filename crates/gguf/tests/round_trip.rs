@@ -298,3 +298,10 @@ fn open_reports_io_errors_and_empty_files() {
         "{opened:?}"
     );
 }
+
+#[test]
+fn gguf_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Gguf>();
+    assert_send_sync::<GgufError>();
+}
