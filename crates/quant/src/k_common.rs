@@ -4,6 +4,11 @@
 
 use crate::SimdLevel;
 
+/// [`crate::Kernels::dequantize_row`]'s type.
+pub type DequantizeFn = fn(&[u8], &mut [f32]);
+/// [`crate::Kernels::vec_dot`]'s type.
+pub type VecDotFn = fn(usize, &[u8], &[u8]) -> f32;
+
 /// Elements in one K-quant super-block.
 pub const QK_K: usize = 256;
 
@@ -51,7 +56,10 @@ pub fn blocks_mut<B: ByteBlock>(bytes: &mut [u8], n_blocks: usize) -> &mut [B] {
 /// # Panics
 /// When `n` is not a whole number of super-blocks (a caller bug: tensor shapes are checked at load).
 pub fn super_blocks(n: usize) -> usize {
-    assert!(n % QK_K == 0, "row length {n} is not a multiple of {QK_K}");
+    assert!(
+        n.is_multiple_of(QK_K),
+        "row length {n} is not a multiple of {QK_K}"
+    );
     n / QK_K
 }
 
@@ -133,7 +141,10 @@ pub fn quantize_affine<const N_SUB: usize>(x: &[f32], q_max: u8, scale_max: u8) 
     for j in 0..N_SUB {
         let part = &x[j * sub..(j + 1) * sub];
         lows[j] = part.iter().fold(0f32, |a, &v| a.min(v));
-        highs[j] = part.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v)).max(lows[j]);
+        highs[j] = part
+            .iter()
+            .fold(f32::NEG_INFINITY, |a, &v| a.max(v))
+            .max(lows[j]);
     }
     let dmin = f16_at_least(lows.iter().fold(0f32, |a, &v| a.max(-v)) / scale_max as f32);
     let dmin_f = dmin.to_f32();
@@ -160,11 +171,19 @@ pub fn quantize_affine<const N_SUB: usize>(x: &[f32], q_max: u8, scale_max: u8) 
         let step = d_f * scales[j] as f32;
         if step > 0.0 {
             for i in j * sub..(j + 1) * sub {
-                q[i] = ((x[i] + offsets[j]) / step).round().clamp(0.0, q_max as f32) as u8;
+                q[i] = ((x[i] + offsets[j]) / step)
+                    .round()
+                    .clamp(0.0, q_max as f32) as u8;
             }
         }
     }
-    Affine { d, dmin, scales, mins, q }
+    Affine {
+        d,
+        dmin,
+        scales,
+        mins,
+        q,
+    }
 }
 
 /// Symmetric quantization of one super-block: `x[i] ≈ d * scale[k] * q[i]` with sub-blocks of 16, `q` in
@@ -184,7 +203,9 @@ pub struct Symmetric {
 pub fn quantize_symmetric(x: &[f32], q_neg: i8, scale_max: i8) -> Symmetric {
     let mut want = [0f32; QK_K / 16];
     for (k, part) in x.chunks_exact(16).enumerate() {
-        let extreme = part.iter().fold(0f32, |a, &v| if v.abs() > a.abs() { v } else { a });
+        let extreme = part
+            .iter()
+            .fold(0f32, |a, &v| if v.abs() > a.abs() { v } else { a });
         want[k] = extreme / -(q_neg as f32);
     }
     let d = f16_at_least(want.iter().fold(0f32, |a, &v| a.max(v.abs())) / scale_max as f32);
@@ -199,7 +220,10 @@ pub fn quantize_symmetric(x: &[f32], q_neg: i8, scale_max: i8) -> Symmetric {
         let step = d_f * scales[k] as f32;
         if step != 0.0 {
             for (i, &v) in part.iter().enumerate() {
-                q[16 * k + i] = (v / step).round().clamp(-(q_neg as f32), (q_neg - 1) as f32) as i8;
+                q[16 * k + i] = (v / step)
+                    .round()
+                    .clamp(-(q_neg as f32), (q_neg - 1) as f32)
+                    as i8;
             }
         }
     }
@@ -211,6 +235,16 @@ pub fn quantize_symmetric(x: &[f32], q_neg: i8, scale_max: i8) -> Symmetric {
 pub mod x86 {
     use std::arch::x86_64::*;
 
+    /// An f16 stored as two little-endian bytes, converted with F16C (the `half` crate's portable conversion is
+    /// an out-of-line call here).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub fn f16_le(bits: [u8; 2]) -> f32 {
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
+            u16::from_le_bytes(bits) as i32
+        )))
+    }
+
     /// Sum of the eight lanes.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
@@ -219,22 +253,6 @@ pub mod x86 {
         let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
         let one = _mm_add_ss(pair, _mm_movehdup_ps(pair));
         _mm_cvtss_f32(one)
-    }
-
-    /// Sum of the four lanes.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    pub fn hsum_ps128(quad: __m128) -> f32 {
-        let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
-        let one = _mm_add_ss(pair, _mm_movehdup_ps(pair));
-        _mm_cvtss_f32(one)
-    }
-
-    /// Pairwise sums of the sixteen i16 lanes: `[v0+v1, v2+v3, .., v14+v15]` as eight i16.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    pub fn pair_sums_epi16(v: __m256i) -> __m128i {
-        _mm_hadd_epi16(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v))
     }
 
     /// Shuffle control that copies i16 lane `lane_lo` across the low 128 bits and `lane_hi` across the high 128

@@ -5,8 +5,8 @@
 //! `d8 * (d * Σ_j scale[j] * Σ q*a - dmin * Σ_j min[j] * Σ a)`, where `Σ a` per sub-block comes from `bsums`.
 
 use crate::k_common::{
-    blocks, blocks_mut, f16_le, pack_scales_mins, quantize_affine, super_blocks, unpack_scales_mins, usable,
-    ByteBlock, QK_K,
+    blocks, blocks_mut, f16_le, pack_scales_mins, quantize_affine, super_blocks,
+    unpack_scales_mins, usable, ByteBlock, DequantizeFn, VecDotFn, QK_K,
 };
 use crate::q8_k::{self, BlockQ8K};
 use crate::{GgmlType, Kernels, SimdLevel};
@@ -47,7 +47,7 @@ pub const BLOCK_BYTES: usize = size_of::<BlockQ4K>();
 /// The kernels at `simd`, lowered to what this CPU runs.
 pub fn kernels(simd: SimdLevel) -> Option<Kernels> {
     let simd = usable(simd);
-    let (dequantize_row, vec_dot): (fn(&[u8], &mut [f32]), fn(usize, &[u8], &[u8]) -> f32) = match simd {
+    let (dequantize_row, vec_dot): (DequantizeFn, VecDotFn) = match simd {
         SimdLevel::Scalar => (dequantize_row_scalar, vec_dot_scalar),
         #[cfg(target_arch = "x86_64")]
         SimdLevel::Avx2 => (dequantize_row_avx2, vec_dot_avx2),
@@ -145,13 +145,13 @@ fn vec_dot_avx2(n: usize, weight_row: &[u8], act_row: &[u8]) -> f32 {
 fn vec_dot_avx512(n: usize, weight_row: &[u8], act_row: &[u8]) -> f32 {
     let nb = super_blocks(n);
     // SAFETY: AVX-512 F/BW/VL/VNNI present (see above).
-    unsafe { x86::vec_dot_avx512(blocks(weight_row, nb), blocks(act_row, nb)) }
+    unsafe { x86::vec_dot_vnni(blocks(weight_row, nb), blocks(act_row, nb)) }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::BlockQ4K;
-    use crate::k_common::x86::{broadcast_u8_as_epi16_control, hsum_ps, hsum_ps128, load_control, pair_sums_epi16};
+    use crate::k_common::x86::{broadcast_u8_as_epi16_control, hsum_ps, load_control};
     use crate::k_common::{f16_le, unpack_scales_mins, QK_K};
     use crate::q8_k::BlockQ8K;
     use std::arch::x86_64::*;
@@ -164,43 +164,88 @@ mod x86 {
         // SAFETY: the 16 bytes from `scales` stay inside the block (12 scale bytes + the first 4 of qs).
         let packed = unsafe { _mm_loadu_si128(block.scales.as_ptr().cast()) };
         // [bytes 0..4, 8..12, 4..8, 8..12]: the low bits of scales 0..3, scales 4..7, mins 0..3, mins 4..7.
-        let low_src = _mm_shuffle_epi8(packed, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+        let low_src = _mm_shuffle_epi8(
+            packed,
+            _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11),
+        );
         let low = _mm_and_si128(
             _mm_srlv_epi32(low_src, _mm_setr_epi32(0, 0, 0, 4)),
             _mm_setr_epi32(0x3F3F3F3F, 0x0F0F0F0F, 0x3F3F3F3F, 0x0F0F0F0F),
         );
         // The top two bits of scales 4..7 (mins 4..7) are bits 6..7 of bytes 0..4 (4..8), moved to bits 4..5.
-        let high_src = _mm_shuffle_epi8(packed, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+        let high_src = _mm_shuffle_epi8(
+            packed,
+            _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7),
+        );
         let high = _mm_and_si128(_mm_srli_epi16::<2>(high_src), _mm_set1_epi8(0x30));
         _mm_or_si128(low, high)
     }
 
-    /// `[d * d8, dmin * d8, 0, 0]`.
+    /// Control `j` copies scale byte `j` into zero-extended i16 lanes across the whole vector.
+    const SCALE_CONTROLS: [[u8; 32]; 8] = {
+        let mut c = [[0u8; 32]; 8];
+        let mut j = 0;
+        while j < 8 {
+            c[j] = broadcast_u8_as_epi16_control(j as u8, j as u8);
+            j += 1;
+        }
+        c
+    };
+
+    /// Lays the mins (bytes 8..16) out as i16 pairs `[m0, m0, m1, m1, ..]` to meet the sixteen bsums.
+    const MIN_CONTROL: [u8; 32] = {
+        let mut c = [0x80u8; 32];
+        let mut i = 0;
+        while i < 8 {
+            c[2 * i] = 8 + (i / 2) as u8;
+            c[16 + 2 * i] = 12 + (i / 2) as u8;
+            i += 1;
+        }
+        c
+    };
+
+    /// The per-block scalars and scale vector: `([d * d8, dmin * d8, _, _], scales and mins in both halves)`.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn block_scales(w: &BlockQ4K, a: &BlockQ8K) -> __m128 {
+    fn block_setup(w: &BlockQ4K, a: &BlockQ8K) -> (__m128, __m256i) {
         let halves = i32::from_le_bytes([w.d[0], w.d[1], w.dmin[0], w.dmin[1]]);
-        _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(halves)), _mm_set1_ps(a.scale()))
+        let d = _mm_mul_ps(
+            _mm_cvtph_ps(_mm_cvtsi32_si128(halves)),
+            _mm_set1_ps(a.scale()),
+        );
+        (d, _mm256_broadcastsi128_si256(scales_mins(w)))
+    }
+
+    /// Adds one block to `acc`: `d * d8 * sum - dmin * d8 * Σ min[j] * (bsum[2j] + bsum[2j+1])`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn finish_block(
+        acc: __m256,
+        sum: __m256i,
+        d: __m128,
+        scales: __m256i,
+        min_control: __m256i,
+        a: &BlockQ8K,
+    ) -> __m256 {
+        // SAFETY: bsums is 32 bytes.
+        let bsums = unsafe { _mm256_loadu_si256(a.bsums.as_ptr().cast()) };
+        let min_dot = _mm256_madd_epi16(bsums, _mm256_shuffle_epi8(scales, min_control));
+        let acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(d), _mm256_cvtepi32_ps(sum), acc);
+        _mm256_fnmadd_ps(
+            _mm256_broadcastss_ps(_mm_movehdup_ps(d)),
+            _mm256_cvtepi32_ps(min_dot),
+            acc,
+        )
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
     pub fn vec_dot_avx2(weights: &[BlockQ4K], acts: &[BlockQ8K]) -> f32 {
-        const CONTROLS: [[u8; 32]; 8] = {
-            let mut c = [[0u8; 32]; 8];
-            let mut j = 0;
-            while j < 8 {
-                c[j] = broadcast_u8_as_epi16_control(j as u8, j as u8);
-                j += 1;
-            }
-            c
-        };
-        let controls = CONTROLS.map(|c| load_control(&c));
+        let controls = SCALE_CONTROLS.map(|c| load_control(&c));
+        let min_control = load_control(&MIN_CONTROL);
         let low_nibbles = _mm256_set1_epi8(0x0F);
         let mut acc = _mm256_setzero_ps();
-        let mut acc_min = _mm_setzero_ps();
         for (w, a) in weights.iter().zip(acts) {
-            let scales_mins = scales_mins(w);
-            let scales = _mm256_broadcastsi128_si256(scales_mins);
+            let (d, scales) = block_setup(w, a);
             let q8 = a.qs.as_ptr();
             let mut sum_a = _mm256_setzero_si256();
             let mut sum_b = _mm256_setzero_si256();
@@ -217,89 +262,72 @@ mod x86 {
                 let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q4), low_nibbles);
                 let dot_lo = _mm256_maddubs_epi16(lo, a_lo);
                 let dot_hi = _mm256_maddubs_epi16(hi, a_hi);
-                let dot_lo = _mm256_madd_epi16(dot_lo, _mm256_shuffle_epi8(scales, controls[2 * c]));
-                let dot_hi = _mm256_madd_epi16(dot_hi, _mm256_shuffle_epi8(scales, controls[2 * c + 1]));
+                let dot_lo =
+                    _mm256_madd_epi16(dot_lo, _mm256_shuffle_epi8(scales, controls[2 * c]));
+                let dot_hi =
+                    _mm256_madd_epi16(dot_hi, _mm256_shuffle_epi8(scales, controls[2 * c + 1]));
                 sum_a = _mm256_add_epi32(sum_a, dot_lo);
                 sum_b = _mm256_add_epi32(sum_b, dot_hi);
             }
-            let d = block_scales(w, a);
-            acc = _mm256_fmadd_ps(
-                _mm256_broadcastss_ps(d),
-                _mm256_cvtepi32_ps(_mm256_add_epi32(sum_a, sum_b)),
+            acc = finish_block(
                 acc,
+                _mm256_add_epi32(sum_a, sum_b),
+                d,
+                scales,
+                min_control,
+                a,
             );
-            // SAFETY: bsums is 32 bytes.
-            let bsums = unsafe { _mm256_loadu_si256(a.bsums.as_ptr().cast()) };
-            let mins = _mm_cvtepu8_epi16(_mm_srli_si128::<8>(scales_mins));
-            let min_dot = _mm_madd_epi16(mins, pair_sums_epi16(bsums));
-            acc_min = _mm_fmadd_ps(_mm_permute_ps::<0b01_01_01_01>(d), _mm_cvtepi32_ps(min_dot), acc_min);
         }
-        hsum_ps(acc) - hsum_ps128(acc_min)
+        hsum_ps(acc)
     }
 
-    /// 512-bit version: each step takes a whole chunk of 64 (low nibbles in the low 256 bits, high nibbles in
-    /// the high 256), and `vpdpwssd` folds the scale multiply into the accumulate.
+    /// `vec_dot_avx2` with `vpdpwssd` (AVX-512 VL + VNNI) folding the scale multiply into the accumulate. A
+    /// 512-bit version (a chunk of 64 per step) measured no faster: the multiplies then share one port.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub fn vec_dot_avx512(weights: &[BlockQ4K], acts: &[BlockQ8K]) -> f32 {
-        // Control c copies scale 2c (low 256 bits) and 2c+1 (high 256 bits) into zero-extended i16 lanes.
-        const CONTROLS: [[u8; 64]; 4] = {
-            let mut all = [[0u8; 64]; 4];
-            let mut c = 0;
-            while c < 4 {
-                let lo = broadcast_u8_as_epi16_control(2 * c as u8, 2 * c as u8);
-                let hi = broadcast_u8_as_epi16_control(2 * c as u8 + 1, 2 * c as u8 + 1);
-                let mut i = 0;
-                while i < 32 {
-                    all[c][i] = lo[i];
-                    all[c][32 + i] = hi[i];
-                    i += 1;
-                }
-                c += 1;
-            }
-            all
-        };
-        // SAFETY: each control is 64 readable bytes.
-        let controls = CONTROLS.map(|c| unsafe { _mm512_loadu_si512(c.as_ptr().cast()) });
-        let nibble_shift = _mm512_setr_epi64(0, 0, 0, 0, 4, 4, 4, 4);
-        let low_nibbles = _mm512_set1_epi8(0x0F);
-        let mut acc = _mm512_setzero_ps();
-        let mut acc_min = _mm_setzero_ps();
+    pub fn vec_dot_vnni(weights: &[BlockQ4K], acts: &[BlockQ8K]) -> f32 {
+        let controls = SCALE_CONTROLS.map(|c| load_control(&c));
+        let min_control = load_control(&MIN_CONTROL);
+        let low_nibbles = _mm256_set1_epi8(0x0F);
+        let mut acc = _mm256_setzero_ps();
         for (w, a) in weights.iter().zip(acts) {
-            let scales_mins = scales_mins(w);
-            let scales = _mm512_broadcast_i32x4(scales_mins);
+            let (d, scales) = block_setup(w, a);
             let q8 = a.qs.as_ptr();
-            let mut sum_a = _mm512_setzero_si512();
-            let mut sum_b = _mm512_setzero_si512();
+            let mut sum_a = _mm256_setzero_si256();
+            let mut sum_b = _mm256_setzero_si256();
             for c in 0..4 {
                 // SAFETY: chunk c's 32 weight bytes and 64 activation bytes lie inside their blocks.
-                let (q4, act) = unsafe {
+                let (q4, a_lo, a_hi) = unsafe {
                     (
-                        _mm512_broadcast_i64x4(_mm256_loadu_si256(w.qs.as_ptr().add(32 * c).cast())),
-                        _mm512_loadu_si512(q8.add(64 * c).cast()),
+                        _mm256_loadu_si256(w.qs.as_ptr().add(32 * c).cast()),
+                        _mm256_loadu_si256(q8.add(64 * c).cast()),
+                        _mm256_loadu_si256(q8.add(64 * c + 32).cast()),
                     )
                 };
-                let nibbles = _mm512_and_si512(_mm512_srlv_epi64(q4, nibble_shift), low_nibbles);
-                let dot = _mm512_maddubs_epi16(nibbles, act);
-                let scale = _mm512_shuffle_epi8(scales, controls[c]);
-                if c % 2 == 0 {
-                    sum_a = _mm512_dpwssd_epi32(sum_a, dot, scale);
-                } else {
-                    sum_b = _mm512_dpwssd_epi32(sum_b, dot, scale);
-                }
+                let lo = _mm256_and_si256(q4, low_nibbles);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q4), low_nibbles);
+                let dot_lo = _mm256_maddubs_epi16(lo, a_lo);
+                let dot_hi = _mm256_maddubs_epi16(hi, a_hi);
+                sum_a = _mm256_dpwssd_epi32(
+                    sum_a,
+                    dot_lo,
+                    _mm256_shuffle_epi8(scales, controls[2 * c]),
+                );
+                sum_b = _mm256_dpwssd_epi32(
+                    sum_b,
+                    dot_hi,
+                    _mm256_shuffle_epi8(scales, controls[2 * c + 1]),
+                );
             }
-            let d = block_scales(w, a);
-            acc = _mm512_fmadd_ps(
-                _mm512_broadcastss_ps(d),
-                _mm512_cvtepi32_ps(_mm512_add_epi32(sum_a, sum_b)),
+            acc = finish_block(
                 acc,
+                _mm256_add_epi32(sum_a, sum_b),
+                d,
+                scales,
+                min_control,
+                a,
             );
-            // SAFETY: bsums is 32 bytes.
-            let bsums = unsafe { _mm256_loadu_si256(a.bsums.as_ptr().cast()) };
-            let mins = _mm_cvtepu8_epi16(_mm_srli_si128::<8>(scales_mins));
-            let min_dot = _mm_madd_epi16(mins, pair_sums_epi16(bsums));
-            acc_min = _mm_fmadd_ps(_mm_permute_ps::<0b01_01_01_01>(d), _mm_cvtepi32_ps(min_dot), acc_min);
         }
-        _mm512_reduce_add_ps(acc) - hsum_ps128(acc_min)
+        hsum_ps(acc)
     }
 
     /// Bit-exact twin of `dequantize_row_scalar`: the same `step * q - offset` in f32, eight lanes at a time.
@@ -314,12 +342,19 @@ mod x86 {
                 let offsets = [dmin * mins[2 * c] as f32, dmin * mins[2 * c + 1] as f32];
                 for g in 0..4 {
                     // SAFETY: 8 bytes at 32c + 8g lie inside qs.
-                    let bytes = unsafe { _mm_loadl_epi64(block.qs.as_ptr().add(32 * c + 8 * g).cast()) };
+                    let bytes =
+                        unsafe { _mm_loadl_epi64(block.qs.as_ptr().add(32 * c + 8 * g).cast()) };
                     let bytes = _mm256_cvtepu8_epi32(bytes);
                     let lo = _mm256_cvtepi32_ps(_mm256_and_si256(bytes, _mm256_set1_epi32(0x0F)));
                     let hi = _mm256_cvtepi32_ps(_mm256_srli_epi32::<4>(bytes));
-                    let lo = _mm256_sub_ps(_mm256_mul_ps(_mm256_set1_ps(steps[0]), lo), _mm256_set1_ps(offsets[0]));
-                    let hi = _mm256_sub_ps(_mm256_mul_ps(_mm256_set1_ps(steps[1]), hi), _mm256_set1_ps(offsets[1]));
+                    let lo = _mm256_sub_ps(
+                        _mm256_mul_ps(_mm256_set1_ps(steps[0]), lo),
+                        _mm256_set1_ps(offsets[0]),
+                    );
+                    let hi = _mm256_sub_ps(
+                        _mm256_mul_ps(_mm256_set1_ps(steps[1]), hi),
+                        _mm256_set1_ps(offsets[1]),
+                    );
                     // SAFETY: chunk holds 64 floats; 8g + 8 <= 32 and 32 + 8g + 8 <= 64.
                     unsafe {
                         _mm256_storeu_ps(chunk.as_mut_ptr().add(8 * g), lo);

@@ -5,7 +5,10 @@
 //! out per sub-block with the activation `bsums`: `Σ scale[k] * Σ (q-32)*a = Σ scale[k] * Σ q*a - 32 Σ scale[k] *
 //! bsum[k]`.
 
-use crate::k_common::{blocks, blocks_mut, f16_le, quantize_symmetric, super_blocks, usable, ByteBlock, QK_K};
+use crate::k_common::{
+    blocks, blocks_mut, f16_le, quantize_symmetric, super_blocks, usable, ByteBlock, DequantizeFn,
+    VecDotFn, QK_K,
+};
 use crate::q8_k::{self, BlockQ8K};
 use crate::{GgmlType, Kernels, SimdLevel};
 
@@ -45,7 +48,7 @@ pub const BLOCK_BYTES: usize = size_of::<BlockQ6K>();
 /// The kernels at `simd`, lowered to what this CPU runs.
 pub fn kernels(simd: SimdLevel) -> Option<Kernels> {
     let simd = usable(simd);
-    let (dequantize_row, vec_dot): (fn(&[u8], &mut [f32]), fn(usize, &[u8], &[u8]) -> f32) = match simd {
+    let (dequantize_row, vec_dot): (DequantizeFn, VecDotFn) = match simd {
         SimdLevel::Scalar => (dequantize_row_scalar, vec_dot_scalar),
         #[cfg(target_arch = "x86_64")]
         SimdLevel::Avx2 => (dequantize_row_avx2, vec_dot_avx2),
@@ -143,13 +146,14 @@ fn vec_dot_avx512(n: usize, weight_row: &[u8], act_row: &[u8]) -> f32 {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::BlockQ6K;
-    use crate::k_common::x86::{broadcast_epi16_control, hsum_ps, load_control};
-    use crate::k_common::{f16_le, QK_K};
+    use crate::k_common::x86::{broadcast_epi16_control, f16_le, hsum_ps, load_control};
+    use crate::k_common::QK_K;
     use crate::q8_k::BlockQ8K;
     use std::arch::x86_64::*;
 
     /// `d * d8` for one block pair.
     #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
     fn block_scale(w: &BlockQ6K, a: &BlockQ8K) -> f32 {
         f16_le(w.d) * a.scale()
     }
@@ -160,10 +164,16 @@ mod x86 {
     fn scales_and_offset(w: &BlockQ6K, a: &BlockQ8K) -> (__m256i, __m256i) {
         // SAFETY: scales is 16 bytes, bsums 32.
         let (scales, bsums) = unsafe {
-            (_mm_loadu_si128(w.scales.as_ptr().cast()), _mm256_loadu_si256(a.bsums.as_ptr().cast()))
+            (
+                _mm_loadu_si128(w.scales.as_ptr().cast()),
+                _mm256_loadu_si256(a.bsums.as_ptr().cast()),
+            )
         };
         let scales = _mm256_cvtepi8_epi16(scales);
-        (scales, _mm256_slli_epi32::<5>(_mm256_madd_epi16(scales, bsums)))
+        (
+            scales,
+            _mm256_slli_epi32::<5>(_mm256_madd_epi16(scales, bsums)),
+        )
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -203,8 +213,14 @@ mod x86 {
                 };
                 // Masking with 0x30 after each 16-bit shift keeps only bits that came from the same byte.
                 let quarters = [
-                    _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_and_si256(_mm256_slli_epi16::<4>(qh), high2)),
-                    _mm256_or_si256(_mm256_and_si256(ql1, low4), _mm256_and_si256(_mm256_slli_epi16::<2>(qh), high2)),
+                    _mm256_or_si256(
+                        _mm256_and_si256(ql0, low4),
+                        _mm256_and_si256(_mm256_slli_epi16::<4>(qh), high2),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(ql1, low4),
+                        _mm256_and_si256(_mm256_slli_epi16::<2>(qh), high2),
+                    ),
                     _mm256_or_si256(
                         _mm256_and_si256(_mm256_srli_epi16::<4>(ql0), low4),
                         _mm256_and_si256(qh, high2),
@@ -216,7 +232,8 @@ mod x86 {
                 ];
                 for (k, q6) in quarters.into_iter().enumerate() {
                     // SAFETY: 32 activation bytes at 128h + 32k lie inside qs.
-                    let act = unsafe { _mm256_loadu_si256(a.qs.as_ptr().add(128 * h + 32 * k).cast()) };
+                    let act =
+                        unsafe { _mm256_loadu_si256(a.qs.as_ptr().add(128 * h + 32 * k).cast()) };
                     let dot = _mm256_maddubs_epi16(q6, act);
                     let dot = _mm256_madd_epi16(dot, _mm256_shuffle_epi8(half_scales, controls[k]));
                     if k % 2 == 0 {
@@ -227,7 +244,11 @@ mod x86 {
                 }
             }
             let total = _mm256_sub_epi32(_mm256_add_epi32(sum_a, sum_b), offset);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(block_scale(w, a)), _mm256_cvtepi32_ps(total), acc);
+            acc = _mm256_fmadd_ps(
+                _mm256_set1_ps(block_scale(w, a)),
+                _mm256_cvtepi32_ps(total),
+                acc,
+            );
         }
         hsum_ps(acc)
     }
@@ -274,7 +295,9 @@ mod x86 {
                 let (ql, qh, act_01, act_23) = unsafe {
                     (
                         _mm512_loadu_si512(w.ql.as_ptr().add(64 * h).cast()),
-                        _mm512_broadcast_i64x4(_mm256_loadu_si256(w.qh.as_ptr().add(32 * h).cast())),
+                        _mm512_broadcast_i64x4(_mm256_loadu_si256(
+                            w.qh.as_ptr().add(32 * h).cast(),
+                        )),
                         _mm512_loadu_si512(a.qs.as_ptr().add(128 * h).cast()),
                         _mm512_loadu_si512(a.qs.as_ptr().add(128 * h + 64).cast()),
                     )
@@ -282,18 +305,37 @@ mod x86 {
                 let high_01 = _mm512_and_si512(_mm512_sllv_epi64(qh, shift_01), high2);
                 let q6_01 = _mm512_ternarylogic_epi32::<A_AND_C_OR_B>(ql, high_01, low4);
                 let high_23 = _mm512_and_si512(_mm512_srlv_epi64(qh, shift_23), high2);
-                let q6_23 = _mm512_ternarylogic_epi32::<A_AND_C_OR_B>(_mm512_srli_epi64::<4>(ql), high_23, low4);
+                let q6_23 = _mm512_ternarylogic_epi32::<A_AND_C_OR_B>(
+                    _mm512_srli_epi64::<4>(ql),
+                    high_23,
+                    low4,
+                );
                 let dot_01 = _mm512_maddubs_epi16(q6_01, act_01);
                 let dot_23 = _mm512_maddubs_epi16(q6_23, act_23);
-                sum_a = _mm512_dpwssd_epi32(sum_a, dot_01, _mm512_shuffle_epi8(half_scales, controls[0]));
-                sum_b = _mm512_dpwssd_epi32(sum_b, dot_23, _mm512_shuffle_epi8(half_scales, controls[1]));
+                sum_a = _mm512_dpwssd_epi32(
+                    sum_a,
+                    dot_01,
+                    _mm512_shuffle_epi8(half_scales, controls[0]),
+                );
+                sum_b = _mm512_dpwssd_epi32(
+                    sum_b,
+                    dot_23,
+                    _mm512_shuffle_epi8(half_scales, controls[1]),
+                );
             }
             let sum = _mm512_add_epi32(sum_a, sum_b);
             let total = _mm256_sub_epi32(
-                _mm256_add_epi32(_mm512_castsi512_si256(sum), _mm512_extracti64x4_epi64::<1>(sum)),
+                _mm256_add_epi32(
+                    _mm512_castsi512_si256(sum),
+                    _mm512_extracti64x4_epi64::<1>(sum),
+                ),
                 offset,
             );
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(block_scale(w, a)), _mm256_cvtepi32_ps(total), acc);
+            acc = _mm256_fmadd_ps(
+                _mm256_set1_ps(block_scale(w, a)),
+                _mm256_cvtepi32_ps(total),
+                acc,
+            );
         }
         hsum_ps(acc)
     }
@@ -313,8 +355,12 @@ mod x86 {
                     // SAFETY: 8 bytes at 16k + 8g lie inside values; sub holds 16 floats.
                     unsafe {
                         let bytes = _mm_loadl_epi64(values.as_ptr().add(16 * k + 8 * g).cast());
-                        let q = _mm256_sub_epi32(_mm256_cvtepu8_epi32(bytes), _mm256_set1_epi32(32));
-                        _mm256_storeu_ps(sub.as_mut_ptr().add(8 * g), _mm256_mul_ps(step, _mm256_cvtepi32_ps(q)));
+                        let q =
+                            _mm256_sub_epi32(_mm256_cvtepu8_epi32(bytes), _mm256_set1_epi32(32));
+                        _mm256_storeu_ps(
+                            sub.as_mut_ptr().add(8 * g),
+                            _mm256_mul_ps(step, _mm256_cvtepi32_ps(q)),
+                        );
                     }
                 }
             }
