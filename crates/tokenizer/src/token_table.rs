@@ -1,0 +1,161 @@
+//! Token texts in one contiguous arena, and an open-addressing hash table from text to id built over it: no
+//! allocation per token, and lookups by a slice (or by two slices concatenated) without building a key.
+
+/// A byte-wise FxHash step; byte-wise so that hashing `a` then `b` equals hashing `a ++ b`.
+#[inline]
+fn hash_step(h: u64, byte: u8) -> u64 {
+    (h.rotate_left(5) ^ u64::from(byte)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95)
+}
+
+#[inline]
+fn hash_bytes(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h = hash_step(h, b);
+    }
+    h
+}
+
+/// Many byte strings stored back to back, addressed by index.
+#[derive(Debug, Clone, Default)]
+pub struct TextArena {
+    /// [total_text_bytes]: every text, back to back
+    arena: Vec<u8>,
+    /// [n_texts + 1]: start of each text in `arena`, then the arena length
+    starts: Vec<usize>,
+}
+
+impl TextArena {
+    /// `bounds` is [n_texts + 1]: where each text starts in `arena`, then `arena.len()`.
+    pub fn from_parts(arena: Vec<u8>, bounds: Vec<usize>) -> Self {
+        TextArena { arena, starts: bounds }
+    }
+
+    pub fn len(&self) -> usize {
+        self.starts.len().saturating_sub(1)
+    }
+
+    /// Text `i` (empty when out of range).
+    #[inline]
+    pub fn text(&self, i: u32) -> &[u8] {
+        let i = i as usize;
+        if i + 1 >= self.starts.len() {
+            return &[];
+        }
+        &self.arena[self.starts[i]..self.starts[i + 1]]
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenTable {
+    texts: TextArena,
+    /// [capacity]: token id + 1 in each occupied slot, 0 when empty; capacity is a power of two >= 2 * n_tokens
+    slots: Vec<u32>,
+}
+
+impl TokenTable {
+    /// Builds the table; when two tokens share a text, lookups find the later id (as llama.cpp's map does).
+    pub fn new<'a>(texts: impl ExactSizeIterator<Item = &'a [u8]> + Clone) -> Self {
+        let n = texts.len();
+        let total: usize = texts.clone().map(<[u8]>::len).sum();
+        let mut arena = Vec::with_capacity(total);
+        let mut starts = Vec::with_capacity(n + 1);
+        for t in texts {
+            starts.push(arena.len());
+            arena.extend_from_slice(t);
+        }
+        starts.push(arena.len());
+        let capacity = (n.max(1) * 2).next_power_of_two();
+        let mut table = TokenTable {
+            texts: TextArena::from_parts(arena, starts),
+            slots: vec![0; capacity],
+        };
+        for id in 0..n as u32 {
+            table.insert(id);
+        }
+        table
+    }
+
+    fn insert(&mut self, id: u32) {
+        let mask = self.slots.len() - 1;
+        let text = self.text(id);
+        let mut slot = hash_bytes(0, text) as usize & mask;
+        loop {
+            match self.slots[slot] {
+                0 => {
+                    self.slots[slot] = id + 1;
+                    return;
+                }
+                occupant if self.text(occupant - 1) == text => {
+                    self.slots[slot] = id + 1;
+                    return;
+                }
+                _ => slot = (slot + 1) & mask,
+            }
+        }
+    }
+
+    /// The number of tokens.
+    pub fn len(&self) -> usize {
+        self.texts.len()
+    }
+
+    /// The text of token `id` (empty when out of range).
+    #[inline]
+    pub fn text(&self, id: u32) -> &[u8] {
+        self.texts.text(id)
+    }
+
+    /// The id whose text is `text`.
+    #[inline]
+    pub fn get(&self, text: &[u8]) -> Option<u32> {
+        self.get_concat(text, &[])
+    }
+
+    /// The id whose text is `a` followed by `b`.
+    #[inline]
+    pub fn get_concat(&self, a: &[u8], b: &[u8]) -> Option<u32> {
+        let mask = self.slots.len() - 1;
+        let mut slot = hash_bytes(hash_bytes(0, a), b) as usize & mask;
+        loop {
+            match self.slots[slot] {
+                0 => return None,
+                occupant => {
+                    let t = self.text(occupant - 1);
+                    if t.len() == a.len() + b.len() && t.starts_with(a) && t.ends_with(b) {
+                        return Some(occupant - 1);
+                    }
+                }
+            }
+            slot = (slot + 1) & mask;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn agrees_with_a_hash_map_including_duplicates_and_the_empty_text() {
+        let words: Vec<Vec<u8>> = ["a", "b", "ab", "", "abc", "b", "▁the", "x"]
+            .iter()
+            .map(|s| s.as_bytes().to_vec())
+            .collect();
+        let table = TokenTable::new(words.iter().map(Vec::as_slice));
+        let mut map = HashMap::new();
+        for (id, w) in words.iter().enumerate() {
+            map.insert(w.clone(), id as u32); // later ids win
+        }
+        assert_eq!(table.len(), words.len());
+        for (w, &id) in &map {
+            assert_eq!(table.get(w), Some(id), "{w:?}");
+            for split in 0..=w.len() {
+                assert_eq!(table.get_concat(&w[..split], &w[split..]), Some(id));
+            }
+        }
+        assert_eq!(table.get(b"zz"), None);
+        assert_eq!(table.get_concat(b"a", b"bcd"), None);
+        assert_eq!(table.text(99), b"");
+    }
+}

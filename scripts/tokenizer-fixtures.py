@@ -1,0 +1,292 @@
+#!/usr/bin/env python3
+"""Regenerate the tokenizer fixtures in crates/tokenizer/tests/fixtures/ from llama.cpp (the black-box reference).
+
+    scripts/tokenizer-fixtures.py [--llama-cpp DIR] [--models DIR]
+
+For each model (the two real ones, plus tensor-less copies of their metadata with one key changed, to exercise
+other pre-tokenizers and the SentencePiece space prefix) it writes NAME.tokens.json:
+  {"llama_cpp": ..., "model": "FILE sha256:PREFIX", "overrides": {key: value}, "cases": [
+     {"text": T,
+      "ids": llama-tokenize's ids (BOS per metadata, special tokens parsed)   == encode(T, true, true)
+      "ids_plain": llama_tokenize(add_special=false, parse_special=false)        == encode(T, false, false)
+      "detok": llama_detokenize(ids, remove_special=false, unparse_special=false) == decode(ids)
+      "detok_special": same with unparse_special=true}]}
+(detok values are strings where the bytes are valid UTF-8, else {"hex": ...}), and for the real models
+NAME.vocab.json: end-of-generation ids, token attributes and rendered pieces, checked as a digest over all tokens
+plus an explicit sample.
+
+Needs: g++, python `gguf` (pip install gguf), llama.cpp built (llama-tokenize, libllama.a, headers).
+"""
+import argparse, hashlib, json, os, struct, subprocess, sys, tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(ROOT, "crates/tokenizer/tests/fixtures")
+HARNESS = os.path.join(ROOT, "crates/tokenizer/tools/llama_ref.cpp")
+LLAMA_CPP_BUILD = "build 11312 (2026-10-01)"
+QWEN = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+GEMMA = "gemma-3-270m-q4_k_m.gguf"
+
+# (fixture name, model file, metadata overrides or None for the real file)
+MODELS = [
+    ("qwen2.5-coder-0.5b", QWEN, None),
+    ("gemma3-270m", GEMMA, None),
+    ("qwen-vocab-pre-llama-bpe", QWEN, {"tokenizer.ggml.pre": "llama-bpe"}),
+    ("qwen-vocab-pre-gpt-2", QWEN, {"tokenizer.ggml.pre": "gpt-2"}),
+    ("qwen-vocab-pre-smollm", QWEN, {"tokenizer.ggml.pre": "smollm"}),
+    ("qwen-vocab-pre-default", QWEN, {"tokenizer.ggml.pre": "default"}),
+    ("gemma-vocab-space-prefix", GEMMA, {"tokenizer.ggml.add_space_prefix": True}),
+]
+
+CASES = [
+    "",
+    " ",
+    "  ",
+    "\n",
+    "\n\n\n",
+    "Hello world",
+    "Hello, world!",
+    " Hello world",
+    "Hello  world   ",
+    "trailing spaces   ",
+    "   leading spaces",
+    "line one\nline two\n\nline four\n",
+    "a\r\nb\r\n\r\nc",
+    "tabs\tand\t\tmore\ttabs",
+    "\t\tindented with tabs",
+    "mixed \t \n \t whitespace \n\n  \n",
+    "don't won't can't I'm you're we've they'll he'd it's",
+    "DON'T WON'T I'M YOU'RE WE'VE THEY'LL HE'D IT'S",
+    "'s 't 're 've 'm 'll 'd 'x '",
+    "Hello , world 's ! ? . n't ' test ' 'd 'll 're 've 'm",
+    "1",
+    "12",
+    "123",
+    "1234",
+    "12345678901234567890",
+    "3.14159 and 2,718,281 and 1e-10 and 0x1F",
+    "Call 555-0100 or +1 (800) 123-4567.",
+    "The year 2026 had 365 days.",
+    "https://example.com/path/to/page?query=1&b=two#frag",
+    "email: someone@example.org, ftp://files.example.net/a_b-c.txt",
+    "def main():\n    print(\"hi\")\n    return 0\n",
+    "fn main() {\n\tlet x = vec![1, 2, 3];\n\tfor i in x { println!(\"{i}\"); }\n}\n",
+    "if (a && b || !c) { x += 1; } else { y -= 2; }",
+    "    four spaces\n        eight spaces\n",
+    "<html><body><table><tr><td>cell</td></tr></table></body></html>",
+    "<div class=\"x\">text</div> <span>and</span> <b>bold</b> <s>strike</s>",
+    "café naïve résumé façade Ångström",
+    "Ünïcödé àéîõü ÀÉÎÕÜ ñ ç ß ø å",
+    "日本語のテキストです。東京は大きい。",
+    "中文测试：你好，世界！",
+    "한국어 텍스트 안녕하세요",
+    "Русский текст: привет, мир!",
+    "Ελληνικά: γειά σου κόσμε",
+    "العربية: مرحبا بالعالم",
+    "עברית: שלום עולם",
+    "हिन्दी: नमस्ते दुनिया",
+    "ไทย: สวัสดีชาวโลก",
+    "emoji 😀😃😄 🎉 👍🏽",
+    "family 👨‍👩‍👧‍👦 and flag 🇯🇵 and 🏳️‍🌈",
+    "math ∑∫√∞ ≤ ≥ ≠ ± × ÷ → ⇒",
+    "quotes “double” ‘single’ «guillemets» — dash – en",
+    "zero\u200bwidth\u200cjoiner\u200d and nbsp\u00a0here",
+    "control \u0001\u0002 chars \u007f del",
+    "Ideographic\u3000space and em\u2003space",
+    "!!!???...,,,;;;:::",
+    "$100 + 50% = ~€150 | a^b <=> c",
+    "snake_case camelCase PascalCase kebab-case SCREAMING_CASE",
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+    "The quick brown fox jumps over the lazy dog. " * 3,
+    "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n",
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>",
+    "text<|endoftext|>more text",
+    "<tool_call>\n{\"name\": \"f\"}\n</tool_call>",
+    "<|fim_prefix|>def f():<|fim_suffix|>\n<|fim_middle|>",
+    "<start_of_turn>user\nHello<end_of_turn>\n<start_of_turn>model\n",
+    "<bos>text<eos>",
+    "<unk> and <pad> and <mask>",
+    "<unused0><unused1> unused",
+    "</s> end of sentence",
+    "[multimodal] <start_of_image>",
+    "almost special <|im_start| and <start_of_turn",
+    "<|im_start|><|im_start|><|im_end|>",
+    "▁ already has the SentencePiece space ▁▁",
+    "Ġ and Ċ byte-level look-alikes",
+    "a\u0300 combining grave, e\u0301 combining acute",
+    "\u00ad soft hyphen \ufeff bom",
+    "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𝕞𝕒𝕥𝕙 𝟘𝟙𝟚",
+    "½ ¾ ² ³ Ⅻ ⅷ ① ②",
+    "x" + " " * 20 + "y",
+    "\n \n \n",
+    " \n",
+    "end with newline\n",
+]
+
+
+def sha256_prefix(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def build_harness(llama_dir, out_dir):
+    exe = os.path.join(out_dir, "llama_ref")
+    libs = [
+        "build/src/libllama.a",
+        "build/ggml/src/libggml.a",
+        "build/ggml/src/libggml-cpu.a",
+        "build/ggml/src/libggml-base.a",
+    ]
+    cmd = ["g++", "-O1", "-std=c++17", "-I", os.path.join(llama_dir, "src/include"),
+           "-I", os.path.join(llama_dir, "src/ggml/include"), HARNESS]
+    cmd += [os.path.join(llama_dir, lib) for lib in libs] + ["-lpthread", "-fopenmp", "-ldl", "-o", exe]
+    subprocess.run(cmd, check=True)
+    return exe
+
+
+def write_variant(src, dst, overrides):
+    """A tensor-less GGUF holding src's metadata with `overrides` applied (llama.cpp loads it vocab-only)."""
+    import gguf
+
+    reader = gguf.GGUFReader(src)
+    writer = gguf.GGUFWriter(dst, reader.fields["general.architecture"].contents())
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF.") or key == "general.architecture":
+            continue
+        vtype = field.types[0]
+        if key in overrides:
+            value = overrides[key]
+            if isinstance(value, bool):
+                writer.add_bool(key, value)
+            else:
+                writer.add_string(key, value)
+        elif vtype == gguf.GGUFValueType.ARRAY:
+            writer.add_key_value(key, field.contents(), vtype, sub_type=field.types[1])
+        else:
+            writer.add_key_value(key, field.contents(), vtype)
+    for key, value in overrides.items():
+        if key not in reader.fields:
+            if isinstance(value, bool):
+                writer.add_bool(key, value)
+            else:
+                writer.add_string(key, value)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def text_or_hex(raw):
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"hex": raw.hex()}
+
+
+def unhex(field):
+    return b"" if field == "-" else bytes.fromhex(field)
+
+
+def run_cases(harness, model, tmp):
+    path = os.path.join(tmp, "cases.bin")
+    with open(path, "wb") as f:
+        for text in CASES:
+            raw = text.encode("utf-8")
+            f.write(struct.pack("<I", len(raw)) + raw)
+    out = subprocess.run([harness, model, "cases", path], check=True, capture_output=True).stdout
+    lines = out.decode("ascii").splitlines()
+    assert len(lines) == 4 * len(CASES), (len(lines), len(CASES))
+    cases = []
+    for i, text in enumerate(CASES):
+        ids_special, ids_plain, detok, detok_special = (lines[4 * i + k].split(" ") for k in range(4))
+        assert ids_special[:3] == ["ids", "1", "1"] and ids_plain[:3] == ["ids", "0", "0"]
+        assert detok[:3] == ["detok", "0", "0"] and detok_special[:3] == ["detok", "0", "1"]
+        cases.append({
+            "text": text,
+            "ids": [int(x) for x in ids_special[3:]],
+            "ids_plain": [int(x) for x in ids_plain[3:]],
+            "detok": text_or_hex(unhex(detok[3])),
+            "detok_special": text_or_hex(unhex(detok_special[3])),
+        })
+    return cases
+
+
+def llama_tokenize_ids(llama_dir, model, text):
+    exe = os.path.join(llama_dir, "build/bin/llama-tokenize")
+    out = subprocess.run([exe, "-m", model, "--stdin", "--no-escape", "--ids", "--log-disable"],
+                         input=text.encode("utf-8"), check=True, capture_output=True).stdout
+    return json.loads(out.decode("ascii").strip().splitlines()[-1])
+
+
+def vocab_fixture(harness, model):
+    out = subprocess.run([harness, model, "vocab"], check=True, capture_output=True).stdout.decode("ascii")
+    digest_plain, digest_special = hashlib.sha256(), hashlib.sha256()
+    attrs, eog, sample = {}, [], []
+    for line in out.splitlines():
+        tid, attr, is_eog, plain, special = line.split(" ")
+        tid, attr = int(tid), int(attr)
+        plain, special = unhex(plain), unhex(special)
+        # digest: per token, little-endian u32 length then the bytes
+        digest_plain.update(struct.pack("<I", len(plain)) + plain)
+        digest_special.update(struct.pack("<I", len(special)) + special)
+        attrs[attr] = attrs.get(attr, 0) + 1
+        if is_eog == "1":
+            eog.append(tid)
+        if attr != 4 or tid % 997 == 0:  # every non-normal token, and a sample of normal ones
+            sample.append({"id": tid, "attr": attr, "piece": plain.hex(), "piece_special": special.hex()})
+    return {
+        "eog": eog,
+        "attr_counts": {str(k): v for k, v in sorted(attrs.items())},
+        "pieces_sha256": digest_plain.hexdigest(),
+        "pieces_special_sha256": digest_special.hexdigest(),
+        "sample": sample,
+    }
+
+
+def dump(path, obj):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, ensure_ascii=False, indent=1)
+        f.write("\n")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--llama-cpp", default=os.path.expanduser("~/.cache/quarrel-peers/llama.cpp-0.3.36"))
+    parser.add_argument("--models", default=os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "quarrel/models"))
+    args = parser.parse_args()
+    os.makedirs(FIXTURES, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        harness = build_harness(args.llama_cpp, tmp)
+        for name, file, overrides in MODELS:
+            src = os.path.join(args.models, file)
+            if not os.path.exists(src):
+                subprocess.run([os.path.join(ROOT, "scripts/fetch-models.sh")], check=True)
+            model = src
+            if overrides:
+                model = os.path.join(tmp, name + ".gguf")
+                write_variant(src, model, overrides)
+            print(f"{name}: {len(CASES)} cases", file=sys.stderr)
+            cases = run_cases(harness, model, tmp)
+            if overrides is None:
+                # the ids the brief asks for come from the llama-tokenize tool itself; the API must agree
+                for case in cases:
+                    tool_ids = llama_tokenize_ids(args.llama_cpp, model, case["text"])
+                    if tool_ids != case["ids"]:
+                        sys.exit(f"{name}: llama-tokenize and llama_tokenize disagree on {case['text']!r}")
+            dump(os.path.join(FIXTURES, name + ".tokens.json"), {
+                "llama_cpp": LLAMA_CPP_BUILD,
+                "model": f"{file} sha256:{sha256_prefix(src)}",
+                "overrides": overrides or {},
+                "cases": cases,
+            })
+            if overrides is None:
+                vocab = vocab_fixture(harness, model)
+                vocab = {"llama_cpp": LLAMA_CPP_BUILD, "model": f"{file} sha256:{sha256_prefix(src)}", **vocab}
+                dump(os.path.join(FIXTURES, name + ".vocab.json"), vocab)
+
+
+if __name__ == "__main__":
+    main()
