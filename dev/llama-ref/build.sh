@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Build dev/llama-ref/llama_ref.cpp against llama.cpp's static libraries and print the binary's path.
+# llama.cpp is found (and built first, if missing: ~20 min on 2 cores) by ../shared/tools/llama-cpp.sh,
+# which prints llama.cpp's bin folder; the build folder is its parent, the source folder beside that.
+#   dev/llama-ref/build.sh            -> target/llama-ref/llama_ref
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+LOCATOR=$ROOT/../shared/tools/llama-cpp.sh
+[ -f "$LOCATOR" ] || { echo "build.sh: $LOCATOR not found" >&2; exit 1; }
+BIN=$(bash "$LOCATOR" | tail -n1)
+B=$(dirname "$BIN")                  # llama.cpp build folder
+S=$(dirname "$B")/src                # llama.cpp source folder
+for f in "$B/src/libllama.a" "$B/ggml/src/libggml.a" "$B/ggml/src/libggml-cpu.a" "$B/ggml/src/libggml-base.a" \
+         "$S/include/llama.h" "$S/ggml/include/ggml.h"; do
+  [ -f "$f" ] || { echo "build.sh: missing $f" >&2; exit 1; }
+done
+OUT=$ROOT/target/llama-ref
+mkdir -p "$OUT"
+EXE=$OUT/llama_ref
+if [ ! -x "$EXE" ] || [ "$HERE/llama_ref.cpp" -nt "$EXE" ] || [ "$B/src/libllama.a" -nt "$EXE" ]; then
+  echo "build.sh: compiling $EXE" >&2
+  # Link order: llama, then ggml's front, CPU backend, base. ggml-cpu was built with -fopenmp.
+  g++ -std=c++17 -O2 -Wall -Wextra -I"$S/include" -I"$S/ggml/include" "$HERE/llama_ref.cpp" -o "$EXE.tmp" \
+    "$B/src/libllama.a" "$B/ggml/src/libggml.a" "$B/ggml/src/libggml-cpu.a" "$B/ggml/src/libggml-base.a" \
+    -fopenmp -lpthread -ldl -lm
+  mv "$EXE.tmp" "$EXE"
+fi
+echo "$EXE"
