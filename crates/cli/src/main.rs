@@ -1,3 +1,86 @@
-fn main() {
-    println!("quarrel");
+//! `quarrel`: the command line. Glue only: parse flags, call the engine, print.
+
+mod bench;
+mod chat;
+mod common;
+mod info;
+mod perplexity;
+mod run;
+mod synth;
+mod tokenize;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "quarrel", version, about = "Fast LLM inference for GGUF models, on CPU and NVIDIA GPUs")]
+struct Cli {
+    /// More log output on stderr (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Complete a prompt (raw, no chat template); the continuation streams to stdout.
+    Run(run::RunArgs),
+    /// Chat interactively through the model's chat template.
+    Chat(chat::ChatArgs),
+    /// Show a model's metadata, tensors, memory estimate and chosen precisions.
+    Info(info::InfoArgs),
+    /// Print token ids as llama.cpp's llama-tokenize does.
+    Tokenize(tokenize::TokenizeArgs),
+    /// Perplexity of a text file, as llama-perplexity computes it.
+    Perplexity(perplexity::PerplexityArgs),
+    /// Measure prompt and generation speed, like llama-bench.
+    Bench(bench::BenchArgs),
+    /// Write a GGUF of random weights in a known shape (for speed measurements).
+    Synth(synth::SynthArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                print!("{e}");
+                return ExitCode::SUCCESS;
+            }
+            // One clear line: clap's first line, which already starts with "error:".
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("error: bad arguments");
+            eprintln!("{first} (see `quarrel --help`)");
+            return ExitCode::from(1);
+        }
+    };
+    let level = match cli.verbose {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::INFO,
+        _ => tracing::Level::DEBUG,
+    };
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level).with_target(false).init();
+    let result = match cli.command {
+        Command::Run(a) => run::run(a),
+        Command::Chat(a) => chat::chat(a),
+        Command::Info(a) => info::info(a),
+        Command::Tokenize(a) => tokenize::tokenize(a),
+        Command::Perplexity(a) => perplexity::perplexity(a),
+        Command::Bench(a) => bench::bench(a),
+        Command::Synth(a) => synth::synth(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::BrokenPipe {
+                    return ExitCode::SUCCESS;
+                }
+            }
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::from(1)
+        }
+    }
 }

@@ -1,1 +1,22 @@
-//! The engine: GGUF bytes to tokens.
+//! The engine: GGUF bytes to tokens. A model is data ([`model::config::ArchConfig`]) fed to one decoder
+//! ([`model::decoder::forward`]) that runs on a [`backend::Backend`].
+
+pub mod backend;
+pub mod batch;
+pub mod error;
+pub mod model;
+pub mod perplexity;
+pub mod sampling;
+pub mod resolve;
+pub mod session;
+pub mod synth;
+
+pub use backend::cpu::{CpuBackend, CpuConfig};
+pub use backend::{Backend, KvPrecision};
+pub use batch::Batch;
+pub use error::{EngineError, Result};
+pub use model::{Model, RunOptions};
+pub use sampling::{Sampler, SamplerConfig};
+pub use session::{GenerationStats, Session, StopReason};
+pub mod resolve;
+pub mod synth;

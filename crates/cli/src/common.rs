@@ -1,0 +1,112 @@
+//! What several commands share: model flags, resolution, loading with a progress bar, device choice.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use engine::resolve::{resolve_model, ResolveOptions};
+use engine::{CpuBackend, CpuConfig, KvPrecision, Model, RunOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Device {
+    Cpu,
+    Cuda,
+    Auto,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KvType {
+    F16,
+    F32,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Model: a .gguf path, an Ollama name (`smollm2:135m`, `ns/model:tag`), or the default model when omitted.
+    #[arg(short, long)]
+    pub model: Option<String>,
+    /// Worker threads (default: all logical CPUs).
+    #[arg(short = 't', long, default_value_t = 0)]
+    pub threads: usize,
+    /// Context length (default: the model's, capped at 4096 and by the memory budget).
+    #[arg(long)]
+    pub ctx: Option<u32>,
+    /// Compute device.
+    #[arg(long, value_enum, default_value_t = Device::Auto)]
+    pub device: Device,
+    /// KV cache precision (default: f16, or f32 for all-F32 models).
+    #[arg(long, value_enum)]
+    pub kv_type: Option<KvType>,
+    /// Memory budget for weights + run state, in MiB (default: 3/4 of physical memory).
+    #[arg(long)]
+    pub memory_budget_mib: Option<u64>,
+}
+
+impl ModelArgs {
+    pub fn run_options(&self) -> RunOptions {
+        RunOptions {
+            ctx: self.ctx,
+            kv_precision: self.kv_type.map(|k| match k {
+                KvType::F16 => KvPrecision::F16,
+                KvType::F32 => KvPrecision::F32,
+            }),
+            memory_budget: self.memory_budget_mib.map(|m| m << 20),
+            ..RunOptions::default()
+        }
+    }
+}
+
+/// Where models are cached: `$XDG_CACHE_HOME/quarrel/models` or `~/.cache/quarrel/models`.
+pub fn cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    base.join("quarrel").join("models")
+}
+
+pub fn resolve_options() -> ResolveOptions {
+    let ollama_models = std::env::var_os("OLLAMA_MODELS")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".ollama").join("models")));
+    ResolveOptions { ollama_models, cache_dir: cache_dir() }
+}
+
+pub fn resolve(spec: Option<&str>) -> Result<PathBuf> {
+    Ok(resolve_model(spec, &resolve_options())?)
+}
+
+/// The backend a `--device` asks for. CUDA is its own issue; until it lands, `cuda` is a clear error and `auto`
+/// means the CPU.
+pub fn cpu_backend(args: &ModelArgs) -> Result<CpuBackend> {
+    match args.device {
+        Device::Cpu | Device::Auto => {}
+        Device::Cuda => bail!("device 'cuda' is not available: this build of quarrel has no CUDA backend yet"),
+    }
+    Ok(CpuBackend::new(CpuConfig { n_threads: args.threads, simd: None })?)
+}
+
+/// Resolves and loads the model, with a progress bar on stderr.
+pub fn load_model(args: &ModelArgs) -> Result<Model<CpuBackend>> {
+    let path = resolve(args.model.as_deref())?;
+    let backend = cpu_backend(args)?;
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("loading {msg} {bar:30} {bytes}/{total_bytes}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default());
+    let model = Model::load(&path, backend, &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })
+    .with_context(|| format!("loading {}", path.display()))?;
+    bar.finish_and_clear();
+    tracing::info!(
+        "loaded {} ({}, {} layers) on {}",
+        path.display(),
+        model.config.arch,
+        model.config.n_layers,
+        engine::Backend::device_info(&model.backend)
+    );
+    Ok(model)
+}

@@ -1,0 +1,144 @@
+//! The backend seam: a narrow set of ops the one decoder is written against. A backend owns its buffers, its
+//! weights (kept in their GGUF formats) and its KV cache storage; the decoder only sequences ops.
+//!
+//! Shapes are row-major with the last dimension contiguous. Legend: `n_tokens` rows of a batch, `d_model`,
+//! `q_dim = n_heads * head_dim`, `kv_dim = n_kv_heads * head_dim`, `d_ff`, `vocab`.
+
+pub mod cpu;
+
+use crate::batch::Batch;
+use crate::error::Result;
+use crate::model::config::{Activation, LayerKind, RopeParams, RopeStyle};
+use gguf::{GgmlType, Gguf, TensorInfo};
+use std::sync::Arc;
+
+/// Where a weight's bytes come from: a tensor of an open GGUF file.
+#[derive(Clone)]
+pub struct WeightSource {
+    pub file: Arc<Gguf>,
+    pub info: TensorInfo,
+}
+
+impl WeightSource {
+    pub fn bytes(&self) -> &[u8] {
+        self.file.tensor_bytes(&self.info)
+    }
+}
+
+/// Precision of the KV cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvPrecision {
+    F16,
+    F32,
+}
+
+impl KvPrecision {
+    pub fn bytes(self) -> usize {
+        match self {
+            Self::F16 => 2,
+            Self::F32 => 4,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F16 => "f16",
+            Self::F32 => "f32",
+        }
+    }
+}
+
+/// The shape of a KV cache: `n_seqs` independent sequences of up to `n_ctx` positions each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvShape {
+    pub n_layers: usize,
+    pub n_seqs: usize,
+    pub n_ctx: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub precision: KvPrecision,
+}
+
+impl KvShape {
+    /// Bytes of K and V together.
+    pub fn bytes(&self) -> u64 {
+        2 * (self.n_layers * self.n_seqs * self.n_ctx * self.n_kv_heads * self.head_dim) as u64
+            * self.precision.bytes() as u64
+    }
+}
+
+/// How one attention call reads the cache.
+#[derive(Debug, Clone, Copy)]
+pub struct AttentionParams {
+    pub layer: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub scale: f32,
+    pub kind: LayerKind,
+}
+
+/// The ops of a compute device.
+pub trait Backend: Send + Sync {
+    /// A weight in its storage format: a matrix `[rows, row_len]` or a vector `[len]` (rows = 1).
+    type Weight: Send + Sync;
+    /// An f32 activation buffer.
+    type Buf: Send;
+    /// KV cache storage.
+    type Kv: Send;
+
+    fn name(&self) -> &'static str;
+    /// Human-readable device description (CPU model / GPU name).
+    fn device_info(&self) -> String;
+    /// Whether `ty` can be used as a matrix weight.
+    fn supports_matmul(&self, ty: GgmlType) -> bool;
+
+    fn load_weight(&self, src: &WeightSource) -> Result<Self::Weight>;
+    fn alloc(&self, len: usize) -> Result<Self::Buf>;
+    fn alloc_kv(&self, shape: KvShape) -> Result<Self::Kv>;
+    /// Copies the first `dst.len()` floats of `src` to the host.
+    fn read(&self, src: &Self::Buf, dst: &mut [f32]) -> Result<()>;
+
+    /// `out[t, :] = table[ids[t], :] * scale`.  out: [n_tokens, d_model]
+    fn embed(&self, table: &Self::Weight, ids: &[u32], scale: f32, out: &mut Self::Buf) -> Result<()>;
+    /// Row-wise RMSNorm times `weight`: x and out are [n_rows, row_len] with row_len = weight length.
+    fn rms_norm(&self, x: &Self::Buf, weight: &Self::Weight, eps: f32, n_rows: usize, out: &mut Self::Buf)
+        -> Result<()>;
+    /// In-place row-wise RMSNorm (per-head norms: n_rows = n_tokens * n_heads).
+    fn rms_norm_in_place(&self, x: &mut Self::Buf, weight: &Self::Weight, eps: f32, n_rows: usize) -> Result<()>;
+    /// `out[t, r] = sum_k w[r, k] * x[t, k]`.  x: [n_tokens, row_len], out: [n_tokens, rows]
+    fn matmul(&self, w: &Self::Weight, x: &Self::Buf, n_tokens: usize, out: &mut Self::Buf) -> Result<()>;
+    /// `x[t, :] += bias`.  x: [n_tokens, len]
+    fn add_bias(&self, x: &mut Self::Buf, bias: &Self::Weight, n_tokens: usize) -> Result<()>;
+    /// Rotates each head of x: [n_tokens, n_heads, head_dim] by its token's position.
+    #[allow(clippy::too_many_arguments)]
+    fn rope(
+        &self,
+        x: &mut Self::Buf,
+        batch: &Batch,
+        n_heads: usize,
+        head_dim: usize,
+        style: RopeStyle,
+        params: RopeParams,
+        freq_factors: Option<&Self::Weight>,
+    ) -> Result<()>;
+    /// Writes the batch's keys and values ([n_tokens, kv_dim] each) at their sequences and positions.
+    fn kv_store(&self, kv: &mut Self::Kv, layer: usize, k: &Self::Buf, v: &Self::Buf, batch: &Batch) -> Result<()>;
+    /// Causal (optionally windowed) attention of q: [n_tokens, q_dim] over each token's sequence in the cache up
+    /// to its position. out: [n_tokens, q_dim]
+    fn attention(
+        &self,
+        q: &Self::Buf,
+        kv: &Self::Kv,
+        batch: &Batch,
+        params: AttentionParams,
+        out: &mut Self::Buf,
+    ) -> Result<()>;
+    /// `gate = act(gate) * up`, both [n_tokens, d_ff] (len elements used).
+    fn gated_activation(&self, gate: &mut Self::Buf, up: &Self::Buf, len: usize, act: Activation) -> Result<()>;
+    /// `x += y` over the first len elements.
+    fn add(&self, x: &mut Self::Buf, y: &Self::Buf, len: usize) -> Result<()>;
+    /// Gathers rows: `out[i, :] = x[rows[i], :]`, row length `row_len`.
+    fn gather_rows(&self, x: &Self::Buf, rows: &[usize], row_len: usize, out: &mut Self::Buf) -> Result<()>;
+    /// Copies positions `[from, from + n)` of sequence `src_seq` over the same positions of `dst_seq`.
+    fn kv_copy_seq(&self, kv: &mut Self::Kv, src_seq: usize, dst_seq: usize, from: usize, n: usize) -> Result<()>;
+}

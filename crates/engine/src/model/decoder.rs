@@ -1,0 +1,143 @@
+//! THE forward pass: embed -> layers -> norm -> logits, over a batch of tokens from one or several sequences.
+//! Every architecture runs through this one function; its differences are `ArchConfig` fields.
+
+use super::config::ArchConfig;
+use super::weights::Weights;
+use crate::backend::{AttentionParams, Backend, KvShape};
+use crate::batch::Batch;
+use crate::error::{EngineError, Result};
+
+/// Batch limits the scratch space is sized for, once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most tokens in one forward pass.
+    pub max_batch: usize,
+    /// Most tokens whose logits one forward pass returns.
+    pub max_logit_rows: usize,
+}
+
+/// Run state: scratch buffers sized from `Limits` and the KV cache. The forward pass allocates nothing.
+pub struct DecoderState<B: Backend> {
+    pub limits: Limits,
+    pub kv_shape: KvShape,
+    x: B::Buf,      // [max_batch, d_model] residual stream
+    xn: B::Buf,     // [max_batch, d_model] normed input / block output
+    q: B::Buf,      // [max_batch, q_dim]
+    k: B::Buf,      // [max_batch, kv_dim]
+    v: B::Buf,      // [max_batch, kv_dim]
+    attn: B::Buf,   // [max_batch, q_dim]
+    gate: B::Buf,   // [max_batch, d_ff]
+    up: B::Buf,     // [max_batch, d_ff]
+    last: B::Buf,   // [max_logit_rows, d_model]
+    logits: B::Buf, // [max_logit_rows, vocab]
+    pub kv: B::Kv,
+}
+
+impl<B: Backend> DecoderState<B> {
+    pub fn new(be: &B, cfg: &ArchConfig, limits: Limits, kv_shape: KvShape) -> Result<Self> {
+        let n = limits.max_batch;
+        let m = limits.max_logit_rows;
+        Ok(Self {
+            limits,
+            kv_shape,
+            x: be.alloc(n * cfg.d_model)?,
+            xn: be.alloc(n * cfg.d_model)?,
+            q: be.alloc(n * cfg.q_dim())?,
+            k: be.alloc(n * cfg.kv_dim())?,
+            v: be.alloc(n * cfg.kv_dim())?,
+            attn: be.alloc(n * cfg.q_dim())?,
+            gate: be.alloc(n * cfg.d_ff)?,
+            up: be.alloc(n * cfg.d_ff)?,
+            last: be.alloc(m * cfg.d_model)?,
+            logits: be.alloc(m * cfg.vocab)?,
+            kv: be.alloc_kv(kv_shape)?,
+        })
+    }
+}
+
+/// Runs `batch` through the model. Logits of the tokens with `want_logits` are written to `logits_out`
+/// ([n_wanted, vocab], in batch order).
+pub fn forward<B: Backend>(
+    be: &B,
+    cfg: &ArchConfig,
+    w: &Weights<B::Weight>,
+    st: &mut DecoderState<B>,
+    batch: &Batch,
+    logits_out: &mut [f32],
+) -> Result<()> {
+    let n = batch.len();
+    if n > st.limits.max_batch {
+        return Err(EngineError::BatchTooLarge { n_tokens: n, max: st.limits.max_batch });
+    }
+    let rows = batch.logit_rows();
+    if rows.len() > st.limits.max_logit_rows {
+        return Err(EngineError::BatchTooLarge { n_tokens: rows.len(), max: st.limits.max_logit_rows });
+    }
+    if logits_out.len() < rows.len() * cfg.vocab {
+        return Err(EngineError::BadSetting {
+            name: "logits buffer",
+            value: logits_out.len().to_string(),
+            reason: format!("needs {} floats", rows.len() * cfg.vocab),
+        });
+    }
+    if n == 0 {
+        return Ok(());
+    }
+    let (d, ff) = (cfg.d_model, cfg.d_ff);
+    let eps = cfg.norm_eps;
+
+    be.embed(&w.token_embd, &batch.tokens, cfg.embed_scale, &mut st.x)?;
+    for (il, lw) in w.layers.iter().enumerate() {
+        // Attention block.
+        be.rms_norm(&st.x, &lw.attn_norm, eps, n, &mut st.xn)?;
+        be.matmul(&lw.wq, &st.xn, n, &mut st.q)?;
+        be.matmul(&lw.wk, &st.xn, n, &mut st.k)?;
+        be.matmul(&lw.wv, &st.xn, n, &mut st.v)?;
+        if let (Some(bq), Some(bk), Some(bv)) = (&lw.bq, &lw.bk, &lw.bv) {
+            be.add_bias(&mut st.q, bq, n)?;
+            be.add_bias(&mut st.k, bk, n)?;
+            be.add_bias(&mut st.v, bv, n)?;
+        }
+        if let (Some(qn), Some(kn)) = (&lw.q_norm, &lw.k_norm) {
+            be.rms_norm_in_place(&mut st.q, qn, eps, n * cfg.n_heads)?;
+            be.rms_norm_in_place(&mut st.k, kn, eps, n * cfg.n_kv_heads)?;
+        }
+        let rope = cfg.rope_for(il);
+        let ff_w = w.rope_freqs.as_ref();
+        be.rope(&mut st.q, batch, cfg.n_heads, cfg.head_dim, cfg.rope_style, rope, ff_w)?;
+        be.rope(&mut st.k, batch, cfg.n_kv_heads, cfg.head_dim, cfg.rope_style, rope, ff_w)?;
+        be.kv_store(&mut st.kv, il, &st.k, &st.v, batch)?;
+        let params = AttentionParams {
+            layer: il,
+            n_heads: cfg.n_heads,
+            n_kv_heads: cfg.n_kv_heads,
+            head_dim: cfg.head_dim,
+            scale: cfg.attn_scale,
+            kind: cfg.layer_kinds[il],
+        };
+        be.attention(&st.q, &st.kv, batch, params, &mut st.attn)?;
+        be.matmul(&lw.wo, &st.attn, n, &mut st.xn)?;
+        if let Some(pn) = &lw.post_attn_norm {
+            be.rms_norm_in_place(&mut st.xn, pn, eps, n)?;
+        }
+        be.add(&mut st.x, &st.xn, n * d)?;
+
+        // Feed-forward block.
+        be.rms_norm(&st.x, &lw.ffn_norm, eps, n, &mut st.xn)?;
+        be.matmul(&lw.gate, &st.xn, n, &mut st.gate)?;
+        be.matmul(&lw.up, &st.xn, n, &mut st.up)?;
+        be.gated_activation(&mut st.gate, &st.up, n * ff, cfg.activation)?;
+        be.matmul(&lw.down, &st.gate, n, &mut st.xn)?;
+        if let Some(pn) = &lw.post_ffn_norm {
+            be.rms_norm_in_place(&mut st.xn, pn, eps, n)?;
+        }
+        be.add(&mut st.x, &st.xn, n * d)?;
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    be.gather_rows(&st.x, &rows, d, &mut st.last)?;
+    be.rms_norm_in_place(&mut st.last, &w.output_norm, eps, rows.len())?;
+    be.matmul(w.output(), &st.last, rows.len(), &mut st.logits)?;
+    be.read(&st.logits, &mut logits_out[..rows.len() * cfg.vocab])
+}

@@ -1,0 +1,248 @@
+//! Token sampling: greedy, temperature, top-k, top-p, min-p, repetition / presence / frequency penalties, seeded.
+//! The chain runs in llama.cpp's default order: penalties -> top-k -> top-p -> min-p -> temperature -> draw.
+
+use crate::error::{EngineError, Result};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::VecDeque;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplerConfig {
+    /// 0 (or below) = greedy.
+    pub temperature: f32,
+    /// 0 = off.
+    pub top_k: usize,
+    /// 1.0 = off.
+    pub top_p: f32,
+    /// 0.0 = off.
+    pub min_p: f32,
+    /// 1.0 = off. Divides positive logits (multiplies negative ones) of recently seen tokens.
+    pub repeat_penalty: f32,
+    /// 0.0 = off. Subtracted once from the logit of every recently seen token.
+    pub presence_penalty: f32,
+    /// 0.0 = off. Subtracted per occurrence of a recently seen token.
+    pub frequency_penalty: f32,
+    /// How many recent tokens the penalties look at.
+    pub penalty_last_n: usize,
+    pub seed: u64,
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        Self {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            penalty_last_n: 64,
+            seed: 0,
+        }
+    }
+}
+
+impl SamplerConfig {
+    pub fn greedy() -> Self {
+        Self { temperature: 0.0, ..Self::default() }
+    }
+
+    /// Rejects values that make no sense, naming them.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |name: &'static str, v: f32, reason: &str| {
+            Err(EngineError::BadSetting { name, value: v.to_string(), reason: reason.into() })
+        };
+        if !self.temperature.is_finite() {
+            return bad("temperature", self.temperature, "must be finite");
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return bad("top-p", self.top_p, "must be in (0, 1]");
+        }
+        if !(0.0..=1.0).contains(&self.min_p) {
+            return bad("min-p", self.min_p, "must be in [0, 1]");
+        }
+        if !(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0) {
+            return bad("repeat-penalty", self.repeat_penalty, "must be > 0");
+        }
+        if !self.presence_penalty.is_finite() {
+            return bad("presence-penalty", self.presence_penalty, "must be finite");
+        }
+        if !self.frequency_penalty.is_finite() {
+            return bad("frequency-penalty", self.frequency_penalty, "must be finite");
+        }
+        Ok(())
+    }
+}
+
+pub struct Sampler {
+    cfg: SamplerConfig,
+    rng: StdRng,
+    /// The last `penalty_last_n` accepted tokens.
+    recent: VecDeque<u32>,
+    /// Scratch: (token, logit) candidates, reused between calls.
+    cand: Vec<(u32, f32)>,
+}
+
+/// Index of the largest logit (the first one on ties, as llama.cpp's greedy sampler).
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+impl Sampler {
+    pub fn new(cfg: SamplerConfig) -> Result<Self> {
+        cfg.validate()?;
+        let rng = StdRng::seed_from_u64(cfg.seed);
+        Ok(Self { cfg, rng, recent: VecDeque::new(), cand: Vec::new() })
+    }
+
+    pub fn config(&self) -> &SamplerConfig {
+        &self.cfg
+    }
+
+    /// Records a token (prompt or generated) for the penalties.
+    pub fn accept(&mut self, token: u32) {
+        if self.cfg.penalty_last_n == 0 {
+            return;
+        }
+        if self.recent.len() == self.cfg.penalty_last_n {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(token);
+    }
+
+    /// Picks the next token from one row of logits.
+    pub fn sample(&mut self, logits: &[f32]) -> u32 {
+        let c = &self.cfg;
+        let penalize = c.repeat_penalty != 1.0 || c.presence_penalty != 0.0 || c.frequency_penalty != 0.0;
+        if c.temperature <= 0.0 && !penalize {
+            return argmax(logits);
+        }
+        self.cand.clear();
+        self.cand.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
+        if penalize && !self.recent.is_empty() {
+            let mut counts: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
+            for &t in &self.recent {
+                *counts.entry(t).or_default() += 1;
+            }
+            for (&t, &n) in &counts {
+                if let Some((_, l)) = self.cand.get_mut(t as usize) {
+                    *l = if *l > 0.0 { *l / c.repeat_penalty } else { *l * c.repeat_penalty };
+                    *l -= n as f32 * c.frequency_penalty + c.presence_penalty;
+                }
+            }
+        }
+        if c.temperature <= 0.0 {
+            let best = self.cand.iter().fold(0, |b, (i, l)| if *l > self.cand[b].1 { *i as usize } else { b });
+            return self.cand[best].0;
+        }
+        // Sort descending by logit; ties by token id for determinism.
+        let k = if c.top_k > 0 { c.top_k.min(self.cand.len()) } else { self.cand.len() };
+        let by_logit = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if k < self.cand.len() {
+            self.cand.select_nth_unstable_by(k - 1, by_logit);
+            self.cand.truncate(k);
+        }
+        self.cand.sort_unstable_by(by_logit);
+        // Probabilities at temperature 1 for top-p / min-p, as llama.cpp's chain does before temperature.
+        let probs = softmax(self.cand.iter().map(|c| c.1), 1.0);
+        let mut keep = self.cand.len();
+        if c.top_p < 1.0 {
+            let mut cum = 0.0;
+            for (i, p) in probs.iter().enumerate() {
+                cum += p;
+                if cum >= c.top_p {
+                    keep = i + 1;
+                    break;
+                }
+            }
+        }
+        if c.min_p > 0.0 {
+            let floor = probs[0] * c.min_p;
+            keep = keep.min(probs.iter().take_while(|&&p| p >= floor).count().max(1));
+        }
+        self.cand.truncate(keep.max(1));
+        let probs = softmax(self.cand.iter().map(|c| c.1), c.temperature);
+        let r: f32 = self.rng.gen();
+        let mut cum = 0.0;
+        for (i, p) in probs.iter().enumerate() {
+            cum += p;
+            if r < cum {
+                return self.cand[i].0;
+            }
+        }
+        self.cand[self.cand.len() - 1].0
+    }
+}
+
+fn softmax(logits: impl Iterator<Item = f32> + Clone, temperature: f32) -> Vec<f32> {
+    let max = logits.clone().fold(f32::NEG_INFINITY, f32::max);
+    let mut p: Vec<f32> = logits.map(|l| ((l - max) / temperature).exp()).collect();
+    let sum: f32 = p.iter().sum();
+    p.iter_mut().for_each(|v| *v /= sum);
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logits() -> Vec<f32> {
+        vec![1.0, 3.0, 2.0, 0.5, 2.9]
+    }
+
+    #[test]
+    fn greedy_takes_the_max() {
+        let mut s = Sampler::new(SamplerConfig::greedy()).unwrap();
+        assert_eq!(s.sample(&logits()), 1);
+    }
+
+    #[test]
+    fn same_seed_same_draws_and_top_k_limits_the_choice() {
+        let cfg = SamplerConfig { temperature: 1.0, top_k: 2, top_p: 1.0, min_p: 0.0, seed: 7, ..Default::default() };
+        let draw = |cfg: &SamplerConfig| {
+            let mut s = Sampler::new(cfg.clone()).unwrap();
+            (0..200).map(|_| s.sample(&logits())).collect::<Vec<_>>()
+        };
+        let a = draw(&cfg);
+        assert_eq!(a, draw(&cfg));
+        assert!(a.iter().all(|&t| t == 1 || t == 4), "top-k 2 allows only tokens 1 and 4");
+        assert!(a.contains(&1) && a.contains(&4));
+        let other = draw(&SamplerConfig { seed: 8, ..cfg });
+        assert_ne!(a, other);
+    }
+
+    #[test]
+    fn min_p_and_top_p_cut_the_tail() {
+        let cfg = SamplerConfig { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.5, seed: 1, ..Default::default() };
+        let mut s = Sampler::new(cfg).unwrap();
+        for _ in 0..100 {
+            let t = s.sample(&logits());
+            assert!(t == 1 || t == 4 || t == 2, "min-p 0.5 keeps tokens within half the best probability: {t}");
+            assert!(t != 0 && t != 3);
+        }
+        let cfg = SamplerConfig { temperature: 1.0, top_k: 0, top_p: 0.3, min_p: 0.0, seed: 1, ..Default::default() };
+        let mut s = Sampler::new(cfg).unwrap();
+        assert!((0..50).all(|_| s.sample(&logits()) == 1));
+    }
+
+    #[test]
+    fn repeat_penalty_moves_greedy_off_a_seen_token() {
+        let cfg = SamplerConfig { temperature: 0.0, repeat_penalty: 2.0, ..Default::default() };
+        let mut s = Sampler::new(cfg).unwrap();
+        s.accept(1);
+        assert_eq!(s.sample(&logits()), 4);
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let err = Sampler::new(SamplerConfig { top_p: 0.0, ..Default::default() }).err().unwrap();
+        assert!(err.to_string().contains("top-p"));
+    }
+}

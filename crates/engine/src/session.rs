@@ -1,0 +1,228 @@
+//! A session: one model's run state (KV cache for several sequences) with prefill, decode steps, batched forward
+//! passes and a streaming generation loop.
+
+use crate::backend::Backend;
+use crate::batch::Batch;
+use crate::error::{EngineError, Result};
+use crate::model::decoder::{self, DecoderState};
+use crate::model::{Model, RunOptions};
+use crate::sampling::Sampler;
+use std::time::{Duration, Instant};
+
+pub struct Session<'m, B: Backend> {
+    pub model: &'m Model<B>,
+    state: DecoderState<B>,
+    /// [n_seqs] next position of each sequence
+    seq_len: Vec<u32>,
+    /// [n_seqs][seq_len] the tokens each sequence holds (for prompt-prefix reuse)
+    history: Vec<Vec<u32>>,
+    /// [max_logit_rows, vocab] logits of the last forward pass
+    logits: Vec<f32>,
+}
+
+/// Why generation stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The model produced an end-of-generation token.
+    EndOfGeneration,
+    /// The requested number of tokens was generated.
+    MaxTokens,
+    /// The callback asked to stop.
+    Callback,
+}
+
+/// Counts and timings of one generation.
+#[derive(Debug, Clone)]
+pub struct GenerationStats {
+    pub prompt_tokens: usize,
+    pub prompt_time: Duration,
+    pub generated_tokens: usize,
+    /// Time of the decode steps (the first token's sampling counts to the prompt).
+    pub generation_time: Duration,
+    pub stop: StopReason,
+}
+
+impl GenerationStats {
+    pub fn prompt_tps(&self) -> f64 {
+        self.prompt_tokens as f64 / self.prompt_time.as_secs_f64().max(1e-9)
+    }
+    pub fn generation_tps(&self) -> f64 {
+        // The first generated token comes out of the prompt pass; the rest took one decode step each.
+        (self.generated_tokens.saturating_sub(1)) as f64 / self.generation_time.as_secs_f64().max(1e-9)
+    }
+}
+
+impl<'m, B: Backend> Session<'m, B> {
+    pub fn new(model: &'m Model<B>, opts: &RunOptions) -> Result<Self> {
+        let state = model.new_state(opts)?;
+        let logits = vec![0.0; state.limits.max_logit_rows * model.config.vocab];
+        let n_seqs = state.kv_shape.n_seqs;
+        Ok(Self { model, seq_len: vec![0; n_seqs], history: vec![Vec::new(); n_seqs], state, logits })
+    }
+
+    pub fn n_ctx(&self) -> u32 {
+        self.state.kv_shape.n_ctx as u32
+    }
+
+    pub fn n_seqs(&self) -> usize {
+        self.seq_len.len()
+    }
+
+    pub fn max_batch(&self) -> usize {
+        self.state.limits.max_batch
+    }
+
+    pub fn max_logit_rows(&self) -> usize {
+        self.state.limits.max_logit_rows
+    }
+
+    /// Tokens currently held for `seq`.
+    pub fn seq_len(&self, seq: u32) -> u32 {
+        self.seq_len.get(seq as usize).copied().unwrap_or(0)
+    }
+
+    /// Forgets a sequence (its cache slot is reused from position 0).
+    pub fn clear(&mut self, seq: u32) -> Result<()> {
+        let n = self.seq_len.len() as u32;
+        *self.seq_len.get_mut(seq as usize).ok_or(EngineError::BadSequence { seq, n_seqs: n })? = 0;
+        self.history[seq as usize].clear();
+        Ok(())
+    }
+
+    /// Drops the tail of a sequence so that it holds `len` tokens.
+    pub fn truncate(&mut self, seq: u32, len: u32) -> Result<()> {
+        let n = self.seq_len.len() as u32;
+        let cur = self.seq_len.get_mut(seq as usize).ok_or(EngineError::BadSequence { seq, n_seqs: n })?;
+        *cur = (*cur).min(len);
+        self.history[seq as usize].truncate(len as usize);
+        Ok(())
+    }
+
+    /// Makes `dst` a copy of the first `seq_len(src)` tokens of `src` (a shared prompt prefix).
+    pub fn copy_sequence(&mut self, src: u32, dst: u32) -> Result<()> {
+        let len = self.seq_len(src);
+        let model = self.model;
+        model.backend.kv_copy_seq(&mut self.state.kv, src as usize, dst as usize, 0, len as usize)?;
+        self.seq_len[dst as usize] = len;
+        self.history[dst as usize] = self.history[src as usize].clone();
+        Ok(())
+    }
+
+    /// Runs one batch. Each sequence's tokens must continue it in order (positions `seq_len`, `seq_len + 1`, …).
+    /// Returns the logits of the tokens with `want_logits`: [n_wanted, vocab], in batch order.
+    pub fn forward(&mut self, batch: &Batch) -> Result<&[f32]> {
+        let n_seqs = self.seq_len.len() as u32;
+        let n_ctx = self.n_ctx();
+        let mut next = self.seq_len.clone();
+        for i in 0..batch.len() {
+            let (seq, pos) = (batch.seq_ids[i], batch.positions[i]);
+            let expected = *next.get(seq as usize).ok_or(EngineError::BadSequence { seq, n_seqs })?;
+            if pos != expected {
+                return Err(EngineError::BadPosition { seq, pos, expected });
+            }
+            if pos >= n_ctx {
+                return Err(EngineError::ContextFull { seq, pos, n_ctx });
+            }
+            next[seq as usize] = pos + 1;
+        }
+        let m = self.model;
+        decoder::forward(&m.backend, &m.config, &m.weights, &mut self.state, batch, &mut self.logits)?;
+        self.seq_len = next;
+        for (&t, &s) in batch.tokens.iter().zip(&batch.seq_ids) {
+            self.history[s as usize].push(t);
+        }
+        let n = batch.want_logits.iter().filter(|&&w| w).count();
+        Ok(&self.logits[..n * m.config.vocab])
+    }
+
+    /// Feeds `tokens` to sequence `seq` in batches of at most `max_batch`; returns the last token's logits.
+    pub fn prefill(&mut self, seq: u32, tokens: &[u32]) -> Result<&[f32]> {
+        if tokens.is_empty() {
+            return Err(EngineError::BadSetting {
+                name: "prompt",
+                value: "[]".into(),
+                reason: "needs at least one token".into(),
+            });
+        }
+        let start = self.seq_len(seq) as usize;
+        if start + tokens.len() > self.n_ctx() as usize {
+            return Err(EngineError::PromptTooLong { n_tokens: start + tokens.len(), n_ctx: self.n_ctx() });
+        }
+        let chunk = self.max_batch();
+        let mut batch = Batch::new();
+        for (ci, part) in tokens.chunks(chunk).enumerate() {
+            batch.clear();
+            let last_chunk = (ci + 1) * chunk >= tokens.len();
+            for (i, &t) in part.iter().enumerate() {
+                let pos = (start + ci * chunk + i) as u32;
+                batch.push(t, pos, seq, last_chunk && i + 1 == part.len());
+            }
+            self.forward(&batch)?;
+        }
+        Ok(&self.logits[..self.model.config.vocab])
+    }
+
+    /// Feeds one token to `seq`; returns its logits.
+    pub fn decode_step(&mut self, seq: u32, token: u32) -> Result<&[f32]> {
+        let pos = self.seq_len(seq);
+        let batch = Batch::for_sequence(&[token], seq, pos);
+        self.forward(&batch)
+    }
+
+    /// The tokens sequence `seq` holds.
+    pub fn tokens(&self, seq: u32) -> &[u32] {
+        self.history.get(seq as usize).map_or(&[], |h| &h[..])
+    }
+
+    /// Generates up to `max_tokens` after `prompt` in sequence `seq`, calling `on_token(id)` for each new token as
+    /// soon as it is chosen; `on_token` returns false to stop. The longest prefix of `prompt` that `seq` already
+    /// holds is reused from the KV cache (at least the last prompt token is always run again for its logits).
+    pub fn generate(
+        &mut self,
+        seq: u32,
+        prompt: &[u32],
+        max_tokens: usize,
+        sampler: &mut Sampler,
+        on_token: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<GenerationStats> {
+        let held = self.tokens(seq);
+        let common = held.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        let keep = common.min(prompt.len().saturating_sub(1));
+        self.truncate(seq, keep as u32)?;
+        for &t in prompt {
+            sampler.accept(t);
+        }
+        let t0 = Instant::now();
+        let mut token = sampler.sample(self.prefill(seq, &prompt[keep..])?);
+        let prompt_time = t0.elapsed();
+        let t1 = Instant::now();
+        let mut generated = 0;
+        let mut stop = StopReason::MaxTokens;
+        while generated < max_tokens {
+            generated += 1;
+            sampler.accept(token);
+            if self.model.tokenizer.is_eog(token) {
+                stop = StopReason::EndOfGeneration;
+                break;
+            }
+            if !on_token(token) {
+                stop = StopReason::Callback;
+                break;
+            }
+            if generated == max_tokens {
+                break;
+            }
+            if self.seq_len(seq) >= self.n_ctx() {
+                return Err(EngineError::ContextFull { seq, pos: self.seq_len(seq), n_ctx: self.n_ctx() });
+            }
+            token = sampler.sample(self.decode_step(seq, token)?);
+        }
+        Ok(GenerationStats {
+            prompt_tokens: prompt.len() - keep,
+            prompt_time,
+            generated_tokens: generated,
+            generation_time: t1.elapsed(),
+            stop,
+        })
+    }
+}

@@ -1,0 +1,5 @@
+//! Engine integration tests, one binary (it links once).
+
+mod batching;
+mod common;
+mod real_models;
