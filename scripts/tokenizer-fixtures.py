@@ -13,7 +13,9 @@ other pre-tokenizers and the SentencePiece space prefix) it writes NAME.tokens.j
       "detok_special": same with unparse_special=true}]}
 (detok values are strings where the bytes are valid UTF-8, else {"hex": ...}), and for the real models
 NAME.vocab.json: end-of-generation ids, token attributes and rendered pieces, checked as a digest over all tokens
-plus an explicit sample.
+plus an explicit sample; and chat_templates.json: conversations rendered by Python's jinja2 the way Hugging Face
+renders chat templates (trim_blocks, lstrip_blocks, raise_exception, tojson), for the Qwen template stored in its
+GGUF and the Gemma 3 template in gemma3.chat_template.jinja (the Gemma GGUF carries none).
 
 Needs: g++, python `gguf` (pip install gguf), llama.cpp built (llama-tokenize, libllama.a, headers).
 """
@@ -234,7 +236,8 @@ def vocab_fixture(harness, model):
         attrs[attr] = attrs.get(attr, 0) + 1
         if is_eog == "1":
             eog.append(tid)
-        if attr != 4 or tid % 997 == 0:  # every non-normal token, and a sample of normal ones
+        # every special-looking token but the thousands of reserved ones, and a sample of the rest
+        if (attr != 4 and attr != 10) or tid % 997 == 0:
             sample.append({"id": tid, "attr": attr, "piece": plain.hex(), "piece_special": special.hex()})
     return {
         "eog": eog,
@@ -243,6 +246,58 @@ def vocab_fixture(harness, model):
         "pieces_special_sha256": digest_special.hexdigest(),
         "sample": sample,
     }
+
+
+CONVERSATIONS = [
+    ([("user", "Hello")], True),
+    ([("user", "Hello")], False),
+    ([("system", "You are terse."), ("user", "Hi"), ("assistant", "Hello!"), ("user", "What is 2+2?")], True),
+    ([("system", "You are terse."), ("user", "Hi"), ("assistant", "Hello!"), ("user", "What is 2+2?")], False),
+    ([("user", "  padded content \n\n"), ("assistant", "\tanswer  ")], True),
+    ([("user", "日本語 ✓ 😀 \"quotes\" <tags> {{ not jinja }}")], True),
+    ([("user", "one"), ("user", "two")], True),
+    ([("assistant", "I speak first")], True),
+]
+
+
+def chat_fixture(qwen_model):
+    """Renders CONVERSATIONS with jinja2 set up as Hugging Face's apply_chat_template sets it up."""
+    import gguf
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    reader = gguf.GGUFReader(qwen_model)
+    qwen_template = reader.fields["tokenizer.chat_template"].contents()
+    with open(os.path.join(FIXTURES, "gemma3.chat_template.jinja"), encoding="utf-8") as f:
+        gemma_template = f.read()
+
+    def raise_exception(message):
+        raise jinja2.exceptions.TemplateError(message)
+
+    def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
+    env.filters["tojson"] = tojson
+    env.globals["raise_exception"] = raise_exception
+    templates = [
+        ("qwen2.5-coder-0.5b", qwen_template, "<|endoftext|>", "<|im_end|>"),
+        ("gemma3-270m", gemma_template, "<bos>", "<eos>"),
+    ]
+    cases = []
+    for name, source, bos, eos in templates:
+        compiled = env.from_string(source)
+        for conversation, add_generation_prompt in CONVERSATIONS:
+            messages = [{"role": role, "content": content} for role, content in conversation]
+            case = {"template": name, "bos_token": bos, "eos_token": eos, "messages": messages,
+                    "add_generation_prompt": add_generation_prompt}
+            try:
+                case["expected"] = compiled.render(messages=messages, add_generation_prompt=add_generation_prompt,
+                                                   bos_token=bos, eos_token=eos)
+            except jinja2.exceptions.TemplateError as e:
+                case["error"] = str(e)
+            cases.append(case)
+    dump(os.path.join(FIXTURES, "chat_templates.json"), {"renderer": f"jinja2 {jinja2.__version__}", "cases": cases})
 
 
 def dump(path, obj):
@@ -256,11 +311,16 @@ def main():
     parser.add_argument("--llama-cpp", default=os.path.expanduser("~/.cache/quarrel-peers/llama.cpp-0.3.36"))
     parser.add_argument("--models", default=os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "quarrel/models"))
+    parser.add_argument("--only", nargs="*", help="fixture names to regenerate (default: all, and chat_templates)")
     args = parser.parse_args()
     os.makedirs(FIXTURES, exist_ok=True)
+    if not args.only or "chat_templates" in args.only:
+        chat_fixture(os.path.join(args.models, QWEN))
     with tempfile.TemporaryDirectory() as tmp:
         harness = build_harness(args.llama_cpp, tmp)
         for name, file, overrides in MODELS:
+            if args.only and name not in args.only:
+                continue
             src = os.path.join(args.models, file)
             if not os.path.exists(src):
                 subprocess.run([os.path.join(ROOT, "scripts/fetch-models.sh")], check=True)

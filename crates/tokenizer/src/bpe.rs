@@ -12,7 +12,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 /// rest take the code points from U+0100 on, in byte order.
 pub fn byte_to_char(byte: u8) -> char {
     let b = u32::from(byte);
-    let printable = |b: u32| (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
+    let printable = |b: u32| {
+        (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b)
+    };
     if printable(b) {
         return char::from(byte);
     }
@@ -99,19 +101,26 @@ impl Merges {
     /// Parses "left right" merges. A merge whose parts or result are not tokens can never apply (every symbol
     /// is a token) and is left out; when a pair repeats, its first (best) rank stands.
     pub fn new(merges: &[&str], table: &TokenTable) -> Result<Self, TokenizerError> {
-        let mut map = HashMap::with_capacity_and_hasher(merges.len(), BuildHasherDefault::default());
+        let mut map =
+            HashMap::with_capacity_and_hasher(merges.len(), BuildHasherDefault::default());
         for (rank, merge) in merges.iter().enumerate() {
+            // The separator is the first space after the first byte (a left part may itself be a space).
             let split = merge
-                .get(1..)
-                .and_then(|rest| rest.find(' '))
+                .as_bytes()
+                .iter()
+                .skip(1)
+                .position(|&b| b == b' ')
                 .map(|at| at + 1)
                 .ok_or_else(|| TokenizerError::MalformedMerge {
                     index: rank,
                     merge: (*merge).to_owned(),
                 })?;
             let (left, right) = (&merge.as_bytes()[..split], &merge.as_bytes()[split + 1..]);
-            let (Some(l), Some(r), Some(m)) = (table.get(left), table.get(right), table.get_concat(left, right))
-            else {
+            let (Some(l), Some(r), Some(m)) = (
+                table.get(left),
+                table.get(right),
+                table.get_concat(left, right),
+            ) else {
                 continue;
             };
             map.entry(pair_key(l, r)).or_insert((rank as u32, m));
@@ -158,7 +167,9 @@ pub fn merge_piece(merges: &Merges, ids: &mut [u32], out: &mut Vec<u32>) {
     let n = ids.len() as u32;
     // [n_bytes]: previous / next live symbol
     let mut prev: Vec<u32> = (0..n).map(|i| if i == 0 { NONE } else { i - 1 }).collect();
-    let mut next: Vec<u32> = (0..n).map(|i| if i + 1 == n { NONE } else { i + 1 }).collect();
+    let mut next: Vec<u32> = (0..n)
+        .map(|i| if i + 1 == n { NONE } else { i + 1 })
+        .collect();
     let mut queue: BinaryHeap<Reverse<Bigram>> = BinaryHeap::new();
     let try_add = |ids: &[u32], queue: &mut BinaryHeap<Reverse<Bigram>>, left: u32, right: u32| {
         if left == NONE || right == NONE {
@@ -216,7 +227,11 @@ mod tests {
         let mut syms = ids.to_vec();
         loop {
             let best = (0..syms.len().saturating_sub(1))
-                .filter_map(|i| merges.get(syms[i], syms[i + 1]).map(|(rank, m)| (rank, i, m)))
+                .filter_map(|i| {
+                    merges
+                        .get(syms[i], syms[i + 1])
+                        .map(|(rank, m)| (rank, i, m))
+                })
                 .min();
             let Some((_, i, m)) = best else { break };
             syms[i] = m;
@@ -226,10 +241,14 @@ mod tests {
     }
 
     fn fixture() -> (TokenTable, Merges) {
-        let texts = ["a", "b", "c", "ab", "bc", "abc", "cc", "ccc", "bcc", "aa", "aaa", "aaaa"];
+        let texts = [
+            "a", "b", "c", "ab", "bc", "abc", "cc", "ccc", "bcc", "aa", "aaa", "aaaa",
+        ];
         let table = TokenTable::new(texts.iter().map(|t| t.as_bytes()));
         let merges = Merges::new(
-            &["b c", "a b", "c c", "a bc", "b cc", "c cc", "a a", "aa a", "aa aa", "x y"],
+            &[
+                "b c", "a b", "c c", "a bc", "b cc", "c cc", "a a", "aa a", "aa aa", "x y",
+            ],
             &table,
         )
         .unwrap();
@@ -253,13 +272,16 @@ mod tests {
         let (table, merges) = fixture();
         let id = |s: &str| table.get(s.as_bytes()).unwrap();
         let run = |s: &str| {
-            let mut ids: Vec<u32> = s.bytes().map(|b| id(std::str::from_utf8(&[b]).unwrap())).collect();
+            let mut ids: Vec<u32> = s
+                .bytes()
+                .map(|b| id(std::str::from_utf8(&[b]).unwrap()))
+                .collect();
             let mut out = Vec::new();
             merge_piece(&merges, &mut ids, &mut out);
             out
         };
         assert_eq!(run("abc"), [id("abc")]); // "b c" (rank 0) first, then "a bc"
-        // "a a" at 0 and then at 2 (leftmost first), then "aa a" (rank 7) beats "aa aa" (rank 8)
+                                             // "a a" at 0 and then at 2 (leftmost first), then "aa a" (rank 7) beats "aa aa" (rank 8)
         assert_eq!(run("aaaaa"), [id("aa"), id("aaa")]);
         // ranks: "b c" 0 < "a b" 1 < "c c" 2 < "a bc" 3: a b c c -> a bc c -> abc c
         assert_eq!(run("abcc"), [id("abc"), id("c")]);
@@ -269,7 +291,9 @@ mod tests {
     fn malformed_merge_is_an_error_naming_it() {
         let table = TokenTable::new(["a"].iter().map(|t| t.as_bytes()));
         match Merges::new(&["a b", "ab"], &table) {
-            Err(TokenizerError::MalformedMerge { index, merge }) => assert_eq!((index, merge.as_str()), (1, "ab")),
+            Err(TokenizerError::MalformedMerge { index, merge }) => {
+                assert_eq!((index, merge.as_str()), (1, "ab"))
+            }
             other => panic!("expected MalformedMerge, got {other:?}"),
         }
     }

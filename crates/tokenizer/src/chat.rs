@@ -61,7 +61,11 @@ impl ChatTemplate {
     }
 
     /// Renders the conversation; `add_generation_prompt` appends the opening of the assistant's turn.
-    pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String, TokenizerError> {
+    pub fn render(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String, TokenizerError> {
         let template = self.env.get_template(TEMPLATE_NAME)?;
         let rendered = template.render(minijinja::context! {
             messages => messages,
@@ -90,13 +94,35 @@ fn strftime_now(format: String) -> String {
 /// through unchanged.
 pub fn strftime(format: &str, unix_secs: i64) -> String {
     const MONTHS: [&str; 12] = [
-        "January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
         "December",
     ];
-    const DAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+    const DAYS: [&str; 7] = [
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ];
     let days = unix_secs.div_euclid(86_400);
     let secs_of_day = unix_secs.rem_euclid(86_400);
-    let (hour, minute, second) = (secs_of_day / 3600, secs_of_day % 3600 / 60, secs_of_day % 60);
+    let (hour, minute, second) = (
+        secs_of_day / 3600,
+        secs_of_day % 3600 / 60,
+        secs_of_day % 60,
+    );
     // Civil date from days since 1970-01-01 (proleptic Gregorian).
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -173,7 +199,12 @@ fn write_json_string(s: &str, out: &mut String) {
     out.push('"');
 }
 
-fn write_json(value: &Value, indent: Option<usize>, depth: usize, out: &mut String) -> Result<(), minijinja::Error> {
+fn write_json(
+    value: &Value,
+    indent: Option<usize>,
+    depth: usize,
+    out: &mut String,
+) -> Result<(), minijinja::Error> {
     let newline = |out: &mut String, depth: usize| {
         if let Some(width) = indent {
             out.push('\n');
@@ -245,19 +276,17 @@ mod tests {
         // 2026-10-01 12:34:56 UTC, a Thursday, day 274
         let t = 1_790_858_096;
         assert_eq!(strftime("%Y-%m-%d %H:%M:%S", t), "2026-10-01 12:34:56");
-        assert_eq!(strftime("%d %b %Y, %A %j %I%p %%", t), "01 Oct 2026, Thursday 274 12PM %");
+        assert_eq!(
+            strftime("%d %b %Y, %A %j %I%p %%", t),
+            "01 Oct 2026, Thursday 274 12PM %"
+        );
         assert_eq!(strftime("%Y-%m-%d %a", 0), "1970-01-01 Thu");
         assert_eq!(strftime("%Y-%m-%d %j", 951_782_400), "2000-02-29 060");
     }
 
     #[test]
     fn tojson_is_pythons_json_dumps() {
-        let t = ChatTemplate::new(
-            "{{ x | tojson }}|{{ x | tojson(indent=2) }}",
-            "",
-            "",
-        )
-        .unwrap();
+        let t = ChatTemplate::new("{{ x | tojson }}|{{ x | tojson(indent=2) }}", "", "").unwrap();
         let env = &t.env;
         let out = env
             .get_template(TEMPLATE_NAME)
@@ -268,7 +297,10 @@ mod tests {
         let parsed: serde_json::Value = serde_json::from_str(flat).unwrap();
         assert_eq!(parsed["args"][2], "é<>\n");
         assert!(flat.contains("\"args\": [1, 2.5, \"é<>\\n\"]"), "{flat}");
-        assert!(indented.contains("\n  \"args\": [\n    1,\n    2.5,"), "{indented}");
+        assert!(
+            indented.contains("\n  \"args\": [\n    1,\n    2.5,"),
+            "{indented}"
+        );
     }
 
     #[test]
@@ -280,6 +312,9 @@ mod tests {
 
     #[test]
     fn syntax_error_is_reported_at_construction() {
-        assert!(matches!(ChatTemplate::new("{% if %}", "", ""), Err(TokenizerError::Template(_))));
+        assert!(matches!(
+            ChatTemplate::new("{% if %}", "", ""),
+            Err(TokenizerError::Template(_))
+        ));
     }
 }

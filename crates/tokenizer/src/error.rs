@@ -17,13 +17,21 @@ pub enum TokenizerError {
     EmptyVocab,
     /// A per-token array does not have one entry per token.
     #[error("{key} has {found} entries, expected one per token ({expected})")]
-    LengthMismatch { key: &'static str, expected: usize, found: usize },
+    LengthMismatch {
+        key: &'static str,
+        expected: usize,
+        found: usize,
+    },
     /// A token type outside GGUF's 0..=6.
     #[error("token {id} has token type {token_type}, expected 0..=6")]
     InvalidTokenType { id: u32, token_type: i32 },
     /// A special-token id key points past the vocabulary.
     #[error("{key} = {id} is outside the vocabulary of {vocab_size} tokens")]
-    TokenIdOutOfRange { key: &'static str, id: u32, vocab_size: usize },
+    TokenIdOutOfRange {
+        key: &'static str,
+        id: u32,
+        vocab_size: usize,
+    },
     /// A byte token whose text is not `<0xXX>`.
     #[error("token {id} is typed as a byte but its text is {text:?}, expected <0xXX>")]
     MalformedByteToken { id: u32, text: String },

@@ -85,7 +85,11 @@ impl Tokenizer {
             if found == n {
                 Ok(())
             } else {
-                Err(TokenizerError::LengthMismatch { key, expected: n, found })
+                Err(TokenizerError::LengthMismatch {
+                    key,
+                    expected: n,
+                    found,
+                })
             }
         };
         let table = TokenTable::new(meta.tokens.iter().map(|t| t.as_bytes()));
@@ -103,7 +107,11 @@ impl Tokenizer {
         let is_spm = match meta.model {
             "llama" => true,
             "gpt2" => false,
-            other => return Err(TokenizerError::UnknownModel { model: other.to_owned() }),
+            other => {
+                return Err(TokenizerError::UnknownModel {
+                    model: other.to_owned(),
+                })
+            }
         };
         // Defaults before the metadata's own keys, as llama.cpp has them per family.
         let mut given = meta.special;
@@ -139,9 +147,15 @@ impl Tokenizer {
                     .or_else(|| table.get(&[b as u8]))
                     .or(resolved.ids.unknown);
             }
-            Model::Spm { scores, byte_tokens }
+            Model::Spm {
+                scores,
+                byte_tokens,
+            }
         } else {
-            let merges = meta.merges.as_deref().ok_or(TokenizerError::MissingMerges)?;
+            let merges = meta
+                .merges
+                .as_deref()
+                .ok_or(TokenizerError::MissingMerges)?;
             let byte_level = ByteLevel::default();
             let mut byte_tokens = Box::new([None; 256]);
             for (b, slot) in byte_tokens.iter_mut().enumerate() {
@@ -156,7 +170,10 @@ impl Tokenizer {
             }
         };
         let pieces = render_pieces(&model, &table, &attrs)?;
-        let special_matcher = SpecialMatcher::new((0..n as u32).map(|id| (id, table.text(id).to_vec())), &attrs);
+        let special_matcher = SpecialMatcher::new(
+            (0..n as u32).map(|id| (id, table.text(id).to_vec())),
+            &attrs,
+        );
         Ok(Tokenizer {
             clean_spaces: pre.is_some_and(PreTokenizer::cleans_spaces),
             model,
@@ -176,14 +193,26 @@ impl Tokenizer {
     /// Text to ids, as llama.cpp's `llama_tokenize`: `add_special` adds BOS (and EOS) where the metadata asks for
     /// them; `parse_special` turns the texts of control tokens (`<|im_start|>`, `<start_of_turn>`) into those
     /// tokens (user-defined tokens are always recognized).
-    pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<u32>, TokenizerError> {
+    pub fn encode(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+    ) -> Result<Vec<u32>, TokenizerError> {
         let mut out = Vec::with_capacity(text.len() / 3 + 2);
         if add_special && self.add_bos {
-            out.push(self.special.bos.ok_or(TokenizerError::MissingSpecialToken { which: "BOS" })?);
+            out.push(
+                self.special
+                    .bos
+                    .ok_or(TokenizerError::MissingSpecialToken { which: "BOS" })?,
+            );
         }
         let fragments = self.special_matcher.partition(text, parse_special);
         match &self.model {
-            Model::Spm { scores, byte_tokens } => {
+            Model::Spm {
+                scores,
+                byte_tokens,
+            } => {
                 let vocab = spm::SpmVocab {
                     table: &self.table,
                     scores,
@@ -234,7 +263,11 @@ impl Tokenizer {
                                     }
                                 }
                                 symbols.clear();
-                                symbols.extend(bytes.iter().map(|&b| byte_tokens[b as usize].unwrap_or(u32::MAX)));
+                                symbols.extend(
+                                    bytes
+                                        .iter()
+                                        .map(|&b| byte_tokens[b as usize].unwrap_or(u32::MAX)),
+                                );
                                 bpe::merge_piece(merges, &mut symbols, &mut out);
                             }
                         }
@@ -244,7 +277,11 @@ impl Tokenizer {
             }
         }
         if add_special && self.add_eos {
-            out.push(self.special.eos.ok_or(TokenizerError::MissingSpecialToken { which: "EOS" })?);
+            out.push(
+                self.special
+                    .eos
+                    .ok_or(TokenizerError::MissingSpecialToken { which: "EOS" })?,
+            );
         }
         Ok(out)
     }
@@ -270,7 +307,12 @@ impl Tokenizer {
 
     /// Ids to text as `llama_detokenize`: `remove_special` drops a leading BOS and trailing EOS where the metadata
     /// adds them; `render_special` prints control tokens' texts.
-    pub fn decode_with(&self, mut ids: &[u32], remove_special: bool, render_special: bool) -> String {
+    pub fn decode_with(
+        &self,
+        mut ids: &[u32],
+        remove_special: bool,
+        render_special: bool,
+    ) -> String {
         let mut strip_space = self.add_space_prefix;
         if remove_special && self.add_bos {
             if let (Some(&first), Some(bos)) = (ids.first(), self.special.bos) {
@@ -338,7 +380,10 @@ impl Tokenizer {
     }
     /// The [`attr`] bits of token `id` (0 when out of range).
     pub fn token_attr(&self, id: u32) -> u16 {
-        self.attrs.get(id as usize).copied().unwrap_or(attr::UNDEFINED)
+        self.attrs
+            .get(id as usize)
+            .copied()
+            .unwrap_or(attr::UNDEFINED)
     }
     /// Whether `id` is a control token (rendered empty unless asked).
     pub fn is_control(&self, id: u32) -> bool {
@@ -370,7 +415,11 @@ impl Tokenizer {
 }
 
 /// Every token's rendering with control tokens left empty: [n_tokens].
-fn render_pieces(model: &Model, table: &TokenTable, attrs: &[u16]) -> Result<TextArena, TokenizerError> {
+fn render_pieces(
+    model: &Model,
+    table: &TokenTable,
+    attrs: &[u16],
+) -> Result<TextArena, TokenizerError> {
     let mut rendered: Vec<u8> = Vec::with_capacity(table.len() * 8);
     let mut bounds: Vec<usize> = Vec::with_capacity(table.len() + 1);
     bounds.push(0);
@@ -392,7 +441,9 @@ fn render_pieces(model: &Model, table: &TokenTable, attrs: &[u16]) -> Result<Tex
                         rendered.extend_from_slice(part.1.as_bytes());
                     }
                 }
-                Model::Bpe { byte_level, .. } => byte_level.decode_into(&String::from_utf8_lossy(text), &mut rendered),
+                Model::Bpe { byte_level, .. } => {
+                    byte_level.decode_into(&String::from_utf8_lossy(text), &mut rendered)
+                }
             }
         } else if a & attr::BYTE != 0 {
             if let Model::Spm { .. } = model {

@@ -32,7 +32,9 @@ impl SpecialMatcher {
     pub fn new(texts: impl Iterator<Item = (u32, Vec<u8>)>, attrs: &[u16]) -> Self {
         let mut patterns: Vec<(u32, Vec<u8>)> = texts
             .filter(|(id, text)| {
-                !text.is_empty() && attrs[*id as usize] & (attr::CONTROL | attr::USER_DEFINED | attr::UNKNOWN) != 0
+                !text.is_empty()
+                    && attrs[*id as usize] & (attr::CONTROL | attr::USER_DEFINED | attr::UNKNOWN)
+                        != 0
             })
             .collect();
         patterns.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
@@ -144,23 +146,54 @@ mod tests {
 
     #[test]
     fn longest_first_then_left_to_right_equals_the_reference() {
-        let specials = [(0u32, "<a>"), (1, "a>b"), (2, "\n"), (3, "\n\n"), (4, "<a><a>"), (5, "ab")];
+        let specials = [
+            (0u32, "<a>"),
+            (1, "a>b"),
+            (2, "\n"),
+            (3, "\n\n"),
+            (4, "<a><a>"),
+            (5, "ab"),
+        ];
         let attrs = vec![attr::CONTROL; 6];
-        let m = SpecialMatcher::new(specials.iter().map(|&(id, t)| (id, t.as_bytes().to_vec())), &attrs);
-        for text in ["", "x", "<a>b", "<a><a><a>", "\n\n\n", "a>b<a>\n\nab", "<<a>>", "aab>b"] {
-            assert_eq!(m.partition(text, true), partition_reference(&specials, text), "{text:?}");
+        let m = SpecialMatcher::new(
+            specials.iter().map(|&(id, t)| (id, t.as_bytes().to_vec())),
+            &attrs,
+        );
+        for text in [
+            "",
+            "x",
+            "<a>b",
+            "<a><a><a>",
+            "\n\n\n",
+            "a>b<a>\n\nab",
+            "<<a>>",
+            "aab>b",
+        ] {
+            assert_eq!(
+                m.partition(text, true),
+                partition_reference(&specials, text),
+                "{text:?}"
+            );
         }
     }
 
     #[test]
     fn without_parse_special_only_user_defined_tokens_are_cut() {
         let attrs = [attr::CONTROL, attr::USER_DEFINED, attr::UNKNOWN];
-        let texts = [(0u32, b"<c>".to_vec()), (1, b"<u>".to_vec()), (2, b"<unk>".to_vec())];
+        let texts = [
+            (0u32, b"<c>".to_vec()),
+            (1, b"<u>".to_vec()),
+            (2, b"<unk>".to_vec()),
+        ];
         let m = SpecialMatcher::new(texts.into_iter(), &attrs);
         let text = "<c><u><unk>";
         assert_eq!(
             m.partition(text, false),
-            [Fragment::Text(0..3), Fragment::Token(1), Fragment::Text(6..11)]
+            [
+                Fragment::Text(0..3),
+                Fragment::Token(1),
+                Fragment::Text(6..11)
+            ]
         );
         assert_eq!(
             m.partition(text, true),

@@ -27,7 +27,10 @@ pub struct TextArena {
 impl TextArena {
     /// `bounds` is [n_texts + 1]: where each text starts in `arena`, then `arena.len()`.
     pub fn from_parts(arena: Vec<u8>, bounds: Vec<usize>) -> Self {
-        TextArena { arena, starts: bounds }
+        TextArena {
+            arena,
+            starts: bounds,
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -27,8 +27,15 @@ fn class_ranges(pattern: &str) -> Vec<(u32, u32)> {
     let mut out = Vec::new();
     // The patterns are fixed literals known to parse; an error would leave the class empty, which the tests catch.
     if let Ok(hir) = hir {
-        if let regex_syntax::hir::HirKind::Class(regex_syntax::hir::Class::Unicode(class)) = hir.kind() {
-            out.extend(class.ranges().iter().map(|r| (r.start() as u32, r.end() as u32)));
+        if let regex_syntax::hir::HirKind::Class(regex_syntax::hir::Class::Unicode(class)) =
+            hir.kind()
+        {
+            out.extend(
+                class
+                    .ranges()
+                    .iter()
+                    .map(|r| (r.start() as u32, r.end() as u32)),
+            );
         }
     }
     out
@@ -43,8 +50,10 @@ fn build() -> ClassTable {
     ];
     // Boundaries where some class starts or stops; between consecutive boundaries the class bits are constant.
     let mut bounds: Vec<u32> = vec![0x80, 0x11_0000];
-    let per_class: Vec<(Vec<(u32, u32)>, u8)> =
-        classes.iter().map(|&(p, bit)| (class_ranges(p), bit)).collect();
+    let per_class: Vec<(Vec<(u32, u32)>, u8)> = classes
+        .iter()
+        .map(|&(p, bit)| (class_ranges(p), bit))
+        .collect();
     for (ranges, _) in &per_class {
         for &(lo, hi) in ranges {
             bounds.push(lo.max(0x80));
@@ -129,7 +138,9 @@ mod tests {
             assert!(ranges.len() > 5, "class tables are present");
         }
         for cp in 0..=0x10_FFFFu32 {
-            let Some(c) = char::from_u32(cp) else { continue };
+            let Some(c) = char::from_u32(cp) else {
+                continue;
+            };
             let expected = per_class.iter().fold(0u8, |acc, (ranges, bit)| {
                 let i = ranges.partition_point(|&(lo, _)| lo <= cp);
                 if i > 0 && cp <= ranges[i - 1].1 {
@@ -145,8 +156,14 @@ mod tests {
     #[test]
     fn whitespace_is_std_white_space() {
         for cp in 0..=0x10_FFFFu32 {
-            let Some(c) = char::from_u32(cp) else { continue };
-            assert_eq!(classes(c) & WHITESPACE != 0, c.is_whitespace(), "U+{cp:04X}");
+            let Some(c) = char::from_u32(cp) else {
+                continue;
+            };
+            assert_eq!(
+                classes(c) & WHITESPACE != 0,
+                c.is_whitespace(),
+                "U+{cp:04X}"
+            );
         }
     }
 

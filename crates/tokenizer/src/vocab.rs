@@ -44,11 +44,38 @@ const EOT_TEXTS: &[&str] = &[
     "<end_of_utterance>",
 ];
 const EOM_TEXTS: &[&str] = &["<|eom_id|>"];
-const FIM_PRE_TEXTS: &[&str] = &["<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<｜fim▁begin｜>", "<PRE>", "▁<PRE>"];
-const FIM_SUF_TEXTS: &[&str] = &["<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<｜fim▁hole｜>", "<SUF>", "▁<SUF>"];
-const FIM_MID_TEXTS: &[&str] = &["<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<｜fim▁end｜>", "<MID>", "▁<MID>"];
+const FIM_PRE_TEXTS: &[&str] = &[
+    "<|fim_prefix|>",
+    "<fim-prefix>",
+    "<fim_prefix>",
+    "<｜fim▁begin｜>",
+    "<PRE>",
+    "▁<PRE>",
+];
+const FIM_SUF_TEXTS: &[&str] = &[
+    "<|fim_suffix|>",
+    "<fim-suffix>",
+    "<fim_suffix>",
+    "<｜fim▁hole｜>",
+    "<SUF>",
+    "▁<SUF>",
+];
+const FIM_MID_TEXTS: &[&str] = &[
+    "<|fim_middle|>",
+    "<fim-middle>",
+    "<fim_middle>",
+    "<｜fim▁end｜>",
+    "<MID>",
+    "▁<MID>",
+];
 const FIM_PAD_TEXTS: &[&str] = &["<|fim_pad|>", "<fim-pad>", "<fim_pad>"];
-const FIM_REP_TEXTS: &[&str] = &["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"];
+const FIM_REP_TEXTS: &[&str] = &[
+    "<|fim_repo|>",
+    "<|repo_name|>",
+    "<fim-repo>",
+    "<REPO>",
+    "<reponame>",
+];
 const FIM_SEP_TEXTS: &[&str] = &["<|file_sep|>", "<file_sep>", "<fim-sep>"];
 
 /// Texts of tokens that end generation wherever they are in the vocabulary.
@@ -73,7 +100,8 @@ const EOG_TEXTS: &[&str] = &[
 ];
 
 /// gpt-oss channel markers, always rendered as text.
-const ALWAYS_RENDERED_TEXTS: &[&str] = &["<|channel|>", "<|constrain|>", "<|message|>", "<|start|>"];
+const ALWAYS_RENDERED_TEXTS: &[&str] =
+    &["<|channel|>", "<|constrain|>", "<|message|>", "<|start|>"];
 
 /// Special ids after defaults, range checks and detection by text.
 #[derive(Debug, Clone, Default)]
@@ -83,9 +111,17 @@ pub struct ResolvedSpecials {
     pub eog: Vec<u32>,
 }
 
-fn check(key: &'static str, id: Option<u32>, vocab_size: usize) -> Result<Option<u32>, TokenizerError> {
+fn check(
+    key: &'static str,
+    id: Option<u32>,
+    vocab_size: usize,
+) -> Result<Option<u32>, TokenizerError> {
     match id {
-        Some(id) if id as usize >= vocab_size => Err(TokenizerError::TokenIdOutOfRange { key, id, vocab_size }),
+        Some(id) if id as usize >= vocab_size => Err(TokenizerError::TokenIdOutOfRange {
+            key,
+            id,
+            vocab_size,
+        }),
         other => Ok(other),
     }
 }
@@ -152,9 +188,16 @@ pub fn resolve_specials(
         }
     }
     eog.extend(
-        [ids.eos, ids.eot, ids.eom, ids.fim_pad, ids.fim_rep, ids.fim_sep]
-            .into_iter()
-            .flatten(),
+        [
+            ids.eos,
+            ids.eot,
+            ids.eom,
+            ids.fim_pad,
+            ids.fim_rep,
+            ids.fim_sep,
+        ]
+        .into_iter()
+        .flatten(),
     );
     // gpt-oss: with <|return|> or <|call|> present, <|end|> only separates messages.
     let by_text = |t: &str| table.get(t.as_bytes());
