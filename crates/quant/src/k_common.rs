@@ -17,7 +17,13 @@ pub const QK_K: usize = 256;
 /// # Safety
 /// Implementors are `#[repr(C)]`, have alignment 1, no padding, and every bit pattern is a valid value, so any
 /// byte slice of the right length may be viewed as a slice of them.
-pub unsafe trait ByteBlock: Sized + Copy {}
+pub unsafe trait ByteBlock: Sized + Copy {
+    /// The block's bytes.
+    fn as_bytes(&self) -> &[u8] {
+        // SAFETY: a ByteBlock is size_of::<Self>() initialized bytes with no padding.
+        unsafe { std::slice::from_raw_parts((self as *const Self).cast::<u8>(), size_of::<Self>()) }
+    }
+}
 
 /// Views `bytes` as `n_blocks` blocks.
 ///
@@ -280,6 +286,67 @@ pub mod x86 {
         }
         control
     }
+
+    /// The unpacked scales (bytes 0..8) and mins (bytes 8..16) of Q4_K/Q5_K: the vector twin of
+    /// `unpack_scales_mins`, reading the 12 packed bytes from the start of `packed` (the rest is ignored).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub fn scales_mins_q4k(packed: &[u8; 16]) -> __m128i {
+        // SAFETY: `packed` is 16 readable bytes.
+        let packed = unsafe { _mm_loadu_si128(packed.as_ptr().cast()) };
+        // [bytes 0..4, 8..12, 4..8, 8..12]: the low bits of scales 0..3, scales 4..7, mins 0..3, mins 4..7.
+        let low_src = _mm_shuffle_epi8(
+            packed,
+            _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11),
+        );
+        let low = _mm_and_si128(
+            _mm_srlv_epi32(low_src, _mm_setr_epi32(0, 0, 0, 4)),
+            _mm_setr_epi32(0x3F3F3F3F, 0x0F0F0F0F, 0x3F3F3F3F, 0x0F0F0F0F),
+        );
+        // The top two bits of scales 4..7 (mins 4..7) are bits 6..7 of bytes 0..4 (4..8), moved to bits 4..5.
+        let high_src = _mm_shuffle_epi8(
+            packed,
+            _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7),
+        );
+        let high = _mm_and_si128(_mm_srli_epi16::<2>(high_src), _mm_set1_epi8(0x30));
+        _mm_or_si128(low, high)
+    }
+
+    /// For [`scales_mins_q4k`]'s output: control `j` copies scale byte `j` into zero-extended i16 lanes across the whole vector.
+    pub const Q4K_SCALE_CONTROLS: [[u8; 32]; 8] = {
+        let mut c = [[0u8; 32]; 8];
+        let mut j = 0;
+        while j < 8 {
+            c[j] = broadcast_u8_as_epi16_control(j as u8, j as u8);
+            j += 1;
+        }
+        c
+    };
+
+    /// For [`scales_mins_q4k`]'s output: lays the mins (bytes 8..16) out as i16 pairs `[m0, m0, m1, m1, ..]` to meet the sixteen bsums.
+    pub const Q4K_MIN_CONTROL: [u8; 32] = {
+        let mut c = [0x80u8; 32];
+        let mut i = 0;
+        while i < 8 {
+            c[2 * i] = 8 + (i / 2) as u8;
+            c[16 + 2 * i] = 12 + (i / 2) as u8;
+            i += 1;
+        }
+        c
+    };
+
+    /// For formats with sixteen sub-blocks of 16 whose i16 scales sit in both 128-bit halves of a vector (the
+    /// eight of one half-block): control `j` copies scale `2j` across the low 128 bits and `2j + 1` across the
+    /// high 128 bits, meeting `maddubs` output of elements `32j..32j + 32`.
+    pub const SIXTEENTHS_CONTROLS: [[u8; 32]; 4] = {
+        let mut c = [[0u8; 32]; 4];
+        let mut j = 0;
+        while j < 4 {
+            c[j] = broadcast_epi16_control(2 * j as u8, 2 * j as u8 + 1);
+            j += 1;
+        }
+        c
+    };
 
     /// Loads 32 bytes from a shuffle-control table.
     #[inline]

@@ -151,58 +151,18 @@ fn vec_dot_avx512(n: usize, weight_row: &[u8], act_row: &[u8]) -> f32 {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::BlockQ4K;
-    use crate::k_common::x86::{broadcast_u8_as_epi16_control, hsum_ps, load_control};
-    use crate::k_common::{f16_le, unpack_scales_mins, QK_K};
+    use crate::k_common::x86::{
+        hsum_ps, load_control, scales_mins_q4k, Q4K_MIN_CONTROL, Q4K_SCALE_CONTROLS,
+    };
+    use crate::k_common::{f16_le, unpack_scales_mins, ByteBlock, QK_K};
     use crate::q8_k::BlockQ8K;
     use std::arch::x86_64::*;
 
-    /// The unpacked scales (bytes 0..8) and mins (bytes 8..16) of `block`; the vector twin of
-    /// `unpack_scales_mins`.
+    /// The 12 packed scale bytes and the 4 after them (one 16-byte load).
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn scales_mins(block: &BlockQ4K) -> __m128i {
-        // SAFETY: the 16 bytes from `scales` stay inside the block (12 scale bytes + the first 4 of qs).
-        let packed = unsafe { _mm_loadu_si128(block.scales.as_ptr().cast()) };
-        // [bytes 0..4, 8..12, 4..8, 8..12]: the low bits of scales 0..3, scales 4..7, mins 0..3, mins 4..7.
-        let low_src = _mm_shuffle_epi8(
-            packed,
-            _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11),
-        );
-        let low = _mm_and_si128(
-            _mm_srlv_epi32(low_src, _mm_setr_epi32(0, 0, 0, 4)),
-            _mm_setr_epi32(0x3F3F3F3F, 0x0F0F0F0F, 0x3F3F3F3F, 0x0F0F0F0F),
-        );
-        // The top two bits of scales 4..7 (mins 4..7) are bits 6..7 of bytes 0..4 (4..8), moved to bits 4..5.
-        let high_src = _mm_shuffle_epi8(
-            packed,
-            _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7),
-        );
-        let high = _mm_and_si128(_mm_srli_epi16::<2>(high_src), _mm_set1_epi8(0x30));
-        _mm_or_si128(low, high)
+    fn scales_and_next(w: &BlockQ4K) -> &[u8; 16] {
+        w.as_bytes()[4..20].try_into().expect("16 bytes")
     }
-
-    /// Control `j` copies scale byte `j` into zero-extended i16 lanes across the whole vector.
-    const SCALE_CONTROLS: [[u8; 32]; 8] = {
-        let mut c = [[0u8; 32]; 8];
-        let mut j = 0;
-        while j < 8 {
-            c[j] = broadcast_u8_as_epi16_control(j as u8, j as u8);
-            j += 1;
-        }
-        c
-    };
-
-    /// Lays the mins (bytes 8..16) out as i16 pairs `[m0, m0, m1, m1, ..]` to meet the sixteen bsums.
-    const MIN_CONTROL: [u8; 32] = {
-        let mut c = [0x80u8; 32];
-        let mut i = 0;
-        while i < 8 {
-            c[2 * i] = 8 + (i / 2) as u8;
-            c[16 + 2 * i] = 12 + (i / 2) as u8;
-            i += 1;
-        }
-        c
-    };
 
     /// The per-block scalars and scale vector: `([d * d8, dmin * d8, _, _], scales and mins in both halves)`.
     #[inline]
@@ -213,7 +173,10 @@ mod x86 {
             _mm_cvtph_ps(_mm_cvtsi32_si128(halves)),
             _mm_set1_ps(a.scale()),
         );
-        (d, _mm256_broadcastsi128_si256(scales_mins(w)))
+        (
+            d,
+            _mm256_broadcastsi128_si256(scales_mins_q4k(scales_and_next(w))),
+        )
     }
 
     /// Adds one block to `acc`: `d * d8 * sum - dmin * d8 * Σ min[j] * (bsum[2j] + bsum[2j+1])`.
@@ -240,8 +203,8 @@ mod x86 {
 
     #[target_feature(enable = "avx2,fma,f16c")]
     pub fn vec_dot_avx2(weights: &[BlockQ4K], acts: &[BlockQ8K]) -> f32 {
-        let controls = SCALE_CONTROLS.map(|c| load_control(&c));
-        let min_control = load_control(&MIN_CONTROL);
+        let controls = Q4K_SCALE_CONTROLS.map(|c| load_control(&c));
+        let min_control = load_control(&Q4K_MIN_CONTROL);
         let low_nibbles = _mm256_set1_epi8(0x0F);
         let mut acc = _mm256_setzero_ps();
         for (w, a) in weights.iter().zip(acts) {
@@ -285,8 +248,8 @@ mod x86 {
     /// 512-bit version (a chunk of 64 per step) measured no faster: the multiplies then share one port.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     pub fn vec_dot_vnni(weights: &[BlockQ4K], acts: &[BlockQ8K]) -> f32 {
-        let controls = SCALE_CONTROLS.map(|c| load_control(&c));
-        let min_control = load_control(&MIN_CONTROL);
+        let controls = Q4K_SCALE_CONTROLS.map(|c| load_control(&c));
+        let min_control = load_control(&Q4K_MIN_CONTROL);
         let low_nibbles = _mm256_set1_epi8(0x0F);
         let mut acc = _mm256_setzero_ps();
         for (w, a) in weights.iter().zip(acts) {

@@ -146,7 +146,7 @@ fn vec_dot_avx512(n: usize, weight_row: &[u8], act_row: &[u8]) -> f32 {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::BlockQ6K;
-    use crate::k_common::x86::{broadcast_epi16_control, f16_le, hsum_ps, load_control};
+    use crate::k_common::x86::{f16_le, hsum_ps, load_control, SIXTEENTHS_CONTROLS};
     use crate::k_common::QK_K;
     use crate::q8_k::BlockQ8K;
     use std::arch::x86_64::*;
@@ -178,17 +178,7 @@ mod x86 {
 
     #[target_feature(enable = "avx2,fma,f16c")]
     pub fn vec_dot_avx2(weights: &[BlockQ6K], acts: &[BlockQ8K]) -> f32 {
-        // Quarter k of a half covers sub-blocks 2k (low 128 bits) and 2k+1 (high 128 bits).
-        const CONTROLS: [[u8; 32]; 4] = {
-            let mut c = [[0u8; 32]; 4];
-            let mut k = 0;
-            while k < 4 {
-                c[k] = broadcast_epi16_control(2 * k as u8, 2 * k as u8 + 1);
-                k += 1;
-            }
-            c
-        };
-        let controls = CONTROLS.map(|c| load_control(&c));
+        let controls = SIXTEENTHS_CONTROLS.map(|c| load_control(&c));
         let low4 = _mm256_set1_epi8(0x0F);
         let high2 = _mm256_set1_epi8(0x30);
         let mut acc = _mm256_setzero_ps();

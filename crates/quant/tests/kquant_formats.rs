@@ -2,7 +2,7 @@
 //! dequantizer (fixtures written by `scripts/kquant-fixtures.py` with the PyPI `gguf` package), the integer dot
 //! product against an f64 dot of dequantized rows, and round-trip bounds of the quantizers.
 
-use quarrel_quant::{kernels, q4_k, q6_k, q8_k, GgmlType, Kernels, SimdLevel};
+use quarrel_quant::{kernels, q2_k, q3_k, q4_k, q5_k, q6_k, q8_k, GgmlType, Kernels, SimdLevel};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -20,6 +20,37 @@ enum Scheme {
     },
     /// `x = d * scale * q`, sub-blocks of 16, q in `-q_neg..q_neg`, scales in `-scale_max..=scale_max`.
     Symmetric { q_neg: f64, scale_max: f64 },
+}
+
+impl Scheme {
+    /// Elements per sub-block.
+    fn sub_len(self) -> usize {
+        match self {
+            Scheme::Affine { sub, .. } => sub,
+            Scheme::Symmetric { .. } => 16,
+        }
+    }
+
+    /// The largest round-trip error the quantizer allows in sub-block `part` of a super-block whose largest
+    /// magnitude is `a` (f16 super-block scales are rounded up by at most 2^-10).
+    fn error_bound(self, a: f64, part: &[f32]) -> f64 {
+        let up = 1.0 + 2f64.powi(-10);
+        match self {
+            Scheme::Affine {
+                q_max, scale_max, ..
+            } => {
+                let dmin = a / scale_max * up;
+                let d = (2.0 * a + dmin) / (q_max * scale_max) * up;
+                let lo = part.iter().fold(0f64, |m, &v| m.min(v as f64));
+                let hi = part.iter().fold(0f64, |m, &v| m.max(v as f64));
+                0.5 * ((hi - lo + dmin) / q_max + d)
+            }
+            Scheme::Symmetric { q_neg, scale_max } => {
+                let d = a / (q_neg * scale_max) * up;
+                part.iter().fold(0f64, |m, &v| m.max(v.abs() as f64)) / q_neg * up + d
+            }
+        }
+    }
 }
 
 struct Format {
@@ -55,6 +86,41 @@ fn formats() -> Vec<Format> {
             scheme: Scheme::Symmetric {
                 q_neg: 32.0,
                 scale_max: 127.0,
+            },
+        },
+        Format {
+            ty: GgmlType::Q5_K,
+            name: "q5_k",
+            block_bytes: q5_k::BLOCK_BYTES,
+            f16_offsets: &[0, 2],
+            quantize: q5_k::quantize_row_scalar,
+            scheme: Scheme::Affine {
+                sub: 32,
+                q_max: 31.0,
+                scale_max: 63.0,
+            },
+        },
+        Format {
+            ty: GgmlType::Q3_K,
+            name: "q3_k",
+            block_bytes: q3_k::BLOCK_BYTES,
+            f16_offsets: &[108],
+            quantize: q3_k::quantize_row_scalar,
+            scheme: Scheme::Symmetric {
+                q_neg: 4.0,
+                scale_max: 31.0,
+            },
+        },
+        Format {
+            ty: GgmlType::Q2_K,
+            name: "q2_k",
+            block_bytes: q2_k::BLOCK_BYTES,
+            f16_offsets: &[80, 82],
+            quantize: q2_k::quantize_row_scalar,
+            scheme: Scheme::Affine {
+                sub: 16,
+                q_max: 3.0,
+                scale_max: 15.0,
             },
         },
     ]
@@ -299,32 +365,9 @@ fn quantize_round_trip_within_bounds() {
             let y = dequantize(&scalar, &row, x.len());
             for (b, (xb, yb)) in x.chunks_exact(QK_K).zip(y.chunks_exact(QK_K)).enumerate() {
                 let a = xb.iter().fold(0f64, |m, &v| m.max(v.abs() as f64));
-                let up = 1.0 + 2f64.powi(-10);
-                let (sub, bound_of): (usize, Box<dyn Fn(&[f32]) -> f64>) = match format.scheme {
-                    Scheme::Affine {
-                        sub,
-                        q_max,
-                        scale_max,
-                    } => {
-                        let dmin = a / scale_max * up;
-                        let d = (2.0 * a + dmin) / (q_max * scale_max) * up;
-                        let bound = move |part: &[f32]| {
-                            let lo = part.iter().fold(0f64, |m, &v| m.min(v as f64));
-                            let hi = part.iter().fold(0f64, |m, &v| m.max(v as f64));
-                            0.5 * ((hi - lo + dmin) / q_max + d)
-                        };
-                        (sub, Box::new(bound))
-                    }
-                    Scheme::Symmetric { q_neg, scale_max } => {
-                        let d = a / (q_neg * scale_max) * up;
-                        let bound = move |part: &[f32]| {
-                            part.iter().fold(0f64, |m, &v| m.max(v.abs() as f64)) / q_neg * up + d
-                        };
-                        (16, Box::new(bound))
-                    }
-                };
+                let sub = format.scheme.sub_len();
                 for (j, (xs, ys)) in xb.chunks_exact(sub).zip(yb.chunks_exact(sub)).enumerate() {
-                    let bound = bound_of(xs) + 1e-6 * a;
+                    let bound = format.scheme.error_bound(a, xs) + 1e-6 * a;
                     for (i, (&xv, &yv)) in xs.iter().zip(ys).enumerate() {
                         let err = (xv as f64 - yv as f64).abs();
                         assert!(
