@@ -2,6 +2,7 @@
 //! byte's GPT-2 stand-in character), then the adjacent pair with the best (lowest) merge rank merges, leftmost on
 //! ties, until no listed merge applies. Symbols are token ids throughout, so a merge is one hash lookup.
 
+use crate::pretokenize::PreTokenizer;
 use crate::token_table::TokenTable;
 use crate::TokenizerError;
 use std::cmp::{Ordering, Reverse};
@@ -214,6 +215,69 @@ pub fn merge_piece(merges: &Merges, ids: &mut [u32], out: &mut Vec<u32>) {
             out.push(ids[i as usize]);
         }
         i = next[i as usize];
+    }
+}
+
+/// What BPE encoding reads from the vocabulary.
+pub struct BpeVocab<'a> {
+    pub table: &'a TokenTable,
+    pub merges: &'a Merges,
+    pub byte_level: &'a ByteLevel,
+    /// [256]: the token of each byte's stand-in character
+    pub byte_tokens: &'a [Option<u32>; 256],
+    pub pre: PreTokenizer,
+}
+
+/// Scratch space for one `encode` call, and a cache of the words it has already encoded (text repeats words).
+#[derive(Default)]
+pub struct BpeSession<'t> {
+    words: Vec<std::ops::Range<usize>>,
+    symbols: Vec<u32>,
+    stand_in: String,
+    /// word bytes -> where its ids were first written in `out` (start, len)
+    seen: HashMap<&'t [u8], (usize, usize), BuildHasherDefault<PairHasher>>,
+}
+
+impl<'t> BpeSession<'t> {
+    /// Pre-tokenizes `text[range]` and appends the ids of each piece to `out`.
+    pub fn encode(
+        &mut self,
+        vocab: &BpeVocab<'_>,
+        text: &'t str,
+        range: std::ops::Range<usize>,
+        out: &mut Vec<u32>,
+    ) {
+        let fragment = &text[range.clone()];
+        vocab.pre.split(fragment, &mut self.words);
+        for word in &self.words {
+            let bytes: &'t [u8] =
+                &text.as_bytes()[range.start + word.start..range.start + word.end];
+            if let Some(&(start, len)) = self.seen.get(bytes) {
+                out.extend_from_within(start..start + len);
+                continue;
+            }
+            let start = out.len();
+            let whole = if vocab.pre.ignores_merges() {
+                self.stand_in.clear();
+                vocab.byte_level.encode_into(bytes, &mut self.stand_in);
+                vocab.table.get(self.stand_in.as_bytes())
+            } else {
+                None
+            };
+            match whole {
+                Some(id) => out.push(id),
+                None => {
+                    self.symbols.clear();
+                    self.symbols.extend(
+                        bytes
+                            .iter()
+                            .map(|&b| vocab.byte_tokens[b as usize].unwrap_or(NONE)),
+                    );
+                    merge_piece(vocab.merges, &mut self.symbols, out);
+                }
+            }
+            self.seen.insert(bytes, (start, out.len() - start));
+        }
     }
 }
 

@@ -42,7 +42,7 @@ enum Model {
     Bpe {
         pre: PreTokenizer,
         merges: Merges,
-        byte_level: ByteLevel,
+        byte_level: Box<ByteLevel>,
         /// [256]: the token of each byte's stand-in character
         byte_tokens: Box<[Option<u32>; 256]>,
     },
@@ -156,7 +156,7 @@ impl Tokenizer {
                 .merges
                 .as_deref()
                 .ok_or(TokenizerError::MissingMerges)?;
-            let byte_level = ByteLevel::default();
+            let byte_level = Box::<ByteLevel>::default();
             let mut byte_tokens = Box::new([None; 256]);
             for (b, slot) in byte_tokens.iter_mut().enumerate() {
                 let mut buf = [0u8; 4];
@@ -170,10 +170,7 @@ impl Tokenizer {
             }
         };
         let pieces = render_pieces(&model, &table, &attrs)?;
-        let special_matcher = SpecialMatcher::new(
-            (0..n as u32).map(|id| (id, table.text(id).to_vec())),
-            &attrs,
-        );
+        let special_matcher = SpecialMatcher::new(&table, &attrs);
         Ok(Tokenizer {
             clean_spaces: pre.is_some_and(PreTokenizer::cleans_spaces),
             model,
@@ -244,33 +241,17 @@ impl Tokenizer {
                 byte_level,
                 byte_tokens,
             } => {
-                let mut words = Vec::new();
-                let mut symbols: Vec<u32> = Vec::new();
-                let mut stand_in = String::new();
+                let vocab = bpe::BpeVocab {
+                    table: &self.table,
+                    merges,
+                    byte_level,
+                    byte_tokens,
+                    pre: *pre,
+                };
+                let mut session = bpe::BpeSession::default();
                 for fragment in fragments {
                     match fragment {
-                        Fragment::Text(range) => {
-                            let piece_text = &text[range];
-                            pre.split(piece_text, &mut words);
-                            for word in &words {
-                                let bytes = &piece_text.as_bytes()[word.clone()];
-                                if pre.ignores_merges() {
-                                    stand_in.clear();
-                                    byte_level.encode_into(bytes, &mut stand_in);
-                                    if let Some(id) = self.table.get(stand_in.as_bytes()) {
-                                        out.push(id);
-                                        continue;
-                                    }
-                                }
-                                symbols.clear();
-                                symbols.extend(
-                                    bytes
-                                        .iter()
-                                        .map(|&b| byte_tokens[b as usize].unwrap_or(u32::MAX)),
-                                );
-                                bpe::merge_piece(merges, &mut symbols, &mut out);
-                            }
-                        }
+                        Fragment::Text(range) => session.encode(&vocab, text, range, &mut out),
                         Fragment::Token(id) => out.push(id),
                     }
                 }
@@ -433,12 +414,16 @@ fn render_pieces(
         } else if a & attr::NORMAL != 0 {
             match model {
                 Model::Spm { .. } => {
-                    let s = String::from_utf8_lossy(text);
-                    for part in s.split('\u{2581}').enumerate() {
-                        if part.0 > 0 {
+                    // "▁" (E2 96 81) is a space
+                    let mut i = 0;
+                    while i < text.len() {
+                        if text[i..].starts_with("\u{2581}".as_bytes()) {
                             rendered.push(b' ');
+                            i += 3;
+                        } else {
+                            rendered.push(text[i]);
+                            i += 1;
                         }
-                        rendered.extend_from_slice(part.1.as_bytes());
                     }
                 }
                 Model::Bpe { byte_level, .. } => {

@@ -3,6 +3,7 @@
 //! right, without overlap), and shorter ones take what remains; when `parse_special` is off only user-defined
 //! tokens are cut out.
 
+use crate::token_table::TokenTable;
 use crate::vocab::attr;
 use aho_corasick::{AhoCorasick, MatchKind};
 
@@ -28,14 +29,13 @@ pub struct SpecialMatcher {
 }
 
 impl SpecialMatcher {
-    /// `texts` and `attrs` are [n_tokens].
-    pub fn new(texts: impl Iterator<Item = (u32, Vec<u8>)>, attrs: &[u16]) -> Self {
-        let mut patterns: Vec<(u32, Vec<u8>)> = texts
-            .filter(|(id, text)| {
-                !text.is_empty()
-                    && attrs[*id as usize] & (attr::CONTROL | attr::USER_DEFINED | attr::UNKNOWN)
-                        != 0
-            })
+    /// `attrs` is [n_tokens], indexed like `table`.
+    pub fn new(table: &TokenTable, attrs: &[u16]) -> Self {
+        let cut_out = attr::CONTROL | attr::USER_DEFINED | attr::UNKNOWN;
+        let mut patterns: Vec<(u32, &[u8])> = (0..attrs.len() as u32)
+            .filter(|&id| attrs[id as usize] & cut_out != 0)
+            .map(|id| (id, table.text(id)))
+            .filter(|(_, text)| !text.is_empty())
             .collect();
         patterns.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
         let pattern_ids: Vec<u32> = patterns.iter().map(|p| p.0).collect();
@@ -49,7 +49,7 @@ impl SpecialMatcher {
         } else {
             AhoCorasick::builder()
                 .match_kind(MatchKind::Standard)
-                .build(patterns.iter().map(|p| &p.1))
+                .build(patterns.iter().map(|p| p.1))
                 .ok()
         };
         SpecialMatcher {
@@ -155,10 +155,8 @@ mod tests {
             (5, "ab"),
         ];
         let attrs = vec![attr::CONTROL; 6];
-        let m = SpecialMatcher::new(
-            specials.iter().map(|&(id, t)| (id, t.as_bytes().to_vec())),
-            &attrs,
-        );
+        let table = TokenTable::new(specials.iter().map(|&(_, t)| t.as_bytes()));
+        let m = SpecialMatcher::new(&table, &attrs);
         for text in [
             "",
             "x",
@@ -180,12 +178,8 @@ mod tests {
     #[test]
     fn without_parse_special_only_user_defined_tokens_are_cut() {
         let attrs = [attr::CONTROL, attr::USER_DEFINED, attr::UNKNOWN];
-        let texts = [
-            (0u32, b"<c>".to_vec()),
-            (1, b"<u>".to_vec()),
-            (2, b"<unk>".to_vec()),
-        ];
-        let m = SpecialMatcher::new(texts.into_iter(), &attrs);
+        let table = TokenTable::new([b"<c>".as_slice(), b"<u>", b"<unk>"].into_iter());
+        let m = SpecialMatcher::new(&table, &attrs);
         let text = "<c><u><unk>";
         assert_eq!(
             m.partition(text, false),

@@ -51,8 +51,14 @@ impl TextArena {
 #[derive(Debug, Clone)]
 pub struct TokenTable {
     texts: TextArena,
-    /// [capacity]: token id + 1 in each occupied slot, 0 when empty; capacity is a power of two >= 2 * n_tokens
-    slots: Vec<u32>,
+    /// [capacity]: 0 when empty, else (high 32 bits of the text's hash) << 32 | (token id + 1); capacity is a
+    /// power of two >= 2 * n_tokens. The hash tag spares reading the arena on most probe collisions.
+    slots: Vec<u64>,
+}
+
+#[inline]
+fn slot_of(hash: u64, id: u32) -> u64 {
+    (hash & 0xFFFF_FFFF_0000_0000) | u64::from(id + 1)
 }
 
 impl TokenTable {
@@ -80,20 +86,19 @@ impl TokenTable {
 
     fn insert(&mut self, id: u32) {
         let mask = self.slots.len() - 1;
-        let text = self.text(id);
-        let mut slot = hash_bytes(0, text) as usize & mask;
+        let text = self.texts.text(id);
+        let hash = hash_bytes(0, text);
+        let tag = hash >> 32;
+        let mut slot = hash as usize & mask;
         loop {
-            match self.slots[slot] {
-                0 => {
-                    self.slots[slot] = id + 1;
-                    return;
-                }
-                occupant if self.text(occupant - 1) == text => {
-                    self.slots[slot] = id + 1;
-                    return;
-                }
-                _ => slot = (slot + 1) & mask,
+            let occupant = self.slots[slot];
+            if occupant == 0
+                || (occupant >> 32 == tag && self.texts.text((occupant as u32) - 1) == text)
+            {
+                self.slots[slot] = slot_of(hash, id);
+                return;
             }
+            slot = (slot + 1) & mask;
         }
     }
 
@@ -118,15 +123,19 @@ impl TokenTable {
     #[inline]
     pub fn get_concat(&self, a: &[u8], b: &[u8]) -> Option<u32> {
         let mask = self.slots.len() - 1;
-        let mut slot = hash_bytes(hash_bytes(0, a), b) as usize & mask;
+        let hash = hash_bytes(hash_bytes(0, a), b);
+        let tag = hash >> 32;
+        let mut slot = hash as usize & mask;
         loop {
-            match self.slots[slot] {
-                0 => return None,
-                occupant => {
-                    let t = self.text(occupant - 1);
-                    if t.len() == a.len() + b.len() && t.starts_with(a) && t.ends_with(b) {
-                        return Some(occupant - 1);
-                    }
+            let occupant = self.slots[slot];
+            if occupant == 0 {
+                return None;
+            }
+            if occupant >> 32 == tag {
+                let id = (occupant as u32) - 1;
+                let t = self.texts.text(id);
+                if t.len() == a.len() + b.len() && t.starts_with(a) && t.ends_with(b) {
+                    return Some(id);
                 }
             }
             slot = (slot + 1) & mask;

@@ -3,6 +3,7 @@
 //
 //   llama_ref MODEL cases CASES.bin   -> one line per case and mode (see below)
 //   llama_ref MODEL vocab             -> one line per token: id attr is_eog piece_plain_hex piece_special_hex
+//   llama_ref MODEL bench TEXT_FILE   -> tokens and best-of-5 llama_tokenize time for the file (speed reference)
 //
 // CASES.bin: a sequence of cases, each a little-endian u32 byte length followed by the UTF-8 text.
 // Output of `cases`, per case, four lines:
@@ -10,6 +11,7 @@
 //   detok <remove_special> <unparse_special> <hex>       for (0,0), (0,1) applied to the (1,1) ids
 #include "llama.h"
 
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -87,6 +89,29 @@ int main(int argc, char ** argv) {
             printf("%d %d %d %s %s\n", id, (int) llama_vocab_get_attr(vocab, id), (int) llama_vocab_is_eog(vocab, id),
                    hex(piece(vocab, id, false)).c_str(), hex(piece(vocab, id, true)).c_str());
         }
+    } else if (mode == "bench" && argc >= 4) {
+        FILE * f = fopen(argv[3], "rb");
+        if (!f) {
+            fprintf(stderr, "cannot open %s\n", argv[3]);
+            return 1;
+        }
+        std::string text;
+        char buf[65536];
+        size_t got;
+        while ((got = fread(buf, 1, sizeof(buf), f)) > 0) {
+            text.append(buf, got);
+        }
+        fclose(f);
+        double best_ms = 1e30;
+        size_t n = 0;
+        for (int rep = 0; rep < 5; ++rep) {
+            const auto start = std::chrono::steady_clock::now();
+            n = tokenize(vocab, text, true, true).size();
+            const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+            best_ms = ms < best_ms ? ms : best_ms;
+        }
+        printf("%zu bytes, %zu tokens, best of 5: %.2f ms = %.2f MB/s\n", text.size(), n, best_ms,
+               text.size() / best_ms / 1e3);
     } else if (mode == "cases" && argc >= 4) {
         FILE * f = fopen(argv[3], "rb");
         if (!f) {

@@ -212,3 +212,32 @@ fn gemma_builds_quickly() {
     assert_eq!(t.vocab_size(), 262_144);
     assert!(took.as_secs_f64() < 2.0, "building took {took:?}");
 }
+
+/// Encoding a long text (which reuses its per-call word cache) equals encoding each pre-tokenized word on its own.
+#[test]
+fn qwen_word_cache_matches_encoding_words_separately() {
+    let q = common::qwen();
+    let fixture = common::read_fixture("qwen2.5-coder-0.5b.tokens.json");
+    let mut text = String::new();
+    for case in fixture["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .chain(fixture["cases"].as_array().expect("cases"))
+    {
+        let t = case["text"].as_str().expect("text");
+        // plain text only: special tokens would be cut out before pre-tokenization
+        if !t.contains('<') {
+            text.push_str(t);
+            text.push(' ');
+        }
+    }
+    let whole = q.encode(&text, false, false).expect("encode");
+    let mut words = Vec::new();
+    quarrel_tokenizer::PreTokenizer::Qwen2.split(&text, &mut words);
+    let mut separately = Vec::new();
+    for w in words {
+        separately.extend(q.encode(&text[w], false, false).expect("encode"));
+    }
+    assert_eq!(whole, separately);
+}
