@@ -15,7 +15,7 @@ other pre-tokenizers and the SentencePiece space prefix) it writes NAME.tokens.j
 NAME.vocab.json: end-of-generation ids, token attributes and rendered pieces, checked as a digest over all tokens
 plus an explicit sample; and chat_templates.json: conversations rendered by Python's jinja2 the way Hugging Face
 renders chat templates (trim_blocks, lstrip_blocks, raise_exception, tojson), for the Qwen template stored in its
-GGUF and the Gemma 3 template in gemma3.chat_template.jinja (the Gemma GGUF carries none).
+GGUF and the Gemma 3 template in crates/tokenizer/src/templates/gemma3.jinja (the Gemma GGUF carries none).
 
 Needs: g++, python `gguf` (pip install gguf), llama.cpp built (llama-tokenize, libllama.a, headers).
 """
@@ -268,7 +268,7 @@ def chat_fixture(qwen_model):
 
     reader = gguf.GGUFReader(qwen_model)
     qwen_template = reader.fields["tokenizer.chat_template"].contents()
-    with open(os.path.join(FIXTURES, "gemma3.chat_template.jinja"), encoding="utf-8") as f:
+    with open(os.path.join(ROOT, "crates/tokenizer/src/templates/gemma3.jinja"), encoding="utf-8") as f:
         gemma_template = f.read()
 
     def raise_exception(message):

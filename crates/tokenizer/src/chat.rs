@@ -8,6 +8,10 @@ use minijinja::{Environment, ErrorKind};
 use serde::Serialize;
 use std::fmt::Write as _;
 
+/// Gemma 3's chat template as Google publishes it with the model (`tokenizer_config.json`), for GGUF files of
+/// Gemma 3 that carry no `tokenizer.chat_template` (gemma-3-270m's does not).
+pub const GEMMA3_CHAT_TEMPLATE: &str = include_str!("templates/gemma3.jinja");
+
 /// One chat message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChatMessage {

@@ -17,7 +17,7 @@ mod token_table;
 mod unicode;
 mod vocab;
 
-pub use chat::{strftime, ChatMessage, ChatTemplate};
+pub use chat::{strftime, ChatMessage, ChatTemplate, GEMMA3_CHAT_TEMPLATE};
 pub use decode::{StreamDecoder, Utf8Stream};
 pub use error::TokenizerError;
 pub use metadata::{SpecialIds, TokenizerMetadata};

@@ -6,8 +6,7 @@ use quarrel_tokenizer::{ChatMessage, ChatTemplate};
 #[test]
 fn chat_templates_render_as_jinja2_does() {
     let fixture = common::read_fixture("chat_templates.json");
-    let gemma_source = std::fs::read_to_string(common::fixture_path("gemma3.chat_template.jinja"))
-        .expect("template");
+    let gemma_source = quarrel_tokenizer::GEMMA3_CHAT_TEMPLATE.to_owned();
     let qwen_source = common::qwen()
         .chat_template()
         .expect("qwen has a template")
@@ -84,9 +83,8 @@ fn qwen_template_from_the_file_renders_its_default_system_prompt() {
 #[test]
 fn rendered_prompt_tokenizes_special_tokens() {
     let g = common::gemma();
-    let source = std::fs::read_to_string(common::fixture_path("gemma3.chat_template.jinja"))
-        .expect("template");
-    let template = ChatTemplate::new(&source, "<bos>", "<eos>").expect("compiles");
+    let template = ChatTemplate::new(quarrel_tokenizer::GEMMA3_CHAT_TEMPLATE, "<bos>", "<eos>")
+        .expect("compiles");
     let prompt = template
         .render(&[ChatMessage::new("user", "Hello")], true)
         .expect("renders");
