@@ -11,6 +11,10 @@ pub use gguf::GgmlType;
 mod simd;
 pub use simd::SimdLevel;
 
+mod legacy_common;
+#[cfg(target_arch = "x86_64")]
+mod x86_common;
+
 mod k_common;
 
 pub mod bf16;
