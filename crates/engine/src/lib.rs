@@ -18,5 +18,3 @@ pub use error::{EngineError, Result};
 pub use model::{Model, RunOptions};
 pub use sampling::{Sampler, SamplerConfig};
 pub use session::{GenerationStats, Session, StopReason};
-pub mod resolve;
-pub mod synth;

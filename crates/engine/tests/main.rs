@@ -1,5 +1,7 @@
 //! Engine integration tests, one binary (it links once).
 
+extern crate quarrel_engine as engine;
+
 mod batching;
 mod common;
 mod real_models;

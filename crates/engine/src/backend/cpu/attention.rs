@@ -52,9 +52,11 @@ pub fn attention(q: &[f32], kv: &CpuKv, batch: &Batch, p: AttentionParams, out: 
                 sum += *sc;
             }
             let inv = 1.0 / sum;
+            // With an F16 cache ggml multiplies V by the probabilities rounded to f16; so do we.
+            let round = matches!(kv.v, KvData::F16(_));
             o.fill(0.0);
             for (j, &sc) in (start..=pos).zip(scores.iter()) {
-                let w = sc * inv;
+                let w = if round { f16::from_f32(sc * inv).to_f32() } else { sc * inv };
                 let vrow = read_row(&kv.v, base + j * hd, hd, &mut s.row);
                 o.iter_mut().zip(vrow).for_each(|(a, &b)| *a += w * b);
             }

@@ -3,6 +3,7 @@
 use super::CpuWeight;
 use crate::error::{EngineError, Result};
 use crate::model::config::{Activation, RopeParams, RopeStyle};
+use half::f16;
 
 /// out: [n_tokens, d_model] = table[ids] * scale
 pub fn embed(table: &CpuWeight, ids: &[u32], scale: f32, out: &mut [f32]) -> Result<()> {
@@ -59,19 +60,17 @@ pub fn rope(
     freq_factors: Option<&[f32]>,
 ) {
     let half = head_dim / 2;
-    // [half] angular frequency of each rotated pair
-    let inv_freq: Vec<f32> = (0..half)
-        .map(|i| {
-            let f = params.theta.powf(-2.0 * i as f32 / head_dim as f32);
-            f / freq_factors.and_then(|ff| ff.get(i).copied()).unwrap_or(1.0)
-        })
-        .collect();
+    // The angle of pair i is pos * theta^(-2i/d): computed by repeated multiplication, in f32, as ggml does,
+    // so that positions rotate exactly as llama.cpp rotates them.
+    let theta_scale = params.theta.powf(-2.0 / head_dim as f32);
     let mut cos_sin = vec![(0.0f32, 0.0f32); half];
     for (t, &pos) in positions.iter().enumerate() {
-        let p = pos as f32 * params.position_scale;
-        for (cs, &f) in cos_sin.iter_mut().zip(&inv_freq) {
-            let (s, c) = (p * f).sin_cos();
+        let mut angle = pos as f32 * params.position_scale;
+        for (i, cs) in cos_sin.iter_mut().enumerate() {
+            let a = angle / freq_factors.and_then(|ff| ff.get(i).copied()).unwrap_or(1.0);
+            let (s, c) = a.sin_cos();
             *cs = (c, s);
+            angle *= theta_scale;
         }
         let row = &mut x[t * n_heads * head_dim..(t + 1) * n_heads * head_dim];
         for head in row.chunks_exact_mut(head_dim) {
@@ -105,11 +104,34 @@ pub fn gelu_tanh(x: f32) -> f32 {
     0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + 0.044_715 * x * x)).tanh())
 }
 
+/// GELU through a table indexed by the f16 bits of the input, holding f16-rounded outputs: what ggml's CPU
+/// backend computes (its GGML_GELU_FP16 path), so that Gemma agrees with llama.cpp token for token. Beyond ±10
+/// GELU is 0 or the identity.
+fn gelu_table() -> &'static [f32] {
+    static TABLE: std::sync::OnceLock<Vec<f32>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        (0..=u16::MAX).map(|bits| f16::from_f32(gelu_tanh(f16::from_bits(bits).to_f32())).to_f32()).collect()
+    })
+}
+
+pub fn gelu_f16_table(x: f32, table: &[f32]) -> f32 {
+    if x <= -10.0 {
+        0.0
+    } else if x >= 10.0 {
+        x
+    } else {
+        table[f16::from_f32(x).to_bits() as usize]
+    }
+}
+
 /// gate = act(gate) * up
 pub fn gated_activation(gate: &mut [f32], up: &[f32], act: Activation) {
     match act {
         Activation::Silu => gate.iter_mut().zip(up).for_each(|(g, &u)| *g = silu(*g) * u),
-        Activation::GeluTanh => gate.iter_mut().zip(up).for_each(|(g, &u)| *g = gelu_tanh(*g) * u),
+        Activation::GeluTanh => {
+            let table = gelu_table();
+            gate.iter_mut().zip(up).for_each(|(g, &u)| *g = gelu_f16_table(*g, table) * u)
+        }
     }
 }
 
@@ -153,5 +175,10 @@ mod tests {
         assert!((silu(1.0) - 0.731_058_6).abs() < 1e-6);
         assert!((gelu_tanh(1.0) - 0.841_192).abs() < 1e-5);
         assert_eq!(gelu_tanh(0.0), 0.0);
+        let t = gelu_table();
+        for x in [-12.0f32, -3.3, -0.01, 0.0, 0.7, 2.5, 9.9, 11.0] {
+            let d = (gelu_f16_table(x, t) - gelu_tanh(x)).abs();
+            assert!(d <= 2e-3 * x.abs().max(1.0), "table gelu({x}) off by {d}");
+        }
     }
 }
