@@ -10,7 +10,9 @@ other pre-tokenizers and the SentencePiece space prefix) it writes NAME.tokens.j
       "ids": llama-tokenize's ids (BOS per metadata, special tokens parsed)   == encode(T, true, true)
       "ids_plain": llama_tokenize(add_special=false, parse_special=false)        == encode(T, false, false)
       "detok": llama_detokenize(ids, remove_special=false, unparse_special=false) == decode(ids)
-      "detok_special": same with unparse_special=true}]}
+      "detok_special": same with unparse_special=true      == decode_with(ids, false, true)
+      "detok_remove": same with remove_special=true         == decode_with(ids, true, false)
+      "detok_plain": llama_detokenize(ids_plain, false, false) == decode(ids_plain)}]}
 (detok values are strings where the bytes are valid UTF-8, else {"hex": ...}), and for the real models
 NAME.vocab.json: end-of-generation ids, token attributes and rendered pieces, checked as a digest over all tokens
 plus an explicit sample; and chat_templates.json: conversations rendered by Python's jinja2 the way Hugging Face
@@ -37,6 +39,10 @@ MODELS = [
     ("qwen-vocab-pre-smollm", QWEN, {"tokenizer.ggml.pre": "smollm"}),
     ("qwen-vocab-pre-default", QWEN, {"tokenizer.ggml.pre": "default"}),
     ("gemma-vocab-space-prefix", GEMMA, {"tokenizer.ggml.add_space_prefix": True}),
+] + [
+    # QWEN's metadata with the tiny digits vocabulary (written to digits-vocab.json for the tests)
+    (f"digits-vocab-pre-{pre}", QWEN, {"digits": True, "tokenizer.ggml.pre": pre})
+    for pre in ["qwen2", "llama-bpe", "gpt-2", "smollm", "default"]
 ]
 
 CASES = [
@@ -148,6 +154,75 @@ def build_harness(llama_dir, out_dir):
     return exe
 
 
+def add_value(writer, key, value):
+    import gguf
+
+    if isinstance(value, bool):
+        writer.add_bool(key, value)
+    elif isinstance(value, int):
+        writer.add_uint32(key, value)
+    elif isinstance(value, list) and value and isinstance(value[0], int):
+        writer.add_array(key, value)  # token types
+    elif isinstance(value, list):
+        writer.add_key_value(key, value, gguf.GGUFValueType.ARRAY, sub_type=gguf.GGUFValueType.STRING)
+    else:
+        writer.add_string(key, value)
+
+
+def digits_vocab():
+    """A tiny byte-level BPE vocabulary whose only merges join digits ("1 2" -> "12", "12 3" -> "123"), to see
+    how each pre-tokenizer groups digits, plus one control, one unknown and one user-defined token."""
+    printable = [b for b in range(256) if 0x21 <= b <= 0x7E or 0xA1 <= b <= 0xAC or 0xAE <= b <= 0xFF]
+    stand_in, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            stand_in[b] = chr(b)
+        else:
+            stand_in[b] = chr(0x100 + extra)
+            extra += 1
+    tokens = [stand_in[b] for b in range(256)]
+    merges = []
+    digits = "0123456789"
+    for a in digits:
+        for b in digits:
+            tokens.append(a + b)
+            merges.append(f"{a} {b}")
+    for a in digits:
+        for b in digits:
+            for c in digits:
+                tokens.append(a + b + c)
+                merges.append(f"{a}{b} {c}")
+    types = [1] * len(tokens)
+    tokens += ["<|endoftext|>", "<unk>", "<user>"]
+    types += [3, 2, 4]
+    eot = tokens.index("<|endoftext|>")
+    return {
+        "tokenizer.ggml.tokens": tokens,
+        "tokenizer.ggml.token_type": types,
+        "tokenizer.ggml.merges": merges,
+        "tokenizer.ggml.bos_token_id": eot,
+        "tokenizer.ggml.eos_token_id": eot,
+        "tokenizer.ggml.padding_token_id": eot,
+    }
+
+
+DIGIT_CASES = [
+    "1234567",
+    " 12345",
+    "a1234b",
+    "12 345 6789",
+    "3.14159",
+    "٣٤٥ 123",
+    "0000000",
+    "1,234,567.89",
+    "x=10000;",
+    "½123",
+    "v1.2.3-rc45",
+    "2026-10-01T12:34:56Z",
+    "<user>123<unk>4567<|endoftext|>89",
+]
+
+
 def write_variant(src, dst, overrides):
     """A tensor-less GGUF holding src's metadata with `overrides` applied (llama.cpp loads it vocab-only)."""
     import gguf
@@ -159,21 +234,14 @@ def write_variant(src, dst, overrides):
             continue
         vtype = field.types[0]
         if key in overrides:
-            value = overrides[key]
-            if isinstance(value, bool):
-                writer.add_bool(key, value)
-            else:
-                writer.add_string(key, value)
+            add_value(writer, key, overrides[key])
         elif vtype == gguf.GGUFValueType.ARRAY:
             writer.add_key_value(key, field.contents(), vtype, sub_type=field.types[1])
         else:
             writer.add_key_value(key, field.contents(), vtype)
     for key, value in overrides.items():
         if key not in reader.fields:
-            if isinstance(value, bool):
-                writer.add_bool(key, value)
-            else:
-                writer.add_string(key, value)
+            add_value(writer, key, value)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -191,26 +259,30 @@ def unhex(field):
     return b"" if field == "-" else bytes.fromhex(field)
 
 
-def run_cases(harness, model, tmp):
+def run_cases(harness, model, tmp, texts):
     path = os.path.join(tmp, "cases.bin")
     with open(path, "wb") as f:
-        for text in CASES:
+        for text in texts:
             raw = text.encode("utf-8")
             f.write(struct.pack("<I", len(raw)) + raw)
     out = subprocess.run([harness, model, "cases", path], check=True, capture_output=True).stdout
     lines = out.decode("ascii").splitlines()
-    assert len(lines) == 4 * len(CASES), (len(lines), len(CASES))
+    assert len(lines) == 6 * len(texts), (len(lines), len(texts))
     cases = []
-    for i, text in enumerate(CASES):
-        ids_special, ids_plain, detok, detok_special = (lines[4 * i + k].split(" ") for k in range(4))
+    for i, text in enumerate(texts):
+        ids_special, ids_plain, detok, detok_special, detok_remove, detok_plain = (
+            lines[6 * i + k].split(" ") for k in range(6))
         assert ids_special[:3] == ["ids", "1", "1"] and ids_plain[:3] == ["ids", "0", "0"]
         assert detok[:3] == ["detok", "0", "0"] and detok_special[:3] == ["detok", "0", "1"]
+        assert detok_remove[:3] == ["detok", "1", "0"] and detok_plain[:3] == ["detok", "0", "0"]
         cases.append({
             "text": text,
             "ids": [int(x) for x in ids_special[3:]],
             "ids_plain": [int(x) for x in ids_plain[3:]],
             "detok": text_or_hex(unhex(detok[3])),
             "detok_special": text_or_hex(unhex(detok_special[3])),
+            "detok_remove": text_or_hex(unhex(detok_remove[3])),
+            "detok_plain": text_or_hex(unhex(detok_plain[3])),
         })
     return cases
 
@@ -325,11 +397,20 @@ def main():
             if not os.path.exists(src):
                 subprocess.run([os.path.join(ROOT, "scripts/fetch-models.sh")], check=True)
             model = src
-            if overrides:
+            texts = CASES
+            if overrides and overrides.get("digits"):
+                vocab = digits_vocab()
+                dump(os.path.join(FIXTURES, "digits-vocab.json"), vocab)
+                overrides = {k: v for k, v in overrides.items() if k != "digits"}
+                texts = CASES + DIGIT_CASES
+                model = os.path.join(tmp, name + ".gguf")
+                write_variant(src, model, {**overrides, **vocab})
+                overrides = {**overrides, "digits_vocab": "digits-vocab.json"}
+            elif overrides:
                 model = os.path.join(tmp, name + ".gguf")
                 write_variant(src, model, overrides)
-            print(f"{name}: {len(CASES)} cases", file=sys.stderr)
-            cases = run_cases(harness, model, tmp)
+            print(f"{name}: {len(texts)} cases", file=sys.stderr)
+            cases = run_cases(harness, model, tmp, texts)
             if overrides is None:
                 # the ids the brief asks for come from the llama-tokenize tool itself; the API must agree
                 for case in cases:

@@ -268,15 +268,18 @@ impl Tokenizer {
     }
 
     /// The bytes token `id` stands for, as llama.cpp's `token_to_piece` renders it (SentencePiece: `▁` is a space
-    /// and `<0xXX>` its byte; BPE: byte-level decoded); control tokens render empty. Empty for an unknown id.
+    /// and `<0xXX>` its byte; BPE: byte-level decoded); control and unknown-text tokens render empty. Empty for an out-of-range id.
     pub fn token_bytes(&self, id: u32) -> &[u8] {
         self.pieces.text(id)
     }
 
-    /// As [`Tokenizer::token_bytes`], with control tokens rendered as their text when `render_special`.
+    /// As [`Tokenizer::token_bytes`], with control and unknown tokens rendered as their text when
+    /// `render_special`.
     pub fn token_bytes_special(&self, id: u32, render_special: bool) -> &[u8] {
         match self.attrs.get(id as usize) {
-            Some(a) if render_special && a & attr::CONTROL != 0 => self.table.text(id),
+            Some(a) if render_special && a & (attr::CONTROL | attr::UNKNOWN) != 0 => {
+                self.table.text(id)
+            }
             _ => self.pieces.text(id),
         }
     }
@@ -395,7 +398,7 @@ impl Tokenizer {
     }
 }
 
-/// Every token's rendering with control tokens left empty: [n_tokens].
+/// Every token's rendering with control and unknown tokens left empty: [n_tokens].
 fn render_pieces(
     model: &Model,
     table: &TokenTable,
@@ -408,8 +411,8 @@ fn render_pieces(
         let id = id as u32;
         let text = table.text(id);
         if a & attr::CONTROL != 0 {
-            // rendered only on request, as the raw text
-        } else if a & (attr::UNKNOWN | attr::USER_DEFINED) != 0 {
+            // rendered only on request, as the raw text (so are unknown tokens, below)
+        } else if a & attr::USER_DEFINED != 0 {
             rendered.extend_from_slice(text);
         } else if a & attr::NORMAL != 0 {
             match model {

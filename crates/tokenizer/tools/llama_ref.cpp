@@ -6,9 +6,10 @@
 //   llama_ref MODEL bench TEXT_FILE   -> tokens and best-of-5 llama_tokenize time for the file (speed reference)
 //
 // CASES.bin: a sequence of cases, each a little-endian u32 byte length followed by the UTF-8 text.
-// Output of `cases`, per case, four lines:
+// Output of `cases`, per case, six lines:
 //   ids <add_special> <parse_special> <id> <id> ...      for (1,1), (0,0)
-//   detok <remove_special> <unparse_special> <hex>       for (0,0), (0,1) applied to the (1,1) ids
+//   detok <remove_special> <unparse_special> <hex>       for (0,0), (0,1), (1,0) applied to the (1,1) ids,
+//                                                        then (0,0) applied to the (0,0) ids
 #include "llama.h"
 
 #include <chrono>
@@ -126,12 +127,11 @@ int main(int argc, char ** argv) {
                 return 1;
             }
             std::vector<llama_token> with_special;
+            std::vector<llama_token> plain;
             for (int variant = 0; variant < 2; ++variant) {
                 const bool flag = variant == 0;
                 std::vector<llama_token> ids = tokenize(vocab, text, flag, flag);
-                if (flag) {
-                    with_special = ids;
-                }
+                (flag ? with_special : plain) = ids;
                 printf("ids %d %d", (int) flag, (int) flag);
                 for (llama_token id : ids) {
                     printf(" %d", id);
@@ -141,6 +141,8 @@ int main(int argc, char ** argv) {
             for (int unparse = 0; unparse < 2; ++unparse) {
                 printf("detok 0 %d %s\n", unparse, hex(detokenize(vocab, with_special, false, unparse)).c_str());
             }
+            printf("detok 1 0 %s\n", hex(detokenize(vocab, with_special, true, false)).c_str());
+            printf("detok 0 0 %s\n", hex(detokenize(vocab, plain, false, false)).c_str());
         }
         fclose(f);
     } else {

@@ -58,6 +58,16 @@ fn check_token_fixture(name: &str, tokenizer: &Tokenizer) {
                 "decode {expected:?}\n   ours {ours_detok:?}\n  llama {detok:?}"
             ));
         }
+        for (key, ids, remove_special) in [
+            ("detok_remove", &expected, true),
+            ("detok_plain", &expected_plain, false),
+        ] {
+            let want = text_of(&case[key]);
+            let ours = tokenizer.decode_with(ids, remove_special, false);
+            if ours != want {
+                failures.push(format!("{key} {ids:?}\n   ours {ours:?}\n  llama {want:?}"));
+            }
+        }
         let detok_special = text_of(&case["detok_special"]);
         let ours_special = tokenizer.decode_with(&expected, false, true);
         if ours_special != detok_special {
@@ -240,4 +250,47 @@ fn qwen_word_cache_matches_encoding_words_separately() {
         separately.extend(q.encode(&text[w], false, false).expect("encode"));
     }
     assert_eq!(whole, separately);
+}
+
+/// A tiny vocabulary whose only merges join digits ("1 2", "12 3"): shows how each pre-tokenizer groups digits
+/// (runs of three, single digits, whole runs), against llama.cpp given the same vocabulary.
+#[test]
+fn digit_grouping_of_every_pre_tokenizer_equals_llama_cpp() {
+    let vocab = common::read_fixture("digits-vocab.json");
+    let strings = |key: &str| -> Vec<&str> {
+        vocab[key]
+            .as_array()
+            .expect(key)
+            .iter()
+            .map(|v| v.as_str().expect("string"))
+            .collect()
+    };
+    let id = |key: &str| vocab[key].as_u64().map(|v| v as u32);
+    for pre in ["qwen2", "llama-bpe", "gpt-2", "smollm", "default"] {
+        let meta = quarrel_tokenizer::TokenizerMetadata {
+            model: "gpt2",
+            pre: Some(pre),
+            tokens: strings("tokenizer.ggml.tokens"),
+            token_types: Some(
+                vocab["tokenizer.ggml.token_type"]
+                    .as_array()
+                    .expect("types")
+                    .iter()
+                    .map(|v| v.as_i64().expect("type") as i32)
+                    .collect(),
+            ),
+            merges: Some(strings("tokenizer.ggml.merges")),
+            special: quarrel_tokenizer::SpecialIds {
+                bos: id("tokenizer.ggml.bos_token_id"),
+                eos: id("tokenizer.ggml.eos_token_id"),
+                padding: id("tokenizer.ggml.padding_token_id"),
+                ..Default::default()
+            },
+            // the rest of the metadata is Qwen's, which says add_bos_token = false
+            add_bos: Some(false),
+            ..Default::default()
+        };
+        let tokenizer = Tokenizer::from_metadata(&meta).expect("digits vocabulary");
+        check_token_fixture(&format!("digits-vocab-pre-{pre}"), &tokenizer);
+    }
 }
