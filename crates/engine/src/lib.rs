@@ -6,8 +6,8 @@ pub mod batch;
 pub mod error;
 pub mod model;
 pub mod perplexity;
-pub mod sampling;
 pub mod resolve;
+pub mod sampling;
 pub mod session;
 pub mod synth;
 

@@ -54,7 +54,10 @@ pub fn perplexity<B: Backend>(
         return Err(EngineError::BadSetting {
             name: "text",
             value: format!("{} tokens", tokens.len()),
-            reason: format!("needs at least {} tokens (2 x ctx is llama.cpp's minimum for a useful run)", n_ctx),
+            reason: format!(
+                "needs at least {} tokens (2 x ctx is llama.cpp's minimum for a useful run)",
+                n_ctx
+            ),
         });
     }
     let vocab = session.model.config.vocab;
@@ -70,10 +73,18 @@ pub fn perplexity<B: Backend>(
         let mut pos = 0;
         while pos < n_ctx - 1 {
             let want_from = first.max(pos);
-            let end = if pos < first { first.min(pos + session.max_batch()) } else { (pos + step).min(n_ctx - 1) };
+            let end = if pos < first {
+                first.min(pos + session.max_batch())
+            } else {
+                (pos + step).min(n_ctx - 1)
+            };
             batch.clear();
             for p in pos..end {
-                let tok = if p == 0 { bos.unwrap_or(chunk[0]) } else { chunk[p] };
+                let tok = if p == 0 {
+                    bos.unwrap_or(chunk[0])
+                } else {
+                    chunk[p]
+                };
                 batch.push(tok, p as u32, 0, p >= want_from);
             }
             let logits = session.forward(&batch)?;
@@ -92,8 +103,20 @@ pub fn perplexity<B: Backend>(
     let mean = sum / count as f64;
     let var = (sum2 / count as f64 - mean * mean).max(0.0);
     let ppl = mean.exp();
-    let ppl_stderr = if count > 1 { ppl * (var / (count - 1) as f64).sqrt() } else { 0.0 };
-    Ok(Perplexity { ppl, ppl_stderr, n_chunks, n_ctx, n_scored: count, n_tokens: tokens.len(), running })
+    let ppl_stderr = if count > 1 {
+        ppl * (var / (count - 1) as f64).sqrt()
+    } else {
+        0.0
+    };
+    Ok(Perplexity {
+        ppl,
+        ppl_stderr,
+        n_chunks,
+        n_ctx,
+        n_scored: count,
+        n_tokens: tokens.len(),
+        running,
+    })
 }
 
 #[cfg(test)]

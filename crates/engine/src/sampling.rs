@@ -45,13 +45,20 @@ impl Default for SamplerConfig {
 
 impl SamplerConfig {
     pub fn greedy() -> Self {
-        Self { temperature: 0.0, ..Self::default() }
+        Self {
+            temperature: 0.0,
+            ..Self::default()
+        }
     }
 
     /// Rejects values that make no sense, naming them.
     pub fn validate(&self) -> Result<()> {
         let bad = |name: &'static str, v: f32, reason: &str| {
-            Err(EngineError::BadSetting { name, value: v.to_string(), reason: reason.into() })
+            Err(EngineError::BadSetting {
+                name,
+                value: v.to_string(),
+                reason: reason.into(),
+            })
         };
         if !self.temperature.is_finite() {
             return bad("temperature", self.temperature, "must be finite");
@@ -69,7 +76,11 @@ impl SamplerConfig {
             return bad("presence-penalty", self.presence_penalty, "must be finite");
         }
         if !self.frequency_penalty.is_finite() {
-            return bad("frequency-penalty", self.frequency_penalty, "must be finite");
+            return bad(
+                "frequency-penalty",
+                self.frequency_penalty,
+                "must be finite",
+            );
         }
         Ok(())
     }
@@ -99,7 +110,12 @@ impl Sampler {
     pub fn new(cfg: SamplerConfig) -> Result<Self> {
         cfg.validate()?;
         let rng = StdRng::seed_from_u64(cfg.seed);
-        Ok(Self { cfg, rng, recent: VecDeque::new(), cand: Vec::new() })
+        Ok(Self {
+            cfg,
+            rng,
+            recent: VecDeque::new(),
+            cand: Vec::new(),
+        })
     }
 
     pub fn config(&self) -> &SamplerConfig {
@@ -120,12 +136,14 @@ impl Sampler {
     /// Picks the next token from one row of logits.
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
         let c = &self.cfg;
-        let penalize = c.repeat_penalty != 1.0 || c.presence_penalty != 0.0 || c.frequency_penalty != 0.0;
+        let penalize =
+            c.repeat_penalty != 1.0 || c.presence_penalty != 0.0 || c.frequency_penalty != 0.0;
         if c.temperature <= 0.0 && !penalize {
             return argmax(logits);
         }
         self.cand.clear();
-        self.cand.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
+        self.cand
+            .extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
         if penalize && !self.recent.is_empty() {
             let mut counts: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
             for &t in &self.recent {
@@ -133,17 +151,28 @@ impl Sampler {
             }
             for (&t, &n) in &counts {
                 if let Some((_, l)) = self.cand.get_mut(t as usize) {
-                    *l = if *l > 0.0 { *l / c.repeat_penalty } else { *l * c.repeat_penalty };
+                    *l = if *l > 0.0 {
+                        *l / c.repeat_penalty
+                    } else {
+                        *l * c.repeat_penalty
+                    };
                     *l -= n as f32 * c.frequency_penalty + c.presence_penalty;
                 }
             }
         }
         if c.temperature <= 0.0 {
-            let best = self.cand.iter().fold(0, |b, (i, l)| if *l > self.cand[b].1 { *i as usize } else { b });
+            let best = self.cand.iter().fold(
+                0,
+                |b, (i, l)| if *l > self.cand[b].1 { *i as usize } else { b },
+            );
             return self.cand[best].0;
         }
         // Sort descending by logit; ties by token id for determinism.
-        let k = if c.top_k > 0 { c.top_k.min(self.cand.len()) } else { self.cand.len() };
+        let k = if c.top_k > 0 {
+            c.top_k.min(self.cand.len())
+        } else {
+            self.cand.len()
+        };
         let by_logit = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
         if k < self.cand.len() {
             self.cand.select_nth_unstable_by(k - 1, by_logit);
@@ -205,14 +234,24 @@ mod tests {
 
     #[test]
     fn same_seed_same_draws_and_top_k_limits_the_choice() {
-        let cfg = SamplerConfig { temperature: 1.0, top_k: 2, top_p: 1.0, min_p: 0.0, seed: 7, ..Default::default() };
+        let cfg = SamplerConfig {
+            temperature: 1.0,
+            top_k: 2,
+            top_p: 1.0,
+            min_p: 0.0,
+            seed: 7,
+            ..Default::default()
+        };
         let draw = |cfg: &SamplerConfig| {
             let mut s = Sampler::new(cfg.clone()).unwrap();
             (0..200).map(|_| s.sample(&logits())).collect::<Vec<_>>()
         };
         let a = draw(&cfg);
         assert_eq!(a, draw(&cfg));
-        assert!(a.iter().all(|&t| t == 1 || t == 4), "top-k 2 allows only tokens 1 and 4");
+        assert!(
+            a.iter().all(|&t| t == 1 || t == 4),
+            "top-k 2 allows only tokens 1 and 4"
+        );
         assert!(a.contains(&1) && a.contains(&4));
         let other = draw(&SamplerConfig { seed: 8, ..cfg });
         assert_ne!(a, other);
@@ -220,21 +259,42 @@ mod tests {
 
     #[test]
     fn min_p_and_top_p_cut_the_tail() {
-        let cfg = SamplerConfig { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.5, seed: 1, ..Default::default() };
+        let cfg = SamplerConfig {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.5,
+            seed: 1,
+            ..Default::default()
+        };
         let mut s = Sampler::new(cfg).unwrap();
         for _ in 0..100 {
             let t = s.sample(&logits());
-            assert!(t == 1 || t == 4 || t == 2, "min-p 0.5 keeps tokens within half the best probability: {t}");
+            assert!(
+                t == 1 || t == 4 || t == 2,
+                "min-p 0.5 keeps tokens within half the best probability: {t}"
+            );
             assert!(t != 0 && t != 3);
         }
-        let cfg = SamplerConfig { temperature: 1.0, top_k: 0, top_p: 0.3, min_p: 0.0, seed: 1, ..Default::default() };
+        let cfg = SamplerConfig {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 0.3,
+            min_p: 0.0,
+            seed: 1,
+            ..Default::default()
+        };
         let mut s = Sampler::new(cfg).unwrap();
         assert!((0..50).all(|_| s.sample(&logits()) == 1));
     }
 
     #[test]
     fn repeat_penalty_moves_greedy_off_a_seen_token() {
-        let cfg = SamplerConfig { temperature: 0.0, repeat_penalty: 2.0, ..Default::default() };
+        let cfg = SamplerConfig {
+            temperature: 0.0,
+            repeat_penalty: 2.0,
+            ..Default::default()
+        };
         let mut s = Sampler::new(cfg).unwrap();
         s.accept(1);
         assert_eq!(s.sample(&logits()), 4);
@@ -242,7 +302,12 @@ mod tests {
 
     #[test]
     fn bad_settings_are_named() {
-        let err = Sampler::new(SamplerConfig { top_p: 0.0, ..Default::default() }).err().unwrap();
+        let err = Sampler::new(SamplerConfig {
+            top_p: 0.0,
+            ..Default::default()
+        })
+        .err()
+        .unwrap();
         assert!(err.to_string().contains("top-p"));
     }
 }

@@ -48,7 +48,8 @@ impl GenerationStats {
     }
     pub fn generation_tps(&self) -> f64 {
         // The first generated token comes out of the prompt pass; the rest took one decode step each.
-        (self.generated_tokens.saturating_sub(1)) as f64 / self.generation_time.as_secs_f64().max(1e-9)
+        (self.generated_tokens.saturating_sub(1)) as f64
+            / self.generation_time.as_secs_f64().max(1e-9)
     }
 }
 
@@ -57,7 +58,13 @@ impl<'m, B: Backend> Session<'m, B> {
         let state = model.new_state(opts)?;
         let logits = vec![0.0; state.limits.max_logit_rows * model.config.vocab];
         let n_seqs = state.kv_shape.n_seqs;
-        Ok(Self { model, seq_len: vec![0; n_seqs], history: vec![Vec::new(); n_seqs], state, logits })
+        Ok(Self {
+            model,
+            seq_len: vec![0; n_seqs],
+            history: vec![Vec::new(); n_seqs],
+            state,
+            logits,
+        })
     }
 
     pub fn n_ctx(&self) -> u32 {
@@ -84,7 +91,10 @@ impl<'m, B: Backend> Session<'m, B> {
     /// Forgets a sequence (its cache slot is reused from position 0).
     pub fn clear(&mut self, seq: u32) -> Result<()> {
         let n = self.seq_len.len() as u32;
-        *self.seq_len.get_mut(seq as usize).ok_or(EngineError::BadSequence { seq, n_seqs: n })? = 0;
+        *self
+            .seq_len
+            .get_mut(seq as usize)
+            .ok_or(EngineError::BadSequence { seq, n_seqs: n })? = 0;
         self.history[seq as usize].clear();
         Ok(())
     }
@@ -92,7 +102,10 @@ impl<'m, B: Backend> Session<'m, B> {
     /// Drops the tail of a sequence so that it holds `len` tokens.
     pub fn truncate(&mut self, seq: u32, len: u32) -> Result<()> {
         let n = self.seq_len.len() as u32;
-        let cur = self.seq_len.get_mut(seq as usize).ok_or(EngineError::BadSequence { seq, n_seqs: n })?;
+        let cur = self
+            .seq_len
+            .get_mut(seq as usize)
+            .ok_or(EngineError::BadSequence { seq, n_seqs: n })?;
         *cur = (*cur).min(len);
         self.history[seq as usize].truncate(len as usize);
         Ok(())
@@ -102,7 +115,13 @@ impl<'m, B: Backend> Session<'m, B> {
     pub fn copy_sequence(&mut self, src: u32, dst: u32) -> Result<()> {
         let len = self.seq_len(src);
         let model = self.model;
-        model.backend.kv_copy_seq(&mut self.state.kv, src as usize, dst as usize, 0, len as usize)?;
+        model.backend.kv_copy_seq(
+            &mut self.state.kv,
+            src as usize,
+            dst as usize,
+            0,
+            len as usize,
+        )?;
         self.seq_len[dst as usize] = len;
         self.history[dst as usize] = self.history[src as usize].clone();
         Ok(())
@@ -116,7 +135,9 @@ impl<'m, B: Backend> Session<'m, B> {
         let mut next = self.seq_len.clone();
         for i in 0..batch.len() {
             let (seq, pos) = (batch.seq_ids[i], batch.positions[i]);
-            let expected = *next.get(seq as usize).ok_or(EngineError::BadSequence { seq, n_seqs })?;
+            let expected = *next
+                .get(seq as usize)
+                .ok_or(EngineError::BadSequence { seq, n_seqs })?;
             if pos != expected {
                 return Err(EngineError::BadPosition { seq, pos, expected });
             }
@@ -126,7 +147,14 @@ impl<'m, B: Backend> Session<'m, B> {
             next[seq as usize] = pos + 1;
         }
         let m = self.model;
-        decoder::forward(&m.backend, &m.config, &m.weights, &mut self.state, batch, &mut self.logits)?;
+        decoder::forward(
+            &m.backend,
+            &m.config,
+            &m.weights,
+            &mut self.state,
+            batch,
+            &mut self.logits,
+        )?;
         self.seq_len = next;
         for (&t, &s) in batch.tokens.iter().zip(&batch.seq_ids) {
             self.history[s as usize].push(t);
@@ -146,7 +174,10 @@ impl<'m, B: Backend> Session<'m, B> {
         }
         let start = self.seq_len(seq) as usize;
         if start + tokens.len() > self.n_ctx() as usize {
-            return Err(EngineError::PromptTooLong { n_tokens: start + tokens.len(), n_ctx: self.n_ctx() });
+            return Err(EngineError::PromptTooLong {
+                n_tokens: start + tokens.len(),
+                n_ctx: self.n_ctx(),
+            });
         }
         let chunk = self.max_batch();
         let mut batch = Batch::new();
@@ -213,7 +244,11 @@ impl<'m, B: Backend> Session<'m, B> {
                 break;
             }
             if self.seq_len(seq) >= self.n_ctx() {
-                return Err(EngineError::ContextFull { seq, pos: self.seq_len(seq), n_ctx: self.n_ctx() });
+                return Err(EngineError::ContextFull {
+                    seq,
+                    pos: self.seq_len(seq),
+                    n_ctx: self.n_ctx(),
+                });
             }
             token = sampler.sample(self.decode_step(seq, token)?);
         }

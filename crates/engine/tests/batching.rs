@@ -5,21 +5,39 @@ use engine::{Batch, RunOptions, Session};
 
 fn check(key: &str) {
     let m = model(key);
-    let prompts = ["The capital of France is", "fn main() {\n    let x = 1;", "1, 2, 3, 4, 5, 6, 7, 8,"];
-    let ids: Vec<Vec<u32>> = prompts.iter().map(|p| m.tokenizer.encode(p, true, true).unwrap()).collect();
+    let prompts = [
+        "The capital of France is",
+        "fn main() {\n    let x = 1;",
+        "1, 2, 3, 4, 5, 6, 7, 8,",
+    ];
+    let ids: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|p| m.tokenizer.encode(p, true, true).unwrap())
+        .collect();
     let next = [11u32, 22, 33];
     // Alone: each sequence in its own session.
     let alone: Vec<Vec<f32>> = ids
         .iter()
         .zip(next)
         .map(|(p, t)| {
-            let mut s = Session::new(m, &RunOptions { ctx: Some(128), ..Default::default() }).unwrap();
+            let mut s = Session::new(
+                m,
+                &RunOptions {
+                    ctx: Some(128),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
             s.prefill(0, p).unwrap();
             s.decode_step(0, t).unwrap().to_vec()
         })
         .collect();
     // Together: three sequences in one cache, prefilled separately, then one mixed batch.
-    let opts = RunOptions { ctx: Some(128), n_seqs: 3, ..Default::default() };
+    let opts = RunOptions {
+        ctx: Some(128),
+        n_seqs: 3,
+        ..Default::default()
+    };
     let mut s = Session::new(m, &opts).unwrap();
     for (i, p) in ids.iter().enumerate() {
         s.prefill(i as u32, p).unwrap();
@@ -32,8 +50,15 @@ fn check(key: &str) {
     let vocab = m.config.vocab;
     for i in 0..3 {
         let got = &together[i * vocab..(i + 1) * vocab];
-        let max = got.iter().zip(&alone[i]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-        assert!(max < 1e-3, "{key}: sequence {i} differs by {max} in a mixed batch");
+        let max = got
+            .iter()
+            .zip(&alone[i])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            max < 1e-3,
+            "{key}: sequence {i} differs by {max} in a mixed batch"
+        );
     }
     // Positions must continue each sequence.
     let mut bad = Batch::new();

@@ -46,19 +46,24 @@ pub fn model(key: &str) -> &'static Model<CpuBackend> {
     static GEMMA_M: OnceLock<Model<CpuBackend>> = OnceLock::new();
     let cell = if key == QWEN { &QWEN_M } else { &GEMMA_M };
     cell.get_or_init(|| {
-        let be = CpuBackend::new(CpuConfig { n_threads: 2, simd: None }).expect("cpu backend");
+        let be = CpuBackend::new(CpuConfig {
+            n_threads: 2,
+            simd: None,
+        })
+        .expect("cpu backend");
         Model::load(&model_path(key), be, &mut |_, _| {}).expect("model loads")
     })
 }
 
 pub fn fixture_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 #[derive(Deserialize)]
 pub struct LogitStats {
     pub mean: f32,
-    pub max: f32,
     pub probe: Vec<(u32, f32)>,
 }
 
@@ -80,7 +85,11 @@ pub struct GreedyFixture {
 }
 
 pub fn greedy_fixture(key: &str) -> GreedyFixture {
-    let p = fixture_path(&format!("{key}.greedy.json"));
+    greedy_fixture_file(&format!("{key}.greedy.json"))
+}
+
+pub fn greedy_fixture_file(name: &str) -> GreedyFixture {
+    let p = fixture_path(name);
     let s = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     serde_json::from_str(&s).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }

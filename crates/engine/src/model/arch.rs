@@ -22,10 +22,14 @@ fn common(g: &Gguf, arch: &str) -> Result<ArchConfig> {
     let d_model = g.get_u32(&key("embedding_length"))? as usize;
     let n_layers = g.get_u32(&key("block_count"))? as usize;
     let n_heads = g.get_u32(&key("attention.head_count"))? as usize;
-    let n_kv_heads = g.opt_u32(&key("attention.head_count_kv"))?.map_or(n_heads, |v| v as usize);
+    let n_kv_heads = g
+        .opt_u32(&key("attention.head_count_kv"))?
+        .map_or(n_heads, |v| v as usize);
     let d_ff = g.get_u32(&key("feed_forward_length"))? as usize;
     let max_context = g.opt_u32(&key("context_length"))?.unwrap_or(4096);
-    let norm_eps = g.opt_f32(&key("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-5);
+    let norm_eps = g
+        .opt_f32(&key("attention.layer_norm_rms_epsilon"))?
+        .unwrap_or(1e-5);
     let theta = g.opt_f32(&key("rope.freq_base"))?.unwrap_or(10_000.0);
     let linear = match g.opt_str(&key("rope.scaling.type"))? {
         Some("linear") => g.opt_f32(&key("rope.scaling.factor"))?.unwrap_or(1.0),
@@ -86,9 +90,14 @@ fn common(g: &Gguf, arch: &str) -> Result<ArchConfig> {
     let vocab = g
         .tensor("token_embd.weight")
         .and_then(|t| t.dims.get(1).copied())
-        .ok_or_else(|| EngineError::MissingTensor { name: "token_embd.weight".into(), arch: arch.into() })?
-        as usize;
-    let rope = RopeParams { theta, position_scale: 1.0 / linear };
+        .ok_or_else(|| EngineError::MissingTensor {
+            name: "token_embd.weight".into(),
+            arch: arch.into(),
+        })? as usize;
+    let rope = RopeParams {
+        theta,
+        position_scale: 1.0 / linear,
+    };
     Ok(ArchConfig {
         arch: arch.to_string(),
         d_model,
@@ -121,20 +130,35 @@ fn llama(g: &Gguf, arch: &str) -> Result<ArchConfig> {
 
 /// Qwen2: QKV biases and NeoX RoPE.
 fn qwen2(g: &Gguf, arch: &str) -> Result<ArchConfig> {
-    Ok(ArchConfig { rope_style: RopeStyle::Neox, qkv_bias: true, ..common(g, arch)? })
+    Ok(ArchConfig {
+        rope_style: RopeStyle::Neox,
+        qkv_bias: true,
+        ..common(g, arch)?
+    })
 }
 
 /// Gemma 3: GELU-tanh, q/k norms, post-attention and post-FFN norms, sqrt(d) embedding scale, five sliding-window
 /// layers (RoPE base 10 000) to every global one (RoPE base from metadata).
 fn gemma3(g: &Gguf, arch: &str) -> Result<ArchConfig> {
     let c = common(g, arch)?;
-    let window = g.opt_u32(&format!("{arch}.attention.sliding_window"))?.unwrap_or(4096);
+    let window = g
+        .opt_u32(&format!("{arch}.attention.sliding_window"))?
+        .unwrap_or(4096);
     let layer_kinds = (0..c.n_layers)
-        .map(|i| if (i + 1) % 6 == 0 { LayerKind::Global } else { LayerKind::Sliding { window } })
+        .map(|i| {
+            if (i + 1) % 6 == 0 {
+                LayerKind::Global
+            } else {
+                LayerKind::Sliding { window }
+            }
+        })
         .collect();
     Ok(ArchConfig {
         rope_style: RopeStyle::Neox,
-        rope_local: RopeParams { theta: 10_000.0, position_scale: 1.0 },
+        rope_local: RopeParams {
+            theta: 10_000.0,
+            position_scale: 1.0,
+        },
         activation: Activation::GeluTanh,
         qk_norm: true,
         post_norms: true,

@@ -67,11 +67,17 @@ pub fn forward<B: Backend>(
 ) -> Result<()> {
     let n = batch.len();
     if n > st.limits.max_batch {
-        return Err(EngineError::BatchTooLarge { n_tokens: n, max: st.limits.max_batch });
+        return Err(EngineError::BatchTooLarge {
+            n_tokens: n,
+            max: st.limits.max_batch,
+        });
     }
     let rows = batch.logit_rows();
     if rows.len() > st.limits.max_logit_rows {
-        return Err(EngineError::BatchTooLarge { n_tokens: rows.len(), max: st.limits.max_logit_rows });
+        return Err(EngineError::BatchTooLarge {
+            n_tokens: rows.len(),
+            max: st.limits.max_logit_rows,
+        });
     }
     if logits_out.len() < rows.len() * cfg.vocab {
         return Err(EngineError::BadSetting {
@@ -104,8 +110,24 @@ pub fn forward<B: Backend>(
         }
         let rope = cfg.rope_for(il);
         let ff_w = w.rope_freqs.as_ref();
-        be.rope(&mut st.q, batch, cfg.n_heads, cfg.head_dim, cfg.rope_style, rope, ff_w)?;
-        be.rope(&mut st.k, batch, cfg.n_kv_heads, cfg.head_dim, cfg.rope_style, rope, ff_w)?;
+        be.rope(
+            &mut st.q,
+            batch,
+            cfg.n_heads,
+            cfg.head_dim,
+            cfg.rope_style,
+            rope,
+            ff_w,
+        )?;
+        be.rope(
+            &mut st.k,
+            batch,
+            cfg.n_kv_heads,
+            cfg.head_dim,
+            cfg.rope_style,
+            rope,
+            ff_w,
+        )?;
         be.kv_store(&mut st.kv, il, &st.k, &st.v, batch)?;
         let params = AttentionParams {
             layer: il,

@@ -38,14 +38,25 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self { ctx: None, n_seqs: 1, max_batch: 512, max_logit_rows: 8, kv_precision: None, memory_budget: None }
+        Self {
+            ctx: None,
+            n_seqs: 1,
+            max_batch: 512,
+            max_logit_rows: 8,
+            kv_precision: None,
+            memory_budget: None,
+        }
     }
 }
 
 /// The KV precision rule: F16 (half the memory and bandwidth, what llama.cpp uses) unless every matrix weight
 /// of the model is F32, in which case the cache is F32 too so that an F32 model runs in full precision.
 pub fn auto_kv_precision(file: &Gguf) -> KvPrecision {
-    let all_f32 = file.tensors.iter().filter(|t| t.dims.len() >= 2).all(|t| t.ty == GgmlType::F32);
+    let all_f32 = file
+        .tensors
+        .iter()
+        .filter(|t| t.dims.len() >= 2)
+        .all(|t| t.ty == GgmlType::F32);
     if all_f32 {
         KvPrecision::F32
     } else {
@@ -94,7 +105,14 @@ impl<B: Backend> Model<B> {
             done += b;
             on_progress(done, total);
         })?;
-        Ok(Self { path: path.to_path_buf(), file, config, tokenizer, weights, backend })
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            config,
+            tokenizer,
+            weights,
+            backend,
+        })
     }
 
     /// Bytes of all tensors in the file.
@@ -105,7 +123,9 @@ impl<B: Backend> Model<B> {
     /// Resolves `opts` into a KV shape and batch limits, checking them against the model and the memory budget.
     pub fn plan(&self, opts: &RunOptions) -> Result<(KvShape, Limits)> {
         let c = &self.config;
-        let precision = opts.kv_precision.unwrap_or_else(|| auto_kv_precision(&self.file));
+        let precision = opts
+            .kv_precision
+            .unwrap_or_else(|| auto_kv_precision(&self.file));
         let budget = opts.memory_budget.unwrap_or(physical_memory() / 4 * 3);
         if opts.n_seqs == 0 || opts.n_seqs > 1024 {
             return Err(EngineError::BadSetting {
@@ -117,7 +137,10 @@ impl<B: Backend> Model<B> {
         if opts.max_batch == 0 || opts.max_logit_rows == 0 || opts.max_logit_rows > opts.max_batch {
             return Err(EngineError::BadSetting {
                 name: "batch",
-                value: format!("{} tokens, {} logit rows", opts.max_batch, opts.max_logit_rows),
+                value: format!(
+                    "{} tokens, {} logit rows",
+                    opts.max_batch, opts.max_logit_rows
+                ),
                 reason: "need 1 <= logit rows <= batch".into(),
             });
         }
@@ -129,13 +152,18 @@ impl<B: Backend> Model<B> {
             head_dim: c.head_dim,
             precision,
         };
-        let scratch = (opts.max_batch * (2 * c.d_model + 2 * c.q_dim() + 2 * c.kv_dim() + 2 * c.d_ff)
+        let scratch = (opts.max_batch
+            * (2 * c.d_model + 2 * c.q_dim() + 2 * c.kv_dim() + 2 * c.d_ff)
             + opts.max_logit_rows * (c.d_model + c.vocab)) as u64
             * 4;
         let fixed = self.weight_bytes() + scratch;
         let n_ctx = match opts.ctx {
             Some(0) => {
-                return Err(EngineError::BadSetting { name: "ctx", value: "0".into(), reason: "must be >= 1".into() })
+                return Err(EngineError::BadSetting {
+                    name: "ctx",
+                    value: "0".into(),
+                    reason: "must be >= 1".into(),
+                })
             }
             Some(n) if n > c.max_context => {
                 return Err(EngineError::BadSetting {
@@ -149,20 +177,31 @@ impl<B: Backend> Model<B> {
                 // The default: as much of the capped context as the budget allows, at least 256.
                 let per_token = shape_for(1).bytes();
                 let room = budget.saturating_sub(fixed) / per_token.max(1);
-                (c.max_context.min(DEFAULT_CTX_CAP) as u64).min(room).max(256) as u32
+                (c.max_context.min(DEFAULT_CTX_CAP) as u64)
+                    .min(room)
+                    .max(256) as u32
             }
         };
         let shape = shape_for(n_ctx);
         let need = fixed + shape.bytes();
         if need > budget {
             return Err(EngineError::OverBudget {
-                what: format!("weights + {n_ctx}-token KV cache ({} sequences)", opts.n_seqs),
+                what: format!(
+                    "weights + {n_ctx}-token KV cache ({} sequences)",
+                    opts.n_seqs
+                ),
                 need,
                 budget,
             });
         }
-        let limits = Limits { max_batch: opts.max_batch.min(n_ctx as usize), max_logit_rows: opts.max_logit_rows };
-        let limits = Limits { max_logit_rows: limits.max_logit_rows.min(limits.max_batch), ..limits };
+        let limits = Limits {
+            max_batch: opts.max_batch.min(n_ctx as usize),
+            max_logit_rows: opts.max_logit_rows,
+        };
+        let limits = Limits {
+            max_logit_rows: limits.max_logit_rows.min(limits.max_batch),
+            ..limits
+        };
         Ok((shape, limits))
     }
 

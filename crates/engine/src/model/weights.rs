@@ -8,29 +8,29 @@ use gguf::Gguf;
 use std::sync::Arc;
 
 pub struct LayerWeights<W> {
-    pub attn_norm: W,      // [d_model]
-    pub wq: W,             // [q_dim, d_model]
-    pub wk: W,             // [kv_dim, d_model]
-    pub wv: W,             // [kv_dim, d_model]
-    pub bq: Option<W>,     // [q_dim]
-    pub bk: Option<W>,     // [kv_dim]
-    pub bv: Option<W>,     // [kv_dim]
-    pub q_norm: Option<W>, // [head_dim]
-    pub k_norm: Option<W>, // [head_dim]
-    pub wo: W,             // [d_model, q_dim]
+    pub attn_norm: W,              // [d_model]
+    pub wq: W,                     // [q_dim, d_model]
+    pub wk: W,                     // [kv_dim, d_model]
+    pub wv: W,                     // [kv_dim, d_model]
+    pub bq: Option<W>,             // [q_dim]
+    pub bk: Option<W>,             // [kv_dim]
+    pub bv: Option<W>,             // [kv_dim]
+    pub q_norm: Option<W>,         // [head_dim]
+    pub k_norm: Option<W>,         // [head_dim]
+    pub wo: W,                     // [d_model, q_dim]
     pub post_attn_norm: Option<W>, // [d_model]
-    pub ffn_norm: W,       // [d_model]
-    pub gate: W,           // [d_ff, d_model]
-    pub up: W,             // [d_ff, d_model]
-    pub down: W,           // [d_model, d_ff]
-    pub post_ffn_norm: Option<W>, // [d_model]
+    pub ffn_norm: W,               // [d_model]
+    pub gate: W,                   // [d_ff, d_model]
+    pub up: W,                     // [d_ff, d_model]
+    pub down: W,                   // [d_model, d_ff]
+    pub post_ffn_norm: Option<W>,  // [d_model]
 }
 
 pub struct Weights<W> {
-    pub token_embd: W,        // [vocab, d_model]
-    pub output_norm: W,       // [d_model]
+    pub token_embd: W,  // [vocab, d_model]
+    pub output_norm: W, // [d_model]
     /// `None` when the output projection is tied to `token_embd`.
-    pub output: Option<W>,    // [vocab, d_model]
+    pub output: Option<W>, // [vocab, d_model]
     /// Per-pair RoPE frequency divisors (Llama 3.1 scaling).
     pub rope_freqs: Option<W>, // [head_dim / 2]
     pub layers: Vec<LayerWeights<W>>,
@@ -55,10 +55,17 @@ impl<B: Backend> Loader<'_, B> {
         let info = self
             .file
             .tensor(name)
-            .ok_or_else(|| EngineError::MissingTensor { name: name.into(), arch: self.cfg.arch.clone() })?;
+            .ok_or_else(|| EngineError::MissingTensor {
+                name: name.into(),
+                arch: self.cfg.arch.clone(),
+            })?;
         let expected: Vec<u64> = dims.iter().map(|&d| d as u64).collect();
         if info.dims != expected {
-            return Err(EngineError::Shape { name: name.into(), expected, found: info.dims.clone() });
+            return Err(EngineError::Shape {
+                name: name.into(),
+                expected,
+                found: info.dims.clone(),
+            });
         }
         if matrix && !self.backend.supports_matmul(info.ty) {
             return Err(EngineError::UnsupportedType {
@@ -67,7 +74,10 @@ impl<B: Backend> Loader<'_, B> {
                 backend: self.backend.name(),
             });
         }
-        let w = self.backend.load_weight(&WeightSource { file: self.file.clone(), info: info.clone() })?;
+        let w = self.backend.load_weight(&WeightSource {
+            file: self.file.clone(),
+            info: info.clone(),
+        })?;
         (self.on_tensor)(info.n_bytes);
         Ok(w)
     }
@@ -87,12 +97,27 @@ pub fn load_weights<B: Backend>(
     backend: &B,
     on_tensor: &mut dyn FnMut(u64),
 ) -> Result<Weights<B::Weight>> {
-    let mut l = Loader { file, cfg, backend, on_tensor };
-    let (d, q, kv, ff, hd) = (cfg.d_model, cfg.q_dim(), cfg.kv_dim(), cfg.d_ff, cfg.head_dim);
+    let mut l = Loader {
+        file,
+        cfg,
+        backend,
+        on_tensor,
+    };
+    let (d, q, kv, ff, hd) = (
+        cfg.d_model,
+        cfg.q_dim(),
+        cfg.kv_dim(),
+        cfg.d_ff,
+        cfg.head_dim,
+    );
     let token_embd = l.get(names::TOKEN_EMBD, &[d, cfg.vocab], false)?;
     let output_norm = l.get(names::OUTPUT_NORM, &[d], false)?;
     let output = l.opt(names::OUTPUT, &[d, cfg.vocab], !cfg.tied_embeddings)?;
-    let rope_freqs = l.opt(names::ROPE_FREQS, &[hd / 2], file.tensor(names::ROPE_FREQS).is_some())?;
+    let rope_freqs = l.opt(
+        names::ROPE_FREQS,
+        &[hd / 2],
+        file.tensor(names::ROPE_FREQS).is_some(),
+    )?;
     let mut layers = Vec::with_capacity(cfg.n_layers);
     for i in 0..cfg.n_layers {
         layers.push(LayerWeights {
@@ -114,5 +139,11 @@ pub fn load_weights<B: Backend>(
             post_ffn_norm: l.opt(&T::PostFfnNorm.name(i), &[d], cfg.post_norms)?,
         });
     }
-    Ok(Weights { token_embd, output_norm, output, rope_freqs, layers })
+    Ok(Weights {
+        token_embd,
+        output_norm,
+        output,
+        rope_freqs,
+        layers,
+    })
 }

@@ -25,7 +25,11 @@ pub fn attention(q: &[f32], kv: &CpuKv, batch: &Batch, p: AttentionParams, out: 
     let n = batch.len() * p.n_heads;
     let n_ctx = kv.shape.n_ctx;
     out[..n * hd].par_chunks_mut(hd).enumerate().for_each_init(
-        || Scratch { scores: vec![0.0; n_ctx], row: vec![0.0; hd], q: vec![0.0; hd] },
+        || Scratch {
+            scores: vec![0.0; n_ctx],
+            row: vec![0.0; hd],
+            q: vec![0.0; hd],
+        },
         |s, (i, o)| {
             let (t, h) = (i / p.n_heads, i % p.n_heads);
             let (seq, pos) = (batch.seq_ids[t] as usize, batch.positions[t] as usize);
@@ -36,7 +40,11 @@ pub fn attention(q: &[f32], kv: &CpuKv, batch: &Batch, p: AttentionParams, out: 
             let base = kv.offset(p.layer, seq, h / group, 0);
             let qh = &q[i * hd..(i + 1) * hd];
             match &kv.k {
-                KvData::F16(_) => s.q.iter_mut().zip(qh).for_each(|(d, &v)| *d = f16::from_f32(v).to_f32()),
+                KvData::F16(_) => {
+                    s.q.iter_mut()
+                        .zip(qh)
+                        .for_each(|(d, &v)| *d = f16::from_f32(v).to_f32())
+                }
                 KvData::F32(_) => s.q.copy_from_slice(qh),
             }
             let scores = &mut s.scores[start..=pos];
@@ -56,7 +64,11 @@ pub fn attention(q: &[f32], kv: &CpuKv, batch: &Batch, p: AttentionParams, out: 
             let round = matches!(kv.v, KvData::F16(_));
             o.fill(0.0);
             for (j, &sc) in (start..=pos).zip(scores.iter()) {
-                let w = if round { f16::from_f32(sc * inv).to_f32() } else { sc * inv };
+                let w = if round {
+                    f16::from_f32(sc * inv).to_f32()
+                } else {
+                    sc * inv
+                };
                 let vrow = read_row(&kv.v, base + j * hd, hd, &mut s.row);
                 o.iter_mut().zip(vrow).for_each(|(a, &b)| *a += w * b);
             }

@@ -25,7 +25,11 @@ impl CpuKv {
             KvPrecision::F16 => KvData::F16(vec![f16::ZERO; n]),
             KvPrecision::F32 => KvData::F32(vec![0.0; n]),
         };
-        Self { shape, k: make(), v: make() }
+        Self {
+            shape,
+            k: make(),
+            v: make(),
+        }
     }
 
     /// Element offset of (layer, seq, head, pos, 0).
@@ -40,7 +44,10 @@ impl CpuKv {
         for t in 0..batch.len() {
             let (seq, pos) = (batch.seq_ids[t] as usize, batch.positions[t] as usize);
             if seq >= self.shape.n_seqs {
-                return Err(EngineError::BadSequence { seq: seq as u32, n_seqs: self.shape.n_seqs as u32 });
+                return Err(EngineError::BadSequence {
+                    seq: seq as u32,
+                    n_seqs: self.shape.n_seqs as u32,
+                });
             }
             if pos >= self.shape.n_ctx {
                 return Err(EngineError::ContextFull {
@@ -64,11 +71,18 @@ impl CpuKv {
         let s = self.shape;
         for seq in [src, dst] {
             if seq >= s.n_seqs {
-                return Err(EngineError::BadSequence { seq: seq as u32, n_seqs: s.n_seqs as u32 });
+                return Err(EngineError::BadSequence {
+                    seq: seq as u32,
+                    n_seqs: s.n_seqs as u32,
+                });
             }
         }
         if from + n > s.n_ctx {
-            return Err(EngineError::ContextFull { seq: dst as u32, pos: (from + n) as u32, n_ctx: s.n_ctx as u32 });
+            return Err(EngineError::ContextFull {
+                seq: dst as u32,
+                pos: (from + n) as u32,
+                n_ctx: s.n_ctx as u32,
+            });
         }
         if src == dst || n == 0 {
             return Ok(());

@@ -17,7 +17,13 @@ const TOKEN_TILE: usize = 64;
 const ROW_TILE: usize = 16;
 
 /// out: [n_tokens, w.rows] = x: [n_tokens, w.row_len] · wᵀ
-pub fn matmul(be: &CpuBackend, w: &CpuWeight, x: &[f32], n_tokens: usize, out: &mut [f32]) -> Result<()> {
+pub fn matmul(
+    be: &CpuBackend,
+    w: &CpuWeight,
+    x: &[f32],
+    n_tokens: usize,
+    out: &mut [f32],
+) -> Result<()> {
     let kernels = w.kernels.ok_or(EngineError::UnsupportedType {
         name: w.src.info.name.clone(),
         ty: w.ty,
@@ -34,7 +40,12 @@ pub fn matmul(be: &CpuBackend, w: &CpuWeight, x: &[f32], n_tokens: usize, out: &
         return Err(EngineError::BadSetting {
             name: "matmul buffers",
             value: format!("x {} / out {}", x.len(), out.len()),
-            reason: format!("{} needs x >= {} and out >= {}", w.src.info.name, n_tokens * k, n_tokens * rows),
+            reason: format!(
+                "{} needs x >= {} and out >= {}",
+                w.src.info.name,
+                n_tokens * k,
+                n_tokens * rows
+            ),
         });
     }
     let mut scratch = be.act_scratch.lock().unwrap_or_else(|e| e.into_inner());
@@ -60,27 +71,29 @@ pub fn matmul(be: &CpuBackend, w: &CpuWeight, x: &[f32], n_tokens: usize, out: &
     let chunk_rows = rows.div_ceil(n_chunks);
     let shared = SharedOut(out.as_mut_ptr());
     be.pool.install(|| {
-        (0..rows.div_ceil(chunk_rows)).into_par_iter().for_each(|c| {
-            let out = shared;
-            let r0 = c * chunk_rows;
-            let r1 = (r0 + chunk_rows).min(rows);
-            // Tiles of TOKEN_TILE activations x ROW_TILE weight rows stay in cache while every pair is dotted.
-            for t0 in (0..n_tokens).step_by(TOKEN_TILE) {
-                let t1 = (t0 + TOKEN_TILE).min(n_tokens);
-                for rt in (r0..r1).step_by(ROW_TILE) {
-                    for r in rt..(rt + ROW_TILE).min(r1) {
-                        let wrow = &weights[r * rb..(r + 1) * rb];
-                        for t in t0..t1 {
-                            let a = &act[t * act_row_bytes..(t + 1) * act_row_bytes];
-                            let v = (kernels.vec_dot)(k, wrow, a);
-                            // SAFETY: (t, r) pairs are disjoint across tasks (rows split by chunk) and inside
-                            // out's bounds (checked above).
-                            unsafe { *out.0.add(t * rows + r) = v };
+        (0..rows.div_ceil(chunk_rows))
+            .into_par_iter()
+            .for_each(|c| {
+                let out = shared;
+                let r0 = c * chunk_rows;
+                let r1 = (r0 + chunk_rows).min(rows);
+                // Tiles of TOKEN_TILE activations x ROW_TILE weight rows stay in cache while every pair is dotted.
+                for t0 in (0..n_tokens).step_by(TOKEN_TILE) {
+                    let t1 = (t0 + TOKEN_TILE).min(n_tokens);
+                    for rt in (r0..r1).step_by(ROW_TILE) {
+                        for r in rt..(rt + ROW_TILE).min(r1) {
+                            let wrow = &weights[r * rb..(r + 1) * rb];
+                            for t in t0..t1 {
+                                let a = &act[t * act_row_bytes..(t + 1) * act_row_bytes];
+                                let v = (kernels.vec_dot)(k, wrow, a);
+                                // SAFETY: (t, r) pairs are disjoint across tasks (rows split by chunk) and inside
+                                // out's bounds (checked above).
+                                unsafe { *out.0.add(t * rows + r) = v };
+                            }
                         }
                     }
                 }
-            }
-        });
+            });
     });
     Ok(())
 }

@@ -27,7 +27,10 @@ pub struct CpuConfig {
 
 impl Default for CpuConfig {
     fn default() -> Self {
-        Self { n_threads: 0, simd: None }
+        Self {
+            n_threads: 0,
+            simd: None,
+        }
     }
 }
 
@@ -72,7 +75,9 @@ pub struct CpuBackend {
 impl CpuBackend {
     pub fn new(cfg: CpuConfig) -> Result<Self> {
         let n_threads = if cfg.n_threads == 0 {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
         } else {
             cfg.n_threads
         };
@@ -104,7 +109,12 @@ impl CpuBackend {
                 value: n_threads.to_string(),
                 reason: e.to_string(),
             })?;
-        Ok(Self { pool, n_threads, simd, act_scratch: Mutex::new(Vec::new()) })
+        Ok(Self {
+            pool,
+            n_threads,
+            simd,
+            act_scratch: Mutex::new(Vec::new()),
+        })
     }
 
     pub fn n_threads(&self) -> usize {
@@ -139,7 +149,12 @@ impl Backend for CpuBackend {
     }
 
     fn device_info(&self) -> String {
-        format!("{} ({} threads, {})", cpu_model_name(), self.n_threads, self.simd.name())
+        format!(
+            "{} ({} threads, {})",
+            cpu_model_name(),
+            self.n_threads,
+            self.simd.name()
+        )
     }
 
     fn supports_matmul(&self, ty: GgmlType) -> bool {
@@ -159,11 +174,23 @@ impl Backend for CpuBackend {
         })?;
         let mut vector = Vec::new();
         if info.dims.len() == 1 {
-            let k = kernels.ok_or(EngineError::UnsupportedType { name: info.name.clone(), ty, backend: "cpu" })?;
+            let k = kernels.ok_or(EngineError::UnsupportedType {
+                name: info.name.clone(),
+                ty,
+                backend: "cpu",
+            })?;
             vector = vec![0.0; row_len];
             (k.dequantize_row)(src.bytes(), &mut vector);
         }
-        Ok(CpuWeight { src: src.clone(), ty, rows, row_len, row_bytes, kernels, vector })
+        Ok(CpuWeight {
+            src: src.clone(),
+            ty,
+            rows,
+            row_len,
+            row_bytes,
+            kernels,
+            vector,
+        })
     }
 
     fn alloc(&self, len: usize) -> Result<Vec<f32>> {
@@ -183,15 +210,31 @@ impl Backend for CpuBackend {
         ops::embed(table, ids, scale, out)
     }
 
-    fn rms_norm(&self, x: &Vec<f32>, w: &CpuWeight, eps: f32, n_rows: usize, out: &mut Vec<f32>) -> Result<()> {
+    fn rms_norm(
+        &self,
+        x: &Vec<f32>,
+        w: &CpuWeight,
+        eps: f32,
+        n_rows: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
         let n = w.vector.len();
-        for (xr, or) in x[..n_rows * n].chunks_exact(n).zip(out[..n_rows * n].chunks_exact_mut(n)) {
+        for (xr, or) in x[..n_rows * n]
+            .chunks_exact(n)
+            .zip(out[..n_rows * n].chunks_exact_mut(n))
+        {
             ops::rms_norm_row(xr, &w.vector, eps, or);
         }
         Ok(())
     }
 
-    fn rms_norm_in_place(&self, x: &mut Vec<f32>, w: &CpuWeight, eps: f32, n_rows: usize) -> Result<()> {
+    fn rms_norm_in_place(
+        &self,
+        x: &mut Vec<f32>,
+        w: &CpuWeight,
+        eps: f32,
+        n_rows: usize,
+    ) -> Result<()> {
         let n = w.vector.len();
         for xr in x[..n_rows * n].chunks_exact_mut(n) {
             ops::rms_norm_row_in_place(xr, &w.vector, eps);
@@ -199,7 +242,13 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn matmul(&self, w: &CpuWeight, x: &Vec<f32>, n_tokens: usize, out: &mut Vec<f32>) -> Result<()> {
+    fn matmul(
+        &self,
+        w: &CpuWeight,
+        x: &Vec<f32>,
+        n_tokens: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
         matmul::matmul(self, w, x, n_tokens, out)
     }
 
@@ -221,11 +270,26 @@ impl Backend for CpuBackend {
         params: RopeParams,
         freq_factors: Option<&CpuWeight>,
     ) -> Result<()> {
-        ops::rope(x, &batch.positions, n_heads, head_dim, style, params, freq_factors.map(|w| &w.vector[..]));
+        ops::rope(
+            x,
+            &batch.positions,
+            n_heads,
+            head_dim,
+            style,
+            params,
+            freq_factors.map(|w| &w.vector[..]),
+        );
         Ok(())
     }
 
-    fn kv_store(&self, kv: &mut CpuKv, layer: usize, k: &Vec<f32>, v: &Vec<f32>, batch: &Batch) -> Result<()> {
+    fn kv_store(
+        &self,
+        kv: &mut CpuKv,
+        layer: usize,
+        k: &Vec<f32>,
+        v: &Vec<f32>,
+        batch: &Batch,
+    ) -> Result<()> {
         kv.store(layer, k, v, batch)
     }
 
@@ -237,28 +301,51 @@ impl Backend for CpuBackend {
         params: AttentionParams,
         out: &mut Vec<f32>,
     ) -> Result<()> {
-        self.pool.install(|| attention::attention(q, kv, batch, params, out));
+        self.pool
+            .install(|| attention::attention(q, kv, batch, params, out));
         Ok(())
     }
 
-    fn gated_activation(&self, gate: &mut Vec<f32>, up: &Vec<f32>, len: usize, act: Activation) -> Result<()> {
+    fn gated_activation(
+        &self,
+        gate: &mut Vec<f32>,
+        up: &Vec<f32>,
+        len: usize,
+        act: Activation,
+    ) -> Result<()> {
         ops::gated_activation(&mut gate[..len], &up[..len], act);
         Ok(())
     }
 
     fn add(&self, x: &mut Vec<f32>, y: &Vec<f32>, len: usize) -> Result<()> {
-        x[..len].iter_mut().zip(&y[..len]).for_each(|(a, b)| *a += b);
+        x[..len]
+            .iter_mut()
+            .zip(&y[..len])
+            .for_each(|(a, b)| *a += b);
         Ok(())
     }
 
-    fn gather_rows(&self, x: &Vec<f32>, rows: &[usize], row_len: usize, out: &mut Vec<f32>) -> Result<()> {
+    fn gather_rows(
+        &self,
+        x: &Vec<f32>,
+        rows: &[usize],
+        row_len: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
         for (i, &r) in rows.iter().enumerate() {
             out[i * row_len..(i + 1) * row_len].copy_from_slice(&x[r * row_len..(r + 1) * row_len]);
         }
         Ok(())
     }
 
-    fn kv_copy_seq(&self, kv: &mut CpuKv, src: usize, dst: usize, from: usize, n: usize) -> Result<()> {
+    fn kv_copy_seq(
+        &self,
+        kv: &mut CpuKv,
+        src: usize,
+        dst: usize,
+        from: usize,
+        n: usize,
+    ) -> Result<()> {
         kv.copy_seq(src, dst, from, n)
     }
 }

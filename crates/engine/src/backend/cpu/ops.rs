@@ -16,7 +16,10 @@ pub fn embed(table: &CpuWeight, ids: &[u32], scale: f32, out: &mut [f32]) -> Res
     for (t, &id) in ids.iter().enumerate() {
         let id = id as usize;
         if id >= table.rows {
-            return Err(EngineError::BadToken { id: id as u32, vocab: table.rows });
+            return Err(EngineError::BadToken {
+                id: id as u32,
+                vocab: table.rows,
+            });
         }
         let row = &table.bytes()[id * table.row_bytes..(id + 1) * table.row_bytes];
         let dst = &mut out[t * d..(t + 1) * d];
@@ -67,7 +70,10 @@ pub fn rope(
     for (t, &pos) in positions.iter().enumerate() {
         let mut angle = pos as f32 * params.position_scale;
         for (i, cs) in cos_sin.iter_mut().enumerate() {
-            let a = angle / freq_factors.and_then(|ff| ff.get(i).copied()).unwrap_or(1.0);
+            let a = angle
+                / freq_factors
+                    .and_then(|ff| ff.get(i).copied())
+                    .unwrap_or(1.0);
             let (s, c) = a.sin_cos();
             *cs = (c, s);
             angle *= theta_scale;
@@ -110,7 +116,9 @@ pub fn gelu_tanh(x: f32) -> f32 {
 fn gelu_table() -> &'static [f32] {
     static TABLE: std::sync::OnceLock<Vec<f32>> = std::sync::OnceLock::new();
     TABLE.get_or_init(|| {
-        (0..=u16::MAX).map(|bits| f16::from_f32(gelu_tanh(f16::from_bits(bits).to_f32())).to_f32()).collect()
+        (0..=u16::MAX)
+            .map(|bits| f16::from_f32(gelu_tanh(f16::from_bits(bits).to_f32())).to_f32())
+            .collect()
     })
 }
 
@@ -127,10 +135,15 @@ pub fn gelu_f16_table(x: f32, table: &[f32]) -> f32 {
 /// gate = act(gate) * up
 pub fn gated_activation(gate: &mut [f32], up: &[f32], act: Activation) {
     match act {
-        Activation::Silu => gate.iter_mut().zip(up).for_each(|(g, &u)| *g = silu(*g) * u),
+        Activation::Silu => gate
+            .iter_mut()
+            .zip(up)
+            .for_each(|(g, &u)| *g = silu(*g) * u),
         Activation::GeluTanh => {
             let table = gelu_table();
-            gate.iter_mut().zip(up).for_each(|(g, &u)| *g = gelu_f16_table(*g, table) * u)
+            gate.iter_mut()
+                .zip(up)
+                .for_each(|(g, &u)| *g = gelu_f16_table(*g, table) * u)
         }
     }
 }
@@ -141,7 +154,10 @@ mod tests {
 
     #[test]
     fn rope_styles_rotate_different_pairs_and_keep_norm() {
-        let params = RopeParams { theta: 10_000.0, position_scale: 1.0 };
+        let params = RopeParams {
+            theta: 10_000.0,
+            position_scale: 1.0,
+        };
         let orig: Vec<f32> = (0..8).map(|i| i as f32 * 0.3 - 1.0).collect();
         for style in [RopeStyle::Normal, RopeStyle::Neox] {
             let mut x = orig.clone();
