@@ -27,9 +27,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let start = Instant::now();
         let g = gguf::Gguf::open(model)?;
         let open_ms = start.elapsed().as_secs_f64() * 1e3;
-        let start = Instant::now();
-        let tokenizer = Tokenizer::from_gguf(&g)?;
-        let build_ms = start.elapsed().as_secs_f64() * 1e3;
+        // The first build pays for fresh memory; the best of three is the steady cost.
+        let mut build_ms = Vec::new();
+        let mut built = None;
+        for _ in 0..3 {
+            let start = Instant::now();
+            built = Some(Tokenizer::from_gguf(&g)?);
+            build_ms.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+        let tokenizer = built.ok_or("no tokenizer")?;
+        let first_build_ms = build_ms[0];
+        let best_build_ms = build_ms.iter().copied().fold(f64::INFINITY, f64::min);
         let mut best = f64::INFINITY;
         let mut n_tokens = 0;
         for _ in 0..5 {
@@ -47,8 +55,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         println!(
-            "{name}: gguf open {open_ms:.1} ms, tokenizer build {build_ms:.1} ms, vocab {}; encode {n_tokens} tokens \
-             in {:.2} ms = {:.2} MB/s (best of 5); encode+decode round trip {} in {:.2} ms",
+            "{name}: gguf open {open_ms:.1} ms, tokenizer build {first_build_ms:.1} ms first / \
+             {best_build_ms:.1} ms best of 3, vocab {}; encode {n_tokens} tokens in {:.2} ms = {:.2} MB/s \
+             (best of 5); encode+decode round trip {} in {:.2} ms",
             tokenizer.vocab_size(),
             best * 1e3,
             mb / best,

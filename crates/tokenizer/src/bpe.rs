@@ -69,13 +69,14 @@ impl ByteLevel {
     }
 }
 
-/// FxHash for the merge table: keys are two token ids packed in a u64.
+/// FxHash steps, finished by a full mix, for the merge table (keys: two token ids packed in a u64) and the word
+/// cache.
 #[derive(Default)]
 pub struct PairHasher(u64);
 
 impl Hasher for PairHasher {
     fn finish(&self) -> u64 {
-        self.0
+        crate::token_table::mix(self.0)
     }
     fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {

@@ -7,6 +7,17 @@ fn hash_step(h: u64, byte: u8) -> u64 {
     (h.rotate_left(5) ^ u64::from(byte)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95)
 }
 
+/// MurmurHash3's 64-bit finalizer: spreads every input bit over the low bits (the slot index) and the high bits
+/// (the tag). The byte-wise steps alone leave the low bits depending on few input bits, which clusters slots.
+#[inline]
+pub fn mix(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
 #[inline]
 fn hash_bytes(mut h: u64, bytes: &[u8]) -> u64 {
     for &b in bytes {
@@ -52,7 +63,8 @@ impl TextArena {
 pub struct TokenTable {
     texts: TextArena,
     /// [capacity]: 0 when empty, else (high 32 bits of the text's hash) << 32 | (token id + 1); capacity is a
-    /// power of two >= 2 * n_tokens. The hash tag spares reading the arena on most probe collisions.
+    /// power of two > 1.5 * n_tokens (load at most 2/3). The hash tag spares reading the arena on most probe
+    /// collisions.
     slots: Vec<u64>,
 }
 
@@ -73,7 +85,7 @@ impl TokenTable {
             arena.extend_from_slice(t);
         }
         starts.push(arena.len());
-        let capacity = (n.max(1) * 2).next_power_of_two();
+        let capacity = (n.max(1) * 3 / 2 + 1).next_power_of_two();
         let mut table = TokenTable {
             texts: TextArena::from_parts(arena, starts),
             slots: vec![0; capacity],
@@ -87,7 +99,7 @@ impl TokenTable {
     fn insert(&mut self, id: u32) {
         let mask = self.slots.len() - 1;
         let text = self.texts.text(id);
-        let hash = hash_bytes(0, text);
+        let hash = mix(hash_bytes(0, text));
         let tag = hash >> 32;
         let mut slot = hash as usize & mask;
         loop {
@@ -123,7 +135,7 @@ impl TokenTable {
     #[inline]
     pub fn get_concat(&self, a: &[u8], b: &[u8]) -> Option<u32> {
         let mask = self.slots.len() - 1;
-        let hash = hash_bytes(hash_bytes(0, a), b);
+        let hash = mix(hash_bytes(hash_bytes(0, a), b));
         let tag = hash >> 32;
         let mut slot = hash as usize & mask;
         loop {
