@@ -309,7 +309,17 @@ mod tests {
 
     /// The slow obvious twin: the pattern itself, matches and the stretches between them as pieces.
     fn regex_split<'a>(pattern: &str, text: &'a str) -> Vec<&'a str> {
-        let re = fancy_regex::Regex::new(pattern).expect("pattern compiles");
+        thread_local! {
+            static COMPILED: std::cell::RefCell<std::collections::HashMap<String, fancy_regex::Regex>> =
+                Default::default();
+        }
+        let re = COMPILED.with(|cache| {
+            cache
+                .borrow_mut()
+                .entry(pattern.to_owned())
+                .or_insert_with(|| fancy_regex::Regex::new(pattern).expect("pattern compiles"))
+                .clone()
+        });
         let mut out = Vec::new();
         let mut last = 0;
         for m in re.find_iter(text) {
