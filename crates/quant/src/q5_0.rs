@@ -95,8 +95,8 @@ mod x86 {
     use crate::legacy_common::{blocks_in, view_blocks, QK};
     use crate::q8_0::BlockQ8_0;
     use crate::x86_common::{
-        bits_to_byte_mask, dot_blocks, dot_i8x32, f16_fields8, f16_product, f16_to_f32, nibbles_to_bytes,
-        store_scaled_bytes,
+        bits_to_byte_mask, dot_blocks, dot_i8x32, f16_fields8, f16_product, f16_to_f32, five_bit_values,
+        nibbles_to_bytes, store_scaled_bytes,
     };
 
     /// The 32 values `q - 16` as signed bytes: the low nibble, with 0xF0 or-ed in where the fifth bit is clear
@@ -175,18 +175,16 @@ mod x86 {
         unsafe { dot_avx512(w, a) }
     }
 
-    /// `Σ q*a - 16 Σ a` with two VNNI dot products on the unsigned 5-bit values (the fifth bit added under a
-    /// mask register straight from `qh`): no sign juggling.
+    /// `Σ q*a - 16 Σ a` with two VNNI dot products on the unsigned 5-bit values (the fifth bits through a mask
+    /// register straight from `qh`): no sign juggling.
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     fn dot_avx512(w: &[BlockQ5_0], a: &[BlockQ8_0]) -> f32 {
         let block = |wb: &BlockQ5_0, ab: &BlockQ8_0| {
             let act = act_qs(ab);
             let zero = _mm256_setzero_si256();
-            let sixteen = _mm256_set1_epi8(16);
-            let nibbles = nibbles_to_bytes(&wb.qs);
-            let values = _mm256_mask_add_epi8(nibbles, u32::from_le_bytes(wb.qh), nibbles, sixteen);
+            let values = five_bit_values(&wb.qs, u32::from_le_bytes(wb.qh));
             let with_offset = _mm256_dpbusd_epi32(zero, values, act);
-            let offset = _mm256_dpbusd_epi32(zero, sixteen, act);
+            let offset = _mm256_dpbusd_epi32(zero, _mm256_set1_epi8(16), act);
             _mm256_sub_epi32(with_offset, offset)
         };
         dot_blocks(

@@ -98,8 +98,8 @@ mod x86 {
     use crate::legacy_common::{blocks_in, view_blocks, QK};
     use crate::q8_1::BlockQ8_1;
     use crate::x86_common::{
-        bits_to_byte_mask, dot_blocks, dot_u8i8x32, f16_fields8, f16_product, f16_to_f32, nibbles_to_bytes,
-        store_scaled_bytes,
+        bits_to_byte_mask, dot_blocks, dot_u8i8x32, f16_fields8, f16_product, f16_to_f32, five_bit_values,
+        nibbles_to_bytes, store_scaled_bytes,
     };
 
     /// The 32 unsigned 5-bit values (AVX2: the fifth bits through a byte mask).
@@ -117,8 +117,7 @@ mod x86 {
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
     fn values_avx512(block: &BlockQ5_1) -> __m256i {
-        let nibbles = nibbles_to_bytes(&block.qs);
-        _mm256_mask_add_epi8(nibbles, u32::from_le_bytes(block.qh), nibbles, _mm256_set1_epi8(16))
+        five_bit_values(&block.qs, u32::from_le_bytes(block.qh))
     }
 
     const W_BYTES: usize = size_of::<BlockQ5_1>();

@@ -53,6 +53,19 @@ pub fn nibbles_to_bytes(packed: &[u8; QK / 2]) -> __m256i {
     _mm256_and_si256(shifted, _mm256_set1_epi8(0x0F))
 }
 
+/// The 32 5-bit values of a 5-bit block: [`nibbles_to_bytes`] with 16 added where bit `i` of `fifth_bits` is set.
+/// AVX-512 BW/VL: the bits go straight into a mask register; a three-input logic op merges them.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+pub fn five_bit_values(packed: &[u8; QK / 2], fifth_bits: u32) -> __m256i {
+    // SAFETY: `packed` is 16 readable bytes; the load is unaligned.
+    let bytes = unsafe { _mm_loadu_si128(packed.as_ptr().cast()) };
+    let shifted = _mm256_srlv_epi64(_mm256_broadcastsi128_si256(bytes), _mm256_setr_epi64x(0, 0, 4, 4));
+    let fifth = _mm256_maskz_mov_epi8(fifth_bits, _mm256_set1_epi8(16));
+    // (shifted & 0x0F) | fifth
+    _mm256_ternarylogic_epi32::<0xEA>(shifted, _mm256_set1_epi8(0x0F), fifth)
+}
+
 /// 0xFF in byte `i` where bit `i` of `bits` is set, 0 elsewhere.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
