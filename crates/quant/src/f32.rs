@@ -110,7 +110,16 @@ mod x86 {
     #[target_feature(enable = "avx2,fma,f16c,avx512f")]
     unsafe fn dot_avx512(n: usize, w: *const f32, a: *const f32) -> f32 {
         let mut acc = [_mm512_setzero_ps(); 4];
-        let mut i = 0;
+        // Weight rows stream from memory: align their loads to cache lines (GGUF promises only 32 bytes, and a
+        // 64-byte load across two lines costs two), taking the first few elements under a mask.
+        let head = ((64 - w as usize % 64) % 64 / 4).min(n);
+        if head > 0 {
+            let mask: __mmask16 = (1u16 << head) - 1;
+            // SAFETY: head <= n elements, under the mask.
+            let (wv, av) = unsafe { (_mm512_maskz_loadu_ps(mask, w), _mm512_maskz_loadu_ps(mask, a)) };
+            acc[1] = _mm512_fmadd_ps(wv, av, acc[1]);
+        }
+        let mut i = head;
         // SAFETY (all loads): in bounds by the loop conditions and masks; the caller's promise.
         while i + 64 <= n {
             for (k, acc) in acc.iter_mut().enumerate() {
