@@ -197,6 +197,45 @@ fn simd_vec_dot_matches_scalar_within_reordering_error() {
 }
 
 #[test]
+fn rows_at_any_byte_offset_give_the_same_results() {
+    // Rows come straight from a mapped file: the kernels read unaligned, and may pick their loop split by
+    // alignment (F32 aligns its weight loads), which only reorders the float sum.
+    let mut rng = StdRng::seed_from_u64(8);
+    for ty in FORMATS {
+        let n = 1056;
+        let reference = kernels_at(ty, SimdLevel::Scalar);
+        let w = random_weights(ty, n, &mut rng);
+        let act = quantized_activations(&reference, &random_activations(n, &mut rng));
+        let want = (reference.vec_dot)(n, &w, &act) as f64;
+        let tol = 2.0 * summed_terms(ty, n) * f32::EPSILON as f64 * magnitude(ty, reference.act, &w, &act, n);
+        let mut want_values = vec![0f32; n]; // [n]
+        (reference.dequantize_row)(&w, &mut want_values);
+        for level in SimdLevel::available() {
+            let k = kernels_at(ty, level);
+            for (w_offset, a_offset) in [(1, 0), (2, 3), (4, 4), (16, 8), (32, 0), (33, 17), (60, 12)] {
+                let mut w_buf = vec![0u8; w.len() + 64];
+                w_buf[w_offset..w_offset + w.len()].copy_from_slice(&w);
+                let mut a_buf = vec![0u8; act.len() + 64];
+                a_buf[a_offset..a_offset + act.len()].copy_from_slice(&act);
+                let got = (k.vec_dot)(n, &w_buf[w_offset..], &a_buf[a_offset..]) as f64;
+                assert!(
+                    (got - want).abs() <= tol,
+                    "{ty} {} offsets {w_offset}/{a_offset}",
+                    level.name()
+                );
+                let mut values = vec![0f32; n]; // [n]
+                (k.dequantize_row)(&w_buf[w_offset..], &mut values);
+                assert!(
+                    values == want_values,
+                    "{ty} {} dequantize at offset {w_offset}",
+                    level.name()
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn simd_activation_quantizers_are_bit_exact_with_scalar() {
     let mut rng = StdRng::seed_from_u64(3);
     // Q4_0 quantizes activations to Q8_0, Q4_1 to Q8_1, F16 copies them as F32.
