@@ -4,7 +4,7 @@
 //! cache, but they sum in different orders, and a rounding boundary crossed differently in one 8-bit activation
 //! moves the logits of these small models by tenths. How much is noise is measured, not guessed: llama.cpp run
 //! twice on the same prompts, once with an F16 and once with an F32 KV cache (both fixtures), disagrees with itself
-//! by up to `own_spread`. We allow 1.25x that. A wrong kernel moves logits by whole units. Greedy paths may part
+//! by up to `own_spread` — one draw of the noise a tiny perturbation causes. We allow twice that. A wrong kernel moves logits by whole units. Greedy paths may part
 //! only where llama.cpp's own top-2 margin was within the tolerance: there either engine's noise can flip it.
 
 use crate::common::{greedy_fixture, greedy_fixture_file, model, GEMMA, QWEN};
@@ -54,7 +54,7 @@ fn check_model(key: &str) {
         },
     )
     .unwrap();
-    let tol = 1.25 * own_spread(key);
+    let tol = 2.0 * own_spread(key);
     assert!(
         tol > 0.0 && tol < 2.0,
         "{key}: implausible llama.cpp self-spread {tol}"
