@@ -4,4 +4,5 @@ extern crate quarrel_engine as engine;
 
 mod batching;
 mod common;
+mod perplexity;
 mod real_models;
