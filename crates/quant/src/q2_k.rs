@@ -133,7 +133,7 @@ fn vec_dot_avx2(n: usize, weight_row: &[u8], act_row: &[u8]) -> f32 {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::BlockQ2K;
-    use crate::k_common::x86::{hsum_ps, load_control, SIXTEENTHS_CONTROLS};
+    use crate::k_common::x86::{hsum_ps, load_control, prefetch_ahead, SIXTEENTHS_CONTROLS};
     use crate::q8_k::BlockQ8K;
     use std::arch::x86_64::*;
 
@@ -144,6 +144,7 @@ mod x86 {
         let low4 = _mm_set1_epi8(0x0F);
         let mut acc = _mm256_setzero_ps();
         for (w, a) in weights.iter().zip(acts) {
+            prefetch_ahead(w);
             let halves = i32::from_le_bytes([w.d[0], w.d[1], w.dmin[0], w.dmin[1]]);
             let d = _mm_mul_ps(
                 _mm_cvtph_ps(_mm_cvtsi32_si128(halves)),

@@ -149,7 +149,9 @@ fn vec_dot_avx2(n: usize, weight_row: &[u8], act_row: &[u8]) -> f32 {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::BlockQ3K;
-    use crate::k_common::x86::{f16_le, hsum_ps, load_control, SIXTEENTHS_CONTROLS};
+    use crate::k_common::x86::{
+        f16_le, hsum_ps, load_control, prefetch_ahead, SIXTEENTHS_CONTROLS,
+    };
     use crate::q8_k::BlockQ8K;
     use std::arch::x86_64::*;
 
@@ -185,6 +187,7 @@ mod x86 {
         let bit2 = _mm256_set1_epi8(4);
         let mut acc = _mm256_setzero_ps();
         for (w, a) in weights.iter().zip(acts) {
+            prefetch_ahead(w);
             let scales = _mm256_cvtepi8_epi16(signed_scales(w));
             // SAFETY: hmask and bsums are 32 bytes each.
             let (mut hmask, bsums) = unsafe {

@@ -152,7 +152,7 @@ fn vec_dot_avx512(n: usize, weight_row: &[u8], act_row: &[u8]) -> f32 {
 mod x86 {
     use super::BlockQ4K;
     use crate::k_common::x86::{
-        hsum_ps, load_control, scales_mins_q4k, Q4K_MIN_CONTROL, Q4K_SCALE_CONTROLS,
+        hsum_ps, load_control, prefetch_ahead, scales_mins_q4k, Q4K_MIN_CONTROL, Q4K_SCALE_CONTROLS,
     };
     use crate::k_common::{f16_le, unpack_scales_mins, ByteBlock, QK_K};
     use crate::q8_k::BlockQ8K;
@@ -208,6 +208,7 @@ mod x86 {
         let low_nibbles = _mm256_set1_epi8(0x0F);
         let mut acc = _mm256_setzero_ps();
         for (w, a) in weights.iter().zip(acts) {
+            prefetch_ahead(w);
             let (d, scales) = block_setup(w, a);
             let q8 = a.qs.as_ptr();
             let mut sum_a = _mm256_setzero_si256();
@@ -253,6 +254,7 @@ mod x86 {
         let low_nibbles = _mm256_set1_epi8(0x0F);
         let mut acc = _mm256_setzero_ps();
         for (w, a) in weights.iter().zip(acts) {
+            prefetch_ahead(w);
             let (d, scales) = block_setup(w, a);
             let q8 = a.qs.as_ptr();
             let mut sum_a = _mm256_setzero_si256();

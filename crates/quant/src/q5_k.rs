@@ -139,7 +139,7 @@ fn vec_dot_avx2(n: usize, weight_row: &[u8], act_row: &[u8]) -> f32 {
 mod x86 {
     use super::BlockQ5K;
     use crate::k_common::x86::{
-        hsum_ps, load_control, scales_mins_q4k, Q4K_MIN_CONTROL, Q4K_SCALE_CONTROLS,
+        hsum_ps, load_control, prefetch_ahead, scales_mins_q4k, Q4K_MIN_CONTROL, Q4K_SCALE_CONTROLS,
     };
     use crate::k_common::ByteBlock;
     use crate::q8_k::BlockQ8K;
@@ -153,6 +153,7 @@ mod x86 {
         let bit4 = _mm256_set1_epi8(0x10);
         let mut acc = _mm256_setzero_ps();
         for (w, a) in weights.iter().zip(acts) {
+            prefetch_ahead(w);
             let halves = i32::from_le_bytes([w.d[0], w.d[1], w.dmin[0], w.dmin[1]]);
             let d = _mm_mul_ps(
                 _mm_cvtph_ps(_mm_cvtsi32_si128(halves)),

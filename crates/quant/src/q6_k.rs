@@ -146,7 +146,9 @@ fn vec_dot_avx512(n: usize, weight_row: &[u8], act_row: &[u8]) -> f32 {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::BlockQ6K;
-    use crate::k_common::x86::{f16_le, hsum_ps, load_control, SIXTEENTHS_CONTROLS};
+    use crate::k_common::x86::{
+        f16_le, hsum_ps, load_control, prefetch_ahead, SIXTEENTHS_CONTROLS,
+    };
     use crate::k_common::QK_K;
     use crate::q8_k::BlockQ8K;
     use std::arch::x86_64::*;
@@ -183,6 +185,7 @@ mod x86 {
         let high2 = _mm256_set1_epi8(0x30);
         let mut acc = _mm256_setzero_ps();
         for (w, a) in weights.iter().zip(acts) {
+            prefetch_ahead(w);
             let (scales, offset) = scales_and_offset(w, a);
             let mut sum_a = _mm256_setzero_si256();
             let mut sum_b = _mm256_setzero_si256();
@@ -272,6 +275,7 @@ mod x86 {
         let shift_23 = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);
         let mut acc = _mm256_setzero_ps();
         for (w, a) in weights.iter().zip(acts) {
+            prefetch_ahead(w);
             let (scales, offset) = scales_and_offset(w, a);
             let mut sum_a = _mm512_setzero_si512();
             let mut sum_b = _mm512_setzero_si512();
