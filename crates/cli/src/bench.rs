@@ -1,7 +1,7 @@
 //! `quarrel bench`: prompt-processing (pp) and generation (tg) speed, like llama-bench, with md/json/csv output.
 
 use crate::common::{cpu_backend, resolve, ModelArgs};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use engine::model::Model;
 use engine::{Backend, RunOptions, Session};
@@ -20,10 +20,20 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Prompt lengths to test, comma-separated (0 = none).
-    #[arg(short = 'p', long = "n-prompt", value_delimiter = ',', default_value = "512")]
+    #[arg(
+        short = 'p',
+        long = "n-prompt",
+        value_delimiter = ',',
+        default_value = "512"
+    )]
     pub n_prompt: Vec<usize>,
     /// Generation lengths to test, comma-separated (0 = none).
-    #[arg(short = 'n', long = "n-gen", value_delimiter = ',', default_value = "128")]
+    #[arg(
+        short = 'n',
+        long = "n-gen",
+        value_delimiter = ',',
+        default_value = "128"
+    )]
     pub n_gen: Vec<usize>,
     /// Repetitions of each test.
     #[arg(short = 'r', long, default_value_t = 5)]
@@ -64,7 +74,11 @@ struct TestResult {
 fn mean_sd(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
     (mean, var.sqrt())
 }
 
@@ -76,7 +90,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let backend = cpu_backend(&args.model)?;
     let n_threads = backend.n_threads();
     let simd = backend.simd().name().to_string();
-    let model = Model::load(&path, backend, &mut |_, _| {})?;
+    let model = Model::load(&path, backend, &mut |_, _| {})
+        .with_context(|| format!("loading {}", path.display()))?;
     let mut tests: Vec<(usize, usize)> = Vec::new();
     tests.extend(args.n_prompt.iter().filter(|&&p| p > 0).map(|&p| (p, 0)));
     tests.extend(args.n_gen.iter().filter(|&&n| n > 0).map(|&n| (0, n)));
@@ -84,13 +99,27 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         bail!("nothing to measure: give a positive -p or -n");
     }
     let need = tests.iter().map(|&(p, n)| p + n).max().unwrap_or(1) as u32;
-    let opts = RunOptions { ctx: Some(args.model.ctx.unwrap_or(need.max(512))), ..args.model.run_options() };
+    let opts = RunOptions {
+        ctx: Some(args.model.ctx.unwrap_or(need.max(512))),
+        ..args.model.run_options()
+    };
     let mut session = Session::new(&model, &opts)?;
     let vocab = model.config.vocab as u32;
     let n_params: u64 = model.file.tensors.iter().map(|t| t.n_elements()).sum();
-    let label = model.file.get("general.size_label").and_then(|v| v.as_str()).unwrap_or("");
-    let ftype = model.file.get("general.file_type").and_then(|v| v.as_u64()).map(|v| format!(" ftype {v}")).unwrap_or_default();
-    let model_type = format!("{} {}{}", model.config.arch, label, ftype).trim().to_string();
+    let label = model
+        .file
+        .get("general.size_label")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
+    let ftype = model
+        .file
+        .get("general.file_type")
+        .and_then(|v| v.as_u64())
+        .map(|v| format!(" ftype {v}"))
+        .unwrap_or_default();
+    let model_type = format!("{} {}{}", model.config.arch, label, ftype)
+        .trim()
+        .to_string();
     let mut results = Vec::new();
     let mut rng_state = 0x9e37_79b9_u32;
     let mut next_token = move || {
@@ -120,11 +149,20 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             }
         }
         let n_tokens = (n_prompt + n_gen) as f64;
-        let samples_ts: Vec<f64> = samples_ns.iter().map(|&ns| n_tokens * 1e9 / ns as f64).collect();
+        let samples_ts: Vec<f64> = samples_ns
+            .iter()
+            .map(|&ns| n_tokens * 1e9 / ns as f64)
+            .collect();
         let (avg_ts, stddev_ts) = mean_sd(&samples_ts);
-        let (avg_ns, stddev_ns) = mean_sd(&samples_ns.iter().map(|&v| v as f64).collect::<Vec<_>>());
+        let (avg_ns, stddev_ns) =
+            mean_sd(&samples_ns.iter().map(|&v| v as f64).collect::<Vec<_>>());
         results.push(TestResult {
-            model: model.file.get("general.name").and_then(|v| v.as_str()).unwrap_or("").to_string(),
+            model: model
+                .file
+                .get("general.name")
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string(),
             model_filename: path.display().to_string(),
             model_size: model.weight_bytes(),
             model_n_params: n_params,
@@ -145,7 +183,9 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             samples_ts,
             cpu_info: engine::backend::cpu::cpu_model_name(),
             gpu_info: String::new(),
-            build_commit: option_env!("QUARREL_GIT_COMMIT").unwrap_or("unknown").to_string(),
+            build_commit: option_env!("QUARREL_GIT_COMMIT")
+                .unwrap_or("unknown")
+                .to_string(),
             quarrel_version: env!("CARGO_PKG_VERSION").to_string(),
             test_time: format!("{:?}", std::time::SystemTime::now()),
         });
@@ -155,7 +195,11 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         }
         if args.output == Format::Md {
             let r = results.last().expect("just pushed");
-            let test = if n_prompt > 0 { format!("pp{n_prompt}") } else { format!("tg{n_gen}") };
+            let test = if n_prompt > 0 {
+                format!("pp{n_prompt}")
+            } else {
+                format!("tg{n_gen}")
+            };
             println!(
                 "| {} | {:.2} MiB | {:.2} M | {} | {} | {} | {:.2} ± {:.2} |",
                 r.model_type,
@@ -177,7 +221,14 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             for r in &results {
                 println!(
                     "\"{}\",{},{},{},{},{},{:.4},{:.4}",
-                    r.model_type, r.model_size, r.backend, r.n_threads, r.n_prompt, r.n_gen, r.avg_ts, r.stddev_ts
+                    r.model_type,
+                    r.model_size,
+                    r.backend,
+                    r.n_threads,
+                    r.n_prompt,
+                    r.n_gen,
+                    r.avg_ts,
+                    r.stddev_ts
                 );
             }
         }

@@ -30,16 +30,27 @@ pub fn chat(args: ChatArgs) -> Result<()> {
     let Some(source) = tok.chat_template() else {
         bail!("the model has no chat template (tokenizer.chat_template); use `quarrel run` for raw completion")
     };
-    let piece = |id: Option<u32>| id.map(|i| String::from_utf8_lossy(tok.token_str(i).unwrap_or_default().as_bytes()).into_owned()).unwrap_or_default();
+    let piece = |id: Option<u32>| {
+        id.map(|i| {
+            String::from_utf8_lossy(tok.token_str(i).unwrap_or_default().as_bytes()).into_owned()
+        })
+        .unwrap_or_default()
+    };
     let template = ChatTemplate::new(source, &piece(tok.bos()), &piece(tok.eos()))?;
     let mut session = Session::new(&model, &args.model.run_options())?;
     let mut messages = Vec::new();
     if let Some(s) = &args.system {
-        messages.push(ChatMessage { role: "system".into(), content: s.clone() });
+        messages.push(ChatMessage {
+            role: "system".into(),
+            content: s.clone(),
+        });
     }
     let interactive = std::io::stdin().is_terminal();
     if interactive {
-        eprintln!("chatting with {} — /clear starts over, /exit or Ctrl-D quits", model.path.display());
+        eprintln!(
+            "chatting with {} — /clear starts over, /exit or Ctrl-D quits",
+            model.path.display()
+        );
     }
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
@@ -60,7 +71,10 @@ pub fn chat(args: ChatArgs) -> Result<()> {
             }
             _ => {}
         }
-        messages.push(ChatMessage { role: "user".into(), content: line });
+        messages.push(ChatMessage {
+            role: "user".into(),
+            content: line,
+        });
         let text = template.render(&messages, true)?;
         let mut ids = Vec::new();
         if tok.add_bos() {
@@ -72,7 +86,11 @@ pub fn chat(args: ChatArgs) -> Result<()> {
         }
         ids.extend(tok.encode(&text, false, true)?);
         if ids.len() >= session.n_ctx() as usize {
-            bail!("the conversation ({} tokens) no longer fits the context of {} tokens", ids.len(), session.n_ctx());
+            bail!(
+                "the conversation ({} tokens) no longer fits the context of {} tokens",
+                ids.len(),
+                session.n_ctx()
+            );
         }
         let room = session.n_ctx() as usize - ids.len();
         let mut out = std::io::stdout().lock();
@@ -81,12 +99,17 @@ pub fn chat(args: ChatArgs) -> Result<()> {
         session.generate(0, &ids, args.n_predict.min(room), &mut sampler, &mut |t| {
             let s = decoder.feed(t);
             reply.push_str(&s);
-            out.write_all(s.as_bytes()).and_then(|_| out.flush()).is_ok()
+            out.write_all(s.as_bytes())
+                .and_then(|_| out.flush())
+                .is_ok()
         })?;
         let rest = decoder.finish();
         reply.push_str(&rest);
         writeln!(out, "{rest}")?;
-        messages.push(ChatMessage { role: "assistant".into(), content: reply });
+        messages.push(ChatMessage {
+            role: "assistant".into(),
+            content: reply,
+        });
     }
     Ok(())
 }

@@ -68,8 +68,13 @@ pub fn cache_dir() -> PathBuf {
 pub fn resolve_options() -> ResolveOptions {
     let ollama_models = std::env::var_os("OLLAMA_MODELS")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".ollama").join("models")));
-    ResolveOptions { ollama_models, cache_dir: cache_dir() }
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".ollama").join("models"))
+        });
+    ResolveOptions {
+        ollama_models,
+        cache_dir: cache_dir(),
+    }
 }
 
 pub fn resolve(spec: Option<&str>) -> Result<PathBuf> {
@@ -81,9 +86,14 @@ pub fn resolve(spec: Option<&str>) -> Result<PathBuf> {
 pub fn cpu_backend(args: &ModelArgs) -> Result<CpuBackend> {
     match args.device {
         Device::Cpu | Device::Auto => {}
-        Device::Cuda => bail!("device 'cuda' is not available: this build of quarrel has no CUDA backend yet"),
+        Device::Cuda => {
+            bail!("device 'cuda' is not available: this build of quarrel has no CUDA backend yet")
+        }
     }
-    Ok(CpuBackend::new(CpuConfig { n_threads: args.threads, simd: None })?)
+    Ok(CpuBackend::new(CpuConfig {
+        n_threads: args.threads,
+        simd: None,
+    })?)
 }
 
 /// Resolves and loads the model, with a progress bar on stderr.
@@ -94,7 +104,11 @@ pub fn load_model(args: &ModelArgs) -> Result<Model<CpuBackend>> {
         ProgressStyle::with_template("loading {msg} {bar:30} {bytes}/{total_bytes}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    bar.set_message(path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default());
+    bar.set_message(
+        path.file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    );
     let model = Model::load(&path, backend, &mut |done, total| {
         bar.set_length(total);
         bar.set_position(done);

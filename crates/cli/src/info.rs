@@ -1,7 +1,7 @@
 //! `quarrel info`: metadata, tensor types and sizes, memory estimate, chosen precisions.
 
 use crate::common::{cpu_backend, resolve, ModelArgs};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use engine::model::{arch::config_from_gguf, auto_kv_precision, Model};
 use gguf::Value;
@@ -18,11 +18,20 @@ pub struct InfoArgs {
 
 fn show_value(v: &Value) -> String {
     match v {
-        Value::String(s) if s.len() > 80 => format!("{:?}… ({} bytes)", &s[..s.floor_char_boundary(77)], s.len()),
+        Value::String(s) if s.len() > 80 => {
+            format!("{:?}… ({} bytes)", &s[..s.floor_char_boundary(77)], s.len())
+        }
         Value::String(s) => format!("{s:?}"),
         Value::Array(a) if a.len() > 8 => format!("[{} items: {}, …]", a.len(), show_value(&a[0])),
-        Value::Array(a) => format!("[{}]", a.iter().map(show_value).collect::<Vec<_>>().join(", ")),
-        other => format!("{other:?}").split(['(', ')']).nth(1).unwrap_or("?").to_string(),
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(show_value).collect::<Vec<_>>().join(", ")
+        ),
+        other => format!("{other:?}")
+            .split(['(', ')'])
+            .nth(1)
+            .unwrap_or("?")
+            .to_string(),
     }
 }
 
@@ -33,10 +42,17 @@ fn mib(b: u64) -> String {
 pub fn info(args: InfoArgs) -> Result<()> {
     let path = resolve(args.model.model.as_deref())?;
     let backend = cpu_backend(&args.model)?;
-    let model = Model::load(&path, backend, &mut |_, _| {})?;
+    let model = Model::load(&path, backend, &mut |_, _| {})
+        .with_context(|| format!("loading {}", path.display()))?;
     let f = &model.file;
     println!("file: {}", path.display());
-    println!("gguf: v{}, {} metadata keys, {} tensors, {}", f.version, f.metadata.len(), f.tensors.len(), mib(f.file_len()));
+    println!(
+        "gguf: v{}, {} metadata keys, {} tensors, {}",
+        f.version,
+        f.metadata.len(),
+        f.tensors.len(),
+        mib(f.file_len())
+    );
     println!("\n== metadata");
     for (k, v) in &f.metadata {
         println!("{k} = {}", show_value(v));
@@ -47,9 +63,16 @@ pub fn info(args: InfoArgs) -> Result<()> {
         c.arch, c.d_model, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, c.d_ff, c.vocab, c.max_context);
     println!("rope {:?} θ={} (local θ={}), activation {:?}, qkv bias {}, qk norm {}, post norms {}, tied embeddings {}",
         c.rope_style, c.rope_global.theta, c.rope_local.theta, c.activation, c.qkv_bias, c.qk_norm, c.post_norms, c.tied_embeddings);
-    let sliding = c.layer_kinds.iter().filter(|k| matches!(k, engine::model::config::LayerKind::Sliding { .. })).count();
+    let sliding = c
+        .layer_kinds
+        .iter()
+        .filter(|k| matches!(k, engine::model::config::LayerKind::Sliding { .. }))
+        .count();
     if sliding > 0 {
-        println!("sliding-window layers: {sliding} of {}, window {:?}", c.n_layers, c.layer_kinds[0]);
+        println!(
+            "sliding-window layers: {sliding} of {}, window {:?}",
+            c.n_layers, c.layer_kinds[0]
+        );
     }
     println!("\n== tensors by type");
     let mut by_type: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
@@ -59,17 +82,26 @@ pub fn info(args: InfoArgs) -> Result<()> {
         e.1 += t.n_bytes;
     }
     for (ty, (n, bytes)) in &by_type {
-        let act = quant::kernels(gguf::GgmlType::from_name(ty).unwrap_or(gguf::GgmlType::F32), quant::SimdLevel::Scalar)
-            .map(|k| k.act.name())
-            .unwrap_or("-");
-        println!("{ty:>5}: {n:>4} tensors, {:>10}  (matmul activations: {act})", mib(*bytes));
+        let act = quant::kernels(
+            gguf::GgmlType::from_name(ty).unwrap_or(gguf::GgmlType::F32),
+            quant::SimdLevel::Scalar,
+        )
+        .map(|k| k.act.name())
+        .unwrap_or("-");
+        println!(
+            "{ty:>5}: {n:>4} tensors, {:>10}  (matmul activations: {act})",
+            mib(*bytes)
+        );
     }
     if args.tensors {
         for t in &f.tensors {
             println!("  {:<32} {:>5} {:?}", t.name, t.ty.name(), t.dims);
         }
     }
-    println!("\n== run plan ({})", engine::Backend::device_info(&model.backend));
+    println!(
+        "\n== run plan ({})",
+        engine::Backend::device_info(&model.backend)
+    );
     let opts = args.model.run_options();
     let (kv, limits) = model.plan(&opts)?;
     let auto = auto_kv_precision(f);
@@ -82,8 +114,17 @@ pub fn info(args: InfoArgs) -> Result<()> {
         kv.n_seqs,
         mib(kv.bytes())
     );
-    println!("weights: {} (memory-mapped, read in place)", mib(model.weight_bytes()));
-    println!("batch: up to {} tokens per pass, {} logit rows", limits.max_batch, limits.max_logit_rows);
-    println!("memory estimate: {} (weights + KV cache + scratch)", mib(model.weight_bytes() + kv.bytes()));
+    println!(
+        "weights: {} (memory-mapped, read in place)",
+        mib(model.weight_bytes())
+    );
+    println!(
+        "batch: up to {} tokens per pass, {} logit rows",
+        limits.max_batch, limits.max_logit_rows
+    );
+    println!(
+        "memory estimate: {} (weights + KV cache + scratch)",
+        mib(model.weight_bytes() + kv.bytes())
+    );
     Ok(())
 }

@@ -13,7 +13,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "quarrel", version, about = "Fast LLM inference for GGUF models, on CPU and NVIDIA GPUs")]
+#[command(
+    name = "quarrel",
+    version,
+    about = "Fast LLM inference for GGUF models, on CPU and NVIDIA GPUs"
+)]
 struct Cli {
     /// More log output on stderr (-v info, -vv debug).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -61,7 +65,11 @@ fn main() -> ExitCode {
         1 => tracing::Level::INFO,
         _ => tracing::Level::DEBUG,
     };
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_target(false)
+        .init();
     let result = match cli.command {
         Command::Run(a) => run::run(a),
         Command::Chat(a) => chat::chat(a),

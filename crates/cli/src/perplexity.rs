@@ -23,21 +23,39 @@ pub struct PerplexityArgs {
 }
 
 pub fn perplexity(args: PerplexityArgs) -> Result<()> {
-    let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("reading {}", args.file.display()))?;
     let model = load_model(&args.model)?;
     let n_ctx = args.model.ctx.unwrap_or(512);
     let tokens = model.tokenizer.encode(&text, true, false)?;
-    let opts = RunOptions { ctx: Some(n_ctx), max_batch: n_ctx as usize, max_logit_rows: n_ctx as usize, ..args.model.run_options() };
+    let opts = RunOptions {
+        ctx: Some(n_ctx),
+        max_batch: n_ctx as usize,
+        max_logit_rows: n_ctx as usize,
+        ..args.model.run_options()
+    };
     let mut session = Session::new(&model, &opts)?;
-    let bos = if model.tokenizer.add_bos() { model.tokenizer.bos() } else { None };
+    let bos = if model.tokenizer.add_bos() {
+        model.tokenizer.bos()
+    } else {
+        None
+    };
     let n_chunks = (tokens.len() / n_ctx as usize).min(args.chunks.unwrap_or(usize::MAX));
     let bar = ProgressBar::new(n_chunks as u64).with_style(
-        ProgressStyle::with_template("chunk {pos}/{len} {bar:30} {msg} ({eta})").unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("chunk {pos}/{len} {bar:30} {msg} ({eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let r = engine::perplexity::perplexity(&mut session, &tokens, n_ctx as usize, bos, args.chunks, &mut |_, ppl| {
-        bar.inc(1);
-        bar.set_message(format!("ppl {ppl:.4}"));
-    })?;
+    let r = engine::perplexity::perplexity(
+        &mut session,
+        &tokens,
+        n_ctx as usize,
+        bos,
+        args.chunks,
+        &mut |_, ppl| {
+            bar.inc(1);
+            bar.set_message(format!("ppl {ppl:.4}"));
+        },
+    )?;
     bar.finish_and_clear();
     if args.json {
         let running: Vec<f64> = r.running.clone();
@@ -47,7 +65,12 @@ pub fn perplexity(args: PerplexityArgs) -> Result<()> {
                 "n_tokens": r.n_tokens, "n_scored": r.n_scored, "running": running})
         );
     } else {
-        let list: Vec<String> = r.running.iter().enumerate().map(|(i, p)| format!("[{}]{p:.4}", i + 1)).collect();
+        let list: Vec<String> = r
+            .running
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("[{}]{p:.4}", i + 1))
+            .collect();
         println!("{}", list.join(","));
         println!("Final estimate: PPL = {:.4} +/- {:.5}  ({} chunks of {} tokens, {} tokens in the file)",
             r.ppl, r.ppl_stderr, r.n_chunks, r.n_ctx, r.n_tokens);

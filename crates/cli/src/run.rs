@@ -88,7 +88,11 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     let mut session = Session::new(&model, &args.model.run_options())?;
     if ids.len() >= session.n_ctx() as usize {
-        bail!("prompt of {} tokens does not fit the context of {} tokens (raise --ctx)", ids.len(), session.n_ctx());
+        bail!(
+            "prompt of {} tokens does not fit the context of {} tokens (raise --ctx)",
+            ids.len(),
+            session.n_ctx()
+        );
     }
     let room = session.n_ctx() as usize - ids.len();
     let n_predict = args.n_predict.min(room);

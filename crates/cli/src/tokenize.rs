@@ -1,7 +1,7 @@
 //! `quarrel tokenize`: token ids as llama.cpp's llama-tokenize prints them by default.
 
 use crate::common::resolve;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 
 #[derive(Args, Debug, Clone)]
@@ -27,8 +27,9 @@ pub struct TokenizeArgs {
 
 pub fn tokenize(args: TokenizeArgs) -> Result<()> {
     let path = resolve(args.model.as_deref())?;
-    let file = gguf::Gguf::open(&path)?;
-    let tok = tokenizer::Tokenizer::from_gguf(&file)?;
+    let file = gguf::Gguf::open(&path).with_context(|| format!("reading {}", path.display()))?;
+    let tok = tokenizer::Tokenizer::from_gguf(&file)
+        .with_context(|| format!("tokenizer of {}", path.display()))?;
     let ids = tok.encode(&args.text, !args.no_bos, !args.no_parse_special)?;
     if args.json {
         println!("{}", serde_json::to_string(&ids)?);
@@ -36,7 +37,10 @@ pub fn tokenize(args: TokenizeArgs) -> Result<()> {
         println!("{ids:?}");
     } else {
         for id in ids {
-            println!("{id:>6} -> '{}'", String::from_utf8_lossy(tok.token_bytes(id)));
+            println!(
+                "{id:>6} -> '{}'",
+                String::from_utf8_lossy(tok.token_bytes(id))
+            );
         }
     }
     Ok(())
