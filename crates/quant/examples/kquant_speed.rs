@@ -54,7 +54,7 @@ fn main() {
                 // Many short trials, keeping the best: on a shared machine some of them run undisturbed.
                 let passes = ((8 << 20) / weights.len()).max(1);
                 let mut best = Duration::MAX;
-                for _ in 0..if weights.len() > (64 << 20) { 5 } else { 60 } {
+                for _ in 0..if weights.len() > (64 << 20) { 12 } else { 60 } {
                     let start = Instant::now();
                     let mut sum = 0f32;
                     for _ in 0..passes {

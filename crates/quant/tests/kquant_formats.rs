@@ -243,6 +243,48 @@ fn simd_matches_scalar() {
     }
 }
 
+/// Rows may start at any byte address (GGUF only aligns whole tensors): every level gives the same bits for a
+/// row and its copy shifted by 1..63 bytes, for weights and activations alike.
+#[test]
+fn rows_at_any_byte_offset() {
+    let mut rng = StdRng::seed_from_u64(6);
+    let n = 1024;
+    for format in formats() {
+        let row = random_row(&mut rng, &format, n);
+        for level in SimdLevel::available() {
+            let k = kernels_at(format.ty, level);
+            let act = quantize_act(&k, &gaussian(&mut rng, n));
+            let want_dot = (k.vec_dot)(n, &row, &act);
+            let want_values = dequantize(&k, &row, n);
+            for offset in [1, 3, 17, 63] {
+                let mut w_buf = vec![0u8; offset + row.len()];
+                w_buf[offset..].copy_from_slice(&row);
+                let mut a_buf = vec![0u8; offset + act.len()];
+                a_buf[offset..].copy_from_slice(&act);
+                let have = (k.vec_dot)(n, &w_buf[offset..], &a_buf[offset..]);
+                assert_eq!(
+                    have.to_bits(),
+                    want_dot.to_bits(),
+                    "{} {} offset {offset}",
+                    format.name,
+                    level.name()
+                );
+                let values = dequantize(&k, &w_buf[offset..], n);
+                let same = values
+                    .iter()
+                    .zip(&want_values)
+                    .all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(
+                    same,
+                    "{} {} dequantize at offset {offset}",
+                    format.name,
+                    level.name()
+                );
+            }
+        }
+    }
+}
+
 /// The scalar dot product agrees with an f64 dot product of the dequantized rows within 1e-6 of Σ|w_i a_i|.
 /// The two differ only by f32 rounding: the reference rounds each dequantized weight (`step * q - offset`, a
 /// few ulps) and the kernel rounds its per-block float terms and their running sum (a few ulps each, growing
