@@ -372,6 +372,60 @@ def chat_fixture(qwen_model):
     dump(os.path.join(FIXTURES, "chat_templates.json"), {"renderer": f"jinja2 {jinja2.__version__}", "cases": cases})
 
 
+# Other `tokenizer.ggml.pre` names to classify: each is loaded by llama.cpp with the digits vocabulary and its
+# results compared with those of the canonical names (written to pre-aliases.json).
+ALIAS_CANDIDATES = [
+    "llama3", "llama-v3", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2", "deepseek-r1-qwen", "qwen3",
+    "megrez", "hunyuan-dense", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v2-es", "jina-v2-de", "mellum",
+    "olmo", "stablelm2", "starcoder", "refact", "falcon", "mpt", "dbrx", "smaug-bpe", "poro-chat", "tekken",
+    "gpt-4o", "command-r", "deepseek-llm", "deepseek-coder", "deepseek-v3", "exaone", "chatglm-bpe", "viking",
+    "jais", "bloom", "seed-coder", "kimi-k2", "grok-2", "trillion", "bailingmoe", "llada-moe", "gpt2",
+]
+CANONICAL_PRES = ["qwen2", "llama-bpe", "gpt-2", "smollm", "default"]
+
+
+def classify_aliases(harness, src, tmp):
+    """Two tests per name: the digits vocabulary (digit grouping, space clean-up) and Qwen's own vocabulary (how
+    letters, spaces and punctuation split), each against the canonical names' results."""
+    digits = digits_vocab()
+
+    def outcome(pre, vocab, texts):
+        model = os.path.join(tmp, f"alias-{pre}.gguf")
+        write_variant(src, model, {"tokenizer.ggml.pre": pre, **vocab})
+        try:
+            return run_cases(harness, model, tmp, texts)
+        except subprocess.CalledProcessError:
+            return None
+        finally:
+            os.remove(model)
+
+    def qwen_fixture(pre):
+        name = "qwen2.5-coder-0.5b" if pre == "qwen2" else f"qwen-vocab-pre-{pre}"
+        with open(os.path.join(FIXTURES, name + ".tokens.json"), encoding="utf-8") as f:
+            return json.load(f)["cases"]
+
+    canonical_digits = {pre: outcome(pre, digits, CASES + DIGIT_CASES) for pre in CANONICAL_PRES}
+    canonical_qwen = {pre: qwen_fixture(pre) for pre in CANONICAL_PRES}
+    result = {}
+    for alias in ALIAS_CANDIDATES:
+        on_digits = outcome(alias, digits, CASES + DIGIT_CASES)
+        if on_digits is None:
+            result[alias] = {"loads": False}
+            continue
+        same = [pre for pre, ref in canonical_digits.items() if ref == on_digits]
+        if same:
+            on_qwen = outcome(alias, {}, CASES)
+            same = [pre for pre in same if canonical_qwen[pre] == on_qwen]
+        result[alias] = {"loads": True, "same_as": same}
+        print(f"  {alias}: {result[alias]}", file=sys.stderr)
+    dump(os.path.join(FIXTURES, "pre-aliases.json"), {
+        "llama_cpp": LLAMA_CPP_BUILD,
+        "method": "each name loaded by llama.cpp with the digits vocabulary and with Qwen's vocabulary; same_as "
+                  "lists the canonical names whose ids and detokenizations equal its own on every case of both",
+        "aliases": result,
+    })
+
+
 def dump(path, obj):
     with open(path, "w", encoding="utf-8") as f:
         json.dump(obj, f, ensure_ascii=False, indent=1)
@@ -390,6 +444,8 @@ def main():
         chat_fixture(os.path.join(args.models, QWEN))
     with tempfile.TemporaryDirectory() as tmp:
         harness = build_harness(args.llama_cpp, tmp)
+        if not args.only or "pre-aliases" in args.only:
+            classify_aliases(harness, os.path.join(args.models, QWEN), tmp)
         for name, file, overrides in MODELS:
             if args.only and name not in args.only:
                 continue

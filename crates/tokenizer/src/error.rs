@@ -10,7 +10,7 @@ pub enum TokenizerError {
     #[error("unknown tokenizer model '{model}' (expected 'llama' or 'gpt2')")]
     UnknownModel { model: String },
     /// `tokenizer.ggml.pre` names a pre-tokenizer this crate does not implement.
-    #[error("unknown pre-tokenizer '{pre}' (known: default, gpt-2, llama-bpe, qwen2, smollm)")]
+    #[error("unknown pre-tokenizer '{pre}' (known: default, gpt-2, llama-bpe, qwen2, smollm and aliases of these)")]
     UnknownPreTokenizer { pre: String },
     /// `tokenizer.ggml.tokens` is empty.
     #[error("the vocabulary is empty")]

@@ -33,14 +33,18 @@ pub enum PreTokenizer {
 }
 
 impl PreTokenizer {
-    /// The pre-tokenizer llama.cpp selects for `name`; an unknown name is an error that carries it.
+    /// The pre-tokenizer llama.cpp selects for `name`; an unknown name is an error that carries it. Besides the
+    /// five canonical names, the aliases accepted are those llama.cpp was shown to treat identically
+    /// (tests/fixtures/pre-aliases.json); names it loads with other patterns (tekken, starcoder, ...) are errors.
     pub fn from_name(name: &str) -> Result<Self, TokenizerError> {
         Ok(match name {
             "default" => PreTokenizer::Default,
-            "gpt-2" => PreTokenizer::Gpt2,
-            "llama-bpe" => PreTokenizer::Llama3,
-            "qwen2" => PreTokenizer::Qwen2,
-            "smollm" => PreTokenizer::Smollm,
+            "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es"
+            | "jina-v2-de" | "mellum" | "olmo" | "mpt" | "jais" => PreTokenizer::Gpt2,
+            "llama-bpe" | "llama3" | "llama-v3" | "falcon3" | "falcon-h1" | "pixtral"
+            | "midm-2.0" | "lfm2" => PreTokenizer::Llama3,
+            "qwen2" | "deepseek-r1-qwen" => PreTokenizer::Qwen2,
+            "smollm" | "command-r" => PreTokenizer::Smollm,
             _ => {
                 return Err(TokenizerError::UnknownPreTokenizer {
                     pre: name.to_owned(),

@@ -159,3 +159,40 @@ fn spm_without_byte_tokens_falls_back_to_the_unknown_token() {
     // with an unknown token, unencodable bytes become it
     assert_eq!(t.encode("aé", false, false).unwrap(), [0, 1, 2, 2]);
 }
+
+/// Every `tokenizer.ggml.pre` name llama.cpp was asked about (fixtures/pre-aliases.json): a name it rejects must
+/// be an error here, and a name accepted here must select a pre-tokenizer whose results llama.cpp showed to be
+/// identical to that name's. (Names llama.cpp loads with a pattern of their own are errors here.)
+#[test]
+fn pre_tokenizer_names_follow_llama_cpp() {
+    let fixture = crate::common::read_fixture("pre-aliases.json");
+    let aliases = fixture["aliases"].as_object().expect("aliases");
+    assert!(aliases.len() >= 20);
+    let mut accepted = 0;
+    for (name, verdict) in aliases {
+        let ours = quarrel_tokenizer::PreTokenizer::from_name(name);
+        if verdict["loads"] == false {
+            assert!(
+                matches!(ours, Err(TokenizerError::UnknownPreTokenizer { ref pre }) if pre == name),
+                "{name}: llama.cpp rejects it, ours {ours:?}"
+            );
+            continue;
+        }
+        let Ok(ours) = ours else { continue };
+        accepted += 1;
+        let same_as: Vec<quarrel_tokenizer::PreTokenizer> = verdict["same_as"]
+            .as_array()
+            .expect("same_as")
+            .iter()
+            .map(|v| {
+                quarrel_tokenizer::PreTokenizer::from_name(v.as_str().expect("name"))
+                    .expect("canonical")
+            })
+            .collect();
+        assert!(
+            same_as.contains(&ours),
+            "{name}: ours {ours:?}, llama.cpp same as {same_as:?}"
+        );
+    }
+    assert!(accepted >= 15, "only {accepted} aliases accepted");
+}
