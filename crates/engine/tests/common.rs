@@ -8,6 +8,8 @@ use std::sync::{Mutex, OnceLock};
 
 pub const QWEN: &str = "qwen2.5-coder-0.5b";
 pub const GEMMA: &str = "gemma3-270m";
+/// `quarrel synth --preset smollm2-135m --quant q8_0 --seed 0`: the `llama` architecture path.
+pub const SYNTH_LLAMA: &str = "synth-smollm2-135m-q8_0";
 
 fn file_name(key: &str) -> &'static str {
     match key {
@@ -44,14 +46,24 @@ pub fn model_path(key: &str) -> PathBuf {
 pub fn model(key: &str) -> &'static Model<CpuBackend> {
     static QWEN_M: OnceLock<Model<CpuBackend>> = OnceLock::new();
     static GEMMA_M: OnceLock<Model<CpuBackend>> = OnceLock::new();
-    let cell = if key == QWEN { &QWEN_M } else { &GEMMA_M };
+    static SYNTH_M: OnceLock<Model<CpuBackend>> = OnceLock::new();
+    let cell = match key {
+        QWEN => &QWEN_M,
+        GEMMA => &GEMMA_M,
+        _ => &SYNTH_M,
+    };
     cell.get_or_init(|| {
         let be = CpuBackend::new(CpuConfig {
             n_threads: 2,
             simd: None,
         })
         .expect("cpu backend");
-        Model::load(&model_path(key), be, &mut |_, _| {}).expect("model loads")
+        let path = if key == SYNTH_LLAMA {
+            synth_llama_path()
+        } else {
+            model_path(key)
+        };
+        Model::load(&path, be, &mut |_, _| {}).expect("model loads")
     })
 }
 
@@ -92,4 +104,24 @@ pub fn greedy_fixture_file(name: &str) -> GreedyFixture {
     let p = fixture_path(name);
     let s = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     serde_json::from_str(&s).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Writes the synthetic llama model the fixture was made from and checks it is byte-identical to that file.
+fn synth_llama_path() -> PathBuf {
+    use sha2::Digest;
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("synth-smollm2-135m-q8_0.gguf");
+    let preset = engine::synth::preset("smollm2-135m").unwrap();
+    engine::synth::write_synth(preset, engine::synth::SynthQuant::Q8_0, 0, &path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let sha = format!("{:x}", sha2::Sha256::digest(&bytes));
+    let fx: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture_path(&format!("{SYNTH_LLAMA}.greedy.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        sha,
+        fx["model_sha256"].as_str().unwrap(),
+        "synth output changed: regenerate the llama.cpp fixture"
+    );
+    path
 }

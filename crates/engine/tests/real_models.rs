@@ -7,39 +7,42 @@
 //! by up to `own_spread` — one draw of the noise a tiny perturbation causes. We allow twice that. A wrong kernel moves logits by whole units. Greedy paths may part
 //! only where llama.cpp's own top-2 margin was within the tolerance: there either engine's noise can flip it.
 
-use crate::common::{greedy_fixture, greedy_fixture_file, model, GEMMA, QWEN};
+use crate::common::{greedy_fixture, greedy_fixture_file, model, GEMMA, QWEN, SYNTH_LLAMA};
 use engine::sampling::argmax;
 use engine::{RunOptions, Session};
 
-/// Largest |Δ| of llama.cpp's first-position logits between its F16-KV and F32-KV runs.
+fn top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let mut idx: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+    idx.sort_by(|a, b| b.1.total_cmp(&a.1));
+    idx.truncate(k);
+    idx
+}
+
+/// Largest |Δ| of llama.cpp's logits between its F16-KV and F32-KV runs: at the first position (top-40 and probes)
+/// and along the greedy paths as long as both runs chose the same tokens.
 fn own_spread(key: &str) -> f32 {
     let a = greedy_fixture(key);
     let b = greedy_fixture_file(&format!("{key}.greedy.kv-f32.json"));
     let mut worst = 0.0f32;
     for (ca, cb) in a.cases.iter().zip(&b.cases) {
         for &(id, la) in ca.last_logits_top.iter().chain(&ca.last_logits_stats.probe) {
-            if let Some(&(_, lb)) = cb
+            let other = cb
                 .last_logits_top
                 .iter()
                 .chain(&cb.last_logits_stats.probe)
-                .find(|x| x.0 == id)
-            {
+                .find(|x| x.0 == id);
+            if let Some(&(_, lb)) = other {
                 worst = worst.max((la - lb).abs());
             }
         }
+        for step in 0..ca.greedy_ids.len().min(cb.greedy_ids.len()) {
+            if ca.greedy_ids[..=step] != cb.greedy_ids[..=step] {
+                break;
+            }
+            worst = worst.max((ca.greedy_logits[step] - cb.greedy_logits[step]).abs());
+        }
     }
     worst
-}
-
-fn top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
-    let mut idx: Vec<(u32, f32)> = logits
-        .iter()
-        .enumerate()
-        .map(|(i, &l)| (i as u32, l))
-        .collect();
-    idx.sort_by(|a, b| b.1.total_cmp(&a.1));
-    idx.truncate(k);
-    idx
 }
 
 fn check_model(key: &str) {
@@ -56,12 +59,13 @@ fn check_model(key: &str) {
     .unwrap();
     let tol = 2.0 * own_spread(key);
     assert!(
-        tol > 0.0 && tol < 2.0,
+        tol > 0.0 && tol < 3.0,
         "{key}: implausible llama.cpp self-spread {tol}"
     );
     let (logit_tol, near_tie) = (tol, tol);
     let mut worst = 0.0f32;
     let mut full_agreement = 0;
+    let (mut agreed_steps, mut worst_path) = (0, 0.0f32);
     for (ci, case) in fx.cases.iter().enumerate() {
         let ids = m.tokenizer.encode(&case.prompt, true, true).unwrap();
         assert_eq!(
@@ -108,36 +112,44 @@ fn check_model(key: &str) {
             "{key} case {ci}: mean logit"
         );
 
-        // Greedy continuation of 32 tokens.
-        let mut tok = argmax(&logits);
-        let mut agreed = true;
-        for step in 0..case.greedy_ids.len() {
-            if tok != case.greedy_ids[step] {
+        // Greedy continuation of 32 tokens. We follow llama.cpp's path (feeding its chosen token at every step,
+        // so that one near-tie does not end the comparison) and at each step require: our choice equals its
+        // choice unless its margin was a near-tie, and our logit of its choice within the tolerance.
+        let mut ours = argmax(&logits);
+        let mut agreed = 0;
+        for (step, &want) in case.greedy_ids.iter().enumerate() {
+            if ours == want {
+                agreed += 1;
+            } else {
                 assert!(
                     case.greedy_margins[step] < near_tie,
-                    "{key} case {ci}: greedy step {step} chose {tok}, llama.cpp {} with a clear margin {}",
-                    case.greedy_ids[step],
+                    "{key} case {ci}: greedy step {step} chose {ours}, llama.cpp {want} with a clear margin {}",
                     case.greedy_margins[step]
                 );
-                eprintln!("{key} case {ci}: paths part at a near-tie at step {step}");
-                agreed = false;
-                break;
             }
             if step + 1 < case.greedy_ids.len() {
-                let l = session.decode_step(0, tok).unwrap();
-                let d =
-                    (l[case.greedy_ids[step + 1] as usize] - case.greedy_logits[step + 1]).abs();
+                let l = session.decode_step(0, want).unwrap();
+                let next = case.greedy_ids[step + 1] as usize;
+                let d = (l[next] - case.greedy_logits[step + 1]).abs();
+                worst_path = worst_path.max(d);
                 assert!(
-                    d <= 2.0 * logit_tol,
-                    "{key} case {ci} step {}: chosen logit off by {d}",
+                    d <= logit_tol,
+                    "{key} case {ci} step {}: logit of llama.cpp's choice off by {d}",
                     step + 1
                 );
-                tok = argmax(l);
+                ours = argmax(l);
             }
         }
+        agreed_steps += agreed;
+        let agreed = agreed == case.greedy_ids.len();
         full_agreement += agreed as usize;
     }
-    eprintln!("{key}: worst first-position logit difference {worst} (tolerance {tol}); {full_agreement} of {} greedy paths equal for 32 tokens", fx.cases.len());
+    eprintln!(
+        "{key}: worst logit difference {worst} at the first position, {worst_path} along the paths (tolerance {tol}); \
+         {full_agreement} of {} greedy paths equal for all 32 tokens, {agreed_steps} of {} steps",
+        fx.cases.len(),
+        fx.cases.len() * 32
+    );
 }
 
 #[test]
@@ -148,4 +160,11 @@ fn qwen_matches_llama_cpp() {
 #[test]
 fn gemma3_matches_llama_cpp() {
     check_model(GEMMA);
+}
+
+/// No real `llama`-architecture model is available here: a synthetic one (random weights, SentencePiece
+/// vocabulary with byte fallback) checks the llama path — normal RoPE, SiLU, tied embeddings — against llama.cpp.
+#[test]
+fn synth_llama_matches_llama_cpp() {
+    check_model(SYNTH_LLAMA);
 }
