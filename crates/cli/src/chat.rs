@@ -27,15 +27,15 @@ pub fn chat(args: ChatArgs) -> Result<()> {
     let mut sampler = args.sampling.sampler()?;
     let model = load_model(&args.model)?;
     let tok = &model.tokenizer;
-    let Some(source) = tok.chat_template() else {
-        bail!("the model has no chat template (tokenizer.chat_template); use `quarrel run` for raw completion")
+    // The model's own template; Gemma 3 GGUFs often carry none, and then Google's published one applies.
+    let source = match (tok.chat_template(), model.config.arch.as_str()) {
+        (Some(s), _) => s,
+        (None, "gemma3") => tokenizer::GEMMA3_CHAT_TEMPLATE,
+        (None, _) => bail!(
+            "the model has no chat template (tokenizer.chat_template); use `quarrel run` for raw completion"
+        ),
     };
-    let piece = |id: Option<u32>| {
-        id.map(|i| {
-            String::from_utf8_lossy(tok.token_str(i).unwrap_or_default().as_bytes()).into_owned()
-        })
-        .unwrap_or_default()
-    };
+    let piece = |id: Option<u32>| id.and_then(|i| tok.token_str(i)).unwrap_or_default().to_string();
     let template = ChatTemplate::new(source, &piece(tok.bos()), &piece(tok.eos()))?;
     let mut session = Session::new(&model, &args.model.run_options())?;
     let mut messages = Vec::new();
