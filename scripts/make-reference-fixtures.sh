@@ -10,10 +10,12 @@
 #               made by dev/llama-ref (our program on llama.h): last-position logits + 32 greedy steps per prompt
 # perplexity -> crates/engine/tests/fixtures/<key>.perplexity.json      (llama-perplexity on GPL-3, n_ctx 512)
 # bench      -> bench/results/cpu/llama.cpp-<key>.json                  (llama-bench -p 512 -n 128 -r 3 -t 2)
+#               twice: --repack 0, and repacking on with AMX refused by dev/llama-ref/no_amx.c (LD_PRELOAD)
 #
 # Every run uses 2 threads, CPU only, and llama.cpp's extra CPU buffer types OFF (--no-repack / --repack 0 /
 # use_extra_bufts=false): with them on, llama.cpp's AMX matmul segfaults on this machine's CPU for these Q4_K_M
-# models (llama.cpp issue #20824), in every tool. Models come from scripts/fetch-models.sh's cache.
+# models (llama.cpp issue #20824), in every tool. (The bench also runs llama.cpp's repacked path, with AMX
+# refused through dev/llama-ref/no_amx.so.) Models come from scripts/fetch-models.sh's cache.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -169,31 +171,42 @@ PY
 bench() {
   local key=$1 file; file=$(model_file "$1")
   local model=$MODEL_DIR/$file sha; sha=$(sha256sum "$model" | cut -d' ' -f1)
+  local shim; shim=$(dirname "$REF")/no_amx.so
   mkdir -p "$BENCH_DIR"
   local load_before; load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-  echo "bench: $key" >&2
-  "$BIN/llama-bench" -m "$model" -p 512 -n 128 -r 3 -t $THREADS --repack 0 -o json > "$TMP/bench.json" 2> "$TMP/bench.log"
+  echo "bench: $key (repack off, then repack on without AMX)" >&2
+  "$BIN/llama-bench" -m "$model" -p 512 -n 128 -r 3 -t $THREADS --repack 0 -o json > "$TMP/bench0.json" 2> "$TMP/bench.log"
+  LD_PRELOAD=$shim "$BIN/llama-bench" -m "$model" -p 512 -n 128 -r 3 -t $THREADS --repack 1 -o json \
+    > "$TMP/bench1.json" 2>> "$TMP/bench.log"
+  grep -q "AMX is not ready" "$TMP/bench.log" || { echo "bench: the no-AMX shim did not take" >&2; exit 1; }
   local load_after; load_after=$(cut -d' ' -f1-3 /proc/loadavg)
-  python3 - "$BENCH_DIR/llama.cpp-$key.json" "$TMP/bench.json" <<PY
+  python3 - "$BENCH_DIR/llama.cpp-$key.json" "$TMP/bench0.json" "$TMP/bench1.json" <<PY
 import json, sys
-raw = json.load(open(sys.argv[2]))
+raw0, raw1 = json.load(open(sys.argv[2])), json.load(open(sys.argv[3]))
 cpu = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")]
+def summary(raw):
+    return {("pp%d" % r["n_prompt"] if r["n_prompt"] else "tg%d" % r["n_gen"]):
+            {"avg_ts": r["avg_ts"], "stddev_ts": r["stddev_ts"]} for r in raw}
+cmd = "llama-bench -m \$MODELS/$file -p 512 -n 128 -r 3 -t $THREADS"
 doc = {
     "llama_cpp": "$LLAMA_CPP_VERSION",
     "model": "$file",
     "model_sha256": "$sha",
-    "command": "llama-bench -m \$MODELS/$file -p 512 -n 128 -r 3 -t $THREADS --repack 0 -o json",
+    "command": cmd + " --repack 0 -o json",
+    "command_repack_no_amx": "LD_PRELOAD=target/llama-ref/no_amx.so " + cmd + " --repack 1 -o json",
     "cpu": cpu[0] if cpu else "unknown",
     "n_cpus": len(cpu),
     "date": "$(now)",
     "loadavg_before": "$load_before",
     "loadavg_after": "$load_after",
-    "summary": {("pp%d" % r["n_prompt"] if r["n_prompt"] else "tg%d" % r["n_gen"]):
-                {"avg_ts": r["avg_ts"], "stddev_ts": r["stddev_ts"]} for r in raw},
-    "notes": "--repack 0: llama.cpp's extra CPU buffer types (weight repacking, AMX) are off because the AMX path "
-             "segfaults on this CPU (llama.cpp issue #20824); llama.cpp with repacking would be faster. The machine "
-             "is shared with other jobs: see loadavg. llama_bench is llama-bench's own JSON, unchanged.",
-    "llama_bench": raw,
+    "summary": summary(raw0),
+    "summary_repack_no_amx": summary(raw1),
+    "notes": "tokens/s. llama.cpp's default (repacking on, AMX on) segfaults on this CPU (llama.cpp issue #20824), so "
+             "llama_bench is with --repack 0 (no extra CPU buffer types) and llama_bench_repack_no_amx with repacking "
+             "on and AMX refused by the LD_PRELOAD shim dev/llama-ref/no_amx.c. The machine is shared with other "
+             "jobs: see loadavg. The llama_bench* values are llama-bench's own JSON, unchanged.",
+    "llama_bench": raw0,
+    "llama_bench_repack_no_amx": raw1,
 }
 json.dump(doc, open(sys.argv[1], "w"), indent=2)
 open(sys.argv[1], "a").write("\n")

@@ -2,7 +2,8 @@
 # Build dev/llama-ref/llama_ref.cpp against llama.cpp's static libraries and print the binary's path.
 # llama.cpp is found (and built first, if missing: ~20 min on 2 cores) by ../shared/tools/llama-cpp.sh,
 # which prints llama.cpp's bin folder; the build folder is its parent, the source folder beside that.
-#   dev/llama-ref/build.sh            -> target/llama-ref/llama_ref
+#   dev/llama-ref/build.sh            -> target/llama-ref/llama_ref  (path printed)
+#                                        target/llama-ref/no_amx.so (LD_PRELOAD shim, see no_amx.c)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -25,5 +26,9 @@ if [ ! -x "$EXE" ] || [ "$HERE/llama_ref.cpp" -nt "$EXE" ] || [ "$B/src/libllama
     "$B/src/libllama.a" "$B/ggml/src/libggml.a" "$B/ggml/src/libggml-cpu.a" "$B/ggml/src/libggml-base.a" \
     -fopenmp -lpthread -ldl -lm
   mv "$EXE.tmp" "$EXE"
+fi
+SHIM=$OUT/no_amx.so
+if [ ! -f "$SHIM" ] || [ "$HERE/no_amx.c" -nt "$SHIM" ]; then
+  gcc -O2 -shared -fPIC -Wall -Wextra "$HERE/no_amx.c" -o "$SHIM" -ldl
 fi
 echo "$EXE"
