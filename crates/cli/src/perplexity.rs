@@ -27,7 +27,7 @@ pub fn perplexity(args: PerplexityArgs) -> Result<()> {
         .with_context(|| format!("reading {}", args.file.display()))?;
     let model = load_model(&args.model)?;
     let n_ctx = args.model.ctx.unwrap_or(512);
-    let tokens = model.tokenizer.encode(&text, true, false)?;
+    let tokens = model.tokenizer.encode(text, true, false)?;
     let opts = RunOptions {
         ctx: Some(n_ctx),
         max_batch: n_ctx as usize,
