@@ -25,6 +25,8 @@ pub struct PerplexityArgs {
 pub fn perplexity(args: PerplexityArgs) -> Result<()> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;
+    // As llama-perplexity reads `-f`: one trailing newline is dropped, so token counts agree.
+    let text = text.strip_suffix('\n').unwrap_or(&text);
     let model = load_model(&args.model)?;
     let n_ctx = args.model.ctx.unwrap_or(512);
     let tokens = model.tokenizer.encode(text, true, false)?;
