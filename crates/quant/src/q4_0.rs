@@ -90,9 +90,7 @@ mod x86 {
     use super::BlockQ4_0;
     use crate::legacy_common::{blocks_in, view_blocks, QK};
     use crate::q8_0::BlockQ8_0;
-    use crate::x86_common::{
-        dot_blocks, dot_i8x32, f16_fields8, f16_product, f16_to_f32, nibbles_to_bytes, store_scaled_bytes,
-    };
+    use crate::x86_common::{dot_blocks, f16_fields8, f16_product, f16_to_f32, nibbles_to_bytes, store_scaled_bytes};
 
     /// The 32 values `q - 8` as signed bytes.
     #[inline]
@@ -151,7 +149,13 @@ mod x86 {
             a,
             |w8, a8| scales8(w8, a8),
             |wb, ab| f16_product(wb.d, ab.d),
-            |wb, ab| dot_i8x32(signed_values(wb), act_qs(ab)),
+            |wb, ab| {
+                // Σ (q - 8) a = Σ q a - 8 Σ a, both in i16 pairs (|.| <= 2 * 15 * 127): one op fewer than signs.
+                let act = act_qs(ab);
+                let with_nibbles = _mm256_maddubs_epi16(nibbles_to_bytes(&wb.qs), act);
+                let offsets = _mm256_maddubs_epi16(_mm256_set1_epi8(8), act);
+                _mm256_madd_epi16(_mm256_sub_epi16(with_nibbles, offsets), _mm256_set1_epi16(1))
+            },
             |_, _, acc| acc,
             |_, _| 0.0,
         )

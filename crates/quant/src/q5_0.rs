@@ -95,8 +95,8 @@ mod x86 {
     use crate::legacy_common::{blocks_in, view_blocks, QK};
     use crate::q8_0::BlockQ8_0;
     use crate::x86_common::{
-        bits_to_byte_mask, dot_blocks, dot_i8x32, f16_fields8, f16_product, f16_to_f32, five_bit_values,
-        nibbles_to_bytes, store_scaled_bytes,
+        bits_to_byte_mask, dot_blocks, f16_fields8, f16_product, f16_to_f32, five_bit_values, nibbles_to_bytes,
+        store_scaled_bytes,
     };
 
     /// The 32 values `q - 16` as signed bytes: the low nibble, with 0xF0 or-ed in where the fifth bit is clear
@@ -159,7 +159,14 @@ mod x86 {
             a,
             |w8, a8| scales8(w8, a8),
             |wb, ab| f16_product(wb.d, ab.d),
-            |wb, ab| dot_i8x32(signed_values(wb), act_qs(ab)),
+            |wb, ab| {
+                // Σ (q - 16) a = Σ nibble * a - 16 Σ_(fifth bit clear) a: both in i16 pairs (|.| <= 2 * 16 * 127).
+                let act = act_qs(ab);
+                let clear = _mm256_andnot_si256(bits_to_byte_mask(u32::from_le_bytes(wb.qh)), act);
+                let with_nibbles = _mm256_maddubs_epi16(nibbles_to_bytes(&wb.qs), act);
+                let offsets = _mm256_maddubs_epi16(_mm256_set1_epi8(16), clear);
+                _mm256_madd_epi16(_mm256_sub_epi16(with_nibbles, offsets), _mm256_set1_epi16(1))
+            },
             |_, _, acc| acc,
             |_, _| 0.0,
         )
