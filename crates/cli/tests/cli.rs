@@ -267,3 +267,21 @@ fn ollama_names_resolve_through_the_store() {
         .unwrap();
     assert_one_error_line(&missing, "nosuch");
 }
+
+#[test]
+fn chat_answers_piped_turns_through_the_template() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quarrel"))
+        .args(["chat", "-m", &qwen(), "--temp", "0", "-n", "24", "-t", "2"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"What is the capital of France? Answer in one word.\n/exit\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let reply = stdout(&o);
+    assert!(reply.contains("Paris"), "chat reply: {reply:?}");
+    assert!(!reply.contains("<|im_end|>") && !reply.contains("<|im_start|>"), "special tokens leaked: {reply:?}");
+}

@@ -43,7 +43,7 @@ pub fn weight_type(
         SynthQuant::Q4_K if role_is_down_or_output => GgmlType::Q6_K,
         SynthQuant::Q4_K => GgmlType::Q4_K,
     };
-    let ty = if row_len.is_multiple_of(wanted.block_elems()) {
+    let ty = if row_len % wanted.block_elems() == 0 {
         wanted
     } else {
         match wanted {
@@ -52,7 +52,7 @@ pub fn weight_type(
             other => other,
         }
     };
-    row_len.is_multiple_of(ty.block_elems()).then_some(ty)
+    (row_len % ty.block_elems() == 0).then_some(ty)
 }
 
 /// Checks that the preset's dimensions make a valid model.
@@ -83,13 +83,13 @@ pub fn validate(preset: &Preset) -> Result<(), SynthError> {
             return bad(format!("{what} = {value} does not fit in u32"));
         }
     }
-    if !preset.d_model.is_multiple_of(preset.n_heads) {
+    if preset.d_model % preset.n_heads != 0 {
         return bad(format!(
             "d_model {} is not a multiple of n_heads {}",
             preset.d_model, preset.n_heads
         ));
     }
-    if !preset.n_heads.is_multiple_of(preset.n_kv_heads) {
+    if preset.n_heads % preset.n_kv_heads != 0 {
         return bad(format!(
             "n_heads {} is not a multiple of n_kv_heads {}",
             preset.n_heads, preset.n_kv_heads

@@ -17,7 +17,7 @@ use quant::{Kernels, SimdLevel};
 use std::sync::Mutex;
 
 /// Settings of the CPU backend.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct CpuConfig {
     /// Worker threads (0 = one per physical core as the OS reports logical CPUs).
     pub n_threads: usize,
@@ -25,14 +25,6 @@ pub struct CpuConfig {
     pub simd: Option<SimdLevel>,
 }
 
-impl Default for CpuConfig {
-    fn default() -> Self {
-        Self {
-            n_threads: 0,
-            simd: None,
-        }
-    }
-}
 
 /// A weight in its GGUF format, read from the mapped file.
 pub struct CpuWeight {
