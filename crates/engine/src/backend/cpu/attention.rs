@@ -9,7 +9,7 @@ use crate::batch::Batch;
 use crate::model::config::LayerKind;
 use half::f16;
 use half::slice::HalfFloatSliceExt;
-use rayon::prelude::*;
+use super::pool::WorkPool;
 
 /// Per-task scratch: scores [n_ctx], one converted row [head_dim], the rounded query [head_dim].
 struct Scratch {
@@ -18,62 +18,67 @@ struct Scratch {
     q: Vec<f32>,
 }
 
+/// A raw pointer to the output rows; each task writes a disjoint set of rows.
+#[derive(Clone, Copy)]
+struct OutRows(*mut f32);
+unsafe impl Send for OutRows {}
+unsafe impl Sync for OutRows {}
+
 /// q, out: [n_tokens, n_heads * head_dim]
-pub fn attention(q: &[f32], kv: &CpuKv, batch: &Batch, p: AttentionParams, out: &mut [f32]) {
+pub fn attention(pool: &WorkPool, q: &[f32], kv: &CpuKv, batch: &Batch, p: AttentionParams, out: &mut [f32]) {
+    let hd = p.head_dim;
+    let n = batch.len() * p.n_heads;
+    let n_tasks = (pool.n_threads() * 4).min(n).max(1);
+    let per_task = n.div_ceil(n_tasks);
+    let out_rows = OutRows(out[..n * hd].as_mut_ptr());
+    pool.run(n.div_ceil(per_task), &|task| {
+        let rows = out_rows;
+        let mut s = Scratch { scores: vec![0.0; kv.shape.n_ctx], row: vec![0.0; hd], q: vec![0.0; hd] };
+        for i in task * per_task..((task + 1) * per_task).min(n) {
+            // SAFETY: row i of out belongs to this task alone and lies inside out[..n * hd].
+            let o = unsafe { std::slice::from_raw_parts_mut(rows.0.add(i * hd), hd) };
+            head(q, kv, batch, &p, i, o, &mut s);
+        }
+    });
+}
+
+/// One (token, head) pair: i = t * n_heads + h.
+fn head(q: &[f32], kv: &CpuKv, batch: &Batch, p: &AttentionParams, i: usize, o: &mut [f32], s: &mut Scratch) {
     let hd = p.head_dim;
     let group = p.n_heads / p.n_kv_heads;
-    let n = batch.len() * p.n_heads;
-    let n_ctx = kv.shape.n_ctx;
-    out[..n * hd].par_chunks_mut(hd).enumerate().for_each_init(
-        || Scratch {
-            scores: vec![0.0; n_ctx],
-            row: vec![0.0; hd],
-            q: vec![0.0; hd],
-        },
-        |s, (i, o)| {
-            let (t, h) = (i / p.n_heads, i % p.n_heads);
-            let (seq, pos) = (batch.seq_ids[t] as usize, batch.positions[t] as usize);
-            let start = match p.kind {
-                LayerKind::Global => 0,
-                LayerKind::Sliding { window } => (pos + 1).saturating_sub(window as usize),
-            };
-            let base = kv.offset(p.layer, seq, h / group, 0);
-            let qh = &q[i * hd..(i + 1) * hd];
-            match &kv.k {
-                KvData::F16(_) => {
-                    s.q.iter_mut()
-                        .zip(qh)
-                        .for_each(|(d, &v)| *d = f16::from_f32(v).to_f32())
-                }
-                KvData::F32(_) => s.q.copy_from_slice(qh),
-            }
-            let scores = &mut s.scores[start..=pos];
-            let mut max = f32::NEG_INFINITY;
-            for (j, sc) in (start..=pos).zip(scores.iter_mut()) {
-                let krow = read_row(&kv.k, base + j * hd, hd, &mut s.row);
-                *sc = dot(&s.q, krow) * p.scale;
-                max = max.max(*sc);
-            }
-            let mut sum = 0.0f32;
-            for sc in scores.iter_mut() {
-                *sc = (*sc - max).exp();
-                sum += *sc;
-            }
-            let inv = 1.0 / sum;
-            // With an F16 cache ggml multiplies V by the probabilities rounded to f16; so do we.
-            let round = matches!(kv.v, KvData::F16(_));
-            o.fill(0.0);
-            for (j, &sc) in (start..=pos).zip(scores.iter()) {
-                let w = if round {
-                    f16::from_f32(sc * inv).to_f32()
-                } else {
-                    sc * inv
-                };
-                let vrow = read_row(&kv.v, base + j * hd, hd, &mut s.row);
-                o.iter_mut().zip(vrow).for_each(|(a, &b)| *a += w * b);
-            }
-        },
-    );
+    let (t, h) = (i / p.n_heads, i % p.n_heads);
+    let (seq, pos) = (batch.seq_ids[t] as usize, batch.positions[t] as usize);
+    let start = match p.kind {
+        LayerKind::Global => 0,
+        LayerKind::Sliding { window } => (pos + 1).saturating_sub(window as usize),
+    };
+    let base = kv.offset(p.layer, seq, h / group, 0);
+    let qh = &q[i * hd..(i + 1) * hd];
+    match &kv.k {
+        KvData::F16(_) => s.q.iter_mut().zip(qh).for_each(|(d, &v)| *d = f16::from_f32(v).to_f32()),
+        KvData::F32(_) => s.q.copy_from_slice(qh),
+    }
+    let scores = &mut s.scores[start..=pos];
+    let mut max = f32::NEG_INFINITY;
+    for (j, sc) in (start..=pos).zip(scores.iter_mut()) {
+        let krow = read_row(&kv.k, base + j * hd, hd, &mut s.row);
+        *sc = dot(&s.q, krow) * p.scale;
+        max = max.max(*sc);
+    }
+    let mut sum = 0.0f32;
+    for sc in scores.iter_mut() {
+        *sc = (*sc - max).exp();
+        sum += *sc;
+    }
+    let inv = 1.0 / sum;
+    // With an F16 cache ggml multiplies V by the probabilities rounded to f16; so do we.
+    let round = matches!(kv.v, KvData::F16(_));
+    o.fill(0.0);
+    for (j, &sc) in (start..=pos).zip(scores.iter()) {
+        let w = if round { f16::from_f32(sc * inv).to_f32() } else { sc * inv };
+        let vrow = read_row(&kv.v, base + j * hd, hd, &mut s.row);
+        o.iter_mut().zip(vrow).for_each(|(a, &b)| *a += w * b);
+    }
 }
 
 fn read_row<'a>(data: &'a KvData, at: usize, n: usize, tmp: &'a mut [f32]) -> &'a [f32] {

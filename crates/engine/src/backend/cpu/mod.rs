@@ -5,6 +5,7 @@ mod attention;
 mod kv;
 mod matmul;
 mod ops;
+mod pool;
 
 pub use kv::CpuKv;
 
@@ -58,6 +59,8 @@ impl CpuWeight {
 
 pub struct CpuBackend {
     pool: rayon::ThreadPool,
+    /// The forward pass's own pool (the caller works too; helpers spin between ops).
+    work: pool::WorkPool,
     n_threads: usize,
     simd: SimdLevel,
     /// Activations converted to a weight's partner format: [n_tokens, act_row_bytes]
@@ -101,8 +104,14 @@ impl CpuBackend {
                 value: n_threads.to_string(),
                 reason: e.to_string(),
             })?;
+        let work = pool::WorkPool::new(n_threads).map_err(|e| EngineError::BadSetting {
+            name: "threads",
+            value: n_threads.to_string(),
+            reason: e.to_string(),
+        })?;
         Ok(Self {
             pool,
+            work,
             n_threads,
             simd,
             act_scratch: Mutex::new(Vec::new()),
@@ -293,8 +302,7 @@ impl Backend for CpuBackend {
         params: AttentionParams,
         out: &mut Vec<f32>,
     ) -> Result<()> {
-        self.pool
-            .install(|| attention::attention(q, kv, batch, params, out));
+        attention::attention(&self.work, q, kv, batch, params, out);
         Ok(())
     }
 
