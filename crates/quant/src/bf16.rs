@@ -23,6 +23,7 @@ pub fn kernels(simd: SimdLevel) -> Option<Kernels> {
         dequantize_row,
         quantize_act_row: crate::f32::quantize_act_row_scalar,
         vec_dot,
+        vec_dot_x4: None,
     })
 }
 

@@ -5,6 +5,7 @@
 //! [`f16_to_f32_row`] and [`f32_to_f16_row`] are the fast converters for other users (an F16 KV cache).
 
 use crate::legacy_common::{check_float_row, usable, DequantizeFn, DotFn};
+use crate::tile::DotX4Fn;
 use crate::{GgmlType, Kernels, SimdLevel};
 
 /// The kernels at `simd`, lowered to what this CPU runs.
@@ -24,7 +25,21 @@ pub fn kernels(simd: SimdLevel) -> Option<Kernels> {
         dequantize_row,
         quantize_act_row: crate::f32::quantize_act_row_scalar,
         vec_dot,
+        vec_dot_x4: Some(dot_x4(simd)),
     })
+}
+
+/// The tile kernel (one weight row against four activation rows) at `simd`, lowered to what this CPU runs.
+pub fn dot_x4(simd: SimdLevel) -> DotX4Fn {
+    match usable(simd) {
+        SimdLevel::Scalar => vec_dot_x4_scalar,
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => x86::vec_dot_x4_avx2,
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => x86::vec_dot_x4_avx512,
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => vec_dot_x4_scalar,
+    }
 }
 
 /// The f32 → f16 row converter (round to nearest, ties to even) at `simd`, lowered to what this CPU runs.
@@ -78,6 +93,11 @@ pub fn vec_dot_scalar(n: usize, weight_row: &[u8], act_row: &[u8]) -> f32 {
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
     weights.zip(acts).take(n).map(|(w, a)| w * a).sum()
+}
+
+/// [`vec_dot_scalar`] for four activation rows at once: the reference of the tile kernels.
+pub fn vec_dot_x4_scalar(n: usize, weight_row: &[u8], act_rows: &[u8], act_row_bytes: usize, out: &mut [f32; 4]) {
+    crate::tile::x4_by_rows(vec_dot_scalar, n, weight_row, act_rows, act_row_bytes, out)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -247,5 +267,100 @@ mod x86 {
             _mm512_add_ps(acc[0], acc[1]),
             _mm512_add_ps(acc[2], acc[3]),
         ))
+    }
+    /// The four activation rows of a tile as float pointers, each checked to hold `n` floats.
+    fn act_ptrs4(n: usize, act_rows: &[u8], act_row_bytes: usize) -> [*const f32; 4] {
+        crate::tile::split_rows4(act_rows, act_row_bytes).map(|row| {
+            check_float_row(n, row, 4);
+            row.as_ptr().cast::<f32>()
+        })
+    }
+
+    pub fn vec_dot_x4_avx2(n: usize, weight_row: &[u8], act_rows: &[u8], act_row_bytes: usize, out: &mut [f32; 4]) {
+        check_float_row(n, weight_row, 2);
+        let acts = act_ptrs4(n, act_rows, act_row_bytes);
+        // SAFETY: the weight row holds n halves and each activation row n floats (checked above); CPU features
+        // checked by `kernels`.
+        unsafe { dot_x4_avx2(n, weight_row.as_ptr(), acts, out) }
+    }
+
+    /// # Safety
+    /// `w` points to `n` readable halves and each of `a` to `n` readable floats; the CPU runs AVX2/FMA/F16C.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot_x4_avx2(n: usize, w: *const u8, a: [*const f32; 4], out: &mut [f32; 4]) {
+        // SAFETY (all loads): element ranges below n by the loop conditions; the caller's promise.
+        let load_w = |i: usize| unsafe { _mm256_cvtph_ps(_mm_loadu_si128(w.add(2 * i).cast())) };
+        let load_a = |t: usize, i: usize| unsafe { _mm256_loadu_ps(a[t].add(i)) };
+        // Two accumulators per row: eight independent FMA chains.
+        let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+        let mut i = 0;
+        while i + 16 <= n {
+            for (k, w8) in [load_w(i), load_w(i + 8)].into_iter().enumerate() {
+                for (t, acc) in acc.iter_mut().enumerate() {
+                    acc[k] = _mm256_fmadd_ps(w8, load_a(t, i + 8 * k), acc[k]);
+                }
+            }
+            i += 16;
+        }
+        while i + 8 <= n {
+            let w8 = load_w(i);
+            for (t, acc) in acc.iter_mut().enumerate() {
+                acc[0] = _mm256_fmadd_ps(w8, load_a(t, i), acc[0]);
+            }
+            i += 8;
+        }
+        for (t, (o, acc)) in out.iter_mut().zip(acc).enumerate() {
+            let mut sum = hsum_f32x8(_mm256_add_ps(acc[0], acc[1]));
+            for j in i..n {
+                // SAFETY: j < n.
+                let (bits, x) = unsafe {
+                    (
+                        w.add(2 * j).cast::<u16>().read_unaligned(),
+                        a[t].add(j).read_unaligned(),
+                    )
+                };
+                sum += _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits)))) * x;
+            }
+            *o = sum;
+        }
+    }
+
+    pub fn vec_dot_x4_avx512(n: usize, weight_row: &[u8], act_rows: &[u8], act_row_bytes: usize, out: &mut [f32; 4]) {
+        check_float_row(n, weight_row, 2);
+        let acts = act_ptrs4(n, act_rows, act_row_bytes);
+        // SAFETY: as in `vec_dot_x4_avx2`, with AVX-512F/BW/VL checked by `kernels`.
+        unsafe { dot_x4_avx512(n, weight_row.as_ptr(), acts, out) }
+    }
+
+    /// # Safety
+    /// `w` points to `n` readable halves and each of `a` to `n` readable floats; the CPU runs AVX-512F/BW/VL.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+    unsafe fn dot_x4_avx512(n: usize, w: *const u8, a: [*const f32; 4], out: &mut [f32; 4]) {
+        // SAFETY (all loads): the masks keep every access below n; the caller's promise.
+        let load_w =
+            |i: usize, mask: u16| unsafe { _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, w.add(2 * i).cast())) };
+        let load_a = |t: usize, i: usize, mask: u16| unsafe { _mm512_maskz_loadu_ps(mask, a[t].add(i)) };
+        let mut acc = [[_mm512_setzero_ps(); 2]; 4];
+        let mut i = 0;
+        while i + 32 <= n {
+            for k in 0..2 {
+                let w16 = load_w(i + 16 * k, 0xFFFF);
+                for (t, acc) in acc.iter_mut().enumerate() {
+                    acc[k] = _mm512_fmadd_ps(w16, load_a(t, i + 16 * k, 0xFFFF), acc[k]);
+                }
+            }
+            i += 32;
+        }
+        while i < n {
+            let mask = if n - i >= 16 { 0xFFFF } else { (1u16 << (n - i)) - 1 };
+            let w16 = load_w(i, mask);
+            for (t, acc) in acc.iter_mut().enumerate() {
+                acc[0] = _mm512_fmadd_ps(w16, load_a(t, i, mask), acc[0]);
+            }
+            i += 16;
+        }
+        for (o, acc) in out.iter_mut().zip(acc) {
+            *o = _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
+        }
     }
 }

@@ -20,6 +20,7 @@ pub fn kernels(simd: SimdLevel) -> Option<Kernels> {
         dequantize_row: dequantize_row_scalar,
         quantize_act_row: quantize_act_row_scalar,
         vec_dot,
+        vec_dot_x4: None,
     })
 }
 

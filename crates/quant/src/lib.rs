@@ -17,6 +17,8 @@ mod x86_common;
 
 mod k_common;
 
+pub mod tile;
+
 pub mod bf16;
 pub mod f16;
 pub mod f32;
@@ -46,6 +48,10 @@ pub struct Kernels {
     pub quantize_act_row: fn(src: &[f32], dst: &mut [u8]),
     /// Dot product of one weight row and one converted activation row, both of `n` elements.
     pub vec_dot: fn(n: usize, weight_row: &[u8], act_row: &[u8]) -> f32,
+    /// One weight row against four consecutive converted activation rows (`act_rows[t * act_row_bytes..]`, `t` in
+    /// 0..4): `out[t]` is what [`Kernels::vec_dot`] gives for row `t`, up to float summation order. Each weight block
+    /// is unpacked once for the four rows. `None` where the format has no tile kernel (use `vec_dot`).
+    pub vec_dot_x4: Option<tile::DotX4Fn>,
 }
 
 /// The kernels for `weight` at `simd` (falling back to lower levels where a format has no faster version),

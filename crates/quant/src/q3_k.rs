@@ -73,6 +73,7 @@ pub fn kernels(simd: SimdLevel) -> Option<Kernels> {
         dequantize_row,
         quantize_act_row: q8_k::quantizer(simd),
         vec_dot,
+        vec_dot_x4: None,
     })
 }
 

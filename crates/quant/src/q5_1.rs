@@ -49,6 +49,7 @@ pub fn kernels(simd: SimdLevel) -> Option<Kernels> {
         dequantize_row,
         quantize_act_row: q8_1::act_quantizer(simd),
         vec_dot,
+        vec_dot_x4: None,
     })
 }
 
