@@ -1,5 +1,7 @@
 //! Quantized matrix products on the CPU: activations are converted once into the weight format's partner format,
-//! then every (row, token) pair is one integer dot product. Rows are split over the thread pool.
+//! then every (row, token) pair is one integer dot product. Rows are split over the thread pool. Prompt-sized
+//! products take tokens four at a time through the format's tile kernel ([`quarrel_quant::Kernels::vec_dot_x4`])
+//! where it has one.
 
 use super::{CpuBackend, CpuWeight};
 use crate::error::{EngineError, Result};
@@ -83,7 +85,23 @@ pub fn matmul(
                     for rt in (r0..r1).step_by(ROW_TILE) {
                         for r in rt..(rt + ROW_TILE).min(r1) {
                             let wrow = &weights[r * rb..(r + 1) * rb];
-                            for t in t0..t1 {
+                            // Groups of four tokens through the tile kernel (each weight block unpacked once per
+                            // group), the rest one by one.
+                            let mut t = t0;
+                            if let Some(vec_dot_x4) = kernels.vec_dot_x4 {
+                                while t + 4 <= t1 {
+                                    // [4, act_row_bytes]
+                                    let a4 = &act[t * act_row_bytes..(t + 4) * act_row_bytes];
+                                    let mut v4 = [0f32; 4];
+                                    vec_dot_x4(k, wrow, a4, act_row_bytes, &mut v4);
+                                    for (j, v) in v4.into_iter().enumerate() {
+                                        // SAFETY: as below.
+                                        unsafe { *out.0.add((t + j) * rows + r) = v };
+                                    }
+                                    t += 4;
+                                }
+                            }
+                            for t in t..t1 {
                                 let a = &act[t * act_row_bytes..(t + 1) * act_row_bytes];
                                 let v = (kernels.vec_dot)(k, wrow, a);
                                 // SAFETY: (t, r) pairs are disjoint across tasks (rows split by chunk) and inside
