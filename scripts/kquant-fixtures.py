@@ -14,11 +14,26 @@ quant, scale and min at its maximum) and one of all-zero quants, dequantizes the
 (`gguf` has no K-quant quantizer, so only dequantization is fixed here; the round trip of our quantizers is
 tested against error bounds instead.)
 
-Usage: pip install gguf numpy && python3 scripts/kquant-fixtures.py
+Second, where llama.cpp's static libraries are at hand (`--llama-cpp DIR`, default the peer build under
+~/.cache/quarrel-peers), it compiles a small C program against `libggml-cpu.a` (llama.cpp used as a black box
+through its public API: `ggml_get_type_traits_cpu(type)->from_float` / `->vec_dot`) that draws random weight
+rows and one activation row, quantizes the activations to Q8_K and takes ggml's dot products, and writes
+
+    crates/quant/tests/fixtures/kquant/ggml_dots_<name>.bin:
+        b"KQD1", u32 n, u32 n_rows, u32 row_bytes, u32 act_bytes   (little-endian)
+        n f32                    the activation row
+        act_bytes                ggml's Q8_K quantization of it
+        n_rows * row_bytes       weight rows
+        n_rows f32               ggml's vec_dot of each row with the activations
+
+Usage: pip install gguf numpy && python3 scripts/kquant-fixtures.py [--llama-cpp DIR]
 """
 
+import argparse
 import pathlib
 import struct
+import subprocess
+import tempfile
 
 import numpy as np
 from gguf import GGMLQuantizationType as T
@@ -60,7 +75,85 @@ def make_blocks(rng: np.random.Generator, size: int, f16_offsets: list[int], qua
     return bytes(out)
 
 
+GGML_DOTS_C = r"""
+#include "ggml.h"
+#include "ggml-cpu.h"
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint32_t state = 20261001u;
+static uint32_t next(void) { state = state * 1664525u + 1013904223u; return state >> 8; }
+static float uniform(void) { return (next() + 0.5f) / 16777216.0f; }
+
+int main(int argc, char **argv) {
+    ggml_cpu_init();
+    const int n = 1024, n_rows = 6;
+    const enum ggml_type types[5] = {GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K};
+    const char *names[5] = {"q2_k", "q3_k", "q4_k", "q5_k", "q6_k"};
+    const int f16_at[5][2] = {{80, 82}, {108, -1}, {0, 2}, {0, 2}, {208, -1}};
+    float act[1024];
+    for (int i = 0; i < n; i++) {  /* gaussian, with the scale changing per block */
+        act[i] = sqrtf(-2.0f * logf(uniform())) * cosf(6.2831853f * uniform()) * (1.0f + (i / 256) % 3);
+    }
+    for (int t = 0; t < 5; t++) {
+        const struct ggml_type_traits_cpu *tr = ggml_get_type_traits_cpu(types[t]);
+        const struct ggml_type_traits_cpu *q8 = ggml_get_type_traits_cpu(tr->vec_dot_type);
+        const uint32_t row_bytes = ggml_row_size(types[t], n), act_bytes = ggml_row_size(tr->vec_dot_type, n);
+        const size_t block_bytes = ggml_type_size(types[t]);
+        uint8_t *w = malloc((size_t)n_rows * row_bytes), *aq = malloc(act_bytes);
+        for (size_t i = 0; i < (size_t)n_rows * row_bytes; i++) w[i] = next() & 0xFF;
+        for (size_t b = 0; b < (size_t)n_rows * row_bytes / block_bytes; b++) {
+            for (int k = 0; k < 2; k++) {
+                if (f16_at[t][k] < 0) continue;
+                float v = ((next() & 1) ? 1.0f : -1.0f) * powf(2.0f, -12.0f + 10.0f * uniform());
+                ggml_fp16_t h = ggml_fp32_to_fp16(v);
+                memcpy(w + b * block_bytes + f16_at[t][k], &h, 2);
+            }
+        }
+        q8->from_float(act, aq, n);
+        float dots[6];
+        for (int r = 0; r < n_rows; r++) tr->vec_dot(n, &dots[r], 0, w + (size_t)r * row_bytes, 0, aq, 0, 1);
+        char path[4096];
+        snprintf(path, sizeof path, "%s/ggml_dots_%s.bin", argv[1], names[t]);
+        FILE *f = fopen(path, "wb");
+        if (!f) return 1;
+        const uint32_t header[4] = {(uint32_t)n, (uint32_t)n_rows, row_bytes, act_bytes};
+        fwrite("KQD1", 1, 4, f);
+        fwrite(header, 4, 4, f);
+        fwrite(act, 4, n, f);
+        fwrite(aq, 1, act_bytes, f);
+        fwrite(w, 1, (size_t)n_rows * row_bytes, f);
+        fwrite(dots, 4, n_rows, f);
+        fclose(f);
+        printf("%s\n", path);
+    }
+    return 0;
+}
+"""
+
+
+def write_ggml_dots(llama_cpp: pathlib.Path) -> None:
+    libs = [llama_cpp / "build/ggml/src/libggml-cpu.a", llama_cpp / "build/ggml/src/libggml-base.a"]
+    include = llama_cpp / "src/ggml/include"
+    if not all(p.exists() for p in libs) or not include.exists():
+        print(f"skipping ggml dot fixtures: no llama.cpp build at {llama_cpp}")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        src, exe = pathlib.Path(tmp) / "dots.c", pathlib.Path(tmp) / "dots"
+        src.write_text(GGML_DOTS_C)
+        cmd = ["gcc", "-O2", f"-I{include}", str(src), *map(str, libs)]
+        subprocess.run([*cmd, "-lstdc++", "-lm", "-lpthread", "-fopenmp", "-o", str(exe)], check=True)
+        subprocess.run([str(exe), str(OUT)], check=True)
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    default = pathlib.Path.home() / ".cache/quarrel-peers/llama.cpp-0.3.36"
+    parser.add_argument("--llama-cpp", type=pathlib.Path, default=default, help="llama.cpp source + build dir")
+    args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(20261001)
     for name, (qtype, size, f16_offsets, quants) in FORMATS.items():
@@ -71,6 +164,7 @@ def main() -> None:
         path = OUT / f"{name}.bin"
         path.write_bytes(b"KQF1" + struct.pack("<II", n_blocks, size) + raw + values.tobytes())
         print(f"{path}: {n_blocks} blocks, {path.stat().st_size} bytes")
+    write_ggml_dots(args.llama_cpp)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,27 @@ pub type DequantizeFn = fn(&[u8], &mut [f32]);
 /// [`crate::Kernels::vec_dot`]'s type.
 pub type VecDotFn = fn(usize, &[u8], &[u8]) -> f32;
 
+/// [`crate::Kernels::vec_dot_x4`]'s type.
+pub type DotX4Fn =
+    fn(n: usize, weight_row: &[u8], act_rows: &[u8], act_row_bytes: usize, out: &mut [f32; 4]);
+
+/// The four activation rows of a tile (`act_rows[t * act_row_bytes..]`), `n_blocks` blocks each.
+///
+/// # Panics
+/// When `act_rows` is shorter than four rows (a caller bug).
+pub fn act_rows4<B: ByteBlock>(
+    act_rows: &[u8],
+    act_row_bytes: usize,
+    n_blocks: usize,
+) -> [&[B]; 4] {
+    assert!(
+        act_rows.len() >= 3 * act_row_bytes + n_blocks * size_of::<B>(),
+        "{} bytes hold fewer than 4 activation rows of {act_row_bytes} bytes",
+        act_rows.len()
+    );
+    std::array::from_fn(|t| blocks(&act_rows[t * act_row_bytes..], n_blocks))
+}
+
 /// Elements in one K-quant super-block.
 pub const QK_K: usize = 256;
 
@@ -62,10 +83,8 @@ pub fn blocks_mut<B: ByteBlock>(bytes: &mut [u8], n_blocks: usize) -> &mut [B] {
 /// # Panics
 /// When `n` is not a whole number of super-blocks (a caller bug: tensor shapes are checked at load).
 pub fn super_blocks(n: usize) -> usize {
-    assert!(
-        n.is_multiple_of(QK_K),
-        "row length {n} is not a multiple of {QK_K}"
-    );
+    // (`usize::is_multiple_of` is newer than the workspace's minimum Rust.)
+    assert_eq!(n % QK_K, 0, "row length {n} is not a multiple of {QK_K}");
     n / QK_K
 }
 
@@ -271,6 +290,32 @@ pub mod x86 {
         }
     }
 
+    /// `sum + madd(dot, scale)`: i16 pairs multiplied and added into i32 lanes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub fn madd_add(sum: __m256i, dot: __m256i, scale: __m256i) -> __m256i {
+        _mm256_add_epi32(sum, _mm256_madd_epi16(dot, scale))
+    }
+
+    /// [`madd_add`] in one AVX-512 VNNI `vpdpwssd`. Written as inline assembly because LLVM's generic x86-64
+    /// tuning splits the intrinsic back into `vpmaddwd` + `vpaddd`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512vl,avx512vnni")]
+    pub fn dpwssd(sum: __m256i, dot: __m256i, scale: __m256i) -> __m256i {
+        let mut sum = sum;
+        // SAFETY: a register-only instruction the enabled features provide.
+        unsafe {
+            std::arch::asm!(
+                "vpdpwssd {sum:y}, {dot:y}, {scale:y}",
+                sum = inout(zmm_reg) sum,
+                dot = in(zmm_reg) dot,
+                scale = in(zmm_reg) scale,
+                options(pure, nomem, nostack, preserves_flags),
+            );
+        }
+        sum
+    }
+
     /// Sum of the eight lanes.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
@@ -343,17 +388,125 @@ pub mod x86 {
         c
     };
 
-    /// For [`scales_mins_q4k`]'s output: lays the mins (bytes 8..16) out as i16 pairs `[m0, m0, m1, m1, ..]` to meet the sixteen bsums.
-    pub const Q4K_MIN_CONTROL: [u8; 32] = {
-        let mut c = [0x80u8; 32];
-        let mut i = 0;
-        while i < 8 {
-            c[2 * i] = 8 + (i / 2) as u8;
-            c[16 + 2 * i] = 12 + (i / 2) as u8;
-            i += 1;
+    /// The accumulators of the Q4_K/Q5_K dots, summed in the order ggml's x86 `vec_dot` sums them, so that
+    /// the results are llama.cpp's bit for bit: eight lanes of `d * d8 * Σ scale[j] * dot[j]`, four lanes of
+    /// `dmin * d8 * Σ min[j] * (bsum[2j] + bsum[2j+1])` (pairs of sub-blocks per lane), reduced separately.
+    #[derive(Clone, Copy)]
+    pub struct ScaleMinAcc {
+        main: __m256,
+        mins: __m128,
+    }
+
+    impl ScaleMinAcc {
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        pub fn new() -> Self {
+            Self {
+                main: _mm256_setzero_ps(),
+                mins: _mm_setzero_ps(),
+            }
         }
-        c
-    };
+
+        /// Adds one block: `sum` is its `Σ scale[j] * dot[j]` in eight i32 lanes, `d` holds
+        /// `[d * d8, dmin * d8, _, _]`, `scales_mins` is [`scales_mins_q4k`]'s output (low 128 bits used).
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        pub fn add_block(
+            &mut self,
+            sum: __m256i,
+            d: __m128,
+            scales_mins: __m256i,
+            bsums: &[[u8; 2]; 16],
+        ) {
+            const MINS_I16: [i8; 16] =
+                [8, -1, 9, -1, 10, -1, 11, -1, 12, -1, 13, -1, 14, -1, 15, -1];
+            // SAFETY: MINS_I16 is 16 bytes, bsums 32.
+            let (control, bsums) = unsafe {
+                (
+                    _mm_loadu_si128(MINS_I16.as_ptr().cast()),
+                    _mm256_loadu_si256(bsums.as_ptr().cast()),
+                )
+            };
+            let mins = _mm_shuffle_epi8(_mm256_castsi256_si128(scales_mins), control);
+            let pairs = _mm_hadd_epi16(
+                _mm256_castsi256_si128(bsums),
+                _mm256_extracti128_si256::<1>(bsums),
+            );
+            let min_dot = _mm_madd_epi16(mins, pairs);
+            self.main =
+                _mm256_fmadd_ps(_mm256_broadcastss_ps(d), _mm256_cvtepi32_ps(sum), self.main);
+            let dmin = _mm_permute_ps::<0b01_01_01_01>(d);
+            self.mins = _mm_fmadd_ps(dmin, _mm_cvtepi32_ps(min_dot), self.mins);
+        }
+
+        /// The dot product.
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        pub fn total(self) -> f32 {
+            let pair = _mm_add_ps(self.mins, _mm_movehl_ps(self.mins, self.mins));
+            let mins = _mm_cvtss_f32(_mm_add_ss(pair, _mm_movehdup_ps(pair)));
+            hsum_ps(self.main) - mins
+        }
+    }
+
+    /// [`ScaleMinAcc`] for Q5_K, whose ggml kernel sums each block's min term as one integer and accumulates
+    /// `dmin * d8 * that` in a scalar.
+    #[derive(Clone, Copy)]
+    pub struct ScaleMinAccQ5 {
+        main: __m256,
+        mins: f32,
+    }
+
+    impl ScaleMinAccQ5 {
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        pub fn new() -> Self {
+            Self {
+                main: _mm256_setzero_ps(),
+                mins: 0.0,
+            }
+        }
+
+        /// As [`ScaleMinAcc::add_block`].
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        pub fn add_block(
+            &mut self,
+            sum: __m256i,
+            d: __m128,
+            scales_mins: __m256i,
+            bsums: &[[u8; 2]; 16],
+        ) {
+            const MINS_I16: [i8; 16] =
+                [8, -1, 9, -1, 10, -1, 11, -1, 12, -1, 13, -1, 14, -1, 15, -1];
+            // SAFETY: MINS_I16 is 16 bytes, bsums 32.
+            let (control, bsums) = unsafe {
+                (
+                    _mm_loadu_si128(MINS_I16.as_ptr().cast()),
+                    _mm256_loadu_si256(bsums.as_ptr().cast()),
+                )
+            };
+            let mins = _mm_shuffle_epi8(_mm256_castsi256_si128(scales_mins), control);
+            let pairs = _mm_hadd_epi16(
+                _mm256_castsi256_si128(bsums),
+                _mm256_extracti128_si256::<1>(bsums),
+            );
+            let min_dot = _mm_madd_epi16(mins, pairs);
+            let total = _mm_hadd_epi32(_mm_hadd_epi32(min_dot, min_dot), min_dot);
+            self.main =
+                _mm256_fmadd_ps(_mm256_broadcastss_ps(d), _mm256_cvtepi32_ps(sum), self.main);
+            let dmin = _mm_cvtss_f32(_mm_movehdup_ps(d));
+            // A fused multiply-add, as C compilers contract ggml's `summs += dmin * sum`.
+            self.mins = dmin.mul_add(_mm_cvtsi128_si32(total) as f32, self.mins);
+        }
+
+        /// The dot product.
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        pub fn total(self) -> f32 {
+            hsum_ps(self.main) - self.mins
+        }
+    }
 
     /// For formats with sixteen sub-blocks of 16 whose i16 scales sit in both 128-bit halves of a vector (the
     /// eight of one half-block): control `j` copies scale `2j` across the low 128 bits and `2j + 1` across the

@@ -188,10 +188,11 @@ mod x86 {
                     }
                 }
             }
-            let sum = _mm256_add_epi32(sum_a, sum_b);
-            acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(d), _mm256_cvtepi32_ps(sum), acc);
+            // The min term first, then the scaled sum: ggml's order, so that the results are llama.cpp's bits.
             let dmin = _mm256_broadcastss_ps(_mm_movehdup_ps(d));
             acc = _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(min_dot), acc);
+            let sum = _mm256_add_epi32(sum_a, sum_b);
+            acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(d), _mm256_cvtepi32_ps(sum), acc);
         }
         hsum_ps(acc)
     }

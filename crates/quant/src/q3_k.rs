@@ -186,19 +186,13 @@ mod x86 {
         let controls = SIXTEENTHS_CONTROLS.map(|c| load_control(&c));
         let two_bits = _mm256_set1_epi8(3);
         let bit2 = _mm256_set1_epi8(4);
+        let fours = _mm256_set1_epi8(4);
         let mut acc = _mm256_setzero_ps();
         for (w, a) in weights.iter().zip(acts) {
             prefetch_ahead(w);
             let scales = _mm256_cvtepi8_epi16(signed_scales(w));
-            // SAFETY: hmask and bsums are 32 bytes each.
-            let (mut hmask, bsums) = unsafe {
-                (
-                    _mm256_loadu_si256(w.hmask.as_ptr().cast()),
-                    _mm256_loadu_si256(a.bsums.as_ptr().cast()),
-                )
-            };
-            // 4 * Σ scale[k] * bsum[k]: the `-4` of every element.
-            let offset = _mm256_slli_epi32::<2>(_mm256_madd_epi16(scales, bsums));
+            // SAFETY: hmask is 32 bytes.
+            let mut hmask = unsafe { _mm256_loadu_si256(w.hmask.as_ptr().cast()) };
             let mut sum_a = _mm256_setzero_si256();
             let mut sum_b = _mm256_setzero_si256();
             for h in 0..2 {
@@ -221,7 +215,13 @@ mod x86 {
                     // SAFETY: 32 activation bytes at 128h + 32j lie inside qs.
                     let act =
                         unsafe { _mm256_loadu_si256(a.qs.as_ptr().add(128 * h + 32 * j).cast()) };
-                    let dot = _mm256_maddubs_epi16(q3, act);
+                    // The `-4` of every element is taken out per pair of elements (not once per block from
+                    // `bsums`), so that each lane holds the sum ggml's kernel holds: its results are llama.cpp's
+                    // bit for bit.
+                    let dot = _mm256_sub_epi16(
+                        _mm256_maddubs_epi16(q3, act),
+                        _mm256_maddubs_epi16(fours, act),
+                    );
                     let dot = _mm256_madd_epi16(dot, _mm256_shuffle_epi8(half_scales, *control));
                     if j % 2 == 0 {
                         sum_a = _mm256_add_epi32(sum_a, dot);
@@ -230,7 +230,7 @@ mod x86 {
                     }
                 }
             }
-            let total = _mm256_sub_epi32(_mm256_add_epi32(sum_a, sum_b), offset);
+            let total = _mm256_add_epi32(sum_a, sum_b);
             let d = _mm256_set1_ps(f16_le(w.d) * a.scale());
             acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(total), acc);
         }

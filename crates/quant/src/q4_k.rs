@@ -5,8 +5,8 @@
 //! `d8 * (d * Σ_j scale[j] * Σ q*a - dmin * Σ_j min[j] * Σ a)`, where `Σ a` per sub-block comes from `bsums`.
 
 use crate::k_common::{
-    blocks, blocks_mut, f16_le, pack_scales_mins, quantize_affine, super_blocks,
-    unpack_scales_mins, usable, ByteBlock, DequantizeFn, VecDotFn, QK_K,
+    act_rows4, blocks, blocks_mut, f16_le, pack_scales_mins, quantize_affine, super_blocks,
+    unpack_scales_mins, usable, ByteBlock, DequantizeFn, DotX4Fn, VecDotFn, QK_K,
 };
 use crate::q8_k::{self, BlockQ8K};
 use crate::{GgmlType, Kernels, SimdLevel};
@@ -47,22 +47,23 @@ pub const BLOCK_BYTES: usize = size_of::<BlockQ4K>();
 /// The kernels at `simd`, lowered to what this CPU runs.
 pub fn kernels(simd: SimdLevel) -> Option<Kernels> {
     let simd = usable(simd);
-    let (dequantize_row, vec_dot): (DequantizeFn, VecDotFn) = match simd {
-        SimdLevel::Scalar => (dequantize_row_scalar, vec_dot_scalar),
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 => (dequantize_row_avx2, vec_dot_avx2),
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 => (dequantize_row_avx2, vec_dot_avx512),
-        #[cfg(not(target_arch = "x86_64"))]
-        _ => (dequantize_row_scalar, vec_dot_scalar),
-    };
+    let (dequantize_row, vec_dot, vec_dot_x4): (DequantizeFn, VecDotFn, Option<DotX4Fn>) =
+        match simd {
+            SimdLevel::Scalar => (dequantize_row_scalar, vec_dot_scalar, None),
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx2 => (dequantize_row_avx2, vec_dot_avx2, Some(vec_dot_x4_avx2)),
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx512 => (dequantize_row_avx2, vec_dot_avx512, Some(vec_dot_x4_avx512)),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => (dequantize_row_scalar, vec_dot_scalar, None),
+        };
     Some(Kernels {
         weight: GgmlType::Q4_K,
         act: GgmlType::Q8_K,
         dequantize_row,
         quantize_act_row: q8_k::quantizer(simd),
         vec_dot,
-        vec_dot_x4: None,
+        vec_dot_x4,
     })
 }
 
@@ -150,10 +151,39 @@ fn vec_dot_avx512(n: usize, weight_row: &[u8], act_row: &[u8]) -> f32 {
 }
 
 #[cfg(target_arch = "x86_64")]
+fn vec_dot_x4_avx2(
+    n: usize,
+    weight_row: &[u8],
+    act_rows: &[u8],
+    act_row_bytes: usize,
+    out: &mut [f32; 4],
+) {
+    let nb = super_blocks(n);
+    let acts = act_rows4::<BlockQ8K>(act_rows, act_row_bytes, nb);
+    // SAFETY: AVX2/FMA/F16C present (see above).
+    *out = unsafe { x86::dot_rows_avx2(blocks(weight_row, nb), acts) };
+}
+
+#[cfg(target_arch = "x86_64")]
+fn vec_dot_x4_avx512(
+    n: usize,
+    weight_row: &[u8],
+    act_rows: &[u8],
+    act_row_bytes: usize,
+    out: &mut [f32; 4],
+) {
+    let nb = super_blocks(n);
+    let acts = act_rows4::<BlockQ8K>(act_rows, act_row_bytes, nb);
+    // SAFETY: AVX-512 F/BW/VL/VNNI present (see above).
+    *out = unsafe { x86::dot_rows_vnni(blocks(weight_row, nb), acts) };
+}
+
+#[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::BlockQ4K;
     use crate::k_common::x86::{
-        hsum_ps, load_control, prefetch_ahead, scales_mins_q4k, Q4K_MIN_CONTROL, Q4K_SCALE_CONTROLS,
+        dpwssd, load_control, madd_add, prefetch_ahead, scales_mins_q4k, ScaleMinAcc,
+        Q4K_SCALE_CONTROLS,
     };
     use crate::k_common::{f16_le, unpack_scales_mins, ByteBlock, QK_K};
     use crate::q8_k::BlockQ8K;
@@ -180,121 +210,97 @@ mod x86 {
         )
     }
 
-    /// Adds one block to `acc`: `d * d8 * sum - dmin * d8 * Σ min[j] * (bsum[2j] + bsum[2j+1])`.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn finish_block(
-        acc: __m256,
-        sum: __m256i,
-        d: __m128,
-        scales: __m256i,
-        min_control: __m256i,
-        a: &BlockQ8K,
-    ) -> __m256 {
-        // SAFETY: bsums is 32 bytes.
-        let bsums = unsafe { _mm256_loadu_si256(a.bsums.as_ptr().cast()) };
-        let min_dot = _mm256_madd_epi16(bsums, _mm256_shuffle_epi8(scales, min_control));
-        let acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(d), _mm256_cvtepi32_ps(sum), acc);
-        _mm256_fnmadd_ps(
-            _mm256_broadcastss_ps(_mm_movehdup_ps(d)),
-            _mm256_cvtepi32_ps(min_dot),
-            acc,
-        )
+    /// Defines the one-row dot `$single` and the several-rows dot `$rows` for one instruction set, `$acc` being
+    /// its `sum + madd(dot, scale)`. Per activation row both compute the same integer sums and the same float
+    /// steps ([`ScaleMinAcc`]), so they give the same bits.
+    macro_rules! dot_kernels {
+        ($single:ident, $rows:ident, $features:literal, $acc:ident) => {
+            #[target_feature(enable = $features)]
+            pub fn $single(weights: &[BlockQ4K], acts: &[BlockQ8K]) -> f32 {
+                let controls = Q4K_SCALE_CONTROLS.map(|c| load_control(&c));
+                let low_nibbles = _mm256_set1_epi8(0x0F);
+                let mut acc = ScaleMinAcc::new();
+                for (w, a) in weights.iter().zip(acts) {
+                    prefetch_ahead(w);
+                    let (d, scales) = block_setup(w, a);
+                    let q8 = a.qs.as_ptr();
+                    let mut sum_a = _mm256_setzero_si256();
+                    let mut sum_b = _mm256_setzero_si256();
+                    for c in 0..4 {
+                        // SAFETY: chunk c's 32 weight bytes and 64 activation bytes lie inside their blocks.
+                        let (q4, a_lo, a_hi) = unsafe {
+                            (
+                                _mm256_loadu_si256(w.qs.as_ptr().add(32 * c).cast()),
+                                _mm256_loadu_si256(q8.add(64 * c).cast()),
+                                _mm256_loadu_si256(q8.add(64 * c + 32).cast()),
+                            )
+                        };
+                        let lo = _mm256_and_si256(q4, low_nibbles);
+                        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q4), low_nibbles);
+                        let scale_lo = _mm256_shuffle_epi8(scales, controls[2 * c]);
+                        let scale_hi = _mm256_shuffle_epi8(scales, controls[2 * c + 1]);
+                        sum_a = $acc(sum_a, _mm256_maddubs_epi16(lo, a_lo), scale_lo);
+                        sum_b = $acc(sum_b, _mm256_maddubs_epi16(hi, a_hi), scale_hi);
+                    }
+                    let sum = _mm256_add_epi32(sum_a, sum_b);
+                    acc.add_block(sum, d, scales, &a.bsums);
+                }
+                acc.total()
+            }
+
+            /// `R` activation rows at once: each weight chunk is split into nibbles and each scale broadcast
+            /// once for all rows.
+            #[target_feature(enable = $features)]
+            pub fn $rows<const R: usize>(weights: &[BlockQ4K], acts: [&[BlockQ8K]; R]) -> [f32; R] {
+                let controls = Q4K_SCALE_CONTROLS.map(|c| load_control(&c));
+                let low_nibbles = _mm256_set1_epi8(0x0F);
+                let mut acc = [ScaleMinAcc::new(); R];
+                for (i, w) in weights.iter().enumerate() {
+                    prefetch_ahead(w);
+                    let halves = i32::from_le_bytes([w.d[0], w.d[1], w.dmin[0], w.dmin[1]]);
+                    let d_dmin = _mm_cvtph_ps(_mm_cvtsi32_si128(halves));
+                    let scales = _mm256_broadcastsi128_si256(scales_mins_q4k(scales_and_next(w)));
+                    let mut sums = [_mm256_setzero_si256(); R];
+                    for c in 0..4 {
+                        // SAFETY: chunk c's 32 weight bytes lie inside qs.
+                        let q4 = unsafe { _mm256_loadu_si256(w.qs.as_ptr().add(32 * c).cast()) };
+                        // Sub-block 2c (low nibbles, activation bytes 64c..) then 2c + 1 (high nibbles, 64c + 32..),
+                        // one at a time to keep few vectors live beside the rows' accumulators.
+                        for half in 0..2 {
+                            let nibbles = if half == 0 {
+                                _mm256_and_si256(q4, low_nibbles)
+                            } else {
+                                _mm256_and_si256(_mm256_srli_epi16::<4>(q4), low_nibbles)
+                            };
+                            let scale = _mm256_shuffle_epi8(scales, controls[2 * c + half]);
+                            for r in 0..R {
+                                let q8 = acts[r][i].qs.as_ptr();
+                                // SAFETY: 32 activation bytes at 64c + 32 * half lie inside qs.
+                                let a = unsafe {
+                                    _mm256_loadu_si256(q8.add(64 * c + 32 * half).cast())
+                                };
+                                sums[r] = $acc(sums[r], _mm256_maddubs_epi16(nibbles, a), scale);
+                            }
+                        }
+                    }
+                    for r in 0..R {
+                        let a = &acts[r][i];
+                        let d = _mm_mul_ps(d_dmin, _mm_set1_ps(a.scale()));
+                        acc[r].add_block(sums[r], d, scales, &a.bsums);
+                    }
+                }
+                acc.map(|v| v.total())
+            }
+        };
     }
 
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub fn vec_dot_avx2(weights: &[BlockQ4K], acts: &[BlockQ8K]) -> f32 {
-        let controls = Q4K_SCALE_CONTROLS.map(|c| load_control(&c));
-        let min_control = load_control(&Q4K_MIN_CONTROL);
-        let low_nibbles = _mm256_set1_epi8(0x0F);
-        let mut acc = _mm256_setzero_ps();
-        for (w, a) in weights.iter().zip(acts) {
-            prefetch_ahead(w);
-            let (d, scales) = block_setup(w, a);
-            let q8 = a.qs.as_ptr();
-            let mut sum_a = _mm256_setzero_si256();
-            let mut sum_b = _mm256_setzero_si256();
-            for c in 0..4 {
-                // SAFETY: chunk c's 32 weight bytes and 64 activation bytes lie inside their blocks.
-                let (q4, a_lo, a_hi) = unsafe {
-                    (
-                        _mm256_loadu_si256(w.qs.as_ptr().add(32 * c).cast()),
-                        _mm256_loadu_si256(q8.add(64 * c).cast()),
-                        _mm256_loadu_si256(q8.add(64 * c + 32).cast()),
-                    )
-                };
-                let lo = _mm256_and_si256(q4, low_nibbles);
-                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q4), low_nibbles);
-                let dot_lo = _mm256_maddubs_epi16(lo, a_lo);
-                let dot_hi = _mm256_maddubs_epi16(hi, a_hi);
-                let dot_lo =
-                    _mm256_madd_epi16(dot_lo, _mm256_shuffle_epi8(scales, controls[2 * c]));
-                let dot_hi =
-                    _mm256_madd_epi16(dot_hi, _mm256_shuffle_epi8(scales, controls[2 * c + 1]));
-                sum_a = _mm256_add_epi32(sum_a, dot_lo);
-                sum_b = _mm256_add_epi32(sum_b, dot_hi);
-            }
-            acc = finish_block(
-                acc,
-                _mm256_add_epi32(sum_a, sum_b),
-                d,
-                scales,
-                min_control,
-                a,
-            );
-        }
-        hsum_ps(acc)
-    }
-
-    /// `vec_dot_avx2` with `vpdpwssd` (AVX-512 VL + VNNI) folding the scale multiply into the accumulate. A
-    /// 512-bit version (a chunk of 64 per step) measured no faster: the multiplies then share one port.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub fn vec_dot_vnni(weights: &[BlockQ4K], acts: &[BlockQ8K]) -> f32 {
-        let controls = Q4K_SCALE_CONTROLS.map(|c| load_control(&c));
-        let min_control = load_control(&Q4K_MIN_CONTROL);
-        let low_nibbles = _mm256_set1_epi8(0x0F);
-        let mut acc = _mm256_setzero_ps();
-        for (w, a) in weights.iter().zip(acts) {
-            prefetch_ahead(w);
-            let (d, scales) = block_setup(w, a);
-            let q8 = a.qs.as_ptr();
-            let mut sum_a = _mm256_setzero_si256();
-            let mut sum_b = _mm256_setzero_si256();
-            for c in 0..4 {
-                // SAFETY: chunk c's 32 weight bytes and 64 activation bytes lie inside their blocks.
-                let (q4, a_lo, a_hi) = unsafe {
-                    (
-                        _mm256_loadu_si256(w.qs.as_ptr().add(32 * c).cast()),
-                        _mm256_loadu_si256(q8.add(64 * c).cast()),
-                        _mm256_loadu_si256(q8.add(64 * c + 32).cast()),
-                    )
-                };
-                let lo = _mm256_and_si256(q4, low_nibbles);
-                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q4), low_nibbles);
-                let dot_lo = _mm256_maddubs_epi16(lo, a_lo);
-                let dot_hi = _mm256_maddubs_epi16(hi, a_hi);
-                sum_a = _mm256_dpwssd_epi32(
-                    sum_a,
-                    dot_lo,
-                    _mm256_shuffle_epi8(scales, controls[2 * c]),
-                );
-                sum_b = _mm256_dpwssd_epi32(
-                    sum_b,
-                    dot_hi,
-                    _mm256_shuffle_epi8(scales, controls[2 * c + 1]),
-                );
-            }
-            acc = finish_block(
-                acc,
-                _mm256_add_epi32(sum_a, sum_b),
-                d,
-                scales,
-                min_control,
-                a,
-            );
-        }
-        hsum_ps(acc)
-    }
+    dot_kernels!(vec_dot_avx2, dot_rows_avx2, "avx2,fma,f16c", madd_add);
+    dot_kernels!(
+        vec_dot_vnni,
+        dot_rows_vnni,
+        "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
+        dpwssd
+    );
 
     /// Bit-exact twin of `dequantize_row_scalar`: the same `step * q - offset` in f32, eight lanes at a time.
     #[target_feature(enable = "avx2,fma,f16c")]

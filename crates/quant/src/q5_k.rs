@@ -140,7 +140,7 @@ fn vec_dot_avx2(n: usize, weight_row: &[u8], act_row: &[u8]) -> f32 {
 mod x86 {
     use super::BlockQ5K;
     use crate::k_common::x86::{
-        hsum_ps, load_control, prefetch_ahead, scales_mins_q4k, Q4K_MIN_CONTROL, Q4K_SCALE_CONTROLS,
+        load_control, prefetch_ahead, scales_mins_q4k, ScaleMinAccQ5, Q4K_SCALE_CONTROLS,
     };
     use crate::k_common::ByteBlock;
     use crate::q8_k::BlockQ8K;
@@ -149,10 +149,9 @@ mod x86 {
     #[target_feature(enable = "avx2,fma,f16c")]
     pub fn vec_dot_avx2(weights: &[BlockQ5K], acts: &[BlockQ8K]) -> f32 {
         let controls = Q4K_SCALE_CONTROLS.map(|c| load_control(&c));
-        let min_control = load_control(&Q4K_MIN_CONTROL);
         let low4 = _mm256_set1_epi8(0x0F);
         let bit4 = _mm256_set1_epi8(0x10);
-        let mut acc = _mm256_setzero_ps();
+        let mut acc = ScaleMinAccQ5::new();
         for (w, a) in weights.iter().zip(acts) {
             prefetch_ahead(w);
             let halves = i32::from_le_bytes([w.d[0], w.d[1], w.dmin[0], w.dmin[1]]);
@@ -196,14 +195,8 @@ mod x86 {
                 sum_a = _mm256_add_epi32(sum_a, dot_lo);
                 sum_b = _mm256_add_epi32(sum_b, dot_hi);
             }
-            // SAFETY: bsums is 32 bytes.
-            let bsums = unsafe { _mm256_loadu_si256(a.bsums.as_ptr().cast()) };
-            let min_dot = _mm256_madd_epi16(bsums, _mm256_shuffle_epi8(scales, min_control));
-            let sum = _mm256_add_epi32(sum_a, sum_b);
-            acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(d), _mm256_cvtepi32_ps(sum), acc);
-            let dmin = _mm256_broadcastss_ps(_mm_movehdup_ps(d));
-            acc = _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(min_dot), acc);
+            acc.add_block(_mm256_add_epi32(sum_a, sum_b), d, scales, &a.bsums);
         }
-        hsum_ps(acc)
+        acc.total()
     }
 }

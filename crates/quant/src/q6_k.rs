@@ -6,8 +6,8 @@
 //! bsum[k]`.
 
 use crate::k_common::{
-    blocks, blocks_mut, f16_le, quantize_symmetric, super_blocks, usable, ByteBlock, DequantizeFn,
-    VecDotFn, QK_K,
+    act_rows4, blocks, blocks_mut, f16_le, quantize_symmetric, super_blocks, usable, ByteBlock,
+    DequantizeFn, DotX4Fn, VecDotFn, QK_K,
 };
 use crate::q8_k::{self, BlockQ8K};
 use crate::{GgmlType, Kernels, SimdLevel};
@@ -48,22 +48,23 @@ pub const BLOCK_BYTES: usize = size_of::<BlockQ6K>();
 /// The kernels at `simd`, lowered to what this CPU runs.
 pub fn kernels(simd: SimdLevel) -> Option<Kernels> {
     let simd = usable(simd);
-    let (dequantize_row, vec_dot): (DequantizeFn, VecDotFn) = match simd {
-        SimdLevel::Scalar => (dequantize_row_scalar, vec_dot_scalar),
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 => (dequantize_row_avx2, vec_dot_avx2),
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 => (dequantize_row_avx2, vec_dot_avx512),
-        #[cfg(not(target_arch = "x86_64"))]
-        _ => (dequantize_row_scalar, vec_dot_scalar),
-    };
+    let (dequantize_row, vec_dot, vec_dot_x4): (DequantizeFn, VecDotFn, Option<DotX4Fn>) =
+        match simd {
+            SimdLevel::Scalar => (dequantize_row_scalar, vec_dot_scalar, None),
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx2 => (dequantize_row_avx2, vec_dot_avx2, Some(vec_dot_x4_avx2)),
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx512 => (dequantize_row_avx2, vec_dot_avx512, Some(vec_dot_x4_avx512)),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => (dequantize_row_scalar, vec_dot_scalar, None),
+        };
     Some(Kernels {
         weight: GgmlType::Q6_K,
         act: GgmlType::Q8_K,
         dequantize_row,
         quantize_act_row: q8_k::quantizer(simd),
         vec_dot,
-        vec_dot_x4: None,
+        vec_dot_x4,
     })
 }
 
@@ -145,194 +146,240 @@ fn vec_dot_avx512(n: usize, weight_row: &[u8], act_row: &[u8]) -> f32 {
 }
 
 #[cfg(target_arch = "x86_64")]
+fn vec_dot_x4_avx2(
+    n: usize,
+    weight_row: &[u8],
+    act_rows: &[u8],
+    act_row_bytes: usize,
+    out: &mut [f32; 4],
+) {
+    let nb = super_blocks(n);
+    let acts = act_rows4::<BlockQ8K>(act_rows, act_row_bytes, nb);
+    // SAFETY: AVX2/FMA/F16C present (see above).
+    *out = unsafe { x86::dot_rows_avx2(blocks(weight_row, nb), acts) };
+}
+
+#[cfg(target_arch = "x86_64")]
+fn vec_dot_x4_avx512(
+    n: usize,
+    weight_row: &[u8],
+    act_rows: &[u8],
+    act_row_bytes: usize,
+    out: &mut [f32; 4],
+) {
+    let nb = super_blocks(n);
+    let acts = act_rows4::<BlockQ8K>(act_rows, act_row_bytes, nb);
+    // SAFETY: AVX-512 F/BW/VL/VNNI present (see above).
+    *out = unsafe { x86::dot_rows_avx512(blocks(weight_row, nb), acts) };
+}
+
+#[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::BlockQ6K;
     use crate::k_common::x86::{
-        f16_le, hsum_ps, load_control, prefetch_ahead, SIXTEENTHS_CONTROLS,
+        f16_le, hsum_ps, load_control, madd_add, prefetch_ahead, SIXTEENTHS_CONTROLS,
     };
     use crate::k_common::QK_K;
     use crate::q8_k::BlockQ8K;
     use std::arch::x86_64::*;
 
-    /// `d * d8` for one block pair.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn block_scale(w: &BlockQ6K, a: &BlockQ8K) -> f32 {
-        f16_le(w.d) * a.scale()
-    }
-
-    /// The sixteen sub-block scales as i16, and `32 * Σ scale[k] * bsum[k]` as eight i32 partial sums.
+    /// The sixteen sub-block scales as i16 (sub-block k in lane k).
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    fn scales_and_offset(w: &BlockQ6K, a: &BlockQ8K) -> (__m256i, __m256i) {
-        // SAFETY: scales is 16 bytes, bsums 32.
-        let (scales, bsums) = unsafe {
+    fn scales_i16(w: &BlockQ6K) -> __m256i {
+        // SAFETY: scales is 16 bytes.
+        _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(w.scales.as_ptr().cast()) })
+    }
+
+    /// `32 * Σ scale[k] * bsum[k]` as eight i32 partial sums: the `-32` of every element.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn offset(scales: __m256i, a: &BlockQ8K) -> __m256i {
+        // SAFETY: bsums is 32 bytes.
+        let bsums = unsafe { _mm256_loadu_si256(a.bsums.as_ptr().cast()) };
+        _mm256_slli_epi32::<5>(_mm256_madd_epi16(scales, bsums))
+    }
+
+    /// Adds one block to `acc`: `d * d8 * (sum - offset)`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn finish_block(acc: __m256, sum: __m256i, offset: __m256i, d: f32, a: &BlockQ8K) -> __m256 {
+        let total = _mm256_sub_epi32(sum, offset);
+        _mm256_fmadd_ps(
+            _mm256_set1_ps(d * a.scale()),
+            _mm256_cvtepi32_ps(total),
+            acc,
+        )
+    }
+
+    /// Both 128-bit halves holding the eight i16 scales of half `h`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn half_scales(scales: __m256i, h: usize) -> __m256i {
+        if h == 0 {
+            _mm256_permute2x128_si256::<0x00>(scales, scales)
+        } else {
+            _mm256_permute2x128_si256::<0x11>(scales, scales)
+        }
+    }
+
+    /// The unsigned 6-bit values of half `h`, one vector per quarter of 32 elements.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn quarters(w: &BlockQ6K, h: usize) -> [__m256i; 4] {
+        let low4 = _mm256_set1_epi8(0x0F);
+        let high2 = _mm256_set1_epi8(0x30);
+        // SAFETY: 64 + 32 weight bytes of half h lie inside ql and qh.
+        let (ql0, ql1, qh) = unsafe {
             (
-                _mm_loadu_si128(w.scales.as_ptr().cast()),
-                _mm256_loadu_si256(a.bsums.as_ptr().cast()),
+                _mm256_loadu_si256(w.ql.as_ptr().add(64 * h).cast()),
+                _mm256_loadu_si256(w.ql.as_ptr().add(64 * h + 32).cast()),
+                _mm256_loadu_si256(w.qh.as_ptr().add(32 * h).cast()),
             )
         };
-        let scales = _mm256_cvtepi8_epi16(scales);
-        (
-            scales,
-            _mm256_slli_epi32::<5>(_mm256_madd_epi16(scales, bsums)),
-        )
+        // Masking with 0x30 after each 16-bit shift keeps only bits that came from the same byte.
+        let or_and = |a, b| _mm256_or_si256(_mm256_and_si256(a, low4), _mm256_and_si256(b, high2));
+        [
+            or_and(ql0, _mm256_slli_epi16::<4>(qh)),
+            or_and(ql1, _mm256_slli_epi16::<2>(qh)),
+            or_and(_mm256_srli_epi16::<4>(ql0), qh),
+            or_and(_mm256_srli_epi16::<4>(ql1), _mm256_srli_epi16::<2>(qh)),
+        ]
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
     pub fn vec_dot_avx2(weights: &[BlockQ6K], acts: &[BlockQ8K]) -> f32 {
+        let [row] = dot_rows_avx2(weights, [acts]);
+        row
+    }
+
+    /// `R` activation rows at once, each block's 6-bit values and scales built once for all rows. Per row the
+    /// integer sums and float steps do not depend on `R`, so every `R` gives the same bits.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub fn dot_rows_avx2<const R: usize>(weights: &[BlockQ6K], acts: [&[BlockQ8K]; R]) -> [f32; R] {
         let controls = SIXTEENTHS_CONTROLS.map(|c| load_control(&c));
-        let low4 = _mm256_set1_epi8(0x0F);
-        let high2 = _mm256_set1_epi8(0x30);
-        let mut acc = _mm256_setzero_ps();
-        for (w, a) in weights.iter().zip(acts) {
+        let mut acc = [_mm256_setzero_ps(); R];
+        for (i, w) in weights.iter().enumerate() {
             prefetch_ahead(w);
-            let (scales, offset) = scales_and_offset(w, a);
-            let mut sum_a = _mm256_setzero_si256();
-            let mut sum_b = _mm256_setzero_si256();
+            let scales = scales_i16(w);
+            let mut sums = [_mm256_setzero_si256(); R];
             for h in 0..2 {
-                // Both 128-bit halves hold the eight scales of this half.
-                let half_scales = if h == 0 {
-                    _mm256_permute2x128_si256::<0x00>(scales, scales)
-                } else {
-                    _mm256_permute2x128_si256::<0x11>(scales, scales)
-                };
-                // SAFETY: 64 + 32 weight bytes of half h lie inside ql and qh.
-                let (ql0, ql1, qh) = unsafe {
-                    (
-                        _mm256_loadu_si256(w.ql.as_ptr().add(64 * h).cast()),
-                        _mm256_loadu_si256(w.ql.as_ptr().add(64 * h + 32).cast()),
-                        _mm256_loadu_si256(w.qh.as_ptr().add(32 * h).cast()),
-                    )
-                };
-                // Masking with 0x30 after each 16-bit shift keeps only bits that came from the same byte.
-                let quarters = [
-                    _mm256_or_si256(
-                        _mm256_and_si256(ql0, low4),
-                        _mm256_and_si256(_mm256_slli_epi16::<4>(qh), high2),
-                    ),
-                    _mm256_or_si256(
-                        _mm256_and_si256(ql1, low4),
-                        _mm256_and_si256(_mm256_slli_epi16::<2>(qh), high2),
-                    ),
-                    _mm256_or_si256(
-                        _mm256_and_si256(_mm256_srli_epi16::<4>(ql0), low4),
-                        _mm256_and_si256(qh, high2),
-                    ),
-                    _mm256_or_si256(
-                        _mm256_and_si256(_mm256_srli_epi16::<4>(ql1), low4),
-                        _mm256_and_si256(_mm256_srli_epi16::<2>(qh), high2),
-                    ),
-                ];
-                for (k, q6) in quarters.into_iter().enumerate() {
-                    // SAFETY: 32 activation bytes at 128h + 32k lie inside qs.
-                    let act =
-                        unsafe { _mm256_loadu_si256(a.qs.as_ptr().add(128 * h + 32 * k).cast()) };
-                    let dot = _mm256_maddubs_epi16(q6, act);
-                    let dot = _mm256_madd_epi16(dot, _mm256_shuffle_epi8(half_scales, controls[k]));
-                    if k % 2 == 0 {
-                        sum_a = _mm256_add_epi32(sum_a, dot);
-                    } else {
-                        sum_b = _mm256_add_epi32(sum_b, dot);
+                let half_scales = half_scales(scales, h);
+                for (k, q6) in quarters(w, h).into_iter().enumerate() {
+                    let scale = _mm256_shuffle_epi8(half_scales, controls[k]);
+                    for r in 0..R {
+                        // SAFETY: 32 activation bytes at 128h + 32k lie inside qs.
+                        let act = unsafe {
+                            _mm256_loadu_si256(acts[r][i].qs.as_ptr().add(128 * h + 32 * k).cast())
+                        };
+                        sums[r] = madd_add(sums[r], _mm256_maddubs_epi16(q6, act), scale);
                     }
                 }
             }
-            let total = _mm256_sub_epi32(_mm256_add_epi32(sum_a, sum_b), offset);
-            acc = _mm256_fmadd_ps(
-                _mm256_set1_ps(block_scale(w, a)),
-                _mm256_cvtepi32_ps(total),
-                acc,
-            );
+            let d = f16_le(w.d);
+            for r in 0..R {
+                let a = &acts[r][i];
+                acc[r] = finish_block(acc[r], sums[r], offset(scales, a), d, a);
+            }
         }
-        hsum_ps(acc)
+        acc.map(|v| hsum_ps(v))
     }
 
-    /// 512-bit version: one step takes two quarters (64 elements), `vpternlogd` merges low and high bits, and
-    /// `vpdpwssd` folds the scale multiply into the accumulate.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub fn vec_dot_avx512(weights: &[BlockQ6K], acts: &[BlockQ8K]) -> f32 {
-        // Control g copies i16 lane 4g + j across 128-bit lane j (sub-blocks 4g..4g+4 of a half).
-        const CONTROLS: [[u8; 64]; 2] = {
-            let mut all = [[0u8; 64]; 2];
-            let mut g = 0;
-            while g < 2 {
-                let mut i = 0;
-                while i < 64 {
-                    let sub = 4 * g + i / 16;
-                    all[g][i] = (2 * sub + i % 2) as u8;
-                    i += 1;
-                }
-                g += 1;
+    const A_AND_C_OR_B: i32 = 0xEC;
+
+    /// Control g copies i16 lane 4g + j across 128-bit lane j (sub-blocks 4g..4g+4 of a half).
+    const WIDE_CONTROLS: [[u8; 64]; 2] = {
+        let mut all = [[0u8; 64]; 2];
+        let mut g = 0;
+        while g < 2 {
+            let mut i = 0;
+            while i < 64 {
+                let sub = 4 * g + i / 16;
+                all[g][i] = (2 * sub + i % 2) as u8;
+                i += 1;
             }
-            all
-        };
-        // SAFETY: each control is 64 readable bytes.
-        let controls = CONTROLS.map(|c| unsafe { _mm512_loadu_si512(c.as_ptr().cast()) });
-        const A_AND_C_OR_B: i32 = 0xEC;
+            g += 1;
+        }
+        all
+    };
+
+    /// The unsigned 6-bit values of half `h` two quarters per vector (`[q0 | q1]`, `[q2 | q3]`), `vpternlogd`
+    /// merging low and high bits.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    fn quarter_pairs(w: &BlockQ6K, h: usize) -> [__m512i; 2] {
         let low4 = _mm512_set1_epi8(0x0F);
         let high2 = _mm512_set1_epi8(0x30);
         // Quarters 0|1 take qh bits 0..2|2..4 to bits 4..6; quarters 2|3 take bits 4..6|6..8 there.
         let shift_01 = _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2);
         let shift_23 = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);
-        let mut acc = _mm256_setzero_ps();
-        for (w, a) in weights.iter().zip(acts) {
+        // SAFETY: 64 + 32 weight bytes of half h lie inside ql and qh.
+        let (ql, qh) = unsafe {
+            (
+                _mm512_loadu_si512(w.ql.as_ptr().add(64 * h).cast()),
+                _mm512_broadcast_i64x4(_mm256_loadu_si256(w.qh.as_ptr().add(32 * h).cast())),
+            )
+        };
+        let high_01 = _mm512_and_si512(_mm512_sllv_epi64(qh, shift_01), high2);
+        let high_23 = _mm512_and_si512(_mm512_srlv_epi64(qh, shift_23), high2);
+        [
+            _mm512_ternarylogic_epi32::<A_AND_C_OR_B>(ql, high_01, low4),
+            _mm512_ternarylogic_epi32::<A_AND_C_OR_B>(_mm512_srli_epi64::<4>(ql), high_23, low4),
+        ]
+    }
+
+    /// 512-bit version: one step takes two quarters (64 elements), and `vpdpwssd` folds the scale multiply into
+    /// the accumulate.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub fn vec_dot_avx512(weights: &[BlockQ6K], acts: &[BlockQ8K]) -> f32 {
+        let [row] = dot_rows_avx512(weights, [acts]);
+        row
+    }
+
+    /// [`vec_dot_avx512`] for `R` activation rows at once (the same bits per row for every `R`).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub fn dot_rows_avx512<const R: usize>(
+        weights: &[BlockQ6K],
+        acts: [&[BlockQ8K]; R],
+    ) -> [f32; R] {
+        // SAFETY: each control is 64 readable bytes.
+        let controls = WIDE_CONTROLS.map(|c| unsafe { _mm512_loadu_si512(c.as_ptr().cast()) });
+        let mut acc = [_mm256_setzero_ps(); R];
+        for (i, w) in weights.iter().enumerate() {
             prefetch_ahead(w);
-            let (scales, offset) = scales_and_offset(w, a);
-            let mut sum_a = _mm512_setzero_si512();
-            let mut sum_b = _mm512_setzero_si512();
+            let scales = scales_i16(w);
+            let mut sums = [_mm512_setzero_si512(); R];
             for h in 0..2 {
                 let half_scales = if h == 0 {
                     _mm512_broadcast_i32x4(_mm256_castsi256_si128(scales))
                 } else {
                     _mm512_broadcast_i32x4(_mm256_extracti128_si256::<1>(scales))
                 };
-                // SAFETY: 64 + 32 weight bytes of half h and 128 activation bytes lie inside their blocks.
-                let (ql, qh, act_01, act_23) = unsafe {
-                    (
-                        _mm512_loadu_si512(w.ql.as_ptr().add(64 * h).cast()),
-                        _mm512_broadcast_i64x4(_mm256_loadu_si256(
-                            w.qh.as_ptr().add(32 * h).cast(),
-                        )),
-                        _mm512_loadu_si512(a.qs.as_ptr().add(128 * h).cast()),
-                        _mm512_loadu_si512(a.qs.as_ptr().add(128 * h + 64).cast()),
-                    )
-                };
-                let high_01 = _mm512_and_si512(_mm512_sllv_epi64(qh, shift_01), high2);
-                let q6_01 = _mm512_ternarylogic_epi32::<A_AND_C_OR_B>(ql, high_01, low4);
-                let high_23 = _mm512_and_si512(_mm512_srlv_epi64(qh, shift_23), high2);
-                let q6_23 = _mm512_ternarylogic_epi32::<A_AND_C_OR_B>(
-                    _mm512_srli_epi64::<4>(ql),
-                    high_23,
-                    low4,
-                );
-                let dot_01 = _mm512_maddubs_epi16(q6_01, act_01);
-                let dot_23 = _mm512_maddubs_epi16(q6_23, act_23);
-                sum_a = _mm512_dpwssd_epi32(
-                    sum_a,
-                    dot_01,
-                    _mm512_shuffle_epi8(half_scales, controls[0]),
-                );
-                sum_b = _mm512_dpwssd_epi32(
-                    sum_b,
-                    dot_23,
-                    _mm512_shuffle_epi8(half_scales, controls[1]),
-                );
+                for (g, q6) in quarter_pairs(w, h).into_iter().enumerate() {
+                    let scale = _mm512_shuffle_epi8(half_scales, controls[g]);
+                    for r in 0..R {
+                        // SAFETY: 64 activation bytes at 128h + 64g lie inside qs.
+                        let act = unsafe {
+                            _mm512_loadu_si512(acts[r][i].qs.as_ptr().add(128 * h + 64 * g).cast())
+                        };
+                        sums[r] =
+                            _mm512_dpwssd_epi32(sums[r], _mm512_maddubs_epi16(q6, act), scale);
+                    }
+                }
             }
-            let sum = _mm512_add_epi32(sum_a, sum_b);
-            let total = _mm256_sub_epi32(
-                _mm256_add_epi32(
-                    _mm512_castsi512_si256(sum),
-                    _mm512_extracti64x4_epi64::<1>(sum),
-                ),
-                offset,
-            );
-            acc = _mm256_fmadd_ps(
-                _mm256_set1_ps(block_scale(w, a)),
-                _mm256_cvtepi32_ps(total),
-                acc,
-            );
+            let d = f16_le(w.d);
+            for r in 0..R {
+                let a = &acts[r][i];
+                let sum = _mm256_add_epi32(
+                    _mm512_castsi512_si256(sums[r]),
+                    _mm512_extracti64x4_epi64::<1>(sums[r]),
+                );
+                acc[r] = finish_block(acc[r], sum, offset(scales, a), d, a);
+            }
         }
-        hsum_ps(acc)
+        acc.map(|v| hsum_ps(v))
     }
 
     /// Bit-exact twin of `dequantize_row_scalar`: the same `step * (q - 32)` in f32, eight lanes at a time.

@@ -285,6 +285,44 @@ fn rows_at_any_byte_offset() {
     }
 }
 
+/// Where a format has a tile kernel (`vec_dot_x4`), it gives, bit for bit, what `vec_dot` gives per activation
+/// row at the same level (the K-quant tiles keep each row's integer sums and float steps), with the four rows
+/// at any stride.
+#[test]
+fn vec_dot_x4_matches_vec_dot() {
+    let mut rng = StdRng::seed_from_u64(7);
+    for format in formats() {
+        for level in SimdLevel::available() {
+            let k = kernels_at(format.ty, level);
+            let Some(vec_dot_x4) = k.vec_dot_x4 else {
+                continue;
+            };
+            for n in [256, 1024, 4096] {
+                let row = random_row(&mut rng, &format, n);
+                let act_bytes = n / QK_K * q8_k::BLOCK_BYTES;
+                let stride = act_bytes + 7; // [4, stride]: rows need not be back to back
+                let mut acts = vec![0u8; 4 * stride];
+                for t in 0..4 {
+                    let act = quantize_act(&k, &gaussian(&mut rng, n));
+                    acts[t * stride..t * stride + act_bytes].copy_from_slice(&act);
+                }
+                let mut out = [0f32; 4];
+                vec_dot_x4(n, &row, &acts, stride, &mut out);
+                for (t, &have) in out.iter().enumerate() {
+                    let want = (k.vec_dot)(n, &row, &acts[t * stride..t * stride + act_bytes]);
+                    assert_eq!(
+                        have.to_bits(),
+                        want.to_bits(),
+                        "{} {} n={n} row {t}: {have} vs {want}",
+                        format.name,
+                        level.name()
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// The scalar dot product agrees with an f64 dot product of the dequantized rows within 1e-6 of Σ|w_i a_i|.
 /// The two differ only by f32 rounding: the reference rounds each dequantized weight (`step * q - offset`, a
 /// few ulps) and the kernel rounds its per-block float terms and their running sum (a few ulps each, growing
@@ -362,6 +400,100 @@ fn dequantize_matches_gguf_py() {
                     level.name(),
                     i / QK_K
                 );
+            }
+        }
+    }
+}
+
+/// llama.cpp fixture: `b"KQD1"`, u32 n, n_rows, row_bytes, act_bytes, then the activation row (n f32), ggml's
+/// Q8_K bytes of it, the weight rows, and ggml's `vec_dot` of each row (n_rows f32), little-endian.
+struct GgmlDots {
+    n: usize,
+    act: Vec<f32>,
+    act_q8k: Vec<u8>,
+    rows: Vec<u8>, // [n_rows, row_bytes]
+    row_bytes: usize,
+    dots: Vec<f32>,
+}
+
+fn read_ggml_dots(name: &str) -> GgmlDots {
+    let path = format!(
+        "{}/tests/fixtures/kquant/ggml_dots_{name}.bin",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let bytes = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e} (run scripts/kquant-fixtures.py)"));
+    assert_eq!(&bytes[..4], b"KQD1", "{path}: bad magic");
+    let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let (n, n_rows, row_bytes, act_bytes) = (word(4), word(8), word(12), word(16));
+    let floats = |from: usize, count: usize| -> Vec<f32> {
+        bytes[from..from + 4 * count]
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect()
+    };
+    let mut at = 20;
+    let act = floats(at, n);
+    at += 4 * n;
+    let act_q8k = bytes[at..at + act_bytes].to_vec();
+    at += act_bytes;
+    let rows = bytes[at..at + n_rows * row_bytes].to_vec();
+    at += n_rows * row_bytes;
+    let dots = floats(at, n_rows);
+    assert_eq!(at + 4 * n_rows, bytes.len(), "{path}: length");
+    GgmlDots {
+        n,
+        act,
+        act_q8k,
+        rows,
+        row_bytes,
+        dots,
+    }
+}
+
+/// Against llama.cpp itself (fixtures of ggml's `from_float` and `vec_dot`, from `libggml-cpu.a` through its
+/// public API): every level's Q8_K quantizer gives ggml's bytes, and the SIMD dot products give ggml's results bit
+/// for bit: the same integer lanes summed in the same float order (which is what lets greedy decoding follow
+/// llama.cpp's path). The scalar reference sums in another order and is held within 1e-6 of Σ|w a|.
+#[test]
+fn dots_match_llama_cpp() {
+    for format in formats() {
+        let fixture = read_ggml_dots(format.name);
+        let n = fixture.n;
+        for level in SimdLevel::available() {
+            let k = kernels_at(format.ty, level);
+            let act = quantize_act(&k, &fixture.act);
+            assert!(
+                act == fixture.act_q8k,
+                "{} {}: Q8_K bytes differ from ggml's",
+                format.name,
+                level.name()
+            );
+            let mut a = vec![0f32; n];
+            q8_k::dequantize_row_scalar(&act, &mut a);
+            for (r, (row, &want)) in fixture
+                .rows
+                .chunks_exact(fixture.row_bytes)
+                .zip(&fixture.dots)
+                .enumerate()
+            {
+                let have = (k.vec_dot)(n, row, &act);
+                if level == SimdLevel::Scalar {
+                    let ratio = (have - want).abs() as f64 / magnitude(&dequantize(&k, row, n), &a);
+                    assert!(
+                        ratio <= 1e-6,
+                        "{} scalar row {r}: {have} vs ggml {want} ({ratio:e})",
+                        format.name
+                    );
+                } else {
+                    assert_eq!(
+                        have.to_bits(),
+                        want.to_bits(),
+                        "{} {} row {r}: {have} vs ggml {want}",
+                        format.name,
+                        level.name()
+                    );
+                }
             }
         }
     }
