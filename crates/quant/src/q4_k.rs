@@ -6,9 +6,10 @@
 
 use crate::k_common::{
     act_rows4, blocks, blocks_mut, f16_le, pack_scales_mins, quantize_affine, super_blocks,
-    unpack_scales_mins, usable, ByteBlock, DequantizeFn, DotX4Fn, VecDotFn, QK_K,
+    unpack_scales_mins, usable, ByteBlock, DequantizeFn, VecDotFn, QK_K,
 };
 use crate::q8_k::{self, BlockQ8K};
+use crate::tile::DotX4Fn;
 use crate::{GgmlType, Kernels, SimdLevel};
 
 /// One Q4_K super-block: 144 bytes, laid out as in GGUF.

@@ -7,9 +7,10 @@
 
 use crate::k_common::{
     act_rows4, blocks, blocks_mut, f16_le, quantize_symmetric, super_blocks, usable, ByteBlock,
-    DequantizeFn, DotX4Fn, VecDotFn, QK_K,
+    DequantizeFn, VecDotFn, QK_K,
 };
 use crate::q8_k::{self, BlockQ8K};
+use crate::tile::DotX4Fn;
 use crate::{GgmlType, Kernels, SimdLevel};
 
 /// One Q6_K super-block: 210 bytes, laid out as in GGUF.
