@@ -5,13 +5,18 @@
 
 use super::{CpuBackend, CpuWeight};
 use crate::error::{EngineError, Result};
-use rayon::prelude::*;
 
 /// A raw pointer the pool's tasks share; each task writes a disjoint set of elements.
 #[derive(Clone, Copy)]
 struct SharedOut(*mut f32);
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
+
+/// A raw pointer to the activation scratch; each task converts a disjoint set of rows.
+#[derive(Clone, Copy)]
+struct SharedBytes(*mut u8);
+unsafe impl Send for SharedBytes {}
+unsafe impl Sync for SharedBytes {}
 
 /// Activation rows per tile of a prompt-sized product.
 const TOKEN_TILE: usize = 64;
@@ -59,10 +64,16 @@ pub fn matmul(
     if n_tokens == 1 {
         (kernels.quantize_act_row)(&x[..k], act);
     } else {
-        be.pool.install(|| {
-            act.par_chunks_mut(act_row_bytes)
-                .zip(x[..n_tokens * k].par_chunks(k))
-                .for_each(|(dst, src)| (kernels.quantize_act_row)(src, dst));
+        // Tokens split over the pool, each converted into its own activation row.
+        let per_task = n_tokens.div_ceil(be.n_threads * 2);
+        let act_out = SharedBytes(act.as_mut_ptr());
+        be.work.run(n_tokens.div_ceil(per_task), &|task| {
+            let dst = act_out;
+            for t in task * per_task..((task + 1) * per_task).min(n_tokens) {
+                // SAFETY: row t of the activation scratch belongs to this task alone and lies inside it.
+                let row = unsafe { std::slice::from_raw_parts_mut(dst.0.add(t * act_row_bytes), act_row_bytes) };
+                (kernels.quantize_act_row)(&x[t * k..(t + 1) * k], row);
+            }
         });
     }
     let act = &*act;
@@ -72,10 +83,8 @@ pub fn matmul(
     let n_chunks = (be.n_threads * 4).min(rows).max(1);
     let chunk_rows = rows.div_ceil(n_chunks);
     let shared = SharedOut(out.as_mut_ptr());
-    be.pool.install(|| {
-        (0..rows.div_ceil(chunk_rows))
-            .into_par_iter()
-            .for_each(|c| {
+    be.work.run(rows.div_ceil(chunk_rows), &|c| {
+        {
                 let out = shared;
                 let r0 = c * chunk_rows;
                 let r1 = (r0 + chunk_rows).min(rows);
@@ -111,7 +120,7 @@ pub fn matmul(
                         }
                     }
                 }
-            });
+        }
     });
     Ok(())
 }

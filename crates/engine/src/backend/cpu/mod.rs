@@ -58,8 +58,7 @@ impl CpuWeight {
 }
 
 pub struct CpuBackend {
-    pool: rayon::ThreadPool,
-    /// The forward pass's own pool (the caller works too; helpers spin between ops).
+    /// The forward pass's thread pool (the caller works too; helpers spin between ops).
     work: pool::WorkPool,
     n_threads: usize,
     simd: SimdLevel,
@@ -95,22 +94,12 @@ impl CpuBackend {
             Some(s) => s,
             None => detected,
         };
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(n_threads)
-            .thread_name(|i| format!("quarrel-cpu-{i}"))
-            .build()
-            .map_err(|e| EngineError::BadSetting {
-                name: "threads",
-                value: n_threads.to_string(),
-                reason: e.to_string(),
-            })?;
         let work = pool::WorkPool::new(n_threads).map_err(|e| EngineError::BadSetting {
             name: "threads",
             value: n_threads.to_string(),
             reason: e.to_string(),
         })?;
         Ok(Self {
-            pool,
             work,
             n_threads,
             simd,
