@@ -20,20 +20,10 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Prompt lengths to test, comma-separated (0 = none).
-    #[arg(
-        short = 'p',
-        long = "n-prompt",
-        value_delimiter = ',',
-        default_value = "512"
-    )]
+    #[arg(short = 'p', long = "n-prompt", value_delimiter = ',', default_value = "512")]
     pub n_prompt: Vec<usize>,
     /// Generation lengths to test, comma-separated (0 = none).
-    #[arg(
-        short = 'n',
-        long = "n-gen",
-        value_delimiter = ',',
-        default_value = "128"
-    )]
+    #[arg(short = 'n', long = "n-gen", value_delimiter = ',', default_value = "128")]
     pub n_gen: Vec<usize>,
     /// Repetitions of each test.
     #[arg(short = 'r', long, default_value_t = 5)]
@@ -90,8 +80,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let backend = cpu_backend(&args.model)?;
     let n_threads = backend.n_threads();
     let simd = backend.simd().name().to_string();
-    let model = Model::load(&path, backend, &mut |_, _| {})
-        .with_context(|| format!("loading {}", path.display()))?;
+    let model = Model::load(&path, backend, &mut |_, _| {}).with_context(|| format!("loading {}", path.display()))?;
     let mut tests: Vec<(usize, usize)> = Vec::new();
     tests.extend(args.n_prompt.iter().filter(|&&p| p > 0).map(|&p| (p, 0)));
     tests.extend(args.n_gen.iter().filter(|&&n| n > 0).map(|&n| (0, n)));
@@ -117,9 +106,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         .and_then(|v| v.as_u64())
         .map(|v| format!(" ftype {v}"))
         .unwrap_or_default();
-    let model_type = format!("{} {}{}", model.config.arch, label, ftype)
-        .trim()
-        .to_string();
+    let model_type = format!("{} {}{}", model.config.arch, label, ftype).trim().to_string();
     let mut results = Vec::new();
     let mut rng_state = 0x9e37_79b9_u32;
     let mut next_token = move || {
@@ -149,13 +136,9 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             }
         }
         let n_tokens = (n_prompt + n_gen) as f64;
-        let samples_ts: Vec<f64> = samples_ns
-            .iter()
-            .map(|&ns| n_tokens * 1e9 / ns as f64)
-            .collect();
+        let samples_ts: Vec<f64> = samples_ns.iter().map(|&ns| n_tokens * 1e9 / ns as f64).collect();
         let (avg_ts, stddev_ts) = mean_sd(&samples_ts);
-        let (avg_ns, stddev_ns) =
-            mean_sd(&samples_ns.iter().map(|&v| v as f64).collect::<Vec<_>>());
+        let (avg_ns, stddev_ns) = mean_sd(&samples_ns.iter().map(|&v| v as f64).collect::<Vec<_>>());
         results.push(TestResult {
             model: model
                 .file
@@ -183,9 +166,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             samples_ts,
             cpu_info: engine::backend::cpu::cpu_model_name(),
             gpu_info: String::new(),
-            build_commit: option_env!("QUARREL_GIT_COMMIT")
-                .unwrap_or("unknown")
-                .to_string(),
+            build_commit: option_env!("QUARREL_GIT_COMMIT").unwrap_or("unknown").to_string(),
             quarrel_version: env!("CARGO_PKG_VERSION").to_string(),
             test_time: format!("{:?}", std::time::SystemTime::now()),
         });
@@ -221,14 +202,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             for r in &results {
                 println!(
                     "\"{}\",{},{},{},{},{},{:.4},{:.4}",
-                    r.model_type,
-                    r.model_size,
-                    r.backend,
-                    r.n_threads,
-                    r.n_prompt,
-                    r.n_gen,
-                    r.avg_ts,
-                    r.stddev_ts
+                    r.model_type, r.model_size, r.backend, r.n_threads, r.n_prompt, r.n_gen, r.avg_ts, r.stddev_ts
                 );
             }
         }

@@ -31,9 +31,9 @@ pub fn chat(args: ChatArgs) -> Result<()> {
     let source = match (tok.chat_template(), model.config.arch.as_str()) {
         (Some(s), _) => s,
         (None, "gemma3") => tokenizer::GEMMA3_CHAT_TEMPLATE,
-        (None, _) => bail!(
-            "the model has no chat template (tokenizer.chat_template); use `quarrel run` for raw completion"
-        ),
+        (None, _) => {
+            bail!("the model has no chat template (tokenizer.chat_template); use `quarrel run` for raw completion")
+        }
     };
     let piece = |id: Option<u32>| id.and_then(|i| tok.token_str(i)).unwrap_or_default().to_string();
     let template = ChatTemplate::new(source, &piece(tok.bos()), &piece(tok.eos()))?;
@@ -99,9 +99,7 @@ pub fn chat(args: ChatArgs) -> Result<()> {
         session.generate(0, &ids, args.n_predict.min(room), &mut sampler, &mut |t| {
             let s = decoder.feed(t);
             reply.push_str(&s);
-            out.write_all(s.as_bytes())
-                .and_then(|_| out.flush())
-                .is_ok()
+            out.write_all(s.as_bytes()).and_then(|_| out.flush()).is_ok()
         })?;
         let rest = decoder.finish();
         reply.push_str(&rest);

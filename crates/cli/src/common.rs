@@ -68,9 +68,7 @@ pub fn cache_dir() -> PathBuf {
 pub fn resolve_options() -> ResolveOptions {
     let ollama_models = std::env::var_os("OLLAMA_MODELS")
         .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".ollama").join("models"))
-        });
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".ollama").join("models")));
     ResolveOptions {
         ollama_models,
         cache_dir: cache_dir(),

@@ -23,15 +23,8 @@ fn show_value(v: &Value) -> String {
         }
         Value::String(s) => format!("{s:?}"),
         Value::Array(a) if a.len() > 8 => format!("[{} items: {}, …]", a.len(), show_value(&a[0])),
-        Value::Array(a) => format!(
-            "[{}]",
-            a.iter().map(show_value).collect::<Vec<_>>().join(", ")
-        ),
-        other => format!("{other:?}")
-            .split(['(', ')'])
-            .nth(1)
-            .unwrap_or("?")
-            .to_string(),
+        Value::Array(a) => format!("[{}]", a.iter().map(show_value).collect::<Vec<_>>().join(", ")),
+        other => format!("{other:?}").split(['(', ')']).nth(1).unwrap_or("?").to_string(),
     }
 }
 
@@ -42,8 +35,7 @@ fn mib(b: u64) -> String {
 pub fn info(args: InfoArgs) -> Result<()> {
     let path = resolve(args.model.model.as_deref())?;
     let backend = cpu_backend(&args.model)?;
-    let model = Model::load(&path, backend, &mut |_, _| {})
-        .with_context(|| format!("loading {}", path.display()))?;
+    let model = Model::load(&path, backend, &mut |_, _| {}).with_context(|| format!("loading {}", path.display()))?;
     let f = &model.file;
     println!("file: {}", path.display());
     println!(
@@ -59,10 +51,21 @@ pub fn info(args: InfoArgs) -> Result<()> {
     }
     let c = config_from_gguf(f)?;
     println!("\n== architecture");
-    println!("arch {}: d_model {}, layers {}, heads {} (kv {}), head_dim {}, d_ff {}, vocab {}, context {}",
-        c.arch, c.d_model, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, c.d_ff, c.vocab, c.max_context);
-    println!("rope {:?} θ={} (local θ={}), activation {:?}, qkv bias {}, qk norm {}, post norms {}, tied embeddings {}",
-        c.rope_style, c.rope_global.theta, c.rope_local.theta, c.activation, c.qkv_bias, c.qk_norm, c.post_norms, c.tied_embeddings);
+    println!(
+        "arch {}: d_model {}, layers {}, heads {} (kv {}), head_dim {}, d_ff {}, vocab {}, context {}",
+        c.arch, c.d_model, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, c.d_ff, c.vocab, c.max_context
+    );
+    println!(
+        "rope {:?} θ={} (local θ={}), activation {:?}, qkv bias {}, qk norm {}, post norms {}, tied embeddings {}",
+        c.rope_style,
+        c.rope_global.theta,
+        c.rope_local.theta,
+        c.activation,
+        c.qkv_bias,
+        c.qk_norm,
+        c.post_norms,
+        c.tied_embeddings
+    );
     let sliding = c
         .layer_kinds
         .iter()
@@ -98,10 +101,7 @@ pub fn info(args: InfoArgs) -> Result<()> {
             println!("  {:<32} {:>5} {:?}", t.name, t.ty.name(), t.dims);
         }
     }
-    println!(
-        "\n== run plan ({})",
-        engine::Backend::device_info(&model.backend)
-    );
+    println!("\n== run plan ({})", engine::Backend::device_info(&model.backend));
     let opts = args.model.run_options();
     let (kv, limits) = model.plan(&opts)?;
     let auto = auto_kv_precision(f);
@@ -114,10 +114,7 @@ pub fn info(args: InfoArgs) -> Result<()> {
         kv.n_seqs,
         mib(kv.bytes())
     );
-    println!(
-        "weights: {} (memory-mapped, read in place)",
-        mib(model.weight_bytes())
-    );
+    println!("weights: {} (memory-mapped, read in place)", mib(model.weight_bytes()));
     println!(
         "batch: up to {} tokens per pass, {} logit rows",
         limits.max_batch, limits.max_logit_rows

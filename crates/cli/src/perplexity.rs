@@ -23,8 +23,7 @@ pub struct PerplexityArgs {
 }
 
 pub fn perplexity(args: PerplexityArgs) -> Result<()> {
-    let text = std::fs::read_to_string(&args.file)
-        .with_context(|| format!("reading {}", args.file.display()))?;
+    let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     // As llama-perplexity reads `-f`: one trailing newline is dropped, so token counts agree.
     let text = text.strip_suffix('\n').unwrap_or(&text);
     let model = load_model(&args.model)?;
@@ -74,8 +73,10 @@ pub fn perplexity(args: PerplexityArgs) -> Result<()> {
             .map(|(i, p)| format!("[{}]{p:.4}", i + 1))
             .collect();
         println!("{}", list.join(","));
-        println!("Final estimate: PPL = {:.4} +/- {:.5}  ({} chunks of {} tokens, {} tokens in the file)",
-            r.ppl, r.ppl_stderr, r.n_chunks, r.n_ctx, r.n_tokens);
+        println!(
+            "Final estimate: PPL = {:.4} +/- {:.5}  ({} chunks of {} tokens, {} tokens in the file)",
+            r.ppl, r.ppl_stderr, r.n_chunks, r.n_ctx, r.n_tokens
+        );
     }
     Ok(())
 }

@@ -28,8 +28,7 @@ pub struct TokenizeArgs {
 pub fn tokenize(args: TokenizeArgs) -> Result<()> {
     let path = resolve(args.model.as_deref())?;
     let file = gguf::Gguf::open(&path).with_context(|| format!("reading {}", path.display()))?;
-    let tok = tokenizer::Tokenizer::from_gguf(&file)
-        .with_context(|| format!("tokenizer of {}", path.display()))?;
+    let tok = tokenizer::Tokenizer::from_gguf(&file).with_context(|| format!("tokenizer of {}", path.display()))?;
     let ids = tok.encode(&args.text, !args.no_bos, !args.no_parse_special)?;
     if args.json {
         println!("{}", serde_json::to_string(&ids)?);
@@ -37,10 +36,7 @@ pub fn tokenize(args: TokenizeArgs) -> Result<()> {
         println!("{ids:?}");
     } else {
         for id in ids {
-            println!(
-                "{id:>6} -> '{}'",
-                String::from_utf8_lossy(tok.token_bytes(id))
-            );
+            println!("{id:>6} -> '{}'", String::from_utf8_lossy(tok.token_bytes(id)));
         }
     }
     Ok(())

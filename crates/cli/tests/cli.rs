@@ -61,39 +61,22 @@ fn assert_one_error_line(o: &Output, needle: &str) {
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "one error line expected, got: {err}");
     assert!(lines[0].starts_with("error: "), "{err}");
-    assert!(
-        lines[0].contains(needle),
-        "error should mention {needle:?}: {err}"
-    );
+    assert!(lines[0].contains(needle), "error should mention {needle:?}: {err}");
     assert!(!err.contains("panicked"), "{err}");
 }
 
 #[test]
 fn run_streams_exactly_the_greedy_continuation() {
     let fx: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            repo_root().join("crates/engine/tests/fixtures/qwen2.5-coder-0.5b.greedy.json"),
-        )
-        .unwrap(),
+        &std::fs::read_to_string(repo_root().join("crates/engine/tests/fixtures/qwen2.5-coder-0.5b.greedy.json"))
+            .unwrap(),
     )
     .unwrap();
     // The code prompt, whose 32 greedy tokens agree with llama.cpp's.
     let case = &fx["cases"][1];
     let prompt = case["prompt"].as_str().unwrap();
     let want = case["greedy_text"].as_str().unwrap();
-    let o = quarrel(&[
-        "run",
-        "-m",
-        &qwen(),
-        "-p",
-        prompt,
-        "-n",
-        "12",
-        "--temp",
-        "0",
-        "-t",
-        "2",
-    ]);
+    let o = quarrel(&["run", "-m", &qwen(), "-p", prompt, "-n", "12", "--temp", "0", "-t", "2"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let got = stdout(&o);
     assert!(
@@ -106,13 +89,7 @@ fn run_streams_exactly_the_greedy_continuation() {
 #[test]
 fn tokenize_parses_special_tokens_like_llama_tokenize() {
     // llama-tokenize (build 11312) on this text gives [9707, 220, 151644, 1879].
-    let o = quarrel(&[
-        "tokenize",
-        "-m",
-        &qwen(),
-        "--json",
-        "Hello <|im_start|> world",
-    ]);
+    let o = quarrel(&["tokenize", "-m", &qwen(), "--json", "Hello <|im_start|> world"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let ids: Vec<u32> = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(ids, vec![9707, 220, 151644, 1879]);
@@ -128,32 +105,17 @@ fn bad_input_gets_one_clear_error_line() {
     assert_one_error_line(&quarrel(&["frobnicate"]), "frobnicate");
     let m = tiny("errors.gguf");
     let m = m.to_str().unwrap();
-    assert_one_error_line(
-        &quarrel(&["run", "-m", m, "-p", "x", "--top-p", "0"]),
-        "top-p",
-    );
-    assert_one_error_line(
-        &quarrel(&["run", "-m", m, "-p", "x", "--device", "cuda"]),
-        "cuda",
-    );
-    assert_one_error_line(
-        &quarrel(&["run", "-m", m, "-p", "x", "--ctx", "100000"]),
-        "ctx",
-    );
+    assert_one_error_line(&quarrel(&["run", "-m", m, "-p", "x", "--top-p", "0"]), "top-p");
+    assert_one_error_line(&quarrel(&["run", "-m", m, "-p", "x", "--device", "cuda"]), "cuda");
+    assert_one_error_line(&quarrel(&["run", "-m", m, "-p", "x", "--ctx", "100000"]), "ctx");
     // A prompt longer than the context.
     let long = "t5 ".repeat(400);
-    assert_one_error_line(
-        &quarrel(&["run", "-m", m, "-p", &long, "--ctx", "64"]),
-        "context",
-    );
+    assert_one_error_line(&quarrel(&["run", "-m", m, "-p", &long, "--ctx", "64"]), "context");
     // Hostile files: garbage, and a real header cut short.
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let garbage = dir.join("garbage.gguf");
     std::fs::write(&garbage, b"this is not a gguf file at all").unwrap();
-    assert_one_error_line(
-        &quarrel(&["run", "-m", garbage.to_str().unwrap(), "-p", "x"]),
-        "magic",
-    );
+    assert_one_error_line(&quarrel(&["run", "-m", garbage.to_str().unwrap(), "-p", "x"]), "magic");
     let cut = dir.join("cut.gguf");
     std::fs::write(&cut, &std::fs::read(m).unwrap()[..5000]).unwrap();
     assert_one_error_line(&quarrel(&["info", "-m", cut.to_str().unwrap()]), "cut.gguf");
@@ -167,12 +129,8 @@ fn synth_model_runs_and_reports() {
     assert!(a.status.success(), "{}", stderr(&a));
     let b = quarrel(&["run", "-m", m, "-p", "t5 t6", "-n", "6", "--temp", "0"]);
     assert_eq!(stdout(&a), stdout(&b), "greedy is deterministic");
-    let s1 = quarrel(&[
-        "run", "-m", m, "-p", "t5", "-n", "8", "--temp", "1", "--seed", "3",
-    ]);
-    let s2 = quarrel(&[
-        "run", "-m", m, "-p", "t5", "-n", "8", "--temp", "1", "--seed", "3",
-    ]);
+    let s1 = quarrel(&["run", "-m", m, "-p", "t5", "-n", "8", "--temp", "1", "--seed", "3"]);
+    let s2 = quarrel(&["run", "-m", m, "-p", "t5", "-n", "8", "--temp", "1", "--seed", "3"]);
     assert_eq!(stdout(&s1), stdout(&s2), "same seed, same output");
     let info = quarrel(&["info", "-m", m]);
     assert!(info.status.success(), "{}", stderr(&info));
@@ -245,17 +203,7 @@ fn ollama_names_resolve_through_the_store() {
         {"mediaType": "application/vnd.ollama.image.model", "digest": format!("sha256:{digest}"), "size": size}]});
     std::fs::write(manifest_dir.join("latest"), manifest.to_string()).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_quarrel"))
-        .args([
-            "run",
-            "-m",
-            "tinyllama",
-            "-p",
-            "t5",
-            "-n",
-            "3",
-            "--temp",
-            "0",
-        ])
+        .args(["run", "-m", "tinyllama", "-p", "t5", "-n", "3", "--temp", "0"])
         .env("OLLAMA_MODELS", &store)
         .output()
         .unwrap();
@@ -278,10 +226,18 @@ fn chat_answers_piped_turns_through_the_template() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"What is the capital of France? Answer in one word.\n/exit\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"What is the capital of France? Answer in one word.\n/exit\n")
+        .unwrap();
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let reply = stdout(&o);
     assert!(reply.contains("Paris"), "chat reply: {reply:?}");
-    assert!(!reply.contains("<|im_end|>") && !reply.contains("<|im_start|>"), "special tokens leaked: {reply:?}");
+    assert!(
+        !reply.contains("<|im_end|>") && !reply.contains("<|im_start|>"),
+        "special tokens leaked: {reply:?}"
+    );
 }

@@ -11,11 +11,7 @@ pub enum EngineError {
     #[error("unknown architecture '{arch}' (supported: llama, qwen2, gemma3)")]
     UnknownArchitecture { arch: String },
     #[error("model metadata: {key} = {value} is invalid: {reason}")]
-    BadMetadata {
-        key: String,
-        value: String,
-        reason: String,
-    },
+    BadMetadata { key: String, value: String, reason: String },
     #[error("missing tensor '{name}' (architecture {arch})")]
     MissingTensor { name: String, arch: String },
     #[error("tensor '{name}' has shape {found:?}, expected {expected:?}")]
@@ -24,9 +20,7 @@ pub enum EngineError {
         expected: Vec<u64>,
         found: Vec<u64>,
     },
-    #[error(
-        "tensor '{name}' is stored as {ty}, which the {backend} backend cannot use as a weight"
-    )]
+    #[error("tensor '{name}' is stored as {ty}, which the {backend} backend cannot use as a weight")]
     UnsupportedType {
         name: String,
         ty: GgmlType,
@@ -45,11 +39,7 @@ pub enum EngineError {
     #[error("position {pos} of sequence {seq} is not the next position ({expected})")]
     BadPosition { seq: u32, pos: u32, expected: u32 },
     #[error("memory: {what} needs {need} bytes, but the budget allows {budget}")]
-    OverBudget {
-        what: String,
-        need: u64,
-        budget: u64,
-    },
+    OverBudget { what: String, need: u64, budget: u64 },
     #[error("invalid setting {name} = {value}: {reason}")]
     BadSetting {
         name: &'static str,
@@ -59,10 +49,7 @@ pub enum EngineError {
     #[error("device '{device}' is not available: {reason}")]
     DeviceUnavailable { device: String, reason: String },
     #[error("io error on {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

@@ -80,11 +80,7 @@ pub fn perplexity<B: Backend>(
             };
             batch.clear();
             for p in pos..end {
-                let tok = if p == 0 {
-                    bos.unwrap_or(chunk[0])
-                } else {
-                    chunk[p]
-                };
+                let tok = if p == 0 { bos.unwrap_or(chunk[0]) } else { chunk[p] };
                 batch.push(tok, p as u32, 0, p >= want_from);
             }
             let logits = session.forward(&batch)?;

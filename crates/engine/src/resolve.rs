@@ -68,20 +68,13 @@ pub enum ResolveError {
     #[error("bad Ollama manifest {}: {reason}", path.display())]
     BadManifest { path: PathBuf, reason: String },
     #[error("Ollama manifest {} has no model layer ({MODEL_MEDIA_TYPE}); its layers are {media_types:?}", path.display())]
-    NoModelLayer {
-        path: PathBuf,
-        media_types: Vec<String>,
-    },
+    NoModelLayer { path: PathBuf, media_types: Vec<String> },
     #[error("Ollama manifest {} has a bad model digest '{digest}' (expected sha256:<64 hex digits>)", path.display())]
     BadDigest { path: PathBuf, digest: String },
     #[error("Ollama blob {} for {digest} is missing", path.display())]
     BlobNotFound { path: PathBuf, digest: String },
     #[error("Ollama blob {} has {found} bytes but its manifest says {expected}", path.display())]
-    BlobSizeMismatch {
-        path: PathBuf,
-        expected: u64,
-        found: u64,
-    },
+    BlobSizeMismatch { path: PathBuf, expected: u64, found: u64 },
 }
 
 /// An Ollama model name with every part filled in: `host/namespace/model:tag`.
@@ -95,11 +88,7 @@ pub struct OllamaName {
 
 impl fmt::Display for OllamaName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}/{}/{}:{}",
-            self.host, self.namespace, self.model, self.tag
-        )
+        write!(f, "{}/{}/{}:{}", self.host, self.namespace, self.model, self.tag)
     }
 }
 
@@ -144,8 +133,7 @@ impl OllamaName {
             if !value.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(bad(part, value, "must start with a letter, digit or '_'"));
             }
-            let allowed =
-                |c: char| c.is_ascii_alphanumeric() || "._-".contains(c) || extra.contains(&c);
+            let allowed = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c) || extra.contains(&c);
             if !value.chars().all(allowed) {
                 return Err(bad(
                     part,
@@ -239,9 +227,7 @@ pub fn resolve_model(spec: Option<&str>, opts: &ResolveOptions) -> Result<PathBu
             name: name.to_string(),
             path,
         }),
-        None => Err(ResolveError::NoOllamaStore {
-            name: spec.to_owned(),
-        }),
+        None => Err(ResolveError::NoOllamaStore { name: spec.to_owned() }),
     }
 }
 
@@ -281,17 +267,14 @@ fn blob_of_manifest(store: &Path, manifest_path: &Path) -> Result<PathBuf, Resol
     if len > MAX_MANIFEST_BYTES {
         return Err(ResolveError::BadManifest {
             path: manifest_path.to_owned(),
-            reason: format!(
-                "{len} bytes is too large for a manifest (at most {MAX_MANIFEST_BYTES})"
-            ),
+            reason: format!("{len} bytes is too large for a manifest (at most {MAX_MANIFEST_BYTES})"),
         });
     }
     let text = std::fs::read(manifest_path).map_err(read_err)?;
-    let manifest: Manifest =
-        serde_json::from_slice(&text).map_err(|e| ResolveError::BadManifest {
-            path: manifest_path.to_owned(),
-            reason: e.to_string(),
-        })?;
+    let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| ResolveError::BadManifest {
+        path: manifest_path.to_owned(),
+        reason: e.to_string(),
+    })?;
     let Some(layer) = manifest
         .layers
         .iter()
@@ -348,8 +331,7 @@ mod tests {
 
     impl Fixture {
         fn new(tag: &str) -> Self {
-            let root =
-                std::env::temp_dir().join(format!("quarrel-resolve-{tag}-{}", std::process::id()));
+            let root = std::env::temp_dir().join(format!("quarrel-resolve-{tag}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&root);
             let store = root.join("ollama");
             let cache_dir = root.join("cache");
@@ -370,9 +352,7 @@ mod tests {
 
         /// Writes a blob of `content` named after a digest made from `seed`, returning (digest, blob path).
         fn blob(&self, seed: u8, content: &[u8]) -> (String, PathBuf) {
-            let hex: String = (0..32)
-                .map(|i| format!("{:02x}", seed.wrapping_add(i)))
-                .collect();
+            let hex: String = (0..32).map(|i| format!("{:02x}", seed.wrapping_add(i))).collect();
             let path = self.store().join("blobs").join(format!("sha256-{hex}"));
             std::fs::write(&path, content).unwrap();
             (format!("sha256:{hex}"), path)
@@ -481,8 +461,7 @@ mod tests {
                 }) if !part.is_empty() => {
                     assert_eq!((got_part, got_value.as_str()), (part, value), "{spec}");
                 }
-                Err(ResolveError::FileNotFound { .. } | ResolveError::BadName { .. })
-                    if part.is_empty() => {}
+                Err(ResolveError::FileNotFound { .. } | ResolveError::BadName { .. }) if part.is_empty() => {}
                 other => panic!("{spec}: {other:?}"),
             }
         }
@@ -518,9 +497,7 @@ mod tests {
         }
         let dir = fx.root.join("dir.gguf");
         std::fs::create_dir_all(&dir).unwrap();
-        assert!(
-            matches!(fx.resolve(dir.to_str().unwrap()), Err(ResolveError::NotAFile { path }) if path == dir)
-        );
+        assert!(matches!(fx.resolve(dir.to_str().unwrap()), Err(ResolveError::NotAFile { path }) if path == dir));
     }
 
     #[test]
@@ -571,31 +548,22 @@ mod tests {
         match fx.resolve("nosuch:1b") {
             Err(ResolveError::ManifestNotFound { name, path }) => {
                 assert_eq!(name, "registry.ollama.ai/library/nosuch:1b");
-                assert_eq!(
-                    path,
-                    fx.store()
-                        .join("manifests/registry.ollama.ai/library/nosuch/1b")
-                );
+                assert_eq!(path, fx.store().join("manifests/registry.ollama.ai/library/nosuch/1b"));
             }
             other => panic!("{other:?}"),
         }
 
         let bad_json = fx.manifest("registry.ollama.ai/library/badjson/latest", "{ not json");
-        assert!(
-            matches!(fx.resolve("badjson"), Err(ResolveError::BadManifest { path, .. }) if path == bad_json)
-        );
-        let no_layers = fx.manifest(
-            "registry.ollama.ai/library/nolayers/latest",
-            r#"{"config":{}}"#,
-        );
-        assert!(
-            matches!(fx.resolve("nolayers"), Err(ResolveError::BadManifest { path, .. }) if path == no_layers)
-        );
+        assert!(matches!(fx.resolve("badjson"), Err(ResolveError::BadManifest { path, .. }) if path == bad_json));
+        let no_layers = fx.manifest("registry.ollama.ai/library/nolayers/latest", r#"{"config":{}}"#);
+        assert!(matches!(fx.resolve("nolayers"), Err(ResolveError::BadManifest { path, .. }) if path == no_layers));
 
         let (digest, _) = fx.blob(40, b"{{}}");
         let no_model = fx.manifest(
             "registry.ollama.ai/library/nomodel/latest",
-            &format!(r#"{{"layers":[{{"mediaType":"application/vnd.ollama.image.license","digest":"{digest}","size":4}}]}}"#),
+            &format!(
+                r#"{{"layers":[{{"mediaType":"application/vnd.ollama.image.license","digest":"{digest}","size":4}}]}}"#
+            ),
         );
         match fx.resolve("nomodel") {
             Err(ResolveError::NoModelLayer { path, media_types }) => {
@@ -638,11 +606,7 @@ mod tests {
             &format!(r#"{{"layers":[{{"mediaType":"{MODEL_MEDIA_TYPE}","digest":"{digest}","size":1000}}]}}"#),
         );
         match fx.resolve("truncated") {
-            Err(ResolveError::BlobSizeMismatch {
-                path,
-                expected,
-                found,
-            }) => {
+            Err(ResolveError::BlobSizeMismatch { path, expected, found }) => {
                 assert_eq!((path, expected, found), (blob, 1000, 5));
             }
             other => panic!("{other:?}"),

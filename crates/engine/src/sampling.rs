@@ -76,11 +76,7 @@ impl SamplerConfig {
             return bad("presence-penalty", self.presence_penalty, "must be finite");
         }
         if !self.frequency_penalty.is_finite() {
-            return bad(
-                "frequency-penalty",
-                self.frequency_penalty,
-                "must be finite",
-            );
+            return bad("frequency-penalty", self.frequency_penalty, "must be finite");
         }
         Ok(())
     }
@@ -136,14 +132,12 @@ impl Sampler {
     /// Picks the next token from one row of logits.
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
         let c = &self.cfg;
-        let penalize =
-            c.repeat_penalty != 1.0 || c.presence_penalty != 0.0 || c.frequency_penalty != 0.0;
+        let penalize = c.repeat_penalty != 1.0 || c.presence_penalty != 0.0 || c.frequency_penalty != 0.0;
         if c.temperature <= 0.0 && !penalize {
             return argmax(logits);
         }
         self.cand.clear();
-        self.cand
-            .extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
+        self.cand.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
         if penalize && !self.recent.is_empty() {
             let mut counts: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
             for &t in &self.recent {
@@ -161,10 +155,10 @@ impl Sampler {
             }
         }
         if c.temperature <= 0.0 {
-            let best = self.cand.iter().fold(
-                0,
-                |b, (i, l)| if *l > self.cand[b].1 { *i as usize } else { b },
-            );
+            let best = self
+                .cand
+                .iter()
+                .fold(0, |b, (i, l)| if *l > self.cand[b].1 { *i as usize } else { b });
             return self.cand[best].0;
         }
         // Sort descending by logit; ties by token id for determinism.

@@ -48,8 +48,7 @@ impl GenerationStats {
     }
     pub fn generation_tps(&self) -> f64 {
         // The first generated token comes out of the prompt pass; the rest took one decode step each.
-        (self.generated_tokens.saturating_sub(1)) as f64
-            / self.generation_time.as_secs_f64().max(1e-9)
+        (self.generated_tokens.saturating_sub(1)) as f64 / self.generation_time.as_secs_f64().max(1e-9)
     }
 }
 
@@ -115,13 +114,9 @@ impl<'m, B: Backend> Session<'m, B> {
     pub fn copy_sequence(&mut self, src: u32, dst: u32) -> Result<()> {
         let len = self.seq_len(src);
         let model = self.model;
-        model.backend.kv_copy_seq(
-            &mut self.state.kv,
-            src as usize,
-            dst as usize,
-            0,
-            len as usize,
-        )?;
+        model
+            .backend
+            .kv_copy_seq(&mut self.state.kv, src as usize, dst as usize, 0, len as usize)?;
         self.seq_len[dst as usize] = len;
         self.history[dst as usize] = self.history[src as usize].clone();
         Ok(())
@@ -135,9 +130,7 @@ impl<'m, B: Backend> Session<'m, B> {
         let mut next = self.seq_len.clone();
         for i in 0..batch.len() {
             let (seq, pos) = (batch.seq_ids[i], batch.positions[i]);
-            let expected = *next
-                .get(seq as usize)
-                .ok_or(EngineError::BadSequence { seq, n_seqs })?;
+            let expected = *next.get(seq as usize).ok_or(EngineError::BadSequence { seq, n_seqs })?;
             if pos != expected {
                 return Err(EngineError::BadPosition { seq, pos, expected });
             }

@@ -130,30 +130,10 @@ const fn llama_preset(
 
 /// The PRESETS.md table, plus `tiny` for tests.
 static PRESETS: [Preset; 6] = [
-    llama_preset(
-        "smollm2-135m",
-        [576, 30, 9, 3, 1536, 49_152],
-        100_000.0,
-        true,
-    ),
-    llama_preset(
-        "llama3-1b",
-        [2048, 16, 32, 8, 8192, 128_256],
-        500_000.0,
-        true,
-    ),
-    llama_preset(
-        "llama3-8b",
-        [4096, 32, 32, 8, 14336, 128_256],
-        500_000.0,
-        false,
-    ),
-    llama_preset(
-        "mistral-7b",
-        [4096, 32, 32, 8, 14336, 32_000],
-        10_000.0,
-        false,
-    ),
+    llama_preset("smollm2-135m", [576, 30, 9, 3, 1536, 49_152], 100_000.0, true),
+    llama_preset("llama3-1b", [2048, 16, 32, 8, 8192, 128_256], 500_000.0, true),
+    llama_preset("llama3-8b", [4096, 32, 32, 8, 14336, 128_256], 500_000.0, false),
+    llama_preset("mistral-7b", [4096, 32, 32, 8, 14336, 32_000], 10_000.0, false),
     Preset {
         name: "qwen2.5-0.5b",
         arch: "qwen2",
@@ -183,11 +163,7 @@ pub fn preset(name: &str) -> Result<&'static Preset, SynthError> {
         .find(|p| p.name == name)
         .ok_or_else(|| SynthError::UnknownPreset {
             name: name.to_owned(),
-            valid: PRESETS
-                .iter()
-                .map(|p| p.name)
-                .collect::<Vec<_>>()
-                .join(", "),
+            valid: PRESETS.iter().map(|p| p.name).collect::<Vec<_>>().join(", "),
         })
 }
 
@@ -256,12 +232,7 @@ fn chunk_jobs(tensors: &[PlannedTensor]) -> Result<Vec<ChunkJob>, GgufError> {
 
 /// Writes the synthetic model `preset` in `quant` to `out` (through `out.partial`, renamed at the end) and
 /// returns the file's size in bytes.
-pub fn write_synth(
-    preset: &Preset,
-    quant: SynthQuant,
-    seed: u64,
-    out: &Path,
-) -> Result<u64, SynthError> {
+pub fn write_synth(preset: &Preset, quant: SynthQuant, seed: u64, out: &Path) -> Result<u64, SynthError> {
     let tensors = plan_tensors(preset, quant)?;
     let metadata = metadata(preset, quant);
     let partial = partial_path(out);
@@ -325,16 +296,12 @@ fn write_data<W: Write + Send>(
     let batch_len = (rayon::current_num_threads() * 2).max(2);
     let generate = |batch: &[ChunkJob], buffers: &mut Vec<Vec<u8>>| {
         buffers.resize_with(batch.len(), Vec::new);
-        batch
-            .par_iter()
-            .zip(buffers.par_iter_mut())
-            .for_each(|(job, buffer)| {
-                let tensor = &tensors[job.tensor_index];
-                buffer.resize(job.n_bytes, 0);
-                let mut rng =
-                    Xoshiro256::seed_from_u64(chunk_seed(seed, job.tensor_index, job.chunk_index));
-                fill_chunk(tensor.fill, tensor.spec.ty, &table, &mut rng, buffer);
-            });
+        batch.par_iter().zip(buffers.par_iter_mut()).for_each(|(job, buffer)| {
+            let tensor = &tensors[job.tensor_index];
+            buffer.resize(job.n_bytes, 0);
+            let mut rng = Xoshiro256::seed_from_u64(chunk_seed(seed, job.tensor_index, job.chunk_index));
+            fill_chunk(tensor.fill, tensor.spec.ty, &table, &mut rng, buffer);
+        });
     };
     let emit = |writer: &mut GgufWriter<W>, batch: &[ChunkJob], buffers: &[Vec<u8>]| {
         for (job, buffer) in batch.iter().zip(buffers) {
@@ -353,10 +320,7 @@ fn write_data<W: Write + Send>(
     };
     generate(ready_batch, &mut ready);
     for next_batch in batches {
-        let (written, ()) = rayon::join(
-            || emit(writer, ready_batch, &ready),
-            || generate(next_batch, &mut next),
-        );
+        let (written, ()) = rayon::join(|| emit(writer, ready_batch, &ready), || generate(next_batch, &mut next));
         written?;
         std::mem::swap(&mut ready, &mut next);
         ready_batch = next_batch;

@@ -55,10 +55,7 @@ fn check(key: &str) {
             .zip(&alone[i])
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
-        assert!(
-            max < 1e-3,
-            "{key}: sequence {i} differs by {max} in a mixed batch"
-        );
+        assert!(max < 1e-3, "{key}: sequence {i} differs by {max} in a mixed batch");
     }
     // Positions must continue each sequence.
     let mut bad = Batch::new();

@@ -68,9 +68,7 @@ pub fn model(key: &str) -> &'static Model<CpuBackend> {
 }
 
 pub fn fixture_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
 #[derive(Deserialize)]
@@ -114,10 +112,9 @@ fn synth_llama_path() -> PathBuf {
     engine::synth::write_synth(preset, engine::synth::SynthQuant::Q8_0, 0, &path).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     let sha = format!("{:x}", sha2::Sha256::digest(&bytes));
-    let fx: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixture_path(&format!("{SYNTH_LLAMA}.greedy.json"))).unwrap(),
-    )
-    .unwrap();
+    let fx: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture_path(&format!("{SYNTH_LLAMA}.greedy.json"))).unwrap())
+            .unwrap();
     assert_eq!(
         sha,
         fx["model_sha256"].as_str().unwrap(),

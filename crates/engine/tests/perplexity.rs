@@ -9,10 +9,9 @@ use engine::{RunOptions, Session};
 const CHUNKS: usize = 3;
 
 fn check(key: &str) {
-    let fx: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixture_path(&format!("{key}.perplexity.json"))).unwrap(),
-    )
-    .unwrap();
+    let fx: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture_path(&format!("{key}.perplexity.json"))).unwrap())
+            .unwrap();
     let m = model(key);
     let text = std::fs::read_to_string("/usr/share/common-licenses/GPL-3").expect("GPL-3 text");
     // llama-perplexity drops one trailing newline before tokenizing.
@@ -30,13 +29,8 @@ fn check(key: &str) {
         ..Default::default()
     };
     let mut s = Session::new(m, &opts).unwrap();
-    let bos = if m.tokenizer.add_bos() {
-        m.tokenizer.bos()
-    } else {
-        None
-    };
-    let r = engine::perplexity::perplexity(&mut s, &tokens, 512, bos, Some(CHUNKS), &mut |_, _| {})
-        .unwrap();
+    let bos = if m.tokenizer.add_bos() { m.tokenizer.bos() } else { None };
+    let r = engine::perplexity::perplexity(&mut s, &tokens, 512, bos, Some(CHUNKS), &mut |_, _| {}).unwrap();
     let want = fx["fa_off"]["running_ppl"][CHUNKS - 1].as_f64().unwrap();
     let rel = (r.ppl - want).abs() / want;
     eprintln!(
@@ -44,11 +38,7 @@ fn check(key: &str) {
         r.ppl,
         rel * 100.0
     );
-    assert!(
-        rel < 0.01,
-        "{key}: perplexity {} vs llama.cpp {want}",
-        r.ppl
-    );
+    assert!(rel < 0.01, "{key}: perplexity {} vs llama.cpp {want}", r.ppl);
 }
 
 #[test]

@@ -58,10 +58,7 @@ fn check_model(key: &str) {
     )
     .unwrap();
     let tol = 2.0 * own_spread(key);
-    assert!(
-        tol > 0.0 && tol < 3.0,
-        "{key}: implausible llama.cpp self-spread {tol}"
-    );
+    assert!(tol > 0.0 && tol < 3.0, "{key}: implausible llama.cpp self-spread {tol}");
     let (logit_tol, near_tie) = (tol, tol);
     let mut worst = 0.0f32;
     let mut full_agreement = 0;
@@ -77,11 +74,7 @@ fn check_model(key: &str) {
         let logits = session.prefill(0, &ids).unwrap().to_vec();
 
         // First generated position: every reference top-40 logit within tolerance, top-10 the same up to near-ties.
-        for &(id, want) in case
-            .last_logits_top
-            .iter()
-            .chain(&case.last_logits_stats.probe)
-        {
+        for &(id, want) in case.last_logits_top.iter().chain(&case.last_logits_stats.probe) {
             let d = (logits[id as usize] - want).abs();
             worst = worst.max(d);
             assert!(

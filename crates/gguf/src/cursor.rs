@@ -48,10 +48,7 @@ impl<'a> Cursor<'a> {
         Ok(&self.bytes[start..self.pos])
     }
 
-    fn array<const N: usize>(
-        &mut self,
-        what: impl FnOnce() -> String,
-    ) -> Result<[u8; N], GgufError> {
+    fn array<const N: usize>(&mut self, what: impl FnOnce() -> String) -> Result<[u8; N], GgufError> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.take(N as u64, what)?);
         Ok(out)
@@ -135,34 +132,11 @@ mod tests {
     fn string_length_is_checked_before_allocating() {
         let mut bytes = u64::MAX.to_le_bytes().to_vec();
         bytes.extend_from_slice(b"abc");
-        let err = Cursor::new(&bytes)
-            .string(1 << 20, || "s".into())
-            .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                GgufError::TooLarge {
-                    value: u64::MAX,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        let err = Cursor::new(&bytes).string(1 << 20, || "s".into()).unwrap_err();
+        assert!(matches!(err, GgufError::TooLarge { value: u64::MAX, .. }), "{err:?}");
         let mut bytes = 10u64.to_le_bytes().to_vec();
         bytes.extend_from_slice(b"abc");
-        let err = Cursor::new(&bytes)
-            .string(1 << 20, || "s".into())
-            .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                GgufError::Truncated {
-                    need: 10,
-                    at: 8,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        let err = Cursor::new(&bytes).string(1 << 20, || "s".into()).unwrap_err();
+        assert!(matches!(err, GgufError::Truncated { need: 10, at: 8, .. }), "{err:?}");
     }
 }

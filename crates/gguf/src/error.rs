@@ -82,20 +82,14 @@ pub enum GgufError {
         value: String,
         target: &'static str,
     },
-    #[error(
-        "metadata key '{key}': array elements must all have one type, found {first} and {other}"
-    )]
+    #[error("metadata key '{key}': array elements must all have one type, found {first} and {other}")]
     MixedArray {
         key: String,
         first: &'static str,
         other: &'static str,
     },
     #[error("tensor '{tensor}': expected {expected} bytes of data, got {got}")]
-    TensorSize {
-        tensor: String,
-        expected: u64,
-        got: u64,
-    },
+    TensorSize { tensor: String, expected: u64, got: u64 },
     #[error("GGUF writer: {reason}")]
     WriterState { reason: String },
 }

@@ -20,11 +20,7 @@ fn out_of_range(key: &str, value: &Value, target: &'static str) -> GgufError {
 }
 
 /// An integer value converted to `T`, or the error naming `key`.
-fn integer_as<T: TryFrom<i128>>(
-    key: &str,
-    value: &Value,
-    target: &'static str,
-) -> Result<T, GgufError> {
+fn integer_as<T: TryFrom<i128>>(key: &str, value: &Value, target: &'static str) -> Result<T, GgufError> {
     let wide: i128 = match (value.as_i64(), value.as_u64()) {
         (Some(v), _) => v.into(),
         (None, Some(v)) => v.into(),
@@ -64,9 +60,8 @@ fn array_of(items: &[Value]) -> &'static str {
 impl Gguf {
     /// The value under `key`, or `MissingKey`.
     pub fn require(&self, key: &str) -> Result<&Value, GgufError> {
-        self.get(key).ok_or_else(|| GgufError::MissingKey {
-            key: key.to_owned(),
-        })
+        self.get(key)
+            .ok_or_else(|| GgufError::MissingKey { key: key.to_owned() })
     }
 
     /// Any integer type whose value fits in `u32`.
@@ -91,23 +86,17 @@ impl Gguf {
 
     pub fn get_bool(&self, key: &str) -> Result<bool, GgufError> {
         let value = self.require(key)?;
-        value
-            .as_bool()
-            .ok_or_else(|| wrong_type(key, "bool", value))
+        value.as_bool().ok_or_else(|| wrong_type(key, "bool", value))
     }
 
     pub fn get_str(&self, key: &str) -> Result<&str, GgufError> {
         let value = self.require(key)?;
-        value
-            .as_str()
-            .ok_or_else(|| wrong_type(key, "string", value))
+        value.as_str().ok_or_else(|| wrong_type(key, "string", value))
     }
 
     pub fn get_array(&self, key: &str) -> Result<&[Value], GgufError> {
         let value = self.require(key)?;
-        value
-            .as_array()
-            .ok_or_else(|| wrong_type(key, "array", value))
+        value.as_array().ok_or_else(|| wrong_type(key, "array", value))
     }
 
     /// An array of strings (an empty array qualifies).

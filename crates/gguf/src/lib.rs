@@ -26,8 +26,8 @@ mod writer;
 pub use dtype::GgmlType;
 pub use error::GgufError;
 pub use reader::{
-    Gguf, TensorInfo, ALIGNMENT_KEY, DEFAULT_ALIGNMENT, MAGIC, MAX_ALIGNMENT, MAX_ARRAY_DEPTH,
-    MAX_ARRAY_LEN, MAX_KVS, MAX_NAME_LEN, MAX_STRING_LEN, MAX_TENSORS,
+    Gguf, TensorInfo, ALIGNMENT_KEY, DEFAULT_ALIGNMENT, MAGIC, MAX_ALIGNMENT, MAX_ARRAY_DEPTH, MAX_ARRAY_LEN, MAX_KVS,
+    MAX_NAME_LEN, MAX_STRING_LEN, MAX_TENSORS,
 };
 pub use shape::{tensor_size, MAX_DIMS};
 pub use value::Value;

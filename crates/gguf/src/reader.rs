@@ -50,10 +50,7 @@ impl TensorInfo {
 
     /// Number of rows: every dim but the first, multiplied.
     pub fn n_rows(&self) -> u64 {
-        self.dims
-            .iter()
-            .skip(1)
-            .fold(1u64, |n, &d| n.saturating_mul(d))
+        self.dims.iter().skip(1).fold(1u64, |n, &d| n.saturating_mul(d))
     }
 }
 
@@ -251,10 +248,7 @@ fn parse(bytes: &[u8]) -> Result<Parsed, GgufError> {
         })?;
         let offset = cur.u64(|| format!("data offset of tensor '{name}'"))?;
         let (_, n_bytes) = tensor_size(&name, &dims, ty)?;
-        if tensor_index
-            .insert(name.clone(), raw_tensors.len())
-            .is_some()
-        {
+        if tensor_index.insert(name.clone(), raw_tensors.len()).is_some() {
             return Err(GgufError::DuplicateTensor { tensor: name });
         }
         raw_tensors.push(TensorInfo {
@@ -289,9 +283,7 @@ fn parse(bytes: &[u8]) -> Result<Parsed, GgufError> {
         let start = data_offset
             .checked_add(t.offset)
             .ok_or_else(|| bad("offset overflows"))?;
-        let end = start
-            .checked_add(t.n_bytes)
-            .ok_or_else(|| bad("end overflows"))?;
+        let end = start.checked_add(t.n_bytes).ok_or_else(|| bad("end overflows"))?;
         if end > file_len {
             return Err(bad("data runs past the end of the file"));
         }
@@ -400,9 +392,7 @@ fn read_value(cur: &mut Cursor, ty: u32, key: &str, depth: u32) -> Result<Value,
                 }
             }
         }
-        type_id::STRING => {
-            Value::String(cur.string(MAX_STRING_LEN, || format!("string in key '{key}'"))?)
-        }
+        type_id::STRING => Value::String(cur.string(MAX_STRING_LEN, || format!("string in key '{key}'"))?),
         type_id::ARRAY => Value::Array(read_array(cur, key, depth + 1)?),
         type_id => {
             return Err(GgufError::UnknownValueType {

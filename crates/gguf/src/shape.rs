@@ -16,10 +16,7 @@ pub fn tensor_size(tensor: &str, dims: &[u64], ty: GgmlType) -> Result<(u64, u64
         reason,
     };
     if dims.is_empty() || dims.len() > MAX_DIMS {
-        return Err(bad(format!(
-            "{} dimensions (expected 1 to {MAX_DIMS})",
-            dims.len()
-        )));
+        return Err(bad(format!("{} dimensions (expected 1 to {MAX_DIMS})", dims.len())));
     }
     if let Some(i) = dims.iter().position(|&d| d == 0) {
         return Err(bad(format!("dimension {i} is zero")));
@@ -33,7 +30,7 @@ pub fn tensor_size(tensor: &str, dims: &[u64], ty: GgmlType) -> Result<(u64, u64
     }
     let block_elems = ty.block_elems() as u64;
     let row_len = dims[0];
-    if row_len % block_elems != 0 {
+    if !row_len.is_multiple_of(block_elems) {
         return Err(bad(format!(
             "row length {row_len} is not a multiple of {ty}'s block of {block_elems}"
         )));
@@ -59,14 +56,8 @@ mod tests {
     #[test]
     fn sizes_follow_block_geometry() {
         // Q4_K: 256 elements in 144 bytes; 2 rows of 512 = 4 blocks.
-        assert_eq!(
-            tensor_size("t", &[512, 2], GgmlType::Q4_K).unwrap(),
-            (1024, 576)
-        );
-        assert_eq!(
-            tensor_size("t", &[3, 5, 7], GgmlType::F32).unwrap(),
-            (105, 420)
-        );
+        assert_eq!(tensor_size("t", &[512, 2], GgmlType::Q4_K).unwrap(), (1024, 576));
+        assert_eq!(tensor_size("t", &[3, 5, 7], GgmlType::F32).unwrap(), (105, 420));
     }
 
     #[test]
@@ -79,10 +70,7 @@ mod tests {
             vec![u64::MAX / 2, 4],
         ] {
             let err = tensor_size("t", &dims, GgmlType::Q8_0).unwrap_err();
-            assert!(
-                matches!(err, GgufError::BadShape { .. }),
-                "{dims:?}: {err:?}"
-            );
+            assert!(matches!(err, GgufError::BadShape { .. }), "{dims:?}: {err:?}");
         }
     }
 

@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use std::io::Write;
 
 use crate::reader::{
-    ALIGNMENT_KEY, DEFAULT_ALIGNMENT, MAGIC, MAX_ALIGNMENT, MAX_ARRAY_DEPTH, MAX_ARRAY_LEN,
-    MAX_KVS, MAX_NAME_LEN, MAX_STRING_LEN, MAX_TENSORS,
+    ALIGNMENT_KEY, DEFAULT_ALIGNMENT, MAGIC, MAX_ALIGNMENT, MAX_ARRAY_DEPTH, MAX_ARRAY_LEN, MAX_KVS, MAX_NAME_LEN,
+    MAX_STRING_LEN, MAX_TENSORS,
 };
 use crate::shape::{align_up, tensor_size};
 use crate::value::type_id;
@@ -148,8 +148,7 @@ impl<W: Write> GgufWriter<W> {
         let header_len = header.len() as u64;
         let data_offset = align_up(header_len, alignment).unwrap_or(header_len);
         header.resize(data_offset as usize, 0);
-        out.write_all(&header)
-            .map_err(|source| GgufError::Write { source })?;
+        out.write_all(&header).map_err(|source| GgufError::Write { source })?;
         Ok(Self {
             out,
             tensors: planned,
@@ -244,9 +243,7 @@ impl<W: Write> GgufWriter<W> {
                 ),
             });
         }
-        self.out
-            .flush()
-            .map_err(|source| GgufError::Write { source })?;
+        self.out.flush().map_err(|source| GgufError::Write { source })?;
         Ok(self.out)
     }
 
@@ -254,11 +251,9 @@ impl<W: Write> GgufWriter<W> {
         if self.failed {
             return Err(failed_state());
         }
-        self.tensors
-            .get(self.next)
-            .ok_or_else(|| GgufError::WriterState {
-                reason: format!("all {} tensors are already written", self.tensors.len()),
-            })
+        self.tensors.get(self.next).ok_or_else(|| GgufError::WriterState {
+            reason: format!("all {} tensors are already written", self.tensors.len()),
+        })
     }
 
     fn emit(&mut self, data: &[u8]) -> Result<(), GgufError> {

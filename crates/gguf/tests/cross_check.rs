@@ -62,11 +62,7 @@ fn cross_check(gguf: &Gguf, reference: &Json) {
                     assert!(scalar_matches(ours, theirs), "{key}: {ours} vs {theirs}");
                 }
             }
-            scalar => assert!(
-                scalar_matches(scalar, &theirs[2]),
-                "{key}: {scalar} vs {}",
-                theirs[2]
-            ),
+            scalar => assert!(scalar_matches(scalar, &theirs[2]), "{key}: {scalar} vs {}", theirs[2]),
         }
     }
 }

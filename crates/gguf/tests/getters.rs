@@ -35,10 +35,7 @@ fn integers_convert_when_they_fit() {
         g.get_u32("u64_big"),
         Err(GgufError::OutOfRange { key, target: "u32", .. }) if key == "u64_big"
     ));
-    assert!(matches!(
-        g.get_u64("i32_neg"),
-        Err(GgufError::OutOfRange { .. })
-    ));
+    assert!(matches!(g.get_u64("i32_neg"), Err(GgufError::OutOfRange { .. })));
     assert!(matches!(
         g.get_u32("f32"),
         Err(GgufError::WrongType { key, expected: "u32", found: "f32" }) if key == "f32"
@@ -53,10 +50,7 @@ fn floats_accept_floats_and_integers() {
     assert_eq!(g.get_f32("u8").unwrap(), 9.0);
     assert!(matches!(
         g.get_f32("name"),
-        Err(GgufError::WrongType {
-            found: "string",
-            ..
-        })
+        Err(GgufError::WrongType { found: "string", .. })
     ));
 }
 
@@ -76,18 +70,12 @@ fn strings_bools_arrays() {
     ));
     assert!(matches!(
         g.get_str("u8"),
-        Err(GgufError::WrongType {
-            expected: "string",
-            ..
-        })
+        Err(GgufError::WrongType { expected: "string", .. })
     ));
     assert_eq!(g.get_array("u32s").unwrap().len(), 3);
     assert!(matches!(
         g.get_array("name"),
-        Err(GgufError::WrongType {
-            expected: "array",
-            ..
-        })
+        Err(GgufError::WrongType { expected: "array", .. })
     ));
 }
 
@@ -114,10 +102,7 @@ fn typed_arrays() {
     ));
     assert_eq!(g.get_f32_array("f32s").unwrap(), [0.25, -2.0]);
     assert_eq!(g.get_f32_array("u32s").unwrap(), [1.0, 2.0, 3.0]);
-    assert!(matches!(
-        g.get_f32_array("strs"),
-        Err(GgufError::WrongType { .. })
-    ));
+    assert!(matches!(g.get_f32_array("strs"), Err(GgufError::WrongType { .. })));
     assert!(g.get_str_array("empty").unwrap().is_empty());
     assert!(g.get_i32_array("empty").unwrap().is_empty());
 }
@@ -126,22 +111,13 @@ fn typed_arrays() {
 fn missing_keys_and_optional_getters() {
     let g = file();
     assert!(matches!(g.get_u32("nope"), Err(GgufError::MissingKey { key }) if key == "nope"));
-    assert!(matches!(
-        g.get_str_array("nope"),
-        Err(GgufError::MissingKey { .. })
-    ));
+    assert!(matches!(g.get_str_array("nope"), Err(GgufError::MissingKey { .. })));
     assert_eq!(g.opt_u32("nope").unwrap(), None);
     assert_eq!(g.opt_u32("u8").unwrap(), Some(9));
-    assert!(matches!(
-        g.opt_u32("name"),
-        Err(GgufError::WrongType { .. })
-    ));
+    assert!(matches!(g.opt_u32("name"), Err(GgufError::WrongType { .. })));
     assert_eq!(g.opt_f32("nope").unwrap(), None);
     assert_eq!(g.opt_f32("f64").unwrap(), Some(0.5));
-    assert!(matches!(
-        g.opt_f32("flag"),
-        Err(GgufError::WrongType { .. })
-    ));
+    assert!(matches!(g.opt_f32("flag"), Err(GgufError::WrongType { .. })));
     assert_eq!(g.opt_bool("flag").unwrap(), Some(true));
     assert_eq!(g.opt_bool("nope").unwrap(), None);
     assert!(matches!(g.opt_bool("u8"), Err(GgufError::WrongType { .. })));

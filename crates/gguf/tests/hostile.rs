@@ -12,11 +12,7 @@ fn parse(raw: &Raw) -> Result<Gguf, GgufError> {
 
 /// A v3 file with one metadata entry (written by `kv`) and the given tensor infos, padded, plus `data_len`
 /// zero bytes of data.
-fn file_with(
-    kv: impl FnOnce(&mut Raw),
-    tensors: &[(&str, &[u64], u32, u64)],
-    data_len: usize,
-) -> Raw {
+fn file_with(kv: impl FnOnce(&mut Raw), tensors: &[(&str, &[u64], u32, u64)], data_len: usize) -> Raw {
     let mut raw = Raw::header(3, tensors.len() as u64, 1);
     kv(&mut raw);
     for &(name, dims, ty, offset) in tensors {
@@ -39,10 +35,7 @@ fn plain(tensors: &[(&str, &[u64], u32, u64)], data_len: usize) -> Raw {
 #[test]
 fn a_valid_baseline_parses() {
     // Sanity: the builders below produce good files when nothing is wrong.
-    let raw = plain(
-        &[("a", &[8], tt::F32, 0), ("b", &[32, 2], tt::Q8_0, 32)],
-        32 + 68,
-    );
+    let raw = plain(&[("a", &[8], tt::F32, 0), ("b", &[32, 2], tt::Q8_0, 32)], 32 + 68);
     let gguf = parse(&raw).unwrap();
     assert_eq!(gguf.tensors.len(), 2);
 }
@@ -91,13 +84,7 @@ fn huge_counts_are_capped() {
     let raw = Raw::header(3, 1 << 40, 0);
     assert!(matches!(parse(&raw), Err(GgufError::TooLarge { value, .. }) if value == 1 << 40));
     let raw = Raw::header(3, 0, u64::MAX);
-    assert!(matches!(
-        parse(&raw),
-        Err(GgufError::TooLarge {
-            value: u64::MAX,
-            ..
-        })
-    ));
+    assert!(matches!(parse(&raw), Err(GgufError::TooLarge { value: u64::MAX, .. })));
     // Within the cap but far more than the file holds: truncated, not a giant allocation.
     let raw = Raw::header(3, 1 << 20, 0);
     assert!(matches!(parse(&raw), Err(GgufError::Truncated { .. })));
@@ -110,13 +97,7 @@ fn huge_string_lengths() {
     // Key length.
     let mut raw = Raw::header(3, 0, 1);
     raw.u64(u64::MAX).bytes(b"abc");
-    assert!(matches!(
-        parse(&raw),
-        Err(GgufError::TooLarge {
-            value: u64::MAX,
-            ..
-        })
-    ));
+    assert!(matches!(parse(&raw), Err(GgufError::TooLarge { value: u64::MAX, .. })));
     // String value length above the cap.
     let mut raw = Raw::header(3, 0, 1);
     raw.key("k", vt::STRING).u64(1 << 40).bytes(b"abc");
@@ -136,13 +117,7 @@ fn huge_string_lengths() {
 fn huge_array_lengths() {
     let mut raw = Raw::header(3, 0, 1);
     raw.key("k", vt::ARRAY).u32(vt::U8).u64(u64::MAX);
-    assert!(matches!(
-        parse(&raw),
-        Err(GgufError::TooLarge {
-            value: u64::MAX,
-            ..
-        })
-    ));
+    assert!(matches!(parse(&raw), Err(GgufError::TooLarge { value: u64::MAX, .. })));
     // Under the cap, but 4-byte elements need more than the file has left.
     let mut raw = Raw::header(3, 0, 1);
     raw.key("k", vt::ARRAY).u32(vt::U32).u64(1 << 20).zeros(100);
@@ -150,10 +125,7 @@ fn huge_array_lengths() {
     // Strings need at least their 8-byte length each.
     let mut raw = Raw::header(3, 0, 1);
     raw.key("k", vt::ARRAY).u32(vt::STRING).u64(100).zeros(799);
-    assert!(matches!(
-        parse(&raw),
-        Err(GgufError::Truncated { need: 800, .. })
-    ));
+    assert!(matches!(parse(&raw), Err(GgufError::Truncated { need: 800, .. })));
     // Nested: the inner array's length is checked too.
     let mut raw = Raw::header(3, 0, 1);
     raw.key("k", vt::ARRAY)
@@ -173,33 +145,24 @@ fn deep_array_nesting_is_capped() {
         raw.u32(vt::ARRAY).u64(1);
     }
     raw.u32(vt::U8).u64(0);
-    assert!(
-        matches!(parse(&raw), Err(GgufError::TooLarge { ref what, value: 9, cap: 8 }) if what.contains("deep"))
-    );
+    assert!(matches!(parse(&raw), Err(GgufError::TooLarge { ref what, value: 9, cap: 8 }) if what.contains("deep")));
 }
 
 #[test]
 fn unknown_value_types_name_the_key() {
     let mut raw = Raw::header(3, 0, 1);
     raw.key("weird", 13).u32(0);
-    assert!(
-        matches!(parse(&raw), Err(GgufError::UnknownValueType { key, type_id: 13 }) if key == "weird")
-    );
+    assert!(matches!(parse(&raw), Err(GgufError::UnknownValueType { key, type_id: 13 }) if key == "weird"));
     let mut raw = Raw::header(3, 0, 1);
     raw.key("arr", vt::ARRAY).u32(99).u64(1).zeros(16);
-    assert!(
-        matches!(parse(&raw), Err(GgufError::UnknownValueType { key, type_id: 99 }) if key == "arr")
-    );
+    assert!(matches!(parse(&raw), Err(GgufError::UnknownValueType { key, type_id: 99 }) if key == "arr"));
 }
 
 #[test]
 fn bad_utf8_and_bad_bool() {
     let mut raw = Raw::header(3, 0, 1);
     raw.u64(2).bytes(&[0xff, 0xfe]).u32(vt::U8).u8(0);
-    assert!(matches!(
-        parse(&raw),
-        Err(GgufError::BadUtf8 { at: 32, .. })
-    ));
+    assert!(matches!(parse(&raw), Err(GgufError::BadUtf8 { at: 32, .. })));
     let mut raw = Raw::header(3, 0, 1);
     raw.key("k", vt::STRING).u64(1).u8(0x80);
     assert!(matches!(parse(&raw), Err(GgufError::BadUtf8 { .. })));
@@ -298,18 +261,13 @@ fn custom_alignment_applies_to_offsets() {
         &[("a", &[8], tt::F32, 0), ("b", &[8], tt::F32, 32)],
         128,
     );
-    assert!(matches!(
-        parse(&raw),
-        Err(GgufError::BadOffset { offset: 32, .. })
-    ));
+    assert!(matches!(parse(&raw), Err(GgufError::BadOffset { offset: 32, .. })));
 }
 
 #[test]
 fn misaligned_offset() {
     let raw = plain(&[("t", &[8], tt::F32, 4)], 64);
-    assert!(
-        matches!(parse(&raw), Err(GgufError::BadOffset { tensor, offset: 4, .. }) if tensor == "t")
-    );
+    assert!(matches!(parse(&raw), Err(GgufError::BadOffset { tensor, offset: 4, .. }) if tensor == "t"));
 }
 
 #[test]
@@ -320,10 +278,7 @@ fn offset_past_eof() {
     );
     // Starts inside the file but runs past its end by one byte.
     let raw = plain(&[("t", &[8], tt::F32, 0)], 31);
-    assert!(matches!(
-        parse(&raw),
-        Err(GgufError::BadOffset { n_bytes: 32, .. })
-    ));
+    assert!(matches!(parse(&raw), Err(GgufError::BadOffset { n_bytes: 32, .. })));
     // Offsets so large that adding them overflows.
     let raw = plain(&[("t", &[8], tt::F32, !31u64)], 64);
     assert!(matches!(parse(&raw), Err(GgufError::BadOffset { .. })));
@@ -354,9 +309,7 @@ fn overlapping_tensors() {
 fn truncated_tensor_infos() {
     let mut raw = Raw::header(3, 1, 0);
     raw.str("t").u32(2).u64(8);
-    assert!(
-        matches!(parse(&raw), Err(GgufError::Truncated { ref what, .. }) if what.contains("dimension 1"))
-    );
+    assert!(matches!(parse(&raw), Err(GgufError::Truncated { ref what, .. }) if what.contains("dimension 1")));
 }
 
 #[test]

@@ -41,8 +41,7 @@ fn rewrite(g: &Gguf) -> Vec<u8> {
         .iter()
         .map(|t| TensorSpec::new(t.name.clone(), t.dims.clone(), t.ty))
         .collect();
-    let mut w = GgufWriter::new(Vec::new(), &g.metadata, &specs, g.alignment)
-        .expect("a parsed file re-writes");
+    let mut w = GgufWriter::new(Vec::new(), &g.metadata, &specs, g.alignment).expect("a parsed file re-writes");
     for t in &g.tensors {
         w.write_tensor(g.tensor_bytes(t)).unwrap();
     }

@@ -10,11 +10,7 @@ use quarrel_gguf::{GgmlType, Gguf};
 fn check_layout(gguf: &Gguf) {
     assert!(gguf.version == 2 || gguf.version == 3);
     assert_eq!(gguf.data_offset % gguf.alignment, 0);
-    let mut ranges: Vec<(u64, u64)> = gguf
-        .tensors
-        .iter()
-        .map(|t| (t.offset, t.offset + t.n_bytes))
-        .collect();
+    let mut ranges: Vec<(u64, u64)> = gguf.tensors.iter().map(|t| (t.offset, t.offset + t.n_bytes)).collect();
     ranges.sort();
     assert!(ranges[0].0 >= gguf.data_offset);
     assert!(ranges.windows(2).all(|w| w[0].1 <= w[1].0));
@@ -42,18 +38,11 @@ fn qwen2_facts() {
     let tokens = gguf.get_str_array("tokenizer.ggml.tokens").unwrap();
     assert_eq!(tokens.len(), 151936);
     assert_eq!(
-        gguf.get_i32_array("tokenizer.ggml.token_type")
-            .unwrap()
-            .len(),
+        gguf.get_i32_array("tokenizer.ggml.token_type").unwrap().len(),
         tokens.len()
     );
     let types: std::collections::BTreeSet<_> = gguf.tensors.iter().map(|t| t.ty.name()).collect();
-    assert_eq!(
-        types,
-        ["F32", "Q4_K", "Q5_0", "Q6_K", "Q8_0"]
-            .into_iter()
-            .collect()
-    );
+    assert_eq!(types, ["F32", "Q4_K", "Q5_0", "Q6_K", "Q8_0"].into_iter().collect());
 }
 
 #[test]
@@ -66,8 +55,5 @@ fn gemma3_facts() {
     assert_eq!(gguf.get_str("tokenizer.ggml.model").unwrap(), "llama");
     let tokens = gguf.get_str_array("tokenizer.ggml.tokens").unwrap();
     assert_eq!(tokens.len(), 262144);
-    assert_eq!(
-        gguf.get_f32_array("tokenizer.ggml.scores").unwrap().len(),
-        tokens.len()
-    );
+    assert_eq!(gguf.get_f32_array("tokenizer.ggml.scores").unwrap().len(), tokens.len());
 }

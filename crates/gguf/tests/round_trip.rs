@@ -3,9 +3,7 @@
 mod common;
 
 use common::filler;
-use quarrel_gguf::{
-    write_gguf_to_vec, GgmlType, Gguf, GgufError, GgufWriter, TensorSpec, Value, DEFAULT_ALIGNMENT,
-};
+use quarrel_gguf::{write_gguf_to_vec, GgmlType, Gguf, GgufError, GgufWriter, TensorSpec, Value, DEFAULT_ALIGNMENT};
 
 fn every_value() -> Vec<(String, Value)> {
     let kv = |k: &str, v: Value| (k.to_owned(), v);
@@ -88,10 +86,7 @@ fn every_tensor_type_round_trips_with_its_data() {
         // The byte size from the type table: whole blocks of each row times the rows.
         let blocks_per_row = spec.dims[0] / spec.ty.block_elems() as u64;
         let rows: u64 = spec.dims[1..].iter().product();
-        assert_eq!(
-            info.n_bytes,
-            blocks_per_row * spec.ty.block_bytes() as u64 * rows
-        );
+        assert_eq!(info.n_bytes, blocks_per_row * spec.ty.block_bytes() as u64 * rows);
         assert_eq!(info.offset % 32, 0, "{}", info.name);
         assert!(info.offset >= gguf.data_offset);
         assert_eq!(gguf.tensor_bytes(info), &data[..], "{}", info.name);
@@ -135,11 +130,7 @@ fn chunked_writes_equal_whole_writes() {
     ];
     let a = filler(10, specs[0].n_bytes().unwrap() as usize);
     let b = filler(11, 28);
-    let whole = write_gguf_to_vec(
-        &[],
-        &[(specs[0].clone(), a.clone()), (specs[1].clone(), b.clone())],
-    )
-    .unwrap();
+    let whole = write_gguf_to_vec(&[], &[(specs[0].clone(), a.clone()), (specs[1].clone(), b.clone())]).unwrap();
     let mut writer = GgufWriter::new(Vec::new(), &[], &specs, 32).unwrap();
     for piece in a.chunks(50) {
         writer.write_tensor_chunk(piece).unwrap();
@@ -180,10 +171,7 @@ fn writer_rejects_misuse() {
             ..
         })
     ));
-    assert!(matches!(
-        writer.finish(),
-        Err(GgufError::WriterState { .. })
-    ));
+    assert!(matches!(writer.finish(), Err(GgufError::WriterState { .. })));
 
     let mut writer = GgufWriter::new(Vec::new(), &[], &specs, 32).unwrap();
     writer.write_tensor(&[0; 16]).unwrap();
@@ -207,10 +195,7 @@ fn writer_rejects_misuse() {
         GgufWriter::new(Vec::new(), &[kv.clone(), kv], &[], 32),
         Err(GgufError::DuplicateKey { .. })
     ));
-    let mixed = (
-        "m".to_owned(),
-        Value::Array(vec![Value::U8(1), Value::I8(1)]),
-    );
+    let mixed = ("m".to_owned(), Value::Array(vec![Value::U8(1), Value::I8(1)]));
     assert!(matches!(
         GgufWriter::new(Vec::new(), &[mixed], &[], 32),
         Err(GgufError::MixedArray { .. })
@@ -236,11 +221,7 @@ fn writer_bytes_match_a_hand_built_file() {
         ("a.count".to_owned(), Value::U32(7)),
         ("general.name".to_owned(), Value::from("x")),
     ];
-    let written = write_gguf_to_vec(
-        &metadata,
-        &[(TensorSpec::new("t", [2], GgmlType::F32), data)],
-    )
-    .unwrap();
+    let written = write_gguf_to_vec(&metadata, &[(TensorSpec::new("t", [2], GgmlType::F32), data)]).unwrap();
     assert_eq!(written, expected.build());
 }
 
@@ -260,11 +241,7 @@ fn version_2_files_are_read() {
 fn open_maps_a_written_file() {
     let path = std::env::temp_dir().join(format!("quarrel-gguf-open-{}.gguf", std::process::id()));
     let data = filler(9, 64 * 34 / 32);
-    let file = write_gguf_to_vec(
-        &[],
-        &[(TensorSpec::new("q", [64], GgmlType::Q8_0), data.clone())],
-    )
-    .unwrap();
+    let file = write_gguf_to_vec(&[], &[(TensorSpec::new("q", [64], GgmlType::Q8_0), data.clone())]).unwrap();
     std::fs::write(&path, &file).unwrap();
     let opened = Gguf::open(&path);
     std::fs::remove_file(&path).unwrap();
@@ -280,8 +257,7 @@ fn open_reports_io_errors_and_empty_files() {
         Err(GgufError::Io { path, .. }) => assert_eq!(path, missing),
         other => panic!("{other:?}"),
     }
-    let empty =
-        std::env::temp_dir().join(format!("quarrel-gguf-empty-{}.gguf", std::process::id()));
+    let empty = std::env::temp_dir().join(format!("quarrel-gguf-empty-{}.gguf", std::process::id()));
     std::fs::write(&empty, b"").unwrap();
     let opened = Gguf::open(&empty);
     std::fs::remove_file(&empty).unwrap();

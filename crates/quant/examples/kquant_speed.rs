@@ -25,14 +25,9 @@ const FORMATS: [GgmlType; 5] = [
 const N_ACT: usize = 4;
 
 fn main() {
-    let row_len: usize = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(4096);
+    let row_len: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(4096);
     let mut rng = StdRng::seed_from_u64(7);
-    let act: Vec<f32> = (0..N_ACT * row_len)
-        .map(|_| rng.gen_range(-1.0..1.0))
-        .collect(); // [N_ACT, row_len]
+    let act: Vec<f32> = (0..N_ACT * row_len).map(|_| rng.gen_range(-1.0..1.0)).collect(); // [N_ACT, row_len]
     println!("row_len {row_len}; GB/s of weight bytes per activation row, one thread");
     println!(
         "{:<6} {:<8} {:>10} {:>12} {:>10}",
@@ -45,10 +40,7 @@ fn main() {
             };
             let act_row_bytes = row_len / 256 * q8_k::BLOCK_BYTES;
             let mut act_q = vec![0u8; N_ACT * act_row_bytes]; // [N_ACT, act_row_bytes]
-            for (dst, src) in act_q
-                .chunks_exact_mut(act_row_bytes)
-                .zip(act.chunks_exact(row_len))
-            {
+            for (dst, src) in act_q.chunks_exact_mut(act_row_bytes).zip(act.chunks_exact(row_len)) {
                 (k.quantize_act_row)(src, dst);
             }
             let in_cache = random_matrix(&mut rng, ty, row_len, 256 << 10);

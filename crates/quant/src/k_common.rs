@@ -13,11 +13,7 @@ pub type VecDotFn = fn(usize, &[u8], &[u8]) -> f32;
 ///
 /// # Panics
 /// When `act_rows` is shorter than four rows (a caller bug).
-pub fn act_rows4<B: ByteBlock>(
-    act_rows: &[u8],
-    act_row_bytes: usize,
-    n_blocks: usize,
-) -> [&[B]; 4] {
+pub fn act_rows4<B: ByteBlock>(act_rows: &[u8], act_row_bytes: usize, n_blocks: usize) -> [&[B]; 4] {
     assert!(
         act_rows.len() >= 3 * act_row_bytes + n_blocks * size_of::<B>(),
         "{} bytes hold fewer than 4 activation rows of {act_row_bytes} bytes",

@@ -5,8 +5,7 @@
 //! `d8 * (d * Σ_k scale[k] * Σ q*a - dmin * Σ_k min[k] * bsum[k])`.
 
 use crate::k_common::{
-    blocks, blocks_mut, f16_le, quantize_affine, super_blocks, usable, ByteBlock, DequantizeFn,
-    VecDotFn, QK_K,
+    blocks, blocks_mut, f16_le, quantize_affine, super_blocks, usable, ByteBlock, DequantizeFn, VecDotFn, QK_K,
 };
 use crate::q8_k::{self, BlockQ8K};
 use crate::{GgmlType, Kernels, SimdLevel};
@@ -147,10 +146,7 @@ mod x86 {
         for (w, a) in weights.iter().zip(acts) {
             prefetch_ahead(w);
             let halves = i32::from_le_bytes([w.d[0], w.d[1], w.dmin[0], w.dmin[1]]);
-            let d = _mm_mul_ps(
-                _mm_cvtph_ps(_mm_cvtsi32_si128(halves)),
-                _mm_set1_ps(a.scale()),
-            );
+            let d = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(halves)), _mm_set1_ps(a.scale()));
             // SAFETY: scales is 16 bytes, bsums 32.
             let (packed, bsums) = unsafe {
                 (
@@ -177,8 +173,7 @@ mod x86 {
                     let q2 = _mm256_and_si256(qs, two_bits);
                     qs = _mm256_srli_epi16::<2>(qs);
                     // SAFETY: 32 activation bytes at 128h + 32j lie inside qs.
-                    let act =
-                        unsafe { _mm256_loadu_si256(a.qs.as_ptr().add(128 * h + 32 * j).cast()) };
+                    let act = unsafe { _mm256_loadu_si256(a.qs.as_ptr().add(128 * h + 32 * j).cast()) };
                     let dot = _mm256_maddubs_epi16(q2, act);
                     let dot = _mm256_madd_epi16(dot, _mm256_shuffle_epi8(half_scales, *control));
                     if j % 2 == 0 {

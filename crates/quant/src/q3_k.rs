@@ -6,8 +6,7 @@
 //! with the activation `bsums`.
 
 use crate::k_common::{
-    blocks, blocks_mut, f16_le, quantize_symmetric, super_blocks, usable, ByteBlock, DequantizeFn,
-    VecDotFn, QK_K,
+    blocks, blocks_mut, f16_le, quantize_symmetric, super_blocks, usable, ByteBlock, DequantizeFn, VecDotFn, QK_K,
 };
 use crate::q8_k::{self, BlockQ8K};
 use crate::{GgmlType, Kernels, SimdLevel};
@@ -150,9 +149,7 @@ fn vec_dot_avx2(n: usize, weight_row: &[u8], act_row: &[u8]) -> f32 {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::BlockQ3K;
-    use crate::k_common::x86::{
-        f16_le, hsum_ps, load_control, prefetch_ahead, SIXTEENTHS_CONTROLS,
-    };
+    use crate::k_common::x86::{f16_le, hsum_ps, load_control, prefetch_ahead, SIXTEENTHS_CONTROLS};
     use crate::q8_k::BlockQ8K;
     use std::arch::x86_64::*;
 
@@ -161,10 +158,7 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     fn signed_scales(w: &BlockQ3K) -> __m128i {
         let s = &w.scales;
-        let low8 = _mm_set_epi64x(
-            0,
-            i64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]),
-        );
+        let low8 = _mm_set_epi64x(0, i64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]));
         let tops = _mm_set1_epi32(i32::from_le_bytes([s[8], s[9], s[10], s[11]]));
         let low4 = _mm_set1_epi8(0x0F);
         // [bytes 0..8 low nibbles, bytes 0..8 high nibbles]
@@ -173,10 +167,7 @@ mod x86 {
             _mm_and_si128(_mm_srli_epi16::<4>(low8), low4),
         );
         // Scale k's top pair: byte 8 + k % 4, bits 2 * (k / 4); dword k / 4 shifts by 2 * (k / 4).
-        let high = _mm_and_si128(
-            _mm_srlv_epi32(tops, _mm_setr_epi32(0, 2, 4, 6)),
-            _mm_set1_epi8(3),
-        );
+        let high = _mm_and_si128(_mm_srlv_epi32(tops, _mm_setr_epi32(0, 2, 4, 6)), _mm_set1_epi8(3));
         let biased = _mm_or_si128(low, _mm_slli_epi16::<4>(high));
         _mm_sub_epi8(biased, _mm_set1_epi8(32))
     }
@@ -213,15 +204,11 @@ mod x86 {
                     qs = _mm256_srli_epi16::<2>(qs);
                     hmask = _mm256_srli_epi16::<1>(hmask);
                     // SAFETY: 32 activation bytes at 128h + 32j lie inside qs.
-                    let act =
-                        unsafe { _mm256_loadu_si256(a.qs.as_ptr().add(128 * h + 32 * j).cast()) };
+                    let act = unsafe { _mm256_loadu_si256(a.qs.as_ptr().add(128 * h + 32 * j).cast()) };
                     // The `-4` of every element is taken out per pair of elements (not once per block from
                     // `bsums`), so that each lane holds the sum ggml's kernel holds: its results are llama.cpp's
                     // bit for bit.
-                    let dot = _mm256_sub_epi16(
-                        _mm256_maddubs_epi16(q3, act),
-                        _mm256_maddubs_epi16(fours, act),
-                    );
+                    let dot = _mm256_sub_epi16(_mm256_maddubs_epi16(q3, act), _mm256_maddubs_epi16(fours, act));
                     let dot = _mm256_madd_epi16(dot, _mm256_shuffle_epi8(half_scales, *control));
                     if j % 2 == 0 {
                         sum_a = _mm256_add_epi32(sum_a, dot);

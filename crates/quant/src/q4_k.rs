@@ -5,8 +5,8 @@
 //! `d8 * (d * Σ_j scale[j] * Σ q*a - dmin * Σ_j min[j] * Σ a)`, where `Σ a` per sub-block comes from `bsums`.
 
 use crate::k_common::{
-    act_rows4, blocks, blocks_mut, f16_le, pack_scales_mins, quantize_affine, super_blocks,
-    unpack_scales_mins, usable, ByteBlock, DequantizeFn, VecDotFn, QK_K,
+    act_rows4, blocks, blocks_mut, f16_le, pack_scales_mins, quantize_affine, super_blocks, unpack_scales_mins, usable,
+    ByteBlock, DequantizeFn, VecDotFn, QK_K,
 };
 use crate::q8_k::{self, BlockQ8K};
 use crate::tile::DotX4Fn;
@@ -48,16 +48,15 @@ pub const BLOCK_BYTES: usize = size_of::<BlockQ4K>();
 /// The kernels at `simd`, lowered to what this CPU runs.
 pub fn kernels(simd: SimdLevel) -> Option<Kernels> {
     let simd = usable(simd);
-    let (dequantize_row, vec_dot, vec_dot_x4): (DequantizeFn, VecDotFn, Option<DotX4Fn>) =
-        match simd {
-            SimdLevel::Scalar => (dequantize_row_scalar, vec_dot_scalar, None),
-            #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx2 => (dequantize_row_avx2, vec_dot_avx2, Some(vec_dot_x4_avx2)),
-            #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx512 => (dequantize_row_avx2, vec_dot_avx512, Some(vec_dot_x4_avx512)),
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => (dequantize_row_scalar, vec_dot_scalar, None),
-        };
+    let (dequantize_row, vec_dot, vec_dot_x4): (DequantizeFn, VecDotFn, Option<DotX4Fn>) = match simd {
+        SimdLevel::Scalar => (dequantize_row_scalar, vec_dot_scalar, None),
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => (dequantize_row_avx2, vec_dot_avx2, Some(vec_dot_x4_avx2)),
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => (dequantize_row_avx2, vec_dot_avx512, Some(vec_dot_x4_avx512)),
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => (dequantize_row_scalar, vec_dot_scalar, None),
+    };
     Some(Kernels {
         weight: GgmlType::Q4_K,
         act: GgmlType::Q8_K,
@@ -152,13 +151,7 @@ fn vec_dot_avx512(n: usize, weight_row: &[u8], act_row: &[u8]) -> f32 {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn vec_dot_x4_avx2(
-    n: usize,
-    weight_row: &[u8],
-    act_rows: &[u8],
-    act_row_bytes: usize,
-    out: &mut [f32; 4],
-) {
+fn vec_dot_x4_avx2(n: usize, weight_row: &[u8], act_rows: &[u8], act_row_bytes: usize, out: &mut [f32; 4]) {
     let nb = super_blocks(n);
     let acts = act_rows4::<BlockQ8K>(act_rows, act_row_bytes, nb);
     // SAFETY: AVX2/FMA/F16C present (see above).
@@ -166,13 +159,7 @@ fn vec_dot_x4_avx2(
 }
 
 #[cfg(target_arch = "x86_64")]
-fn vec_dot_x4_avx512(
-    n: usize,
-    weight_row: &[u8],
-    act_rows: &[u8],
-    act_row_bytes: usize,
-    out: &mut [f32; 4],
-) {
+fn vec_dot_x4_avx512(n: usize, weight_row: &[u8], act_rows: &[u8], act_row_bytes: usize, out: &mut [f32; 4]) {
     let nb = super_blocks(n);
     let acts = act_rows4::<BlockQ8K>(act_rows, act_row_bytes, nb);
     // SAFETY: AVX-512 F/BW/VL/VNNI present (see above).
@@ -183,8 +170,7 @@ fn vec_dot_x4_avx512(
 mod x86 {
     use super::BlockQ4K;
     use crate::k_common::x86::{
-        dpwssd, load_control, madd_add, prefetch_ahead, scales_mins_q4k, ScaleMinAcc,
-        Q4K_SCALE_CONTROLS,
+        dpwssd, load_control, madd_add, prefetch_ahead, scales_mins_q4k, ScaleMinAcc, Q4K_SCALE_CONTROLS,
     };
     use crate::k_common::{f16_le, unpack_scales_mins, ByteBlock, QK_K};
     use crate::q8_k::BlockQ8K;
@@ -201,14 +187,8 @@ mod x86 {
     #[target_feature(enable = "avx2,fma,f16c")]
     fn block_setup(w: &BlockQ4K, a: &BlockQ8K) -> (__m128, __m256i) {
         let halves = i32::from_le_bytes([w.d[0], w.d[1], w.dmin[0], w.dmin[1]]);
-        let d = _mm_mul_ps(
-            _mm_cvtph_ps(_mm_cvtsi32_si128(halves)),
-            _mm_set1_ps(a.scale()),
-        );
-        (
-            d,
-            _mm256_broadcastsi128_si256(scales_mins_q4k(scales_and_next(w))),
-        )
+        let d = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(halves)), _mm_set1_ps(a.scale()));
+        (d, _mm256_broadcastsi128_si256(scales_mins_q4k(scales_and_next(w))))
     }
 
     /// Defines the one-row dot `$single` and the several-rows dot `$rows` for one instruction set, `$acc` being
@@ -277,9 +257,7 @@ mod x86 {
                             for r in 0..R {
                                 let q8 = acts[r][i].qs.as_ptr();
                                 // SAFETY: 32 activation bytes at 64c + 32 * half lie inside qs.
-                                let a = unsafe {
-                                    _mm256_loadu_si256(q8.add(64 * c + 32 * half).cast())
-                                };
+                                let a = unsafe { _mm256_loadu_si256(q8.add(64 * c + 32 * half).cast()) };
                                 sums[r] = $acc(sums[r], _mm256_maddubs_epi16(nibbles, a), scale);
                             }
                         }
@@ -315,19 +293,12 @@ mod x86 {
                 let offsets = [dmin * mins[2 * c] as f32, dmin * mins[2 * c + 1] as f32];
                 for g in 0..4 {
                     // SAFETY: 8 bytes at 32c + 8g lie inside qs.
-                    let bytes =
-                        unsafe { _mm_loadl_epi64(block.qs.as_ptr().add(32 * c + 8 * g).cast()) };
+                    let bytes = unsafe { _mm_loadl_epi64(block.qs.as_ptr().add(32 * c + 8 * g).cast()) };
                     let bytes = _mm256_cvtepu8_epi32(bytes);
                     let lo = _mm256_cvtepi32_ps(_mm256_and_si256(bytes, _mm256_set1_epi32(0x0F)));
                     let hi = _mm256_cvtepi32_ps(_mm256_srli_epi32::<4>(bytes));
-                    let lo = _mm256_sub_ps(
-                        _mm256_mul_ps(_mm256_set1_ps(steps[0]), lo),
-                        _mm256_set1_ps(offsets[0]),
-                    );
-                    let hi = _mm256_sub_ps(
-                        _mm256_mul_ps(_mm256_set1_ps(steps[1]), hi),
-                        _mm256_set1_ps(offsets[1]),
-                    );
+                    let lo = _mm256_sub_ps(_mm256_mul_ps(_mm256_set1_ps(steps[0]), lo), _mm256_set1_ps(offsets[0]));
+                    let hi = _mm256_sub_ps(_mm256_mul_ps(_mm256_set1_ps(steps[1]), hi), _mm256_set1_ps(offsets[1]));
                     // SAFETY: chunk holds 64 floats; 8g + 8 <= 32 and 32 + 8g + 8 <= 64.
                     unsafe {
                         _mm256_storeu_ps(chunk.as_mut_ptr().add(8 * g), lo);

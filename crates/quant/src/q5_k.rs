@@ -5,8 +5,8 @@
 //! Pairs with Q8_K activations exactly as Q4_K does.
 
 use crate::k_common::{
-    blocks, blocks_mut, f16_le, pack_scales_mins, quantize_affine, super_blocks,
-    unpack_scales_mins, usable, ByteBlock, DequantizeFn, VecDotFn, QK_K,
+    blocks, blocks_mut, f16_le, pack_scales_mins, quantize_affine, super_blocks, unpack_scales_mins, usable, ByteBlock,
+    DequantizeFn, VecDotFn, QK_K,
 };
 use crate::q8_k::{self, BlockQ8K};
 use crate::{GgmlType, Kernels, SimdLevel};
@@ -139,9 +139,7 @@ fn vec_dot_avx2(n: usize, weight_row: &[u8], act_row: &[u8]) -> f32 {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::BlockQ5K;
-    use crate::k_common::x86::{
-        load_control, prefetch_ahead, scales_mins_q4k, ScaleMinAccQ5, Q4K_SCALE_CONTROLS,
-    };
+    use crate::k_common::x86::{load_control, prefetch_ahead, scales_mins_q4k, ScaleMinAccQ5, Q4K_SCALE_CONTROLS};
     use crate::k_common::ByteBlock;
     use crate::q8_k::BlockQ8K;
     use std::arch::x86_64::*;
@@ -155,10 +153,7 @@ mod x86 {
         for (w, a) in weights.iter().zip(acts) {
             prefetch_ahead(w);
             let halves = i32::from_le_bytes([w.d[0], w.d[1], w.dmin[0], w.dmin[1]]);
-            let d = _mm_mul_ps(
-                _mm_cvtph_ps(_mm_cvtsi32_si128(halves)),
-                _mm_set1_ps(a.scale()),
-            );
+            let d = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(halves)), _mm_set1_ps(a.scale()));
             let packed: &[u8; 16] = w.as_bytes()[4..20].try_into().expect("16 bytes");
             let scales = _mm256_broadcastsi128_si256(scales_mins_q4k(packed));
             let q8 = a.qs.as_ptr();
@@ -188,10 +183,8 @@ mod x86 {
                 qh = _mm256_srli_epi16::<2>(qh);
                 let dot_lo = _mm256_maddubs_epi16(lo, a_lo);
                 let dot_hi = _mm256_maddubs_epi16(hi, a_hi);
-                let dot_lo =
-                    _mm256_madd_epi16(dot_lo, _mm256_shuffle_epi8(scales, controls[2 * c]));
-                let dot_hi =
-                    _mm256_madd_epi16(dot_hi, _mm256_shuffle_epi8(scales, controls[2 * c + 1]));
+                let dot_lo = _mm256_madd_epi16(dot_lo, _mm256_shuffle_epi8(scales, controls[2 * c]));
+                let dot_hi = _mm256_madd_epi16(dot_hi, _mm256_shuffle_epi8(scales, controls[2 * c + 1]));
                 sum_a = _mm256_add_epi32(sum_a, dot_lo);
                 sum_b = _mm256_add_epi32(sum_b, dot_hi);
             }

@@ -6,8 +6,8 @@
 //! bsum[k]`.
 
 use crate::k_common::{
-    act_rows4, blocks, blocks_mut, f16_le, quantize_symmetric, super_blocks, usable, ByteBlock,
-    DequantizeFn, VecDotFn, QK_K,
+    act_rows4, blocks, blocks_mut, f16_le, quantize_symmetric, super_blocks, usable, ByteBlock, DequantizeFn, VecDotFn,
+    QK_K,
 };
 use crate::q8_k::{self, BlockQ8K};
 use crate::tile::DotX4Fn;
@@ -49,16 +49,15 @@ pub const BLOCK_BYTES: usize = size_of::<BlockQ6K>();
 /// The kernels at `simd`, lowered to what this CPU runs.
 pub fn kernels(simd: SimdLevel) -> Option<Kernels> {
     let simd = usable(simd);
-    let (dequantize_row, vec_dot, vec_dot_x4): (DequantizeFn, VecDotFn, Option<DotX4Fn>) =
-        match simd {
-            SimdLevel::Scalar => (dequantize_row_scalar, vec_dot_scalar, None),
-            #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx2 => (dequantize_row_avx2, vec_dot_avx2, Some(vec_dot_x4_avx2)),
-            #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx512 => (dequantize_row_avx2, vec_dot_avx512, Some(vec_dot_x4_avx512)),
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => (dequantize_row_scalar, vec_dot_scalar, None),
-        };
+    let (dequantize_row, vec_dot, vec_dot_x4): (DequantizeFn, VecDotFn, Option<DotX4Fn>) = match simd {
+        SimdLevel::Scalar => (dequantize_row_scalar, vec_dot_scalar, None),
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => (dequantize_row_avx2, vec_dot_avx2, Some(vec_dot_x4_avx2)),
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => (dequantize_row_avx2, vec_dot_avx512, Some(vec_dot_x4_avx512)),
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => (dequantize_row_scalar, vec_dot_scalar, None),
+    };
     Some(Kernels {
         weight: GgmlType::Q6_K,
         act: GgmlType::Q8_K,
@@ -147,13 +146,7 @@ fn vec_dot_avx512(n: usize, weight_row: &[u8], act_row: &[u8]) -> f32 {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn vec_dot_x4_avx2(
-    n: usize,
-    weight_row: &[u8],
-    act_rows: &[u8],
-    act_row_bytes: usize,
-    out: &mut [f32; 4],
-) {
+fn vec_dot_x4_avx2(n: usize, weight_row: &[u8], act_rows: &[u8], act_row_bytes: usize, out: &mut [f32; 4]) {
     let nb = super_blocks(n);
     let acts = act_rows4::<BlockQ8K>(act_rows, act_row_bytes, nb);
     // SAFETY: AVX2/FMA/F16C present (see above).
@@ -161,13 +154,7 @@ fn vec_dot_x4_avx2(
 }
 
 #[cfg(target_arch = "x86_64")]
-fn vec_dot_x4_avx512(
-    n: usize,
-    weight_row: &[u8],
-    act_rows: &[u8],
-    act_row_bytes: usize,
-    out: &mut [f32; 4],
-) {
+fn vec_dot_x4_avx512(n: usize, weight_row: &[u8], act_rows: &[u8], act_row_bytes: usize, out: &mut [f32; 4]) {
     let nb = super_blocks(n);
     let acts = act_rows4::<BlockQ8K>(act_rows, act_row_bytes, nb);
     // SAFETY: AVX-512 F/BW/VL/VNNI present (see above).
@@ -177,9 +164,7 @@ fn vec_dot_x4_avx512(
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::BlockQ6K;
-    use crate::k_common::x86::{
-        f16_le, hsum_ps, load_control, madd_add, prefetch_ahead, SIXTEENTHS_CONTROLS,
-    };
+    use crate::k_common::x86::{f16_le, hsum_ps, load_control, madd_add, prefetch_ahead, SIXTEENTHS_CONTROLS};
     use crate::k_common::QK_K;
     use crate::q8_k::BlockQ8K;
     use std::arch::x86_64::*;
@@ -206,11 +191,7 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     fn finish_block(acc: __m256, sum: __m256i, offset: __m256i, d: f32, a: &BlockQ8K) -> __m256 {
         let total = _mm256_sub_epi32(sum, offset);
-        _mm256_fmadd_ps(
-            _mm256_set1_ps(d * a.scale()),
-            _mm256_cvtepi32_ps(total),
-            acc,
-        )
+        _mm256_fmadd_ps(_mm256_set1_ps(d * a.scale()), _mm256_cvtepi32_ps(total), acc)
     }
 
     /// Both 128-bit halves holding the eight i16 scales of half `h`.
@@ -271,9 +252,7 @@ mod x86 {
                     let scale = _mm256_shuffle_epi8(half_scales, controls[k]);
                     for r in 0..R {
                         // SAFETY: 32 activation bytes at 128h + 32k lie inside qs.
-                        let act = unsafe {
-                            _mm256_loadu_si256(acts[r][i].qs.as_ptr().add(128 * h + 32 * k).cast())
-                        };
+                        let act = unsafe { _mm256_loadu_si256(acts[r][i].qs.as_ptr().add(128 * h + 32 * k).cast()) };
                         sums[r] = madd_add(sums[r], _mm256_maddubs_epi16(q6, act), scale);
                     }
                 }
@@ -341,10 +320,7 @@ mod x86 {
     /// [`vec_dot_avx512`] for `R` activation rows at once (the same bits per row for every `R`).
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub fn dot_rows_avx512<const R: usize>(
-        weights: &[BlockQ6K],
-        acts: [&[BlockQ8K]; R],
-    ) -> [f32; R] {
+    pub fn dot_rows_avx512<const R: usize>(weights: &[BlockQ6K], acts: [&[BlockQ8K]; R]) -> [f32; R] {
         // SAFETY: each control is 64 readable bytes.
         let controls = WIDE_CONTROLS.map(|c| unsafe { _mm512_loadu_si512(c.as_ptr().cast()) });
         let mut acc = [_mm256_setzero_ps(); R];
@@ -362,21 +338,15 @@ mod x86 {
                     let scale = _mm512_shuffle_epi8(half_scales, controls[g]);
                     for r in 0..R {
                         // SAFETY: 64 activation bytes at 128h + 64g lie inside qs.
-                        let act = unsafe {
-                            _mm512_loadu_si512(acts[r][i].qs.as_ptr().add(128 * h + 64 * g).cast())
-                        };
-                        sums[r] =
-                            _mm512_dpwssd_epi32(sums[r], _mm512_maddubs_epi16(q6, act), scale);
+                        let act = unsafe { _mm512_loadu_si512(acts[r][i].qs.as_ptr().add(128 * h + 64 * g).cast()) };
+                        sums[r] = _mm512_dpwssd_epi32(sums[r], _mm512_maddubs_epi16(q6, act), scale);
                     }
                 }
             }
             let d = f16_le(w.d);
             for r in 0..R {
                 let a = &acts[r][i];
-                let sum = _mm256_add_epi32(
-                    _mm512_castsi512_si256(sums[r]),
-                    _mm512_extracti64x4_epi64::<1>(sums[r]),
-                );
+                let sum = _mm256_add_epi32(_mm512_castsi512_si256(sums[r]), _mm512_extracti64x4_epi64::<1>(sums[r]));
                 acc[r] = finish_block(acc[r], sum, offset(scales, a), d, a);
             }
         }
@@ -398,12 +368,8 @@ mod x86 {
                     // SAFETY: 8 bytes at 16k + 8g lie inside values; sub holds 16 floats.
                     unsafe {
                         let bytes = _mm_loadl_epi64(values.as_ptr().add(16 * k + 8 * g).cast());
-                        let q =
-                            _mm256_sub_epi32(_mm256_cvtepu8_epi32(bytes), _mm256_set1_epi32(32));
-                        _mm256_storeu_ps(
-                            sub.as_mut_ptr().add(8 * g),
-                            _mm256_mul_ps(step, _mm256_cvtepi32_ps(q)),
-                        );
+                        let q = _mm256_sub_epi32(_mm256_cvtepu8_epi32(bytes), _mm256_set1_epi32(32));
+                        _mm256_storeu_ps(sub.as_mut_ptr().add(8 * g), _mm256_mul_ps(step, _mm256_cvtepi32_ps(q)));
                     }
                 }
             }

@@ -73,10 +73,7 @@ pub fn quantize_row_scalar(src: &[f32], dst: &mut [u8]) {
             *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
         }
         for (k, sum) in block.bsums.iter_mut().enumerate() {
-            let s: i32 = block.qs[16 * k..16 * (k + 1)]
-                .iter()
-                .map(|&q| q as i32)
-                .sum();
+            let s: i32 = block.qs[16 * k..16 * (k + 1)].iter().map(|&q| q as i32).sum();
             *sum = (s as i16).to_le_bytes();
         }
         block.d = (1.0 / iscale).to_le_bytes();
@@ -121,10 +118,7 @@ mod x86 {
             let v = unsafe { _mm256_loadu_ps(chunk.as_ptr()) };
             amax8 = _mm256_max_ps(amax8, _mm256_andnot_ps(sign_bit, v));
         }
-        let quad = _mm_max_ps(
-            _mm256_castps256_ps128(amax8),
-            _mm256_extractf128_ps::<1>(amax8),
-        );
+        let quad = _mm_max_ps(_mm256_castps256_ps128(amax8), _mm256_extractf128_ps::<1>(amax8));
         let pair = _mm_max_ps(quad, _mm_movehl_ps(quad, quad));
         let amax = _mm_cvtss_f32(_mm_max_ss(pair, _mm_movehdup_ps(pair)));
         if amax == 0.0 {
@@ -149,8 +143,7 @@ mod x86 {
                 // SAFETY: xs holds 32 floats.
                 let v = unsafe { _mm256_loadu_ps(xs.as_ptr().add(8 * k)) };
                 let scaled = _mm256_mul_ps(iscale8, v);
-                let rounded =
-                    _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(scaled);
+                let rounded = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(scaled);
                 *int = _mm256_cvttps_epi32(rounded);
             }
             // Saturating packs cap 128 at 127 as the reference's min(127) does; nothing falls below -127.
@@ -176,14 +169,8 @@ mod x86 {
         let odd = _mm256_extracti128_si256::<1>(packed);
         // SAFETY: bsums is 32 bytes.
         unsafe {
-            _mm_storeu_si128(
-                block.bsums.as_mut_ptr().cast(),
-                _mm_unpacklo_epi16(even, odd),
-            );
-            _mm_storeu_si128(
-                block.bsums.as_mut_ptr().add(8).cast(),
-                _mm_unpackhi_epi16(even, odd),
-            );
+            _mm_storeu_si128(block.bsums.as_mut_ptr().cast(), _mm_unpacklo_epi16(even, odd));
+            _mm_storeu_si128(block.bsums.as_mut_ptr().add(8).cast(), _mm_unpackhi_epi16(even, odd));
         }
         block.d = (1.0 / iscale).to_le_bytes();
     }

@@ -16,9 +16,8 @@ impl SimdLevel {
     pub fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
-            let avx2 = is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma")
-                && is_x86_feature_detected!("f16c");
+            let avx2 =
+                is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
             let avx512 = avx2
                 && is_x86_feature_detected!("avx512f")
                 && is_x86_feature_detected!("avx512bw")
@@ -37,7 +36,10 @@ impl SimdLevel {
     /// Every level this CPU can run, lowest first (for tests that hold each against the scalar reference).
     pub fn available() -> Vec<Self> {
         let best = Self::detect();
-        [Self::Scalar, Self::Avx2, Self::Avx512].into_iter().filter(|l| *l <= best).collect()
+        [Self::Scalar, Self::Avx2, Self::Avx512]
+            .into_iter()
+            .filter(|l| *l <= best)
+            .collect()
     }
 
     pub fn name(self) -> &'static str {

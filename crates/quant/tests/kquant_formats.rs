@@ -13,11 +13,7 @@ const LENGTHS: [usize; 6] = [256, 512, 768, 1024, 4096, 8192];
 #[derive(Clone, Copy)]
 enum Scheme {
     /// `x = d * scale * q - dmin * min`, sub-blocks of `sub`, q in `0..=q_max`, scales/mins in `0..=scale_max`.
-    Affine {
-        sub: usize,
-        q_max: f64,
-        scale_max: f64,
-    },
+    Affine { sub: usize, q_max: f64, scale_max: f64 },
     /// `x = d * scale * q`, sub-blocks of 16, q in `-q_neg..q_neg`, scales in `-scale_max..=scale_max`.
     Symmetric { q_neg: f64, scale_max: f64 },
 }
@@ -36,9 +32,7 @@ impl Scheme {
     fn error_bound(self, a: f64, part: &[f32]) -> f64 {
         let up = 1.0 + 2f64.powi(-10);
         match self {
-            Scheme::Affine {
-                q_max, scale_max, ..
-            } => {
+            Scheme::Affine { q_max, scale_max, .. } => {
                 let dmin = a / scale_max * up;
                 let d = (2.0 * a + dmin) / (q_max * scale_max) * up;
                 let lo = part.iter().fold(0f64, |m, &v| m.min(v as f64));
@@ -174,10 +168,7 @@ fn quantize_act(k: &Kernels, act: &[f32]) -> Vec<u8> {
 
 /// Σ |w_i a_i| in f64: the scale the dot-product tolerances are relative to.
 fn magnitude(w: &[f32], a: &[f32]) -> f64 {
-    w.iter()
-        .zip(a)
-        .map(|(&x, &y)| (x as f64 * y as f64).abs())
-        .sum()
+    w.iter().zip(a).map(|(&x, &y)| (x as f64 * y as f64).abs()).sum()
 }
 
 /// SIMD kernels hold to the scalar reference: dequantization bit for bit, the dot product within 1e-6 of
@@ -200,16 +191,8 @@ fn simd_matches_scalar() {
                     let row = random_row(&mut rng, &format, n);
                     let expect = dequantize(&scalar, &row, n);
                     let got = dequantize(&fast, &row, n);
-                    let same = expect
-                        .iter()
-                        .zip(&got)
-                        .all(|(e, g)| e.to_bits() == g.to_bits());
-                    assert!(
-                        same,
-                        "{} {} dequantize differs at n={n}",
-                        format.name,
-                        level.name()
-                    );
+                    let same = expect.iter().zip(&got).all(|(e, g)| e.to_bits() == g.to_bits());
+                    assert!(same, "{} {} dequantize differs at n={n}", format.name, level.name());
 
                     let act_f32 = gaussian(&mut rng, n);
                     let act = quantize_act(&fast, &act_f32);
@@ -270,16 +253,8 @@ fn rows_at_any_byte_offset() {
                     level.name()
                 );
                 let values = dequantize(&k, &w_buf[offset..], n);
-                let same = values
-                    .iter()
-                    .zip(&want_values)
-                    .all(|(x, y)| x.to_bits() == y.to_bits());
-                assert!(
-                    same,
-                    "{} {} dequantize at offset {offset}",
-                    format.name,
-                    level.name()
-                );
+                let same = values.iter().zip(&want_values).all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "{} {} dequantize at offset {offset}", format.name, level.name());
             }
         }
     }
@@ -352,31 +327,20 @@ fn scalar_dot_matches_dequantized_dot() {
                 );
             }
         }
-        eprintln!(
-            "{}: worst |dot - f64 dot| / Σ|w a| = {worst:e}",
-            format.name
-        );
+        eprintln!("{}: worst |dot - f64 dot| / Σ|w a| = {worst:e}", format.name);
     }
 }
 
 /// Fixture file: `b"KQF1"`, u32 n_blocks, u32 block_bytes, the blocks, then n_blocks * 256 f32 (little-endian).
 fn read_fixture(name: &str, block_bytes: usize) -> (Vec<u8>, Vec<f32>) {
-    let path = format!(
-        "{}/tests/fixtures/kquant/{name}.bin",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let bytes = std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("{path}: {e} (run scripts/kquant-fixtures.py)"));
+    let path = format!("{}/tests/fixtures/kquant/{name}.bin", env!("CARGO_MANIFEST_DIR"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e} (run scripts/kquant-fixtures.py)"));
     assert_eq!(&bytes[..4], b"KQF1", "{path}: bad magic");
     let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
     let (n_blocks, stored_block_bytes) = (word(4), word(8));
     assert_eq!(stored_block_bytes, block_bytes, "{path}: block size");
     let blocks_end = 12 + n_blocks * block_bytes;
-    assert_eq!(
-        bytes.len(),
-        blocks_end + n_blocks * QK_K * 4,
-        "{path}: length"
-    );
+    assert_eq!(bytes.len(), blocks_end + n_blocks * QK_K * 4, "{path}: length");
     let values = bytes[blocks_end..]
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
@@ -421,8 +385,7 @@ fn read_ggml_dots(name: &str) -> GgmlDots {
         "{}/tests/fixtures/kquant/ggml_dots_{name}.bin",
         env!("CARGO_MANIFEST_DIR")
     );
-    let bytes = std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("{path}: {e} (run scripts/kquant-fixtures.py)"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e} (run scripts/kquant-fixtures.py)"));
     assert_eq!(&bytes[..4], b"KQD1", "{path}: bad magic");
     let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
     let (n, n_rows, row_bytes, act_bytes) = (word(4), word(8), word(12), word(16));
@@ -508,12 +471,7 @@ fn round_trip_inputs(rng: &mut StdRng) -> Vec<Vec<f32>> {
     }
     inputs.push(outliers);
     inputs.push(gaussian(rng, QK_K).iter().map(|v| v.abs() + 0.5).collect());
-    inputs.push(
-        gaussian(rng, QK_K)
-            .iter()
-            .map(|v| -v.abs() * 1e-3)
-            .collect(),
-    );
+    inputs.push(gaussian(rng, QK_K).iter().map(|v| -v.abs() * 1e-3).collect());
     let mut spike = vec![0.25f32; QK_K];
     spike[77] = -9.0;
     inputs.push(spike);
@@ -587,21 +545,9 @@ fn q8_k_quantizers_agree() {
                 let d = f32::from_le_bytes(block[..4].try_into().unwrap());
                 let qs = &block[4..4 + QK_K];
                 for k in 0..16 {
-                    let sum: i32 = qs[16 * k..16 * k + 16]
-                        .iter()
-                        .map(|&q| q as i8 as i32)
-                        .sum();
-                    let stored = i16::from_le_bytes(
-                        block[4 + QK_K + 2 * k..4 + QK_K + 2 * k + 2]
-                            .try_into()
-                            .unwrap(),
-                    );
-                    assert_eq!(
-                        sum,
-                        stored as i32,
-                        "Q8_K {} block {b} bsum {k}",
-                        level.name()
-                    );
+                    let sum: i32 = qs[16 * k..16 * k + 16].iter().map(|&q| q as i8 as i32).sum();
+                    let stored = i16::from_le_bytes(block[4 + QK_K + 2 * k..4 + QK_K + 2 * k + 2].try_into().unwrap());
+                    assert_eq!(sum, stored as i32, "Q8_K {} block {b} bsum {k}", level.name());
                 }
                 for i in 0..QK_K {
                     let (xv, yv) = (x[b * QK_K + i], y[b * QK_K + i]);

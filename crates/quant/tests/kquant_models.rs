@@ -9,17 +9,12 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
 
-const MODELS: [&str; 2] = [
-    "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-    "gemma-3-270m-q4_k_m.gguf",
-];
+const MODELS: [&str; 2] = ["qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", "gemma-3-270m-q4_k_m.gguf"];
 
 fn model_path(name: &str) -> PathBuf {
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
-        });
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
     cache.join("quarrel/models").join(name)
 }
 
@@ -44,10 +39,7 @@ fn kernels_agree_on_real_weights() {
         for info in model.tensors.iter().filter(|t| is_k_quant(t.ty)) {
             let n = info.dims[0] as usize;
             let n_rows = info.n_rows() as usize;
-            let row_bytes = info
-                .ty
-                .row_bytes(n)
-                .expect("K-quant rows are whole super-blocks");
+            let row_bytes = info.ty.row_bytes(n).expect("K-quant rows are whole super-blocks");
             let data = model.tensor_bytes(info); // [n_rows, row_bytes]
             let act_f32: Vec<f32> = (0..n).map(|_| rng.gen_range(-2.0..2.0)).collect();
             let scalar = kernels(info.ty, SimdLevel::Scalar).expect("K-quant kernels");
@@ -64,11 +56,7 @@ fn kernels_agree_on_real_weights() {
                     "{} row {r}: non-finite weight",
                     info.name
                 );
-                let magnitude: f64 = w
-                    .iter()
-                    .zip(&a)
-                    .map(|(&x, &y)| (x as f64 * y as f64).abs())
-                    .sum();
+                let magnitude: f64 = w.iter().zip(&a).map(|(&x, &y)| (x as f64 * y as f64).abs()).sum();
                 let exact: f64 = w.iter().zip(&a).map(|(&x, &y)| x as f64 * y as f64).sum();
                 let want = (scalar.vec_dot)(n, row, &act) as f64;
                 let ratio = (want - exact).abs() / magnitude;
@@ -81,16 +69,8 @@ fn kernels_agree_on_real_weights() {
                     let fast = kernels(info.ty, level).expect("K-quant kernels");
                     let mut w_fast = vec![0f32; n];
                     (fast.dequantize_row)(row, &mut w_fast);
-                    let same = w
-                        .iter()
-                        .zip(&w_fast)
-                        .all(|(x, y)| x.to_bits() == y.to_bits());
-                    assert!(
-                        same,
-                        "{} row {r} {}: dequantize differs",
-                        info.name,
-                        level.name()
-                    );
+                    let same = w.iter().zip(&w_fast).all(|(x, y)| x.to_bits() == y.to_bits());
+                    assert!(same, "{} row {r} {}: dequantize differs", info.name, level.name());
                     let have = (fast.vec_dot)(n, row, &act) as f64;
                     let ratio = (have - want).abs() / magnitude;
                     assert!(

@@ -13,9 +13,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 /// rest take the code points from U+0100 on, in byte order.
 pub fn byte_to_char(byte: u8) -> char {
     let b = u32::from(byte);
-    let printable = |b: u32| {
-        (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b)
-    };
+    let printable = |b: u32| (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
     if printable(b) {
         return char::from(byte);
     }
@@ -103,8 +101,7 @@ impl Merges {
     /// Parses "left right" merges. A merge whose parts or result are not tokens can never apply (every symbol
     /// is a token) and is left out; when a pair repeats, its first (best) rank stands.
     pub fn new(merges: &[&str], table: &TokenTable) -> Result<Self, TokenizerError> {
-        let mut map =
-            HashMap::with_capacity_and_hasher(merges.len(), BuildHasherDefault::default());
+        let mut map = HashMap::with_capacity_and_hasher(merges.len(), BuildHasherDefault::default());
         for (rank, merge) in merges.iter().enumerate() {
             // The separator is the first space after the first byte (a left part may itself be a space).
             let split = merge
@@ -118,11 +115,7 @@ impl Merges {
                     merge: (*merge).to_owned(),
                 })?;
             let (left, right) = (&merge.as_bytes()[..split], &merge.as_bytes()[split + 1..]);
-            let (Some(l), Some(r), Some(m)) = (
-                table.get(left),
-                table.get(right),
-                table.get_concat(left, right),
-            ) else {
+            let (Some(l), Some(r), Some(m)) = (table.get(left), table.get(right), table.get_concat(left, right)) else {
                 continue;
             };
             map.entry(pair_key(l, r)).or_insert((rank as u32, m));
@@ -169,9 +162,7 @@ pub fn merge_piece(merges: &Merges, ids: &mut [u32], out: &mut Vec<u32>) {
     let n = ids.len() as u32;
     // [n_bytes]: previous / next live symbol
     let mut prev: Vec<u32> = (0..n).map(|i| if i == 0 { NONE } else { i - 1 }).collect();
-    let mut next: Vec<u32> = (0..n)
-        .map(|i| if i + 1 == n { NONE } else { i + 1 })
-        .collect();
+    let mut next: Vec<u32> = (0..n).map(|i| if i + 1 == n { NONE } else { i + 1 }).collect();
     let mut queue: BinaryHeap<Reverse<Bigram>> = BinaryHeap::new();
     let try_add = |ids: &[u32], queue: &mut BinaryHeap<Reverse<Bigram>>, left: u32, right: u32| {
         if left == NONE || right == NONE {
@@ -241,18 +232,11 @@ pub struct BpeSession<'t> {
 
 impl<'t> BpeSession<'t> {
     /// Pre-tokenizes `text[range]` and appends the ids of each piece to `out`.
-    pub fn encode(
-        &mut self,
-        vocab: &BpeVocab<'_>,
-        text: &'t str,
-        range: std::ops::Range<usize>,
-        out: &mut Vec<u32>,
-    ) {
+    pub fn encode(&mut self, vocab: &BpeVocab<'_>, text: &'t str, range: std::ops::Range<usize>, out: &mut Vec<u32>) {
         let fragment = &text[range.clone()];
         vocab.pre.split(fragment, &mut self.words);
         for word in &self.words {
-            let bytes: &'t [u8] =
-                &text.as_bytes()[range.start + word.start..range.start + word.end];
+            let bytes: &'t [u8] = &text.as_bytes()[range.start + word.start..range.start + word.end];
             if let Some(&(start, len)) = self.seen.get(bytes) {
                 out.extend_from_within(start..start + len);
                 continue;
@@ -269,11 +253,8 @@ impl<'t> BpeSession<'t> {
                 Some(id) => out.push(id),
                 None => {
                     self.symbols.clear();
-                    self.symbols.extend(
-                        bytes
-                            .iter()
-                            .map(|&b| vocab.byte_tokens[b as usize].unwrap_or(NONE)),
-                    );
+                    self.symbols
+                        .extend(bytes.iter().map(|&b| vocab.byte_tokens[b as usize].unwrap_or(NONE)));
                     merge_piece(vocab.merges, &mut self.symbols, out);
                 }
             }
@@ -292,11 +273,7 @@ mod tests {
         let mut syms = ids.to_vec();
         loop {
             let best = (0..syms.len().saturating_sub(1))
-                .filter_map(|i| {
-                    merges
-                        .get(syms[i], syms[i + 1])
-                        .map(|(rank, m)| (rank, i, m))
-                })
+                .filter_map(|i| merges.get(syms[i], syms[i + 1]).map(|(rank, m)| (rank, i, m)))
                 .min();
             let Some((_, i, m)) = best else { break };
             syms[i] = m;
@@ -337,10 +314,7 @@ mod tests {
         let (table, merges) = fixture();
         let id = |s: &str| table.get(s.as_bytes()).unwrap();
         let run = |s: &str| {
-            let mut ids: Vec<u32> = s
-                .bytes()
-                .map(|b| id(std::str::from_utf8(&[b]).unwrap()))
-                .collect();
+            let mut ids: Vec<u32> = s.bytes().map(|b| id(std::str::from_utf8(&[b]).unwrap())).collect();
             let mut out = Vec::new();
             merge_piece(&merges, &mut ids, &mut out);
             out

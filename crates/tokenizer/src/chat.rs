@@ -65,11 +65,7 @@ impl ChatTemplate {
     }
 
     /// Renders the conversation; `add_generation_prompt` appends the opening of the assistant's turn.
-    pub fn render(
-        &self,
-        messages: &[ChatMessage],
-        add_generation_prompt: bool,
-    ) -> Result<String, TokenizerError> {
+    pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String, TokenizerError> {
         let template = self.env.get_template(TEMPLATE_NAME)?;
         let rendered = template.render(minijinja::context! {
             messages => messages,
@@ -122,11 +118,7 @@ pub fn strftime(format: &str, unix_secs: i64) -> String {
     ];
     let days = unix_secs.div_euclid(86_400);
     let secs_of_day = unix_secs.rem_euclid(86_400);
-    let (hour, minute, second) = (
-        secs_of_day / 3600,
-        secs_of_day % 3600 / 60,
-        secs_of_day % 60,
-    );
+    let (hour, minute, second) = (secs_of_day / 3600, secs_of_day % 3600 / 60, secs_of_day % 60);
     // Civil date from days since 1970-01-01 (proleptic Gregorian).
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -203,16 +195,11 @@ fn write_json_string(s: &str, out: &mut String) {
     out.push('"');
 }
 
-fn write_json(
-    value: &Value,
-    indent: Option<usize>,
-    depth: usize,
-    out: &mut String,
-) -> Result<(), minijinja::Error> {
+fn write_json(value: &Value, indent: Option<usize>, depth: usize, out: &mut String) -> Result<(), minijinja::Error> {
     let newline = |out: &mut String, depth: usize| {
         if let Some(width) = indent {
             out.push('\n');
-            out.extend(std::iter::repeat(' ').take(width * depth));
+            out.extend(std::iter::repeat_n(' ', width * depth));
         }
     };
     let item_separator = if indent.is_some() { "," } else { ", " };
@@ -301,10 +288,7 @@ mod tests {
         let parsed: serde_json::Value = serde_json::from_str(flat).unwrap();
         assert_eq!(parsed["args"][2], "é<>\n");
         assert!(flat.contains("\"args\": [1, 2.5, \"é<>\\n\"]"), "{flat}");
-        assert!(
-            indented.contains("\n  \"args\": [\n    1,\n    2.5,"),
-            "{indented}"
-        );
+        assert!(indented.contains("\n  \"args\": [\n    1,\n    2.5,"), "{indented}");
     }
 
     #[test]

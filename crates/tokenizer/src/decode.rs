@@ -47,8 +47,7 @@ fn clean_contractions(s: &[u8]) -> Vec<u8> {
         if i > 0 && s[i - 1] == b' ' && x == b'\'' && i + 1 < s.len() {
             let x1 = s[i + 1];
             let x2 = s.get(i + 2).copied();
-            let drop_space = matches!(x1, b's' | b'm')
-                || matches!((x1, x2), (b'r', Some(b'e')) | (b'v', Some(b'e')));
+            let drop_space = matches!(x1, b's' | b'm') || matches!((x1, x2), (b'r', Some(b'e')) | (b'v', Some(b'e')));
             if drop_space {
                 out.pop();
             }
@@ -149,10 +148,7 @@ mod tests {
     fn clean_spaces_examples() {
         let c = |s: &str| String::from_utf8(clean_spaces(s.as_bytes())).unwrap();
         assert_eq!(c("Hello , world 's ! ? ."), "Hello, world's!?.");
-        assert_eq!(
-            c("'s 't 're 've 'm 'll 'd 'x '"),
-            "'s 't're've'm 'll 'd 'x '"
-        );
+        assert_eq!(c("'s 't 're 've 'm 'll 'd 'x '"), "'s 't're've'm 'll 'd 'x '");
         assert_eq!(
             c("Hello , world 's ! ? . n't ' test ' 'd 'll 're 've 'm"),
             "Hello, world's!?. n't'test''d 'll're've'm"

@@ -147,15 +147,9 @@ impl Tokenizer {
                     .or_else(|| table.get(&[b as u8]))
                     .or(resolved.ids.unknown);
             }
-            Model::Spm {
-                scores,
-                byte_tokens,
-            }
+            Model::Spm { scores, byte_tokens }
         } else {
-            let merges = meta
-                .merges
-                .as_deref()
-                .ok_or(TokenizerError::MissingMerges)?;
+            let merges = meta.merges.as_deref().ok_or(TokenizerError::MissingMerges)?;
             let byte_level = Box::<ByteLevel>::default();
             let mut byte_tokens = Box::new([None; 256]);
             for (b, slot) in byte_tokens.iter_mut().enumerate() {
@@ -190,12 +184,7 @@ impl Tokenizer {
     /// Text to ids, as llama.cpp's `llama_tokenize`: `add_special` adds BOS (and EOS) where the metadata asks for
     /// them; `parse_special` turns the texts of control tokens (`<|im_start|>`, `<start_of_turn>`) into those
     /// tokens (user-defined tokens are always recognized).
-    pub fn encode(
-        &self,
-        text: &str,
-        add_special: bool,
-        parse_special: bool,
-    ) -> Result<Vec<u32>, TokenizerError> {
+    pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<u32>, TokenizerError> {
         let mut out = Vec::with_capacity(text.len() / 3 + 2);
         if add_special && self.add_bos {
             out.push(
@@ -206,10 +195,7 @@ impl Tokenizer {
         }
         let fragments = self.special_matcher.partition(text, parse_special);
         match &self.model {
-            Model::Spm {
-                scores,
-                byte_tokens,
-            } => {
+            Model::Spm { scores, byte_tokens } => {
                 let vocab = spm::SpmVocab {
                     table: &self.table,
                     scores,
@@ -277,9 +263,7 @@ impl Tokenizer {
     /// `render_special`.
     pub fn token_bytes_special(&self, id: u32, render_special: bool) -> &[u8] {
         match self.attrs.get(id as usize) {
-            Some(a) if render_special && a & (attr::CONTROL | attr::UNKNOWN) != 0 => {
-                self.table.text(id)
-            }
+            Some(a) if render_special && a & (attr::CONTROL | attr::UNKNOWN) != 0 => self.table.text(id),
             _ => self.pieces.text(id),
         }
     }
@@ -291,12 +275,7 @@ impl Tokenizer {
 
     /// Ids to text as `llama_detokenize`: `remove_special` drops a leading BOS and trailing EOS where the metadata
     /// adds them; `render_special` prints control tokens' texts.
-    pub fn decode_with(
-        &self,
-        mut ids: &[u32],
-        remove_special: bool,
-        render_special: bool,
-    ) -> String {
+    pub fn decode_with(&self, mut ids: &[u32], remove_special: bool, render_special: bool) -> String {
         let mut strip_space = self.add_space_prefix;
         if remove_special && self.add_bos {
             if let (Some(&first), Some(bos)) = (ids.first(), self.special.bos) {
@@ -364,10 +343,7 @@ impl Tokenizer {
     }
     /// The [`attr`] bits of token `id` (0 when out of range).
     pub fn token_attr(&self, id: u32) -> u16 {
-        self.attrs
-            .get(id as usize)
-            .copied()
-            .unwrap_or(attr::UNDEFINED)
+        self.attrs.get(id as usize).copied().unwrap_or(attr::UNDEFINED)
     }
     /// Whether `id` is a control token (rendered empty unless asked).
     pub fn is_control(&self, id: u32) -> bool {
@@ -399,11 +375,7 @@ impl Tokenizer {
 }
 
 /// Every token's rendering with control and unknown tokens left empty: [n_tokens].
-fn render_pieces(
-    model: &Model,
-    table: &TokenTable,
-    attrs: &[u16],
-) -> Result<TextArena, TokenizerError> {
+fn render_pieces(model: &Model, table: &TokenTable, attrs: &[u16]) -> Result<TextArena, TokenizerError> {
     let mut rendered: Vec<u8> = Vec::with_capacity(table.len() * 8);
     let mut bounds: Vec<usize> = Vec::with_capacity(table.len() + 1);
     bounds.push(0);
@@ -429,9 +401,7 @@ fn render_pieces(
                         }
                     }
                 }
-                Model::Bpe { byte_level, .. } => {
-                    byte_level.decode_into(&String::from_utf8_lossy(text), &mut rendered)
-                }
+                Model::Bpe { byte_level, .. } => byte_level.decode_into(&String::from_utf8_lossy(text), &mut rendered),
             }
         } else if a & attr::BYTE != 0 {
             if let Model::Spm { .. } = model {

@@ -8,8 +8,7 @@ use crate::unicode::{classes, LETTER, NUMBER, PUNCTUATION, WHITESPACE};
 use crate::TokenizerError;
 
 /// The GPT-2 pattern: `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)`.
-pub const GPT2_PATTERN: &str =
-    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
+pub const GPT2_PATTERN: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
 /// The Llama 3 pattern (digits in groups of up to three).
 pub const LLAMA3_PATTERN: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 /// The Qwen 2 pattern: Llama 3's with single digits.
@@ -39,29 +38,21 @@ impl PreTokenizer {
     pub fn from_name(name: &str) -> Result<Self, TokenizerError> {
         Ok(match name {
             "default" => PreTokenizer::Default,
-            "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es"
-            | "jina-v2-de" | "mellum" | "olmo" | "mpt" | "jais" => PreTokenizer::Gpt2,
-            "llama-bpe" | "llama3" | "llama-v3" | "falcon3" | "falcon-h1" | "pixtral"
-            | "midm-2.0" | "lfm2" => PreTokenizer::Llama3,
+            "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "jina-v2-es" | "jina-v2-de" | "mellum"
+            | "olmo" | "mpt" | "jais" => PreTokenizer::Gpt2,
+            "llama-bpe" | "llama3" | "llama-v3" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0" | "lfm2" => {
+                PreTokenizer::Llama3
+            }
             "qwen2" | "deepseek-r1-qwen" => PreTokenizer::Qwen2,
             "smollm" | "command-r" => PreTokenizer::Smollm,
-            _ => {
-                return Err(TokenizerError::UnknownPreTokenizer {
-                    pre: name.to_owned(),
-                })
-            }
+            _ => return Err(TokenizerError::UnknownPreTokenizer { pre: name.to_owned() }),
         })
     }
 
     /// The regexes this pre-tokenizer applies, in order (what the hand-written splitter implements).
     pub fn patterns(self) -> &'static [&'static str] {
         match self {
-            PreTokenizer::Default => &[
-                PUNCT_RUN_PATTERN,
-                GPT2_PATTERN,
-                r"\p{N}+",
-                "[0-9][0-9][0-9]",
-            ],
+            PreTokenizer::Default => &[PUNCT_RUN_PATTERN, GPT2_PATTERN, r"\p{N}+", "[0-9][0-9][0-9]"],
             PreTokenizer::Gpt2 => &[GPT2_PATTERN],
             PreTokenizer::Llama3 => &[LLAMA3_PATTERN],
             PreTokenizer::Qwen2 => &[QWEN2_PATTERN],
@@ -90,15 +81,11 @@ impl PreTokenizer {
             PreTokenizer::Llama3 => stage(&chars, &whole, |c, i, end| llama3_match(c, i, end, 3)),
             PreTokenizer::Qwen2 => stage(&chars, &whole, |c, i, end| llama3_match(c, i, end, 1)),
             PreTokenizer::Smollm => {
-                let digits = stage(&chars, &whole, |c, i, _| {
-                    (c.class(i) & NUMBER != 0).then_some(i + 1)
-                });
+                let digits = stage(&chars, &whole, |c, i, _| (c.class(i) & NUMBER != 0).then_some(i + 1));
                 stage(&chars, &digits, gpt2_match)
             }
             PreTokenizer::Default => {
-                let punct = stage(&chars, &whole, |c, i, end| {
-                    run_of(c, i, end, is_punct_run_char)
-                });
+                let punct = stage(&chars, &whole, |c, i, end| run_of(c, i, end, is_punct_run_char));
                 let words = stage(&chars, &punct, gpt2_match);
                 let numbers = stage(&chars, &words, |c, i, end| {
                     run_of(c, i, end, |c, k| c.class(k) & NUMBER != 0)
@@ -167,8 +154,7 @@ impl Chars {
 
 /// `[\p{P}\$\+<=>\^~\|]`
 fn is_punct_run_char(c: &Chars, i: usize) -> bool {
-    c.class(i) & PUNCTUATION != 0
-        || matches!(c.ch[i], '$' | '+' | '<' | '=' | '>' | '^' | '~' | '|')
+    c.class(i) & PUNCTUATION != 0 || matches!(c.ch[i], '$' | '+' | '<' | '=' | '>' | '^' | '~' | '|')
 }
 
 /// A non-empty run of `pred` chars starting at `i`.
@@ -345,10 +331,7 @@ mod tests {
     fn regex_stages<'a>(patterns: &[&str], text: &'a str) -> Vec<&'a str> {
         let mut pieces = vec![text];
         for p in patterns {
-            pieces = pieces
-                .iter()
-                .flat_map(|piece| regex_split(p, piece))
-                .collect();
+            pieces = pieces.iter().flat_map(|piece| regex_split(p, piece)).collect();
         }
         pieces
     }
@@ -373,9 +356,9 @@ mod tests {
 
     /// Characters from every class the patterns distinguish, and the letters of the contractions.
     const ALPHABET: &[char] = &[
-        'a', 'Z', 'é', '日', 's', 't', 'r', 'e', 'v', 'l', 'd', 'm', 'S', 'T', 'L', 'E', '1', '2',
-        '٣', '½', ' ', ' ', ' ', '\t', '\n', '\r', '\u{3000}', '\u{a0}', '\'', '\'', '!', '.', '$',
-        '+', '<', '|', '😀', '\u{301}', '_', '-', '\u{200d}',
+        'a', 'Z', 'é', '日', 's', 't', 'r', 'e', 'v', 'l', 'd', 'm', 'S', 'T', 'L', 'E', '1', '2', '٣', '½', ' ', ' ',
+        ' ', '\t', '\n', '\r', '\u{3000}', '\u{a0}', '\'', '\'', '!', '.', '$', '+', '<', '|', '😀', '\u{301}', '_',
+        '-', '\u{200d}',
     ];
 
     proptest! {
@@ -399,10 +382,7 @@ mod tests {
             ours(PreTokenizer::Llama3, "I'M 12345\n\n  x"),
             ["I", "'M", " ", "123", "45", "\n\n", " ", " x"]
         );
-        assert_eq!(
-            ours(PreTokenizer::Qwen2, "a 123"),
-            ["a", " ", "1", "2", "3"]
-        );
+        assert_eq!(ours(PreTokenizer::Qwen2, "a 123"), ["a", " ", "1", "2", "3"]);
         assert_eq!(ours(PreTokenizer::Gpt2, "a\tb"), ["a", "\t", "b"]);
     }
 

@@ -157,16 +157,7 @@ mod tests {
         let attrs = vec![attr::CONTROL; 6];
         let table = TokenTable::new(specials.iter().map(|&(_, t)| t.as_bytes()));
         let m = SpecialMatcher::new(&table, &attrs);
-        for text in [
-            "",
-            "x",
-            "<a>b",
-            "<a><a><a>",
-            "\n\n\n",
-            "a>b<a>\n\nab",
-            "<<a>>",
-            "aab>b",
-        ] {
+        for text in ["", "x", "<a>b", "<a><a><a>", "\n\n\n", "a>b<a>\n\nab", "<<a>>", "aab>b"] {
             assert_eq!(
                 m.partition(text, true),
                 partition_reference(&specials, text),
@@ -183,11 +174,7 @@ mod tests {
         let text = "<c><u><unk>";
         assert_eq!(
             m.partition(text, false),
-            [
-                Fragment::Text(0..3),
-                Fragment::Token(1),
-                Fragment::Text(6..11)
-            ]
+            [Fragment::Text(0..3), Fragment::Token(1), Fragment::Text(6..11)]
         );
         assert_eq!(
             m.partition(text, true),

@@ -118,10 +118,7 @@ pub fn encode(vocab: &SpmVocab<'_>, text: &str, out: &mut Vec<u32>) -> Result<()
         try_add(&symbols, &mut queue, i - 1, i);
     }
     while let Some(bigram) = queue.pop() {
-        let (l, r) = (
-            symbols[bigram.left as usize],
-            symbols[bigram.right as usize],
-        );
+        let (l, r) = (symbols[bigram.left as usize], symbols[bigram.right as usize]);
         // Stale: one side was merged away or grew since this pair was queued.
         if l.len == 0 || r.len == 0 || l.len + r.len != bigram.size {
             continue;
@@ -164,7 +161,7 @@ mod tests {
                 let joined = format!("{}{}", pieces[i], pieces[i + 1]);
                 if let Some(id) = vocab.table.get(joined.as_bytes()) {
                     let score = vocab.scores[id as usize];
-                    if best.map_or(true, |(s, _)| score > s) {
+                    if best.is_none_or(|(s, _)| score > s) {
                         best = Some((score, i));
                     }
                 }
@@ -177,10 +174,7 @@ mod tests {
         for p in pieces {
             match vocab.table.get(p.as_bytes()) {
                 Some(id) => out.push(id),
-                None => out.extend(
-                    p.bytes()
-                        .map(|b| vocab.byte_tokens[b as usize].expect("byte token")),
-                ),
+                None => out.extend(p.bytes().map(|b| vocab.byte_tokens[b as usize].expect("byte token"))),
             }
         }
         out
@@ -194,9 +188,7 @@ mod tests {
 
     /// 256 byte tokens, then pieces over a small alphabet with scores that make merge order matter.
     fn fixture() -> Fixture {
-        let mut texts: Vec<Vec<u8>> = (0..=255u8)
-            .map(|b| format!("<0x{b:02X}>").into_bytes())
-            .collect();
+        let mut texts: Vec<Vec<u8>> = (0..=255u8).map(|b| format!("<0x{b:02X}>").into_bytes()).collect();
         let mut scores = vec![0.0f32; 256];
         let words = [
             ("a", -1.0),

@@ -38,10 +38,7 @@ pub struct TextArena {
 impl TextArena {
     /// `bounds` is [n_texts + 1]: where each text starts in `arena`, then `arena.len()`.
     pub fn from_parts(arena: Vec<u8>, bounds: Vec<usize>) -> Self {
-        TextArena {
-            arena,
-            starts: bounds,
-        }
+        TextArena { arena, starts: bounds }
     }
 
     pub fn len(&self) -> usize {
@@ -104,9 +101,7 @@ impl TokenTable {
         let mut slot = hash as usize & mask;
         loop {
             let occupant = self.slots[slot];
-            if occupant == 0
-                || (occupant >> 32 == tag && self.texts.text((occupant as u32) - 1) == text)
-            {
+            if occupant == 0 || (occupant >> 32 == tag && self.texts.text((occupant as u32) - 1) == text) {
                 self.slots[slot] = slot_of(hash, id);
                 return;
             }

@@ -27,15 +27,8 @@ fn class_ranges(pattern: &str) -> Vec<(u32, u32)> {
     let mut out = Vec::new();
     // The patterns are fixed literals known to parse; an error would leave the class empty, which the tests catch.
     if let Ok(hir) = hir {
-        if let regex_syntax::hir::HirKind::Class(regex_syntax::hir::Class::Unicode(class)) =
-            hir.kind()
-        {
-            out.extend(
-                class
-                    .ranges()
-                    .iter()
-                    .map(|r| (r.start() as u32, r.end() as u32)),
-            );
+        if let regex_syntax::hir::HirKind::Class(regex_syntax::hir::Class::Unicode(class)) = hir.kind() {
+            out.extend(class.ranges().iter().map(|r| (r.start() as u32, r.end() as u32)));
         }
     }
     out
@@ -50,10 +43,7 @@ fn build() -> ClassTable {
     ];
     // Boundaries where some class starts or stops; between consecutive boundaries the class bits are constant.
     let mut bounds: Vec<u32> = vec![0x80, 0x11_0000];
-    let per_class: Vec<(Vec<(u32, u32)>, u8)> = classes
-        .iter()
-        .map(|&(p, bit)| (class_ranges(p), bit))
-        .collect();
+    let per_class: Vec<(Vec<(u32, u32)>, u8)> = classes.iter().map(|&(p, bit)| (class_ranges(p), bit)).collect();
     for (ranges, _) in &per_class {
         for &(lo, hi) in ranges {
             bounds.push(lo.max(0x80));
@@ -159,11 +149,7 @@ mod tests {
             let Some(c) = char::from_u32(cp) else {
                 continue;
             };
-            assert_eq!(
-                classes(c) & WHITESPACE != 0,
-                c.is_whitespace(),
-                "U+{cp:04X}"
-            );
+            assert_eq!(classes(c) & WHITESPACE != 0, c.is_whitespace(), "U+{cp:04X}");
         }
     }
 

@@ -69,13 +69,7 @@ const FIM_MID_TEXTS: &[&str] = &[
     "▁<MID>",
 ];
 const FIM_PAD_TEXTS: &[&str] = &["<|fim_pad|>", "<fim-pad>", "<fim_pad>"];
-const FIM_REP_TEXTS: &[&str] = &[
-    "<|fim_repo|>",
-    "<|repo_name|>",
-    "<fim-repo>",
-    "<REPO>",
-    "<reponame>",
-];
+const FIM_REP_TEXTS: &[&str] = &["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"];
 const FIM_SEP_TEXTS: &[&str] = &["<|file_sep|>", "<file_sep>", "<fim-sep>"];
 
 /// Texts of tokens that end generation wherever they are in the vocabulary.
@@ -100,8 +94,7 @@ const EOG_TEXTS: &[&str] = &[
 ];
 
 /// gpt-oss channel markers, always rendered as text.
-const ALWAYS_RENDERED_TEXTS: &[&str] =
-    &["<|channel|>", "<|constrain|>", "<|message|>", "<|start|>"];
+const ALWAYS_RENDERED_TEXTS: &[&str] = &["<|channel|>", "<|constrain|>", "<|message|>", "<|start|>"];
 
 /// Special ids after defaults, range checks and detection by text.
 #[derive(Debug, Clone, Default)]
@@ -111,17 +104,9 @@ pub struct ResolvedSpecials {
     pub eog: Vec<u32>,
 }
 
-fn check(
-    key: &'static str,
-    id: Option<u32>,
-    vocab_size: usize,
-) -> Result<Option<u32>, TokenizerError> {
+fn check(key: &'static str, id: Option<u32>, vocab_size: usize) -> Result<Option<u32>, TokenizerError> {
     match id {
-        Some(id) if id as usize >= vocab_size => Err(TokenizerError::TokenIdOutOfRange {
-            key,
-            id,
-            vocab_size,
-        }),
+        Some(id) if id as usize >= vocab_size => Err(TokenizerError::TokenIdOutOfRange { key, id, vocab_size }),
         other => Ok(other),
     }
 }
@@ -188,16 +173,9 @@ pub fn resolve_specials(
         }
     }
     eog.extend(
-        [
-            ids.eos,
-            ids.eot,
-            ids.eom,
-            ids.fim_pad,
-            ids.fim_rep,
-            ids.fim_sep,
-        ]
-        .into_iter()
-        .flatten(),
+        [ids.eos, ids.eot, ids.eom, ids.fim_pad, ids.fim_rep, ids.fim_sep]
+            .into_iter()
+            .flatten(),
     );
     // gpt-oss: with <|return|> or <|call|> present, <|end|> only separates messages.
     let by_text = |t: &str| table.get(t.as_bytes());

@@ -99,13 +99,7 @@ pub trait Backend: Send + Sync {
     fn read(&self, src: &Self::Buf, dst: &mut [f32]) -> Result<()>;
 
     /// `out[t, :] = table[ids[t], :] * scale`.  out: [n_tokens, d_model]
-    fn embed(
-        &self,
-        table: &Self::Weight,
-        ids: &[u32],
-        scale: f32,
-        out: &mut Self::Buf,
-    ) -> Result<()>;
+    fn embed(&self, table: &Self::Weight, ids: &[u32], scale: f32, out: &mut Self::Buf) -> Result<()>;
     /// Row-wise RMSNorm times `weight`: x and out are [n_rows, row_len] with row_len = weight length.
     fn rms_norm(
         &self,
@@ -116,21 +110,9 @@ pub trait Backend: Send + Sync {
         out: &mut Self::Buf,
     ) -> Result<()>;
     /// In-place row-wise RMSNorm (per-head norms: n_rows = n_tokens * n_heads).
-    fn rms_norm_in_place(
-        &self,
-        x: &mut Self::Buf,
-        weight: &Self::Weight,
-        eps: f32,
-        n_rows: usize,
-    ) -> Result<()>;
+    fn rms_norm_in_place(&self, x: &mut Self::Buf, weight: &Self::Weight, eps: f32, n_rows: usize) -> Result<()>;
     /// `out[t, r] = sum_k w[r, k] * x[t, k]`.  x: [n_tokens, row_len], out: [n_tokens, rows]
-    fn matmul(
-        &self,
-        w: &Self::Weight,
-        x: &Self::Buf,
-        n_tokens: usize,
-        out: &mut Self::Buf,
-    ) -> Result<()>;
+    fn matmul(&self, w: &Self::Weight, x: &Self::Buf, n_tokens: usize, out: &mut Self::Buf) -> Result<()>;
     /// `x[t, :] += bias`.  x: [n_tokens, len]
     fn add_bias(&self, x: &mut Self::Buf, bias: &Self::Weight, n_tokens: usize) -> Result<()>;
     /// Rotates each head of x: [n_tokens, n_heads, head_dim] by its token's position.
@@ -146,14 +128,7 @@ pub trait Backend: Send + Sync {
         freq_factors: Option<&Self::Weight>,
     ) -> Result<()>;
     /// Writes the batch's keys and values ([n_tokens, kv_dim] each) at their sequences and positions.
-    fn kv_store(
-        &self,
-        kv: &mut Self::Kv,
-        layer: usize,
-        k: &Self::Buf,
-        v: &Self::Buf,
-        batch: &Batch,
-    ) -> Result<()>;
+    fn kv_store(&self, kv: &mut Self::Kv, layer: usize, k: &Self::Buf, v: &Self::Buf, batch: &Batch) -> Result<()>;
     /// Causal (optionally windowed) attention of q: [n_tokens, q_dim] over each token's sequence in the cache up
     /// to its position. out: [n_tokens, q_dim]
     fn attention(
@@ -165,30 +140,11 @@ pub trait Backend: Send + Sync {
         out: &mut Self::Buf,
     ) -> Result<()>;
     /// `gate = act(gate) * up`, both [n_tokens, d_ff] (len elements used).
-    fn gated_activation(
-        &self,
-        gate: &mut Self::Buf,
-        up: &Self::Buf,
-        len: usize,
-        act: Activation,
-    ) -> Result<()>;
+    fn gated_activation(&self, gate: &mut Self::Buf, up: &Self::Buf, len: usize, act: Activation) -> Result<()>;
     /// `x += y` over the first len elements.
     fn add(&self, x: &mut Self::Buf, y: &Self::Buf, len: usize) -> Result<()>;
     /// Gathers rows: `out[i, :] = x[rows[i], :]`, row length `row_len`.
-    fn gather_rows(
-        &self,
-        x: &Self::Buf,
-        rows: &[usize],
-        row_len: usize,
-        out: &mut Self::Buf,
-    ) -> Result<()>;
+    fn gather_rows(&self, x: &Self::Buf, rows: &[usize], row_len: usize, out: &mut Self::Buf) -> Result<()>;
     /// Copies positions `[from, from + n)` of sequence `src_seq` over the same positions of `dst_seq`.
-    fn kv_copy_seq(
-        &self,
-        kv: &mut Self::Kv,
-        src_seq: usize,
-        dst_seq: usize,
-        from: usize,
-        n: usize,
-    ) -> Result<()>;
+    fn kv_copy_seq(&self, kv: &mut Self::Kv, src_seq: usize, dst_seq: usize, from: usize, n: usize) -> Result<()>;
 }

@@ -27,9 +27,7 @@ fn common(g: &Gguf, arch: &str) -> Result<ArchConfig> {
         .map_or(n_heads, |v| v as usize);
     let d_ff = g.get_u32(&key("feed_forward_length"))? as usize;
     let max_context = g.opt_u32(&key("context_length"))?.unwrap_or(4096);
-    let norm_eps = g
-        .opt_f32(&key("attention.layer_norm_rms_epsilon"))?
-        .unwrap_or(1e-5);
+    let norm_eps = g.opt_f32(&key("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-5);
     let theta = g.opt_f32(&key("rope.freq_base"))?.unwrap_or(10_000.0);
     let linear = match g.opt_str(&key("rope.scaling.type"))? {
         Some("linear") => g.opt_f32(&key("rope.scaling.factor"))?.unwrap_or(1.0),
@@ -50,7 +48,7 @@ fn common(g: &Gguf, arch: &str) -> Result<ArchConfig> {
     check("attention.head_count", n_heads, 1024)?;
     check("attention.head_count_kv", n_kv_heads, n_heads)?;
     check("feed_forward_length", d_ff, 1 << 18)?;
-    if n_heads % n_kv_heads != 0 {
+    if !n_heads.is_multiple_of(n_kv_heads) {
         return Err(EngineError::BadMetadata {
             key: key("attention.head_count_kv"),
             value: n_kv_heads.to_string(),
@@ -60,7 +58,7 @@ fn common(g: &Gguf, arch: &str) -> Result<ArchConfig> {
     let head_dim = match g.opt_u32(&key("attention.key_length"))? {
         Some(v) => v as usize,
         None => {
-            if d_model % n_heads != 0 {
+            if !d_model.is_multiple_of(n_heads) {
                 return Err(EngineError::BadMetadata {
                     key: key("attention.head_count"),
                     value: n_heads.to_string(),
@@ -141,9 +139,7 @@ fn qwen2(g: &Gguf, arch: &str) -> Result<ArchConfig> {
 /// layers (RoPE base 10 000) to every global one (RoPE base from metadata).
 fn gemma3(g: &Gguf, arch: &str) -> Result<ArchConfig> {
     let c = common(g, arch)?;
-    let window = g
-        .opt_u32(&format!("{arch}.attention.sliding_window"))?
-        .unwrap_or(4096);
+    let window = g.opt_u32(&format!("{arch}.attention.sliding_window"))?.unwrap_or(4096);
     let layer_kinds = (0..c.n_layers)
         .map(|i| {
             if (i + 1) % 6 == 0 {

@@ -110,15 +110,7 @@ pub fn forward<B: Backend>(
         }
         let rope = cfg.rope_for(il);
         let ff_w = w.rope_freqs.as_ref();
-        be.rope(
-            &mut st.q,
-            batch,
-            cfg.n_heads,
-            cfg.head_dim,
-            cfg.rope_style,
-            rope,
-            ff_w,
-        )?;
+        be.rope(&mut st.q, batch, cfg.n_heads, cfg.head_dim, cfg.rope_style, rope, ff_w)?;
         be.rope(
             &mut st.k,
             batch,

@@ -123,9 +123,7 @@ impl<B: Backend> Model<B> {
     /// Resolves `opts` into a KV shape and batch limits, checking them against the model and the memory budget.
     pub fn plan(&self, opts: &RunOptions) -> Result<(KvShape, Limits)> {
         let c = &self.config;
-        let precision = opts
-            .kv_precision
-            .unwrap_or_else(|| auto_kv_precision(&self.file));
+        let precision = opts.kv_precision.unwrap_or_else(|| auto_kv_precision(&self.file));
         let budget = opts.memory_budget.unwrap_or(physical_memory() / 4 * 3);
         if opts.n_seqs == 0 || opts.n_seqs > 1024 {
             return Err(EngineError::BadSetting {
@@ -137,10 +135,7 @@ impl<B: Backend> Model<B> {
         if opts.max_batch == 0 || opts.max_logit_rows == 0 || opts.max_logit_rows > opts.max_batch {
             return Err(EngineError::BadSetting {
                 name: "batch",
-                value: format!(
-                    "{} tokens, {} logit rows",
-                    opts.max_batch, opts.max_logit_rows
-                ),
+                value: format!("{} tokens, {} logit rows", opts.max_batch, opts.max_logit_rows),
                 reason: "need 1 <= logit rows <= batch".into(),
             });
         }
@@ -152,8 +147,7 @@ impl<B: Backend> Model<B> {
             head_dim: c.head_dim,
             precision,
         };
-        let scratch = (opts.max_batch
-            * (2 * c.d_model + 2 * c.q_dim() + 2 * c.kv_dim() + 2 * c.d_ff)
+        let scratch = (opts.max_batch * (2 * c.d_model + 2 * c.q_dim() + 2 * c.kv_dim() + 2 * c.d_ff)
             + opts.max_logit_rows * (c.d_model + c.vocab)) as u64
             * 4;
         let fixed = self.weight_bytes() + scratch;
@@ -177,19 +171,14 @@ impl<B: Backend> Model<B> {
                 // The default: as much of the capped context as the budget allows, at least 256.
                 let per_token = shape_for(1).bytes();
                 let room = budget.saturating_sub(fixed) / per_token.max(1);
-                (c.max_context.min(DEFAULT_CTX_CAP) as u64)
-                    .min(room)
-                    .max(256) as u32
+                (c.max_context.min(DEFAULT_CTX_CAP) as u64).min(room).max(256) as u32
             }
         };
         let shape = shape_for(n_ctx);
         let need = fixed + shape.bytes();
         if need > budget {
             return Err(EngineError::OverBudget {
-                what: format!(
-                    "weights + {n_ctx}-token KV cache ({} sequences)",
-                    opts.n_seqs
-                ),
+                what: format!("weights + {n_ctx}-token KV cache ({} sequences)", opts.n_seqs),
                 need,
                 budget,
             });

@@ -52,13 +52,10 @@ struct Loader<'a, B: Backend> {
 
 impl<B: Backend> Loader<'_, B> {
     fn get(&mut self, name: &str, dims: &[usize], matrix: bool) -> Result<B::Weight> {
-        let info = self
-            .file
-            .tensor(name)
-            .ok_or_else(|| EngineError::MissingTensor {
-                name: name.into(),
-                arch: self.cfg.arch.clone(),
-            })?;
+        let info = self.file.tensor(name).ok_or_else(|| EngineError::MissingTensor {
+            name: name.into(),
+            arch: self.cfg.arch.clone(),
+        })?;
         let expected: Vec<u64> = dims.iter().map(|&d| d as u64).collect();
         if info.dims != expected {
             return Err(EngineError::Shape {
@@ -103,21 +100,11 @@ pub fn load_weights<B: Backend>(
         backend,
         on_tensor,
     };
-    let (d, q, kv, ff, hd) = (
-        cfg.d_model,
-        cfg.q_dim(),
-        cfg.kv_dim(),
-        cfg.d_ff,
-        cfg.head_dim,
-    );
+    let (d, q, kv, ff, hd) = (cfg.d_model, cfg.q_dim(), cfg.kv_dim(), cfg.d_ff, cfg.head_dim);
     let token_embd = l.get(names::TOKEN_EMBD, &[d, cfg.vocab], false)?;
     let output_norm = l.get(names::OUTPUT_NORM, &[d], false)?;
     let output = l.opt(names::OUTPUT, &[d, cfg.vocab], !cfg.tied_embeddings)?;
-    let rope_freqs = l.opt(
-        names::ROPE_FREQS,
-        &[hd / 2],
-        file.tensor(names::ROPE_FREQS).is_some(),
-    )?;
+    let rope_freqs = l.opt(names::ROPE_FREQS, &[hd / 2], file.tensor(names::ROPE_FREQS).is_some())?;
     let mut layers = Vec::with_capacity(cfg.n_layers);
     for i in 0..cfg.n_layers {
         layers.push(LayerWeights {

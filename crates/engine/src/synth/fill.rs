@@ -143,14 +143,8 @@ impl NormalTable {
                 (normal_quantile(p) * WEIGHT_STD) as f32
             })
             .collect();
-        let f16_bits = f32_values
-            .iter()
-            .map(|&v| f16::from_f32(v).to_bits())
-            .collect();
-        Self {
-            f16_bits,
-            f32_values,
-        }
+        let f16_bits = f32_values.iter().map(|&v| f16::from_f32(v).to_bits()).collect();
+        Self { f16_bits, f32_values }
     }
 
     /// All values of the table, as f32.
@@ -198,13 +192,7 @@ pub fn block_scale_offsets(ty: GgmlType) -> &'static [usize] {
 }
 
 /// Fills `out` (a whole number of `ty` elements or blocks) with `fill`, drawing from `rng`.
-pub fn fill_chunk(
-    fill: Fill,
-    ty: GgmlType,
-    table: &NormalTable,
-    rng: &mut Xoshiro256,
-    out: &mut [u8],
-) {
+pub fn fill_chunk(fill: Fill, ty: GgmlType, table: &NormalTable, rng: &mut Xoshiro256, out: &mut [u8]) {
     match (fill, ty) {
         (Fill::Ones, GgmlType::F32) => {
             for value in out.chunks_exact_mut(4) {
@@ -268,10 +256,7 @@ mod tests {
             (0.999_968_328_758_166_9, 4.0),
         ] {
             let got = normal_quantile(p);
-            assert!(
-                (got - expected).abs() < 1e-7,
-                "Φ⁻¹({p}) = {got}, expected {expected}"
-            );
+            assert!((got - expected).abs() < 1e-7, "Φ⁻¹({p}) = {got}, expected {expected}");
         }
     }
 
@@ -280,12 +265,7 @@ mod tests {
         let table = NormalTable::new();
         let n = table.values().len() as f64;
         let mean = table.values().iter().map(|&v| v as f64).sum::<f64>() / n;
-        let var = table
-            .values()
-            .iter()
-            .map(|&v| (v as f64 - mean).powi(2))
-            .sum::<f64>()
-            / n;
+        let var = table.values().iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
         assert!(mean.abs() < 1e-6, "mean {mean}");
         // The table stops at the (½/65536) quantile, which trims a little of the variance.
         let std = var.sqrt();
@@ -316,10 +296,7 @@ mod tests {
             counts[byte as usize] += 1;
         }
         // 4096 expected per value; a fair generator stays well within ±10 %.
-        assert!(
-            counts.iter().all(|&n| (3686..=4506).contains(&n)),
-            "{counts:?}"
-        );
+        assert!(counts.iter().all(|&n| (3686..=4506).contains(&n)), "{counts:?}");
     }
 
     #[test]

@@ -31,11 +31,7 @@ enum WeightRole {
 ///
 /// Where a row is not a whole number of 256-element super-blocks (smollm2's and qwen2.5's d_model of 576 and
 /// 896, `tiny`'s 64), the K-quant falls back as llama.cpp's `llama-quantize` does: Q4_K → Q5_0, Q6_K → Q8_0.
-pub fn weight_type(
-    quant: SynthQuant,
-    role_is_down_or_output: bool,
-    row_len: usize,
-) -> Option<GgmlType> {
+pub fn weight_type(quant: SynthQuant, role_is_down_or_output: bool, row_len: usize) -> Option<GgmlType> {
     let wanted = match quant {
         SynthQuant::F16 => GgmlType::F16,
         SynthQuant::Q8_0 => GgmlType::Q8_0,
@@ -43,7 +39,7 @@ pub fn weight_type(
         SynthQuant::Q4_K if role_is_down_or_output => GgmlType::Q6_K,
         SynthQuant::Q4_K => GgmlType::Q4_K,
     };
-    let ty = if row_len % wanted.block_elems() == 0 {
+    let ty = if row_len.is_multiple_of(wanted.block_elems()) {
         wanted
     } else {
         match wanted {
@@ -52,7 +48,7 @@ pub fn weight_type(
             other => other,
         }
     };
-    (row_len % ty.block_elems() == 0).then_some(ty)
+    row_len.is_multiple_of(ty.block_elems()).then_some(ty)
 }
 
 /// Checks that the preset's dimensions make a valid model.
@@ -64,10 +60,7 @@ pub fn validate(preset: &Preset) -> Result<(), SynthError> {
         })
     };
     if preset.arch != "llama" && preset.arch != "qwen2" {
-        return bad(format!(
-            "architecture '{}' (expected llama or qwen2)",
-            preset.arch
-        ));
+        return bad(format!("architecture '{}' (expected llama or qwen2)", preset.arch));
     }
     for (what, value) in [
         ("d_model", preset.d_model),
@@ -83,13 +76,13 @@ pub fn validate(preset: &Preset) -> Result<(), SynthError> {
             return bad(format!("{what} = {value} does not fit in u32"));
         }
     }
-    if preset.d_model % preset.n_heads != 0 {
+    if !preset.d_model.is_multiple_of(preset.n_heads) {
         return bad(format!(
             "d_model {} is not a multiple of n_heads {}",
             preset.d_model, preset.n_heads
         ));
     }
-    if preset.n_heads % preset.n_kv_heads != 0 {
+    if !preset.n_heads.is_multiple_of(preset.n_kv_heads) {
         return bad(format!(
             "n_heads {} is not a multiple of n_kv_heads {}",
             preset.n_heads, preset.n_kv_heads
@@ -109,11 +102,7 @@ pub fn validate(preset: &Preset) -> Result<(), SynthError> {
         return bad(format!(
             "neox = {} but llama.cpp uses {} RoPE for arch '{}'",
             preset.neox,
-            if preset.arch == "qwen2" {
-                "NEOX"
-            } else {
-                "normal"
-            },
+            if preset.arch == "qwen2" { "NEOX" } else { "normal" },
             preset.arch
         ));
     }
@@ -133,13 +122,11 @@ pub fn plan_tensors(preset: &Preset, quant: SynthQuant) -> Result<Vec<PlannedTen
     // GGUF dims: [row_len, n_rows].
     let weight = |name: String, role: WeightRole, row_len: usize, n_rows: usize| {
         let down_or_output = matches!(role, WeightRole::FfnDown | WeightRole::Output);
-        let ty = weight_type(quant, down_or_output, row_len).ok_or_else(|| {
-            SynthError::RowNotBlockAligned {
-                preset: preset.name.to_owned(),
-                tensor: name.clone(),
-                row_len,
-                quant,
-            }
+        let ty = weight_type(quant, down_or_output, row_len).ok_or_else(|| SynthError::RowNotBlockAligned {
+            preset: preset.name.to_owned(),
+            tensor: name.clone(),
+            row_len,
+            quant,
         })?;
         let fill = if ty.is_quantized() {
             Fill::RandomBlocks
@@ -174,54 +161,19 @@ pub fn plan_tensors(preset: &Preset, quant: SynthQuant) -> Result<Vec<PlannedTen
     for layer in 0..preset.n_layers {
         let name = |suffix: &str| format!("blk.{layer}.{suffix}");
         tensors.push(vector(name("attn_norm.weight"), d_model, Fill::Ones));
-        tensors.push(weight(
-            name("attn_q.weight"),
-            WeightRole::Other,
-            d_model,
-            q_dim,
-        )?);
-        tensors.push(weight(
-            name("attn_k.weight"),
-            WeightRole::Other,
-            d_model,
-            kv_dim,
-        )?);
-        tensors.push(weight(
-            name("attn_v.weight"),
-            WeightRole::Other,
-            d_model,
-            kv_dim,
-        )?);
+        tensors.push(weight(name("attn_q.weight"), WeightRole::Other, d_model, q_dim)?);
+        tensors.push(weight(name("attn_k.weight"), WeightRole::Other, d_model, kv_dim)?);
+        tensors.push(weight(name("attn_v.weight"), WeightRole::Other, d_model, kv_dim)?);
         if preset.qkv_bias {
             tensors.push(vector(name("attn_q.bias"), q_dim, Fill::Normal));
             tensors.push(vector(name("attn_k.bias"), kv_dim, Fill::Normal));
             tensors.push(vector(name("attn_v.bias"), kv_dim, Fill::Normal));
         }
-        tensors.push(weight(
-            name("attn_output.weight"),
-            WeightRole::Other,
-            q_dim,
-            d_model,
-        )?);
+        tensors.push(weight(name("attn_output.weight"), WeightRole::Other, q_dim, d_model)?);
         tensors.push(vector(name("ffn_norm.weight"), d_model, Fill::Ones));
-        tensors.push(weight(
-            name("ffn_gate.weight"),
-            WeightRole::Other,
-            d_model,
-            d_ff,
-        )?);
-        tensors.push(weight(
-            name("ffn_up.weight"),
-            WeightRole::Other,
-            d_model,
-            d_ff,
-        )?);
-        tensors.push(weight(
-            name("ffn_down.weight"),
-            WeightRole::FfnDown,
-            d_ff,
-            d_model,
-        )?);
+        tensors.push(weight(name("ffn_gate.weight"), WeightRole::Other, d_model, d_ff)?);
+        tensors.push(weight(name("ffn_up.weight"), WeightRole::Other, d_model, d_ff)?);
+        tensors.push(weight(name("ffn_down.weight"), WeightRole::FfnDown, d_ff, d_model)?);
     }
     Ok(tensors)
 }
@@ -259,10 +211,7 @@ pub fn metadata(preset: &Preset, quant: SynthQuant) -> Vec<(String, Value)> {
         (key("attention.head_count_kv"), as_u32(preset.n_kv_heads)),
         (key("rope.freq_base"), Value::F32(preset.rope_theta)),
         (key("rope.dimension_count"), as_u32(preset.head_dim())),
-        (
-            key("attention.layer_norm_rms_epsilon"),
-            Value::F32(norm_eps),
-        ),
+        (key("attention.layer_norm_rms_epsilon"), Value::F32(norm_eps)),
         (key("vocab_size"), as_u32(preset.vocab)),
     ];
     kv.extend(spm_vocabulary(preset.vocab));
@@ -280,11 +229,7 @@ pub fn spm_vocabulary(vocab: usize) -> Vec<(String, Value)> {
     const TYPE_BYTE: i32 = 6;
     let mut tokens = Vec::with_capacity(vocab);
     let mut types = Vec::with_capacity(vocab);
-    for (text, ty) in [
-        ("<unk>", TYPE_UNKNOWN),
-        ("<s>", TYPE_CONTROL),
-        ("</s>", TYPE_CONTROL),
-    ] {
+    for (text, ty) in [("<unk>", TYPE_UNKNOWN), ("<s>", TYPE_CONTROL), ("</s>", TYPE_CONTROL)] {
         tokens.push(Value::from(text));
         types.push(Value::I32(ty));
     }

@@ -22,10 +22,7 @@ fn presets_have_the_parameter_counts_of_the_real_models() {
     ];
     for (name, n_params) in expected {
         let tensors = plan_tensors(preset(name).unwrap(), SynthQuant::F16).unwrap();
-        let total: u64 = tensors
-            .iter()
-            .map(|t| t.spec.dims.iter().product::<u64>())
-            .sum();
+        let total: u64 = tensors.iter().map(|t| t.spec.dims.iter().product::<u64>()).sum();
         assert_eq!(total, n_params, "{name}");
     }
 }
@@ -79,25 +76,20 @@ fn every_preset_and_quant_has_the_right_tensors() {
                 layer.push(("attn_k.bias", vec![kv]));
                 layer.push(("attn_v.bias", vec![kv]));
             }
-            expected.extend(
-                layer
-                    .into_iter()
-                    .map(|(n, dims)| (format!("blk.{i}.{n}"), dims)),
-            );
+            expected.extend(layer.into_iter().map(|(n, dims)| (format!("blk.{i}.{n}"), dims)));
         }
         for quant in SynthQuant::ALL {
             let tensors = plan_tensors(p, quant).unwrap();
             assert_eq!(tensors.len(), expected.len(), "{} {quant}", p.name);
-            let by_name: HashMap<&str, &PlannedTensor> =
-                tensors.iter().map(|t| (t.spec.name.as_str(), t)).collect();
+            let by_name: HashMap<&str, &PlannedTensor> = tensors.iter().map(|t| (t.spec.name.as_str(), t)).collect();
             for (name, dims) in &expected {
                 let t = by_name
                     .get(name.as_str())
                     .unwrap_or_else(|| panic!("{} {quant}: no {name}", p.name));
                 assert_eq!(&t.spec.dims, dims, "{} {quant} {name}", p.name);
-                let short = name.rsplit_once("blk.").map_or(name.as_str(), |(_, rest)| {
-                    rest.split_once('.').map_or(rest, |(_, s)| s)
-                });
+                let short = name
+                    .rsplit_once("blk.")
+                    .map_or(name.as_str(), |(_, rest)| rest.split_once('.').map_or(rest, |(_, s)| s));
                 if dims.len() == 1 {
                     assert_eq!(t.spec.ty, GgmlType::F32, "{} {quant} {name}", p.name);
                 } else {
@@ -171,9 +163,7 @@ fn bad_presets_are_refused() {
 }
 
 fn read_u32(g: &Gguf, key: &str) -> u64 {
-    g.get(key)
-        .and_then(Value::as_u64)
-        .unwrap_or_else(|| panic!("{key}"))
+    g.get(key).and_then(Value::as_u64).unwrap_or_else(|| panic!("{key}"))
 }
 
 /// Checks a written file against its preset: metadata, vocabulary and tensor contents.
@@ -186,22 +176,10 @@ fn check_file(path: &Path, p: &Preset, quant: SynthQuant) {
         format!("quarrel-synth {} {quant}", p.name)
     );
     assert_eq!(read_u32(&g, &format!("{arch}.context_length")), 8192);
-    assert_eq!(
-        read_u32(&g, &format!("{arch}.embedding_length")),
-        p.d_model as u64
-    );
-    assert_eq!(
-        read_u32(&g, &format!("{arch}.block_count")),
-        p.n_layers as u64
-    );
-    assert_eq!(
-        read_u32(&g, &format!("{arch}.feed_forward_length")),
-        p.d_ff as u64
-    );
-    assert_eq!(
-        read_u32(&g, &format!("{arch}.attention.head_count")),
-        p.n_heads as u64
-    );
+    assert_eq!(read_u32(&g, &format!("{arch}.embedding_length")), p.d_model as u64);
+    assert_eq!(read_u32(&g, &format!("{arch}.block_count")), p.n_layers as u64);
+    assert_eq!(read_u32(&g, &format!("{arch}.feed_forward_length")), p.d_ff as u64);
+    assert_eq!(read_u32(&g, &format!("{arch}.attention.head_count")), p.n_heads as u64);
     assert_eq!(
         read_u32(&g, &format!("{arch}.attention.head_count_kv")),
         p.n_kv_heads as u64
@@ -210,23 +188,15 @@ fn check_file(path: &Path, p: &Preset, quant: SynthQuant) {
         read_u32(&g, &format!("{arch}.rope.dimension_count")),
         (p.d_model / p.n_heads) as u64
     );
-    assert_eq!(
-        g.get_f32(&format!("{arch}.rope.freq_base")).unwrap(),
-        p.rope_theta
-    );
-    let eps = g
-        .get_f32(&format!("{arch}.attention.layer_norm_rms_epsilon"))
-        .unwrap();
+    assert_eq!(g.get_f32(&format!("{arch}.rope.freq_base")).unwrap(), p.rope_theta);
+    let eps = g.get_f32(&format!("{arch}.attention.layer_norm_rms_epsilon")).unwrap();
     assert_eq!(eps, if arch == "qwen2" { 1e-6 } else { 1e-5 });
 
     let tokens = g.get_str_array("tokenizer.ggml.tokens").unwrap();
     let scores = g.get_f32_array("tokenizer.ggml.scores").unwrap();
     let types = g.get_i32_array("tokenizer.ggml.token_type").unwrap();
     assert_eq!(g.get_str("tokenizer.ggml.model").unwrap(), "llama");
-    assert_eq!(
-        (tokens.len(), scores.len(), types.len()),
-        (p.vocab, p.vocab, p.vocab)
-    );
+    assert_eq!((tokens.len(), scores.len(), types.len()), (p.vocab, p.vocab, p.vocab));
     assert_eq!(&tokens[..3], &["<unk>", "<s>", "</s>"]);
     assert_eq!(&types[..3], &[2, 3, 3]);
     assert_eq!(
@@ -246,12 +216,7 @@ fn check_file(path: &Path, p: &Preset, quant: SynthQuant) {
     let planned = plan_tensors(p, quant).unwrap();
     for t in &planned {
         let info = g.tensor(&t.spec.name).unwrap();
-        assert_eq!(
-            (&info.dims, info.ty),
-            (&t.spec.dims, t.spec.ty),
-            "{}",
-            t.spec.name
-        );
+        assert_eq!((&info.dims, info.ty), (&t.spec.dims, t.spec.ty), "{}", t.spec.name);
         let data = g.tensor_data(&t.spec.name).unwrap();
         check_contents(&t.spec.name, info.ty, &info.dims, data);
     }
@@ -276,15 +241,9 @@ fn check_contents(name: &str, ty: GgmlType, dims: &[u64], data: &[u8]) {
             if quant::dequantize_row_reference(ty, data, &mut values).is_none() {
                 // The quant crate cannot decode this format yet: check the one thing PRESETS.md fixes, the
                 // leading f16 `d` of each block (Q5_0 / Q8_0 put it first).
-                assert!(
-                    matches!(ty, GgmlType::Q5_0 | GgmlType::Q8_0),
-                    "{name}: {ty}"
-                );
+                assert!(matches!(ty, GgmlType::Q5_0 | GgmlType::Q8_0), "{name}: {ty}");
                 let d = half::f16::from_f32(BLOCK_SCALE).to_le_bytes();
-                assert!(
-                    data.chunks_exact(ty.block_bytes()).all(|b| b[..2] == d),
-                    "{name}"
-                );
+                assert!(data.chunks_exact(ty.block_bytes()).all(|b| b[..2] == d), "{name}");
                 return;
             }
         }
@@ -298,18 +257,10 @@ fn check_contents(name: &str, ty: GgmlType, dims: &[u64], data: &[u8]) {
     match ty {
         GgmlType::F16 | GgmlType::F32 => {
             let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
-            let std = (values
-                .iter()
-                .map(|&v| (v as f64 - mean).powi(2))
-                .sum::<f64>()
-                / n as f64)
-                .sqrt();
+            let std = (values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
             let tolerance = 0.02 * 6.0 / (n as f64).sqrt();
             assert!(mean.abs() < tolerance, "{name}: mean {mean}");
-            assert!(
-                (std - 0.02).abs() < 0.02 * 0.1 + tolerance,
-                "{name}: std {std}"
-            );
+            assert!((std - 0.02).abs() < 0.02 * 0.1 + tolerance, "{name}: std {std}");
         }
         GgmlType::Q8_0 => {
             // value = d * q with q the block's i8 bytes: dividing by d must give back those bytes exactly.
@@ -322,10 +273,7 @@ fn check_contents(name: &str, ty: GgmlType, dims: &[u64], data: &[u8]) {
         }
         GgmlType::Q5_0 => {
             // value = d * (q - 16), q in 0..32
-            assert!(
-                values.iter().all(|&v| v.abs() <= (16.0 * d * 1.001) as f32),
-                "{name}"
-            );
+            assert!(values.iter().all(|&v| v.abs() <= (16.0 * d * 1.001) as f32), "{name}");
         }
         GgmlType::Q4_K => {
             // value = d * sc * q - dmin * m with 6-bit sc, m and 4-bit q
@@ -390,12 +338,8 @@ fn same_seed_same_bytes_whatever_the_thread_count() {
     };
     let write_with = |threads: usize, seed: u64, file: &str| {
         let path = dir.join(file);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| write_synth(&p, SynthQuant::F16, seed, &path))
-            .unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| write_synth(&p, SynthQuant::F16, seed, &path)).unwrap();
         std::fs::read(&path).unwrap()
     };
     let one = write_with(1, 5, "a.gguf");
@@ -413,9 +357,5 @@ fn unwritable_path_is_an_io_error_naming_it() {
     let path = Path::new("/nonexistent-dir-for-quarrel-synth/x.gguf");
     let err = write_synth(preset("tiny").unwrap(), SynthQuant::F16, 0, path).unwrap_err();
     assert!(matches!(err, SynthError::Io { .. }), "{err}");
-    assert!(
-        err.to_string()
-            .contains("nonexistent-dir-for-quarrel-synth"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("nonexistent-dir-for-quarrel-synth"), "{err}");
 }

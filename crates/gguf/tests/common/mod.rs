@@ -75,7 +75,7 @@ impl Raw {
     }
     /// Zero bytes up to the next multiple of `alignment`.
     pub fn pad(&mut self, alignment: usize) -> &mut Self {
-        while self.0.len() % alignment != 0 {
+        while !self.0.len().is_multiple_of(alignment) {
             self.0.push(0);
         }
         self
@@ -127,15 +127,8 @@ pub fn model(name: &str, which: &str) -> PathBuf {
             .current_dir(repo_root())
             .status()
             .expect("running scripts/fetch-models.sh");
-        assert!(
-            status.success(),
-            "scripts/fetch-models.sh {which} failed: {status}"
-        );
+        assert!(status.success(), "scripts/fetch-models.sh {which} failed: {status}");
     }
-    assert!(
-        path.exists(),
-        "{} still missing after fetching",
-        path.display()
-    );
+    assert!(path.exists(), "{} still missing after fetching", path.display());
     path
 }

@@ -42,10 +42,7 @@ pub fn quantize_affine<const N_SUB: usize>(x: &[f32], q_max: u8, scale_max: u8) 
     for j in 0..N_SUB {
         let part = &x[j * sub..(j + 1) * sub];
         lows[j] = part.iter().fold(0f32, |a, &v| a.min(v));
-        highs[j] = part
-            .iter()
-            .fold(f32::NEG_INFINITY, |a, &v| a.max(v))
-            .max(lows[j]);
+        highs[j] = part.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v)).max(lows[j]);
     }
     let dmin = f16_at_least(lows.iter().fold(0f32, |a, &v| a.max(-v)) / scale_max as f32);
     let dmin_f = dmin.to_f32();
@@ -72,9 +69,7 @@ pub fn quantize_affine<const N_SUB: usize>(x: &[f32], q_max: u8, scale_max: u8) 
         let step = d_f * scales[j] as f32;
         if step > 0.0 {
             for i in j * sub..(j + 1) * sub {
-                q[i] = ((x[i] + offsets[j]) / step)
-                    .round()
-                    .clamp(0.0, q_max as f32) as u8;
+                q[i] = ((x[i] + offsets[j]) / step).round().clamp(0.0, q_max as f32) as u8;
             }
         }
     }
@@ -104,9 +99,7 @@ pub struct Symmetric {
 pub fn quantize_symmetric(x: &[f32], q_neg: i8, scale_max: i8) -> Symmetric {
     let mut want = [0f32; QK_K / 16];
     for (k, part) in x.chunks_exact(16).enumerate() {
-        let extreme = part
-            .iter()
-            .fold(0f32, |a, &v| if v.abs() > a.abs() { v } else { a });
+        let extreme = part.iter().fold(0f32, |a, &v| if v.abs() > a.abs() { v } else { a });
         want[k] = extreme / -(q_neg as f32);
     }
     let d = f16_at_least(want.iter().fold(0f32, |a, &v| a.max(v.abs())) / scale_max as f32);
@@ -121,10 +114,7 @@ pub fn quantize_symmetric(x: &[f32], q_neg: i8, scale_max: i8) -> Symmetric {
         let step = d_f * scales[k] as f32;
         if step != 0.0 {
             for (i, &v) in part.iter().enumerate() {
-                q[16 * k + i] = (v / step)
-                    .round()
-                    .clamp(-(q_neg as f32), (q_neg - 1) as f32)
-                    as i8;
+                q[16 * k + i] = (v / step).round().clamp(-(q_neg as f32), (q_neg - 1) as f32) as i8;
             }
         }
     }

@@ -8,9 +8,7 @@ use std::arch::x86_64::*;
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub fn f16_le(bits: [u8; 2]) -> f32 {
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
-        u16::from_le_bytes(bits) as i32
-    )))
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(u16::from_le_bytes(bits) as i32)))
 }
 
 /// How far ahead of the block being read the kernels prefetch weights. Hardware prefetchers alone leave a
@@ -23,9 +21,7 @@ pub const PREFETCH_BYTES: usize = 1024;
 #[inline]
 #[target_feature(enable = "avx2")]
 pub fn prefetch_ahead<B>(block: &B) {
-    let ahead = (block as *const B)
-        .cast::<i8>()
-        .wrapping_add(PREFETCH_BYTES);
+    let ahead = (block as *const B).cast::<i8>().wrapping_add(PREFETCH_BYTES);
     let mut offset = 0;
     while offset < size_of::<B>() {
         _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(offset));
@@ -146,10 +142,7 @@ fn min_dots_q4k(scales_mins: __m256i, bsums: &[[u8; 2]; 16]) -> __m128i {
         )
     };
     let mins = _mm_shuffle_epi8(_mm256_castsi256_si128(scales_mins), control);
-    let pairs = _mm_hadd_epi16(
-        _mm256_castsi256_si128(bsums),
-        _mm256_extracti128_si256::<1>(bsums),
-    );
+    let pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256::<1>(bsums));
     _mm_madd_epi16(mins, pairs)
 }
 
@@ -176,13 +169,7 @@ impl ScaleMinAcc {
     /// `[d * d8, dmin * d8, _, _]`, `scales_mins` is [`scales_mins_q4k`]'s output (low 128 bits used).
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    pub fn add_block(
-        &mut self,
-        sum: __m256i,
-        d: __m128,
-        scales_mins: __m256i,
-        bsums: &[[u8; 2]; 16],
-    ) {
+    pub fn add_block(&mut self, sum: __m256i, d: __m128, scales_mins: __m256i, bsums: &[[u8; 2]; 16]) {
         let min_dot = min_dots_q4k(scales_mins, bsums);
         self.main = _mm256_fmadd_ps(_mm256_broadcastss_ps(d), _mm256_cvtepi32_ps(sum), self.main);
         let dmin = _mm_permute_ps::<0b01_01_01_01>(d);
@@ -220,13 +207,7 @@ impl ScaleMinAccQ5 {
     /// As [`ScaleMinAcc::add_block`].
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    pub fn add_block(
-        &mut self,
-        sum: __m256i,
-        d: __m128,
-        scales_mins: __m256i,
-        bsums: &[[u8; 2]; 16],
-    ) {
+    pub fn add_block(&mut self, sum: __m256i, d: __m128, scales_mins: __m256i, bsums: &[[u8; 2]; 16]) {
         let min_dot = min_dots_q4k(scales_mins, bsums);
         let total = _mm_hadd_epi32(_mm_hadd_epi32(min_dot, min_dot), min_dot);
         self.main = _mm256_fmadd_ps(_mm256_broadcastss_ps(d), _mm256_cvtepi32_ps(sum), self.main);

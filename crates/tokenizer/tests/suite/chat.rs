@@ -7,10 +7,7 @@ use quarrel_tokenizer::{ChatMessage, ChatTemplate};
 fn chat_templates_render_as_jinja2_does() {
     let fixture = common::read_fixture("chat_templates.json");
     let gemma_source = quarrel_tokenizer::GEMMA3_CHAT_TEMPLATE.to_owned();
-    let qwen_source = common::qwen()
-        .chat_template()
-        .expect("qwen has a template")
-        .to_owned();
+    let qwen_source = common::qwen().chat_template().expect("qwen has a template").to_owned();
     let cases = fixture["cases"].as_array().expect("cases");
     assert!(cases.len() >= 10);
     for case in cases {
@@ -46,10 +43,7 @@ fn chat_templates_render_as_jinja2_does() {
             ),
             (None, Some(error)) => {
                 let message = rendered.expect_err("should fail").to_string();
-                assert!(
-                    message.contains(error.as_str().expect("error")),
-                    "{message}"
-                );
+                assert!(message.contains(error.as_str().expect("error")), "{message}");
             }
             _ => panic!("case without expectation: {case}"),
         }
@@ -73,18 +67,14 @@ fn qwen_template_from_the_file_renders_its_default_system_prompt() {
         out.ends_with("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"),
         "{out}"
     );
-    assert!(common::gemma()
-        .compiled_chat_template()
-        .expect("no error")
-        .is_none());
+    assert!(common::gemma().compiled_chat_template().expect("no error").is_none());
 }
 
 /// A rendered conversation tokenizes with the special tokens as single tokens.
 #[test]
 fn rendered_prompt_tokenizes_special_tokens() {
     let g = common::gemma();
-    let template = ChatTemplate::new(quarrel_tokenizer::GEMMA3_CHAT_TEMPLATE, "<bos>", "<eos>")
-        .expect("compiles");
+    let template = ChatTemplate::new(quarrel_tokenizer::GEMMA3_CHAT_TEMPLATE, "<bos>", "<eos>").expect("compiles");
     let prompt = template
         .render(&[ChatMessage::new("user", "Hello")], true)
         .expect("renders");

@@ -12,9 +12,7 @@ fn repo_root() -> PathBuf {
 }
 
 pub fn fixture_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
 pub fn read_fixture(name: &str) -> serde_json::Value {
@@ -38,11 +36,7 @@ pub fn model_path(file: &str) -> PathBuf {
             .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
         assert!(status.success(), "{} failed: {status}", script.display());
     }
-    assert!(
-        path.exists(),
-        "{} is missing after fetching",
-        path.display()
-    );
+    assert!(path.exists(), "{} is missing after fetching", path.display());
     path
 }
 
@@ -68,19 +62,14 @@ pub fn gemma() -> &'static Tokenizer {
 }
 
 /// The tokenizer of a real model's metadata with `overrides` (GGUF key -> JSON value) applied.
-pub fn with_overrides(
-    file: &str,
-    overrides: &serde_json::Map<String, serde_json::Value>,
-) -> Tokenizer {
+pub fn with_overrides(file: &str, overrides: &serde_json::Map<String, serde_json::Value>) -> Tokenizer {
     let mut meta = TokenizerMetadata::from_gguf(open(file)).expect("metadata");
     for (key, value) in overrides {
         match (key.as_str(), value) {
             ("tokenizer.ggml.pre", serde_json::Value::String(pre)) => {
                 meta.pre = Some(Box::leak(pre.clone().into_boxed_str()));
             }
-            ("tokenizer.ggml.add_space_prefix", serde_json::Value::Bool(b)) => {
-                meta.add_space_prefix = Some(*b)
-            }
+            ("tokenizer.ggml.add_space_prefix", serde_json::Value::Bool(b)) => meta.add_space_prefix = Some(*b),
             _ => panic!("fixture override {key} = {value} is not supported by the test"),
         }
     }

@@ -4,10 +4,7 @@ use quarrel_tokenizer::{Tokenizer, TokenizerError};
 
 /// A small GGUF holding `metadata` and no tensors.
 fn gguf_with(metadata: Vec<(&str, gguf::Value)>) -> gguf::Gguf {
-    let mut all = vec![(
-        "general.architecture".to_owned(),
-        gguf::Value::from("llama"),
-    )];
+    let mut all = vec![("general.architecture".to_owned(), gguf::Value::from("llama"))];
     all.extend(metadata.into_iter().map(|(k, v)| (k.to_owned(), v)));
     let bytes = gguf::write_gguf_to_vec(&all, &[]).expect("writes");
     gguf::Gguf::from_bytes(bytes).expect("reads")
@@ -65,10 +62,7 @@ fn malformed_metadata_is_reported_with_the_value() {
     let spm = |extra: Vec<(&'static str, gguf::Value)>| {
         let mut m = vec![
             ("tokenizer.ggml.model", gguf::Value::from("llama")),
-            (
-                "tokenizer.ggml.tokens",
-                strings(&["<unk>", "<s>", "</s>", "▁a"]),
-            ),
+            ("tokenizer.ggml.tokens", strings(&["<unk>", "<s>", "</s>", "▁a"])),
         ];
         m.extend(extra);
         Tokenizer::from_gguf(&gguf_with(m))
@@ -78,11 +72,7 @@ fn malformed_metadata_is_reported_with_the_value() {
         "tokenizer.ggml.scores",
         gguf::Value::Array(vec![gguf::Value::F32(0.0)]),
     )]) {
-        Err(TokenizerError::LengthMismatch {
-            key,
-            expected,
-            found,
-        }) => {
+        Err(TokenizerError::LengthMismatch { key, expected, found }) => {
             assert_eq!((key, expected, found), ("tokenizer.ggml.scores", 4, 1))
         }
         other => panic!("expected LengthMismatch, got {other:?}"),
@@ -97,15 +87,8 @@ fn malformed_metadata_is_reported_with_the_value() {
     }
     // a special id past the vocabulary
     match spm(vec![("tokenizer.ggml.eos_token_id", gguf::Value::U32(99))]) {
-        Err(TokenizerError::TokenIdOutOfRange {
-            key,
-            id,
-            vocab_size,
-        }) => {
-            assert_eq!(
-                (key, id, vocab_size),
-                ("tokenizer.ggml.eos_token_id", 99, 4)
-            )
+        Err(TokenizerError::TokenIdOutOfRange { key, id, vocab_size }) => {
+            assert_eq!((key, id, vocab_size), ("tokenizer.ggml.eos_token_id", 99, 4))
         }
         other => panic!("expected TokenIdOutOfRange, got {other:?}"),
     }
@@ -184,10 +167,7 @@ fn pre_tokenizer_names_follow_llama_cpp() {
             .as_array()
             .expect("same_as")
             .iter()
-            .map(|v| {
-                quarrel_tokenizer::PreTokenizer::from_name(v.as_str().expect("name"))
-                    .expect("canonical")
-            })
+            .map(|v| quarrel_tokenizer::PreTokenizer::from_name(v.as_str().expect("name")).expect("canonical"))
             .collect();
         assert!(
             same_as.contains(&ours),

@@ -80,12 +80,7 @@ fn check_token_fixture(name: &str, tokenizer: &Tokenizer) {
         failures.is_empty(),
         "{name}: {} mismatches with llama.cpp:\n{}",
         failures.len(),
-        failures
-            .iter()
-            .take(8)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
+        failures.iter().take(8).cloned().collect::<Vec<_>>().join("\n")
     );
 }
 
@@ -133,9 +128,7 @@ fn check_vocab_fixture(name: &str, tokenizer: &Tokenizer) {
     }
     let mut counts = std::collections::BTreeMap::<String, u64>::new();
     for id in 0..tokenizer.vocab_size() as u32 {
-        *counts
-            .entry(tokenizer.token_attr(id).to_string())
-            .or_default() += 1;
+        *counts.entry(tokenizer.token_attr(id).to_string()).or_default() += 1;
     }
     let expected_counts: std::collections::BTreeMap<String, u64> = fixture["attr_counts"]
         .as_object()
@@ -193,15 +186,10 @@ fn gemma_vocabulary_equals_llama_cpp() {
 fn basic_accessors_match_the_metadata() {
     let q = common::qwen();
     assert_eq!(q.vocab_size(), 151_936);
-    assert_eq!(
-        (q.bos(), q.eos(), q.add_bos()),
-        (Some(151_643), Some(151_645), false)
-    );
+    assert_eq!((q.bos(), q.eos(), q.add_bos()), (Some(151_643), Some(151_645), false));
     assert_eq!(q.token_id("<|im_start|>"), Some(151_644));
     assert_eq!(q.token_str(151_644), Some("<|im_start|>"));
-    assert!(q
-        .chat_template()
-        .is_some_and(|t| t.contains("<|im_start|>")));
+    assert!(q.chat_template().is_some_and(|t| t.contains("<|im_start|>")));
     let g = common::gemma();
     assert_eq!(g.vocab_size(), 262_144);
     assert_eq!((g.bos(), g.eos(), g.add_bos()), (Some(2), Some(1), true));

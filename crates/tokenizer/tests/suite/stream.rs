@@ -38,9 +38,7 @@ fn stream_decoder_reassembles_characters_split_across_tokens() {
 #[test]
 fn stream_decoder_skips_control_tokens_and_flushes_leftovers() {
     let q = common::qwen();
-    let ids = q
-        .encode("<|im_start|>user\nhi<|im_end|>", false, true)
-        .expect("encode");
+    let ids = q.encode("<|im_start|>user\nhi<|im_end|>", false, true).expect("encode");
     let (streamed, _) = stream_all(q, &ids);
     assert_eq!(streamed, "user\nhi");
     // A lone lead byte of a 4-byte sequence is held, then flushed lossily.

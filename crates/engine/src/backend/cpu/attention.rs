@@ -4,12 +4,12 @@
 //! before the K dot products (as ggml converts it to K's type), scores and softmax are f32.
 
 use super::kv::{CpuKv, KvData};
+use super::pool::WorkPool;
 use crate::backend::AttentionParams;
 use crate::batch::Batch;
 use crate::model::config::LayerKind;
 use half::f16;
 use half::slice::HalfFloatSliceExt;
-use super::pool::WorkPool;
 
 /// Per-task scratch: scores [n_ctx], one converted row [head_dim], the rounded query [head_dim].
 struct Scratch {
@@ -33,7 +33,11 @@ pub fn attention(pool: &WorkPool, q: &[f32], kv: &CpuKv, batch: &Batch, p: Atten
     let out_rows = OutRows(out[..n * hd].as_mut_ptr());
     pool.run(n.div_ceil(per_task), &|task| {
         let rows = out_rows;
-        let mut s = Scratch { scores: vec![0.0; kv.shape.n_ctx], row: vec![0.0; hd], q: vec![0.0; hd] };
+        let mut s = Scratch {
+            scores: vec![0.0; kv.shape.n_ctx],
+            row: vec![0.0; hd],
+            q: vec![0.0; hd],
+        };
         for i in task * per_task..((task + 1) * per_task).min(n) {
             // SAFETY: row i of out belongs to this task alone and lies inside out[..n * hd].
             let o = unsafe { std::slice::from_raw_parts_mut(rows.0.add(i * hd), hd) };
@@ -55,7 +59,11 @@ fn head(q: &[f32], kv: &CpuKv, batch: &Batch, p: &AttentionParams, i: usize, o: 
     let base = kv.offset(p.layer, seq, h / group, 0);
     let qh = &q[i * hd..(i + 1) * hd];
     match &kv.k {
-        KvData::F16(_) => s.q.iter_mut().zip(qh).for_each(|(d, &v)| *d = f16::from_f32(v).to_f32()),
+        KvData::F16(_) => {
+            s.q.iter_mut()
+                .zip(qh)
+                .for_each(|(d, &v)| *d = f16::from_f32(v).to_f32())
+        }
         KvData::F32(_) => s.q.copy_from_slice(qh),
     }
     let scores = &mut s.scores[start..=pos];
@@ -75,7 +83,11 @@ fn head(q: &[f32], kv: &CpuKv, batch: &Batch, p: &AttentionParams, i: usize, o: 
     let round = matches!(kv.v, KvData::F16(_));
     o.fill(0.0);
     for (j, &sc) in (start..=pos).zip(scores.iter()) {
-        let w = if round { f16::from_f32(sc * inv).to_f32() } else { sc * inv };
+        let w = if round {
+            f16::from_f32(sc * inv).to_f32()
+        } else {
+            sc * inv
+        };
         let vrow = read_row(&kv.v, base + j * hd, hd, &mut s.row);
         o.iter_mut().zip(vrow).for_each(|(a, &b)| *a += w * b);
     }

@@ -24,13 +24,7 @@ const TOKEN_TILE: usize = 64;
 const ROW_TILE: usize = 16;
 
 /// out: [n_tokens, w.rows] = x: [n_tokens, w.row_len] · wᵀ
-pub fn matmul(
-    be: &CpuBackend,
-    w: &CpuWeight,
-    x: &[f32],
-    n_tokens: usize,
-    out: &mut [f32],
-) -> Result<()> {
+pub fn matmul(be: &CpuBackend, w: &CpuWeight, x: &[f32], n_tokens: usize, out: &mut [f32]) -> Result<()> {
     let kernels = w.kernels.ok_or(EngineError::UnsupportedType {
         name: w.src.info.name.clone(),
         ty: w.ty,
@@ -85,41 +79,41 @@ pub fn matmul(
     let shared = SharedOut(out.as_mut_ptr());
     be.work.run(rows.div_ceil(chunk_rows), &|c| {
         {
-                let out = shared;
-                let r0 = c * chunk_rows;
-                let r1 = (r0 + chunk_rows).min(rows);
-                // Tiles of TOKEN_TILE activations x ROW_TILE weight rows stay in cache while every pair is dotted.
-                for t0 in (0..n_tokens).step_by(TOKEN_TILE) {
-                    let t1 = (t0 + TOKEN_TILE).min(n_tokens);
-                    for rt in (r0..r1).step_by(ROW_TILE) {
-                        for r in rt..(rt + ROW_TILE).min(r1) {
-                            let wrow = &weights[r * rb..(r + 1) * rb];
-                            // Groups of four tokens through the tile kernel (each weight block unpacked once per
-                            // group), the rest one by one.
-                            let mut t = t0;
-                            if let Some(vec_dot_x4) = kernels.vec_dot_x4 {
-                                while t + 4 <= t1 {
-                                    // [4, act_row_bytes]
-                                    let a4 = &act[t * act_row_bytes..(t + 4) * act_row_bytes];
-                                    let mut v4 = [0f32; 4];
-                                    vec_dot_x4(k, wrow, a4, act_row_bytes, &mut v4);
-                                    for (j, v) in v4.into_iter().enumerate() {
-                                        // SAFETY: as below.
-                                        unsafe { *out.0.add((t + j) * rows + r) = v };
-                                    }
-                                    t += 4;
+            let out = shared;
+            let r0 = c * chunk_rows;
+            let r1 = (r0 + chunk_rows).min(rows);
+            // Tiles of TOKEN_TILE activations x ROW_TILE weight rows stay in cache while every pair is dotted.
+            for t0 in (0..n_tokens).step_by(TOKEN_TILE) {
+                let t1 = (t0 + TOKEN_TILE).min(n_tokens);
+                for rt in (r0..r1).step_by(ROW_TILE) {
+                    for r in rt..(rt + ROW_TILE).min(r1) {
+                        let wrow = &weights[r * rb..(r + 1) * rb];
+                        // Groups of four tokens through the tile kernel (each weight block unpacked once per
+                        // group), the rest one by one.
+                        let mut t = t0;
+                        if let Some(vec_dot_x4) = kernels.vec_dot_x4 {
+                            while t + 4 <= t1 {
+                                // [4, act_row_bytes]
+                                let a4 = &act[t * act_row_bytes..(t + 4) * act_row_bytes];
+                                let mut v4 = [0f32; 4];
+                                vec_dot_x4(k, wrow, a4, act_row_bytes, &mut v4);
+                                for (j, v) in v4.into_iter().enumerate() {
+                                    // SAFETY: as below.
+                                    unsafe { *out.0.add((t + j) * rows + r) = v };
                                 }
+                                t += 4;
                             }
-                            for t in t..t1 {
-                                let a = &act[t * act_row_bytes..(t + 1) * act_row_bytes];
-                                let v = (kernels.vec_dot)(k, wrow, a);
-                                // SAFETY: (t, r) pairs are disjoint across tasks (rows split by chunk) and inside
-                                // out's bounds (checked above).
-                                unsafe { *out.0.add(t * rows + r) = v };
-                            }
+                        }
+                        for t in t..t1 {
+                            let a = &act[t * act_row_bytes..(t + 1) * act_row_bytes];
+                            let v = (kernels.vec_dot)(k, wrow, a);
+                            // SAFETY: (t, r) pairs are disjoint across tasks (rows split by chunk) and inside
+                            // out's bounds (checked above).
+                            unsafe { *out.0.add(t * rows + r) = v };
                         }
                     }
                 }
+            }
         }
     });
     Ok(())

@@ -26,7 +26,6 @@ pub struct CpuConfig {
     pub simd: Option<SimdLevel>,
 }
 
-
 /// A weight in its GGUF format, read from the mapped file.
 pub struct CpuWeight {
     src: WeightSource,
@@ -69,9 +68,7 @@ pub struct CpuBackend {
 impl CpuBackend {
     pub fn new(cfg: CpuConfig) -> Result<Self> {
         let n_threads = if cfg.n_threads == 0 {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
         } else {
             cfg.n_threads
         };
@@ -200,14 +197,7 @@ impl Backend for CpuBackend {
         ops::embed(table, ids, scale, out)
     }
 
-    fn rms_norm(
-        &self,
-        x: &Vec<f32>,
-        w: &CpuWeight,
-        eps: f32,
-        n_rows: usize,
-        out: &mut Vec<f32>,
-    ) -> Result<()> {
+    fn rms_norm(&self, x: &Vec<f32>, w: &CpuWeight, eps: f32, n_rows: usize, out: &mut Vec<f32>) -> Result<()> {
         let n = w.vector.len();
         for (xr, or) in x[..n_rows * n]
             .chunks_exact(n)
@@ -218,13 +208,7 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn rms_norm_in_place(
-        &self,
-        x: &mut Vec<f32>,
-        w: &CpuWeight,
-        eps: f32,
-        n_rows: usize,
-    ) -> Result<()> {
+    fn rms_norm_in_place(&self, x: &mut Vec<f32>, w: &CpuWeight, eps: f32, n_rows: usize) -> Result<()> {
         let n = w.vector.len();
         for xr in x[..n_rows * n].chunks_exact_mut(n) {
             ops::rms_norm_row_in_place(xr, &w.vector, eps);
@@ -232,13 +216,7 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn matmul(
-        &self,
-        w: &CpuWeight,
-        x: &Vec<f32>,
-        n_tokens: usize,
-        out: &mut Vec<f32>,
-    ) -> Result<()> {
+    fn matmul(&self, w: &CpuWeight, x: &Vec<f32>, n_tokens: usize, out: &mut Vec<f32>) -> Result<()> {
         matmul::matmul(self, w, x, n_tokens, out)
     }
 
@@ -272,14 +250,7 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn kv_store(
-        &self,
-        kv: &mut CpuKv,
-        layer: usize,
-        k: &Vec<f32>,
-        v: &Vec<f32>,
-        batch: &Batch,
-    ) -> Result<()> {
+    fn kv_store(&self, kv: &mut CpuKv, layer: usize, k: &Vec<f32>, v: &Vec<f32>, batch: &Batch) -> Result<()> {
         kv.store(layer, k, v, batch)
     }
 
@@ -295,46 +266,24 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn gated_activation(
-        &self,
-        gate: &mut Vec<f32>,
-        up: &Vec<f32>,
-        len: usize,
-        act: Activation,
-    ) -> Result<()> {
+    fn gated_activation(&self, gate: &mut Vec<f32>, up: &Vec<f32>, len: usize, act: Activation) -> Result<()> {
         ops::gated_activation(&mut gate[..len], &up[..len], act);
         Ok(())
     }
 
     fn add(&self, x: &mut Vec<f32>, y: &Vec<f32>, len: usize) -> Result<()> {
-        x[..len]
-            .iter_mut()
-            .zip(&y[..len])
-            .for_each(|(a, b)| *a += b);
+        x[..len].iter_mut().zip(&y[..len]).for_each(|(a, b)| *a += b);
         Ok(())
     }
 
-    fn gather_rows(
-        &self,
-        x: &Vec<f32>,
-        rows: &[usize],
-        row_len: usize,
-        out: &mut Vec<f32>,
-    ) -> Result<()> {
+    fn gather_rows(&self, x: &Vec<f32>, rows: &[usize], row_len: usize, out: &mut Vec<f32>) -> Result<()> {
         for (i, &r) in rows.iter().enumerate() {
             out[i * row_len..(i + 1) * row_len].copy_from_slice(&x[r * row_len..(r + 1) * row_len]);
         }
         Ok(())
     }
 
-    fn kv_copy_seq(
-        &self,
-        kv: &mut CpuKv,
-        src: usize,
-        dst: usize,
-        from: usize,
-        n: usize,
-    ) -> Result<()> {
+    fn kv_copy_seq(&self, kv: &mut CpuKv, src: usize, dst: usize, from: usize, n: usize) -> Result<()> {
         kv.copy_seq(src, dst, from, n)
     }
 }

@@ -70,10 +70,7 @@ pub fn rope(
     for (t, &pos) in positions.iter().enumerate() {
         let mut angle = pos as f32 * params.position_scale;
         for (i, cs) in cos_sin.iter_mut().enumerate() {
-            let a = angle
-                / freq_factors
-                    .and_then(|ff| ff.get(i).copied())
-                    .unwrap_or(1.0);
+            let a = angle / freq_factors.and_then(|ff| ff.get(i).copied()).unwrap_or(1.0);
             let (s, c) = a.sin_cos();
             *cs = (c, s);
             angle *= theta_scale;
@@ -135,10 +132,7 @@ pub fn gelu_f16_table(x: f32, table: &[f32]) -> f32 {
 /// gate = act(gate) * up
 pub fn gated_activation(gate: &mut [f32], up: &[f32], act: Activation) {
     match act {
-        Activation::Silu => gate
-            .iter_mut()
-            .zip(up)
-            .for_each(|(g, &u)| *g = silu(*g) * u),
+        Activation::Silu => gate.iter_mut().zip(up).for_each(|(g, &u)| *g = silu(*g) * u),
         Activation::GeluTanh => {
             let table = gelu_table();
             gate.iter_mut()

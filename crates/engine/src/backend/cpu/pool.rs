@@ -58,9 +58,18 @@ impl WorkPool {
         let mut helpers = Vec::new();
         for i in 1..n_threads.max(1) {
             let s = shared.clone();
-            helpers.push(std::thread::Builder::new().name(format!("quarrel-cpu-{i}")).spawn(move || helper(&s))?);
+            helpers.push(
+                std::thread::Builder::new()
+                    .name(format!("quarrel-cpu-{i}"))
+                    .spawn(move || helper(&s))?,
+            );
         }
-        Ok(Self { shared, helpers, epoch: std::cell::Cell::new(0), busy: Mutex::new(()) })
+        Ok(Self {
+            shared,
+            helpers,
+            epoch: std::cell::Cell::new(0),
+            busy: Mutex::new(()),
+        })
     }
 
     pub fn n_threads(&self) -> usize {
@@ -107,7 +116,10 @@ fn work(s: &Shared, epoch: u32, n_tasks: usize, f: &(dyn Fn(usize) + Sync + '_))
         if e != epoch || idx >= n_tasks {
             return;
         }
-        if s.cursor.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+        if s.cursor
+            .compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
             f(idx);
             s.done.fetch_add(1, Ordering::Release);
         }
