@@ -25,7 +25,9 @@ struct Shared {
     shutdown: AtomicBool,
     /// Parked helpers wait here for a new epoch.
     wake: Condvar,
-    parked: Mutex<u64>,
+    parked: Mutex<()>,
+    /// Helpers parked (or about to park); `run` only pays for a wake-up when there are some.
+    n_parked: AtomicUsize,
 }
 
 #[derive(Clone, Copy)]
@@ -53,7 +55,8 @@ impl WorkPool {
             job: Mutex::new(None),
             shutdown: AtomicBool::new(false),
             wake: Condvar::new(),
-            parked: Mutex::new(0),
+            parked: Mutex::new(()),
+            n_parked: AtomicUsize::new(0),
         });
         let mut helpers = Vec::new();
         for i in 1..n_threads.max(1) {
@@ -95,8 +98,9 @@ impl WorkPool {
         let ptr: *const Job = unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static Job>(f) };
         *s.job.lock().unwrap_or_else(|e| e.into_inner()) = Some((epoch, JobPtr(ptr), n_tasks));
         s.done.store(0, Ordering::Relaxed);
-        s.cursor.store((epoch as u64) << 32, Ordering::Release);
-        {
+        s.cursor.store((epoch as u64) << 32, Ordering::SeqCst);
+        // Either a parking helper sees the new epoch, or we see it counted as parked (both SeqCst).
+        if s.n_parked.load(Ordering::SeqCst) > 0 {
             let _g = s.parked.lock().unwrap_or_else(|e| e.into_inner());
             s.wake.notify_all();
         }
@@ -143,10 +147,12 @@ fn helper(s: &Shared) {
                 std::hint::spin_loop();
             } else {
                 let g = s.parked.lock().unwrap_or_else(|e| e.into_inner());
-                let e = (s.cursor.load(Ordering::Acquire) >> 32) as u32;
+                s.n_parked.fetch_add(1, Ordering::SeqCst);
+                let e = (s.cursor.load(Ordering::SeqCst) >> 32) as u32;
                 if e == seen && !s.shutdown.load(Ordering::Acquire) {
                     let _ = s.wake.wait_timeout(g, std::time::Duration::from_millis(50));
                 }
+                s.n_parked.fetch_sub(1, Ordering::SeqCst);
                 spins = 0;
             }
         };
