@@ -33,7 +33,9 @@ fn kernels_agree_on_real_weights() {
         if !path.exists() {
             // Never skipped: fetch with the project's script, as a new user would.
             let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-            let ok = std::process::Command::new("bash").arg(root.join("scripts/fetch-models.sh")).status();
+            let ok = std::process::Command::new("bash")
+                .arg(root.join("scripts/fetch-models.sh"))
+                .status();
             assert!(ok.is_ok_and(|s| s.success()), "scripts/fetch-models.sh failed");
         }
         assert!(path.exists(), "{} missing after fetching", path.display());
