@@ -87,6 +87,19 @@ impl Wide {
     }
 }
 
+/// Most bytes the widened rows of one layer may take.
+const MAX_WIDE_BYTES: usize = 256 << 20;
+
+/// Widening pays when the batch holds at least two query tokens per sequence and its copy stays small.
+fn worth_widening(kv: &CpuKv, batch: &Batch) -> bool {
+    let mut seqs: Vec<u32> = batch.seq_ids.clone();
+    seqs.sort_unstable();
+    seqs.dedup();
+    let n_rows = batch.positions.iter().map(|&p| p as usize + 1).max().unwrap_or(0);
+    let bytes = 2 * 4 * seqs.len() * kv.shape.n_kv_heads * n_rows * kv.shape.head_dim;
+    batch.len() >= 2 * seqs.len() && bytes <= MAX_WIDE_BYTES
+}
+
 /// Where a (token, head) task reads its K and V rows.
 enum Rows<'a> {
     Cache(&'a CpuKv),
@@ -111,8 +124,10 @@ impl Rows<'_> {
 /// q, out: [n_tokens, n_heads * head_dim]
 pub fn attention(pool: &WorkPool, q: &[f32], kv: &CpuKv, batch: &Batch, p: AttentionParams, out: &mut [f32]) {
     let hd = p.head_dim;
-    // With several query tokens, widen the cache rows once instead of once per (token, head).
-    let wide = (batch.len() > 1 && matches!(kv.k, KvData::F16(_))).then(|| Wide::new(pool, kv, batch, p.layer));
+    // With several query tokens per sequence (a prompt), widen the cache rows once instead of once per (token,
+    // head). A batch of one token per sequence (batched decoding) reads each row once per head anyway.
+    let widen = matches!(kv.k, KvData::F16(_)) && worth_widening(kv, batch);
+    let wide = widen.then(|| Wide::new(pool, kv, batch, p.layer));
     let rows = match &wide {
         Some(w) => Rows::Wide(w),
         None => Rows::Cache(kv),
