@@ -72,3 +72,39 @@ fn mixed_batch_equals_alone_qwen() {
 fn mixed_batch_equals_alone_gemma3() {
     check(GEMMA);
 }
+
+/// Prefill (one batch, the prompt path of attention) and decode steps (one token at a time) give the same logits.
+fn prefill_equals_stepwise(key: &str) {
+    let m = model(key);
+    let ids = m
+        .tokenizer
+        .encode("Once upon a time, in a land far away, there lived", true, true)
+        .unwrap();
+    let opts = RunOptions {
+        ctx: Some(128),
+        ..Default::default()
+    };
+    let mut a = Session::new(m, &opts).unwrap();
+    let batched = a.prefill(0, &ids).unwrap().to_vec();
+    let mut b = Session::new(m, &opts).unwrap();
+    let mut stepwise = Vec::new();
+    for &t in &ids {
+        stepwise = b.decode_step(0, t).unwrap().to_vec();
+    }
+    let max = batched
+        .iter()
+        .zip(&stepwise)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(max < 1e-3, "{key}: prefill and step-by-step decoding differ by {max}");
+}
+
+#[test]
+fn prefill_equals_stepwise_qwen() {
+    prefill_equals_stepwise(QWEN);
+}
+
+#[test]
+fn prefill_equals_stepwise_gemma3() {
+    prefill_equals_stepwise(GEMMA);
+}
