@@ -92,6 +92,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         ctx: Some(args.model.ctx.unwrap_or(need.max(512))),
         ..args.model.run_options()
     };
+    let kv_precision = model.plan(&opts)?.0.precision;
     let mut session = Session::new(&model, &opts)?;
     let vocab = model.config.vocab as u32;
     let n_params: u64 = model.file.tensors.iter().map(|t| t.n_elements()).sum();
@@ -157,7 +158,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             n_prompt,
             n_gen,
             n_ctx: session.n_ctx(),
-            kv_type: format!("{:?}", engine::model::auto_kv_precision(&model.file)).to_lowercase(),
+            kv_type: kv_precision.name().to_string(),
             avg_ns: avg_ns as u64,
             stddev_ns: stddev_ns as u64,
             avg_ts,

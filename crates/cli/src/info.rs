@@ -21,10 +21,8 @@ fn show_value(v: &Value) -> String {
         Value::String(s) if s.len() > 80 => {
             format!("{:?}… ({} bytes)", &s[..s.floor_char_boundary(77)], s.len())
         }
-        Value::String(s) => format!("{s:?}"),
-        Value::Array(a) if a.len() > 8 => format!("[{} items: {}, …]", a.len(), show_value(&a[0])),
-        Value::Array(a) => format!("[{}]", a.iter().map(show_value).collect::<Vec<_>>().join(", ")),
-        other => format!("{other:?}").split(['(', ')']).nth(1).unwrap_or("?").to_string(),
+        // Everything else as the GGUF crate renders it (long arrays abbreviated).
+        other => other.to_string(),
     }
 }
 
@@ -120,7 +118,7 @@ pub fn info(args: InfoArgs) -> Result<()> {
         limits.max_batch, limits.max_logit_rows
     );
     println!(
-        "memory estimate: {} (weights + KV cache + scratch)",
+        "memory estimate: {} (weights + KV cache; activation scratch excluded)",
         mib(model.weight_bytes() + kv.bytes())
     );
     Ok(())

@@ -155,10 +155,13 @@ impl Sampler {
             }
         }
         if c.temperature <= 0.0 {
-            let best = self
-                .cand
-                .iter()
-                .fold(0, |b, (i, l)| if *l > self.cand[b].1 { *i as usize } else { b });
+            // Candidates are still in id order: the first of the largest penalized logits wins, as in `argmax`.
+            let mut best = 0;
+            for (i, c) in self.cand.iter().enumerate() {
+                if c.1 > self.cand[best].1 {
+                    best = i;
+                }
+            }
             return self.cand[best].0;
         }
         // Sort descending by logit; ties by token id for determinism.
