@@ -3,7 +3,9 @@
 
 pub mod backend;
 pub mod batch;
+pub mod check;
 pub mod error;
+pub mod kl;
 pub mod model;
 pub mod perplexity;
 pub mod resolve;
@@ -12,6 +14,7 @@ pub mod session;
 pub mod synth;
 
 pub use backend::cpu::{CpuBackend, CpuConfig};
+pub use backend::cuda::{CudaBackend, CudaConfig};
 pub use backend::{Backend, KvPrecision};
 pub use batch::Batch;
 pub use error::{EngineError, Result};
