@@ -14,7 +14,6 @@ pub mod session;
 pub mod synth;
 
 pub use backend::cpu::{CpuBackend, CpuConfig};
-pub use backend::cuda::{CudaBackend, CudaConfig};
 pub use backend::{Backend, KvPrecision};
 pub use batch::Batch;
 pub use error::{EngineError, Result};
