@@ -2,11 +2,18 @@
 
 mod bench;
 mod chat;
+mod check;
 mod common;
+mod eval;
 mod info;
+mod llama_py;
 mod perplexity;
+mod plot;
+mod report;
 mod run;
+mod score;
 mod synth;
+mod sysinfo;
 mod tokenize;
 
 use clap::{Parser, Subcommand};
@@ -38,8 +45,16 @@ enum Command {
     Tokenize(tokenize::TokenizeArgs),
     /// Perplexity of a text file, as llama-perplexity computes it.
     Perplexity(perplexity::PerplexityArgs),
-    /// Measure prompt and generation speed, like llama-bench.
+    /// Measure prompt and generation speed, like llama-bench (a sweep over models, threads, lengths).
     Bench(bench::BenchArgs),
+    /// Determinism, backend parity and llama.cpp parity of greedy tokens and logits.
+    Check(check::CheckArgs),
+    /// BLEU, chrF and ROUGE-L of hypotheses against references (as sacrebleu and rouge-score).
+    Score(score::ScoreArgs),
+    /// Generate for each task's prompt and score the outputs against its references.
+    Eval(eval::EvalArgs),
+    /// Turn saved JSON results (quarrel's, llama-bench's) into one Markdown report with plots.
+    Report(report::ReportArgs),
     /// Write a GGUF of random weights in a known shape (for speed measurements).
     Synth(synth::SynthArgs),
 }
@@ -77,6 +92,10 @@ fn main() -> ExitCode {
         Command::Tokenize(a) => tokenize::tokenize(a),
         Command::Perplexity(a) => perplexity::perplexity(a),
         Command::Bench(a) => bench::bench(a),
+        Command::Check(a) => check::check(a),
+        Command::Score(a) => score::score(a),
+        Command::Eval(a) => eval::eval(a),
+        Command::Report(a) => report::report(a),
         Command::Synth(a) => synth::synth(a),
     };
     match result {
