@@ -123,6 +123,22 @@ pub fn quantize_row_scalar(src: &[f32], dst: &mut [u8]) {
 // The SIMD entry point is private: only `kernels` hands it out, after `usable` checked the CPU, which is what
 // makes its `unsafe` call sound.
 
+/// Unpacks a weight row of `k` elements into a GEMM panel row (see [`crate::gemm`]): codes `q` (0..4), scale
+/// `d * scale[k]`, correction `-dmin * min[k]` per sub-block of 16: the reference.
+pub fn unpack_gemm_row(row: &[u8], k: usize, dst: &mut [u8], mw: &mut [f32]) {
+    let src = blocks::<BlockQ2K>(row, super_blocks(k));
+    for (b, block) in src.iter().enumerate() {
+        let (d, dmin) = (f16_le(block.d), f16_le(block.dmin));
+        for s in 0..16 {
+            let codes: [u8; 16] = std::array::from_fn(|l| block.q(16 * s + l));
+            let step = d * (block.scales[s] & 0x0F) as f32;
+            let offset = dmin * (block.scales[s] >> 4) as f32;
+            crate::gemm::put_run(dst, mw, QK_K * b + 16 * s, &codes, step, -offset);
+        }
+    }
+    crate::gemm::finish_row(dst, mw, k);
+}
+
 #[cfg(target_arch = "x86_64")]
 fn vec_dot_avx2(n: usize, weight_row: &[u8], act_row: &[u8]) -> f32 {
     let nb = super_blocks(n);

@@ -139,6 +139,22 @@ pub fn quantize_row_scalar(src: &[f32], dst: &mut [u8]) {
 // The SIMD entry point is private: only `kernels` hands it out, after `usable` checked the CPU, which is what
 // makes its `unsafe` call sound.
 
+/// Unpacks a weight row of `k` elements into a GEMM panel row (see [`crate::gemm`]): codes `q` (0..8), scale
+/// `d * scale[k]`, correction `-4 d * scale[k]` per sub-block of 16: the reference.
+pub fn unpack_gemm_row(row: &[u8], k: usize, dst: &mut [u8], mw: &mut [f32]) {
+    let src = blocks::<BlockQ3K>(row, super_blocks(k));
+    for (b, block) in src.iter().enumerate() {
+        let d = f16_le(block.d);
+        let scales = block.signed_scales();
+        for (s, &scale) in scales.iter().enumerate() {
+            let codes: [u8; 16] = std::array::from_fn(|l| block.q(16 * s + l));
+            let step = d * scale as f32;
+            crate::gemm::put_run(dst, mw, QK_K * b + 16 * s, &codes, step, -4.0 * step);
+        }
+    }
+    crate::gemm::finish_row(dst, mw, k);
+}
+
 #[cfg(target_arch = "x86_64")]
 fn vec_dot_avx2(n: usize, weight_row: &[u8], act_row: &[u8]) -> f32 {
     let nb = super_blocks(n);

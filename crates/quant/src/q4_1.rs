@@ -87,6 +87,17 @@ pub fn quantize_row_scalar(src: &[f32], dst: &mut [u8]) {
     }
 }
 
+/// Unpacks a weight row of `k` elements into a GEMM panel row (see [`crate::gemm`]): codes `q`, scale `d`, correction `m`: the reference.
+pub fn unpack_gemm_row(row: &[u8], k: usize, dst: &mut [u8], mw: &mut [f32]) {
+    let blocks = view_blocks::<BlockQ4_1>(row, blocks_in(k));
+    for (b, block) in blocks.iter().enumerate() {
+        let d = f16_le(block.d);
+        let codes: [u8; QK] = unpack_nibbles(&block.qs);
+        crate::gemm::put_run(dst, mw, QK * b, &codes, d, f16_le(block.m));
+    }
+    crate::gemm::finish_row(dst, mw, k);
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;

@@ -110,6 +110,26 @@ pub fn quantize_row_scalar(src: &[f32], dst: &mut [u8]) {
     }
 }
 
+/// The GEMM panel unpacker (see [`crate::gemm`]) at `simd`, lowered to what this CPU runs.
+pub fn gemm_unpacker(simd: SimdLevel) -> crate::gemm::UnpackFn {
+    match usable(simd) {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => x86::unpack_gemm_row_avx512,
+        _ => unpack_gemm_row,
+    }
+}
+
+/// Unpacks a weight row of `k` elements into a GEMM panel row (see [`crate::gemm`]): codes `q`, scale `d`, correction `-16 d`: the reference.
+pub fn unpack_gemm_row(row: &[u8], k: usize, dst: &mut [u8], mw: &mut [f32]) {
+    let blocks = view_blocks::<BlockQ5_0>(row, blocks_in(k));
+    for (b, block) in blocks.iter().enumerate() {
+        let d = f16_le(block.d);
+        let codes: [u8; QK] = unpack_five_bits(block.qh, &block.qs);
+        crate::gemm::put_run(dst, mw, QK * b, &codes, d, -16.0 * d);
+    }
+    crate::gemm::finish_row(dst, mw, k);
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
@@ -253,5 +273,26 @@ mod x86 {
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     fn dot_x4_avx512(w: &[BlockQ5_0], acts: [&[BlockQ8_0]; 4], out: &mut [f32; 4]) {
         legacy_x4_vnni(w, acts, |wb| wb.d, |wb| signed_values(wb), out)
+    }
+
+    pub fn unpack_gemm_row_avx512(row: &[u8], k: usize, dst: &mut [u8], mw: &mut [f32]) {
+        let blocks = view_blocks::<BlockQ5_0>(row, blocks_in(k));
+        // SAFETY: only reachable through `gemm_unpacker`, which checked the CPU features.
+        unsafe { unpack_avx512(blocks, k, dst, mw) }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+    fn unpack_avx512(blocks: &[BlockQ5_0], k: usize, dst: &mut [u8], mw: &mut [f32]) {
+        crate::gemm::x86::unpack_blocks32(
+            blocks,
+            k,
+            dst,
+            mw,
+            |b| five_bit_values(&b.qs, u32::from_le_bytes(b.qh)),
+            |b| {
+                let d = f16_to_f32(b.d);
+                (d, -16.0 * d)
+            },
+        )
     }
 }

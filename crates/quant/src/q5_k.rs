@@ -129,6 +129,25 @@ pub fn quantize_row_scalar(src: &[f32], dst: &mut [u8]) {
 // The SIMD entry point is private: only `kernels` hands it out, after `usable` checked the CPU, which is what
 // makes its `unsafe` call sound.
 
+/// Unpacks a weight row of `k` elements into a GEMM panel row (see [`crate::gemm`]): codes `q`, scale
+/// `d * scale[j]`, correction `-dmin * min[j]` per sub-block of 32: the reference.
+pub fn unpack_gemm_row(row: &[u8], k: usize, dst: &mut [u8], mw: &mut [f32]) {
+    let src = blocks::<BlockQ5K>(row, super_blocks(k));
+    for (b, block) in src.iter().enumerate() {
+        let (d, dmin) = (f16_le(block.d), f16_le(block.dmin));
+        let (scales, mins) = unpack_scales_mins(&block.scales);
+        for j in 0..8 {
+            let bytes = &block.qs[32 * (j / 2)..32 * (j / 2) + 32];
+            let shift = 4 * (j % 2);
+            let codes: [u8; 32] =
+                std::array::from_fn(|l| ((bytes[l] >> shift) & 0x0F) | (((block.qh[l] >> j) & 1) << 4));
+            let (step, offset) = (d * scales[j] as f32, dmin * mins[j] as f32);
+            crate::gemm::put_run(dst, mw, QK_K * b + 32 * j, &codes, step, -offset);
+        }
+    }
+    crate::gemm::finish_row(dst, mw, k);
+}
+
 #[cfg(target_arch = "x86_64")]
 fn vec_dot_avx2(n: usize, weight_row: &[u8], act_row: &[u8]) -> f32 {
     let nb = super_blocks(n);

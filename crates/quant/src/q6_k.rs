@@ -121,6 +121,32 @@ pub fn quantize_row_scalar(src: &[f32], dst: &mut [u8]) {
     }
 }
 
+/// Unpacks a weight row of `k` elements into a GEMM panel row (see [`crate::gemm`]): codes `q` (0..64), scale
+/// `d * scale[k]`, correction `-32 d * scale[k]` per sub-block of 16: the reference.
+pub fn unpack_gemm_row(row: &[u8], k: usize, dst: &mut [u8], mw: &mut [f32]) {
+    let src = blocks::<BlockQ6K>(row, super_blocks(k));
+    for (b, block) in src.iter().enumerate() {
+        let d = f16_le(block.d);
+        for h in 0..2 {
+            let (ql, qh) = (&block.ql[64 * h..64 * h + 64], &block.qh[32 * h..32 * h + 32]);
+            for quarter in 0..4 {
+                // Elements 128h + 32 quarter + l: nibble quarter / 2 of ql[32 (quarter % 2) + l], bits 2 quarter.. of qh[l].
+                let low = &ql[32 * (quarter % 2)..32 * (quarter % 2) + 32];
+                let codes: [u8; 32] = std::array::from_fn(|l| {
+                    ((low[l] >> (4 * (quarter / 2))) & 0x0F) | (((qh[l] >> (2 * quarter)) & 3) << 4)
+                });
+                for half in 0..2 {
+                    let s = 8 * h + 2 * quarter + half;
+                    let step = d * block.scales[s] as f32;
+                    let start = QK_K * b + 16 * s;
+                    crate::gemm::put_run(dst, mw, start, &codes[16 * half..16 * half + 16], step, -32.0 * step);
+                }
+            }
+        }
+    }
+    crate::gemm::finish_row(dst, mw, k);
+}
+
 // The SIMD entry points are private: only `kernels` hands them out, after `usable` checked the CPU, which is what
 // makes their `unsafe` calls sound.
 

@@ -130,6 +130,41 @@ pub fn quantize_act_row_scalar(src: &[f32], dst: &mut [u8]) {
     }
 }
 
+/// The GEMM panel unpacker (see [`crate::gemm`]) at `simd`, lowered to what this CPU runs.
+pub fn gemm_unpacker(simd: SimdLevel) -> crate::gemm::UnpackFn {
+    match usable(simd) {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => x86::unpack_gemm_row_avx512,
+        _ => unpack_gemm_row,
+    }
+}
+
+/// Unpacks a weight row of `k` elements into a GEMM panel row (see [`crate::gemm`]): codes `q + 128`, scale `d`, correction `-128 d`: the reference.
+pub fn unpack_gemm_row(row: &[u8], k: usize, dst: &mut [u8], mw: &mut [f32]) {
+    let blocks = view_blocks::<BlockQ8_0>(row, blocks_in(k));
+    for (b, block) in blocks.iter().enumerate() {
+        let d = f16_le(block.d);
+        let codes: [u8; QK] = block.qs.map(|q| q as u8 ^ 0x80);
+        crate::gemm::put_run(dst, mw, QK * b, &codes, d, -128.0 * d);
+    }
+    crate::gemm::finish_row(dst, mw, k);
+}
+
+/// Lays out a converted activation row of `k` elements for the GEMM (see [`crate::gemm`]): codes `q`, scale `d`,
+/// per 16 elements `d * Σ q`.
+pub fn pack_gemm_act(act_row: &[u8], k: usize, dst: &mut [u8], ma: &mut [f32]) {
+    let blocks = view_blocks::<BlockQ8_0>(act_row, blocks_in(k));
+    for (b, block) in blocks.iter().enumerate() {
+        let d = f16_le(block.d);
+        crate::gemm::put_run(dst, ma, QK * b, &block.qs.map(|q| q as u8), d, 0.0);
+        for h in 0..2 {
+            let sum: i32 = block.qs[16 * h..16 * h + 16].iter().map(|&q| q as i32).sum();
+            ma[2 * b + h] = d * sum as f32;
+        }
+    }
+    crate::gemm::finish_row(dst, ma, k);
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
@@ -260,5 +295,26 @@ mod x86 {
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     fn dot_x4_avx512(w: &[BlockQ8_0], acts: [&[BlockQ8_0]; 4], out: &mut [f32; 4]) {
         legacy_x4_vnni(w, acts, |wb| wb.d, |wb| load_qs(wb), out)
+    }
+
+    pub fn unpack_gemm_row_avx512(row: &[u8], k: usize, dst: &mut [u8], mw: &mut [f32]) {
+        let blocks = view_blocks::<BlockQ8_0>(row, blocks_in(k));
+        // SAFETY: only reachable through `gemm_unpacker`, which checked the CPU features.
+        unsafe { unpack_avx512(blocks, k, dst, mw) }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+    fn unpack_avx512(blocks: &[BlockQ8_0], k: usize, dst: &mut [u8], mw: &mut [f32]) {
+        crate::gemm::x86::unpack_blocks32(
+            blocks,
+            k,
+            dst,
+            mw,
+            |b| _mm256_xor_si256(load_qs(b), _mm256_set1_epi8(0x80_u8 as i8)),
+            |b| {
+                let d = f16_to_f32(b.d);
+                (d, -128.0 * d)
+            },
+        )
     }
 }

@@ -61,6 +61,20 @@ pub fn quantize_act_row_scalar(src: &[f32], dst: &mut [u8]) {
     }
 }
 
+/// Lays out a converted activation row of `k` elements for the GEMM (see [`crate::gemm`]): codes `q`, scale `d`,
+/// and as corrections the block's stored `s` (f16-rounded `d * Σ q`, as the per-pair kernels and llama.cpp use
+/// it) for its first 16 elements and 0 for its second: the weight corrections are per block (`m`), so the sum of
+/// the two terms is `m * s`.
+pub fn pack_gemm_act(act_row: &[u8], k: usize, dst: &mut [u8], ma: &mut [f32]) {
+    let blocks = view_blocks::<BlockQ8_1>(act_row, blocks_in(k));
+    for (b, block) in blocks.iter().enumerate() {
+        let d = f16_le(block.d);
+        crate::gemm::put_run(dst, ma, QK * b, &block.qs.map(|q| q as u8), d, 0.0);
+        ma[2 * b] = f16_le(block.s);
+    }
+    crate::gemm::finish_row(dst, ma, k);
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::BlockQ8_1;

@@ -91,6 +91,20 @@ pub fn quantizer(simd: SimdLevel) -> fn(&[f32], &mut [u8]) {
     }
 }
 
+/// Lays out a converted activation row of `k` elements for the GEMM (see [`crate::gemm`]): codes `q`, scale `d`,
+/// per 16 elements `d * bsum`.
+pub fn pack_gemm_act(act_row: &[u8], k: usize, dst: &mut [u8], ma: &mut [f32]) {
+    let src = blocks::<BlockQ8K>(act_row, super_blocks(k));
+    for (b, block) in src.iter().enumerate() {
+        let d = block.scale();
+        crate::gemm::put_run(dst, ma, QK_K * b, &block.qs.map(|q| q as u8), d, 0.0);
+        for g in 0..QK_K / 16 {
+            ma[16 * b + g] = d * block.bsum(g) as f32;
+        }
+    }
+    crate::gemm::finish_row(dst, ma, k);
+}
+
 /// AVX2 twin of [`quantize_row_scalar`], bit-exact with it. Private: only [`quantizer`] hands it out, after
 /// checking the CPU, which is what makes the `unsafe` call inside sound.
 #[cfg(target_arch = "x86_64")]

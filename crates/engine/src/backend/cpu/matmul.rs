@@ -1,7 +1,16 @@
 //! Quantized matrix products on the CPU: activations are converted once into the weight format's partner format,
-//! then every (row, token) pair is one integer dot product. Rows are split over the thread pool. Prompt-sized
-//! products take tokens four at a time through the format's tile kernel ([`quarrel_quant::Kernels::vec_dot_x4`])
-//! where it has one.
+//! then every (row, token) pair is one integer dot product. Rows are split over the thread pool.
+//!
+//! Prompt-sized products ([`GEMM_MIN_TOKENS`] tokens or more, where the CPU has a microkernel) go through the
+//! register-tiled GEMM of [`quant::gemm`] instead: the converted activations are laid out once for it,
+//! then each task unpacks a block of weight rows into its thread's panel and runs every token against it. Smaller
+//! products (decoding) keep the per-pair path, which takes tokens four at a time through the format's tile kernel
+//! ([`quant::Kernels::vec_dot_x4`]) where it has one.
+
+use std::cell::RefCell;
+use std::sync::Mutex;
+
+use quant::gemm::{ActPanel, Acts, Gemm, GemmError, OutView, Route, WeightPanel, MR};
 
 use super::{CpuBackend, CpuWeight};
 use crate::error::{EngineError, Result};
@@ -18,10 +27,22 @@ struct SharedBytes(*mut u8);
 unsafe impl Send for SharedBytes {}
 unsafe impl Sync for SharedBytes {}
 
-/// Activation rows per tile of a prompt-sized product.
+/// Activation rows per tile of a prompt-sized product on the per-pair path.
 const TOKEN_TILE: usize = 64;
-/// Weight rows per tile.
+/// Weight rows per tile on the per-pair path.
 const ROW_TILE: usize = 16;
+
+/// Fewest tokens that take the GEMM.
+const GEMM_MIN_TOKENS: usize = 8;
+/// Most weight rows a GEMM task unpacks at once (its panel stays in L2 while every token runs against it).
+const GEMM_BLOCK_ROWS: usize = 64;
+
+thread_local! {
+    /// Each pool thread's unpacked weight rows, kept between calls (sized by the largest block seen).
+    static WEIGHT_PANEL: RefCell<WeightPanel> = RefCell::new(WeightPanel::default());
+    /// The calling thread's activations laid out for the GEMM, kept between calls.
+    static ACT_PANEL: RefCell<ActPanel> = RefCell::new(ActPanel::default());
+}
 
 /// out: [n_tokens, w.rows] = x: [n_tokens, w.row_len] · wᵀ
 pub fn matmul(be: &CpuBackend, w: &CpuWeight, x: &[f32], n_tokens: usize, out: &mut [f32]) -> Result<()> {
@@ -55,6 +76,11 @@ pub fn matmul(be: &CpuBackend, w: &CpuWeight, x: &[f32], n_tokens: usize, out: &
     }
     // [n_tokens, act_row_bytes]
     let act = &mut scratch[..n_tokens * act_row_bytes];
+    if n_tokens >= GEMM_MIN_TOKENS {
+        if let Some(gemm) = Gemm::new(&kernels, k, be.simd) {
+            return matmul_gemm(be, w, &gemm, x, n_tokens, act, out);
+        }
+    }
     if n_tokens == 1 {
         (kernels.quantize_act_row)(&x[..k], act);
     } else {
@@ -117,4 +143,86 @@ pub fn matmul(be: &CpuBackend, w: &CpuWeight, x: &[f32], n_tokens: usize, out: &
         }
     });
     Ok(())
+}
+
+/// The GEMM route of [`matmul`] (buffers already checked): `act` is the activation scratch, [n_tokens,
+/// act_row_bytes].
+fn matmul_gemm(
+    be: &CpuBackend,
+    w: &CpuWeight,
+    gemm: &Gemm,
+    x: &[f32],
+    n_tokens: usize,
+    act: &mut [u8],
+    out: &mut [f32],
+) -> Result<()> {
+    let rows = w.rows;
+    let k = w.row_len;
+    let to_engine = |e: GemmError| EngineError::BadSetting {
+        name: "matmul",
+        value: w.src.info.name.clone(),
+        reason: e.to_string(),
+    };
+    ACT_PANEL.with(|cell| {
+        let mut acts = cell.try_borrow_mut().map_err(|_| EngineError::BadSetting {
+            name: "matmul",
+            value: w.src.info.name.clone(),
+            reason: "re-entered on one thread".into(),
+        })?;
+        if let Route::Int { .. } = gemm.route {
+            // Tokens split over the pool: each converted into its activation row, then laid out in its slot.
+            let act_row_bytes = act.len() / n_tokens;
+            acts.reset(n_tokens, k);
+            let writer = acts.writer();
+            let per_task = n_tokens.div_ceil(be.n_threads * 2);
+            let act_out = SharedBytes(act.as_mut_ptr());
+            be.work.run(n_tokens.div_ceil(per_task), &|task| {
+                let dst = act_out;
+                for t in task * per_task..((task + 1) * per_task).min(n_tokens) {
+                    // SAFETY: row t of the activation scratch belongs to this task alone and lies inside it.
+                    let row = unsafe { std::slice::from_raw_parts_mut(dst.0.add(t * act_row_bytes), act_row_bytes) };
+                    (gemm.kernels.quantize_act_row)(&x[t * k..(t + 1) * k], row);
+                    // SAFETY: token t's slot is this task's alone.
+                    if let Some(slot) = unsafe { writer.slot(t) } {
+                        gemm.pack_converted(row, slot);
+                    }
+                }
+            });
+        }
+        let acts = match gemm.route {
+            Route::Int { .. } => Acts::Int(&acts),
+            Route::Float { .. } => Acts::Float { x, n_tokens },
+        };
+        // Blocks of rows: at most GEMM_BLOCK_ROWS, and enough of them for every thread to get two.
+        let block = rows
+            .div_ceil(be.n_threads * 2)
+            .next_multiple_of(MR)
+            .clamp(MR, GEMM_BLOCK_ROWS);
+        // SAFETY: out holds n_tokens * rows floats (checked by `matmul`) and outlives the view; the tasks below
+        // take disjoint row blocks.
+        let view = unsafe { OutView::new(out.as_mut_ptr(), rows, n_tokens) };
+        let weights = w.bytes();
+        let failed: Mutex<Option<GemmError>> = Mutex::new(None);
+        be.work.run(rows.div_ceil(block), &|c| {
+            let r0 = c * block;
+            let result = WEIGHT_PANEL.with(|panel| match panel.try_borrow_mut() {
+                Ok(mut panel) => gemm.rows(
+                    weights,
+                    w.row_bytes,
+                    (r0, (r0 + block).min(rows)),
+                    &acts,
+                    &mut panel,
+                    &view,
+                ),
+                Err(_) => Err(GemmError::Busy),
+            });
+            if let Err(e) = result {
+                *failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+            }
+        });
+        match failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(e) => Err(to_engine(e)),
+            None => Ok(()),
+        }
+    })
 }

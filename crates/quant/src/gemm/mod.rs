@@ -1,0 +1,548 @@
+//! Register-tiled matrix products for prompt-sized batches: `out[t, r] = Σ_i w[r, i] * x[t, i]` for a block of
+//! weight rows against every token of the batch.
+//!
+//! The per-pair dot products of [`crate::Kernels::vec_dot`] unpack every weight block once per token and reduce
+//! every pair to a scalar per block. Here each thread unpacks its weight rows once per call into a format-neutral
+//! panel and a microkernel keeps a tile of [`MR`] rows × [`NR`] tokens of 16-lane accumulators in registers.
+//!
+//! # Integer route (every quantized format)
+//! A weight row becomes unsigned 8-bit codes `u`, an f32 scale per four elements `sw` and an f32 correction per
+//! sixteen elements `mw`, so that the dequantized weight is exactly `w_i = sw[i / 4] * u_i + mw[i / 16]` (up to
+//! the rounding of that expression): `u = q + 128, mw = -128 d` for Q8_0, `mw = -d * min` style terms for the
+//! formats with mins, and so on (each format's `unpack_gemm_row` says how). The activations are converted to the
+//! weight format's partner format exactly as the per-pair path does (so the integer values equal llama.cpp's) and
+//! laid out the same way: signed codes `a`, a scale per four elements `sa`, and per sixteen elements
+//! `ma = scale * Σ a`. Then
+//!
+//! `out = Σ_(4-lane l) sw_l * sa_l * (Σ_(4 elements) u * a) + Σ_(16-group g) mw_g * ma_g`
+//!
+//! The first sum is one `vpdpbusd` (u8 × i8 → i32, four products a lane) per 64 elements and pair, then a
+//! convert, a multiply by `sa` and an FMA with `sw`; the second runs once per 256 elements.
+//!
+//! A row (of weights or of activations) is stored as `steps = ⌈k / 64⌉` chunks of 128 bytes, `[64 codes][16 f32
+//! scales]` (zero past `k`), followed elsewhere by its `⌈k / 256⌉ * 16` corrections.
+//!
+//! # Float route (F32, F16, BF16)
+//! Weight rows are widened to f32 once; the activations stay the f32 input (as the per-pair path keeps them) and
+//! the microkernel is plain FMAs.
+
+mod buf;
+mod float;
+mod int;
+#[cfg(test)]
+mod tests;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86;
+
+pub use buf::Aligned;
+pub use float::{float_tile_reference, FloatTileFn};
+pub use int::{int_tile_reference, IntTileFn};
+
+use crate::{GgmlType, Kernels, SimdLevel};
+
+/// Weight rows per register tile.
+pub const MR: usize = 4;
+/// Tokens per register tile.
+pub const NR: usize = 4;
+/// Elements per integer k-step (one 64-byte `vpdpbusd`).
+pub const KSTEP: usize = 64;
+/// Bytes per k-step of a panel row: 64 codes and 16 f32 scales.
+pub const STEP_BYTES: usize = 128;
+/// Elements per correction group.
+pub const GROUP: usize = 16;
+/// Elements covered by one 16-lane vector of corrections.
+pub const GROUP_VEC: usize = 256;
+
+/// Writes one weight row of `k` elements into an integer panel row: `steps(k)` chunks of `[64 u8 codes][16 f32
+/// scales]` in `dst` (codes and scales past `k` zero) and `corrections(k)` f32 in `mw` (zero past `k / 16`).
+pub type UnpackFn = fn(row: &[u8], k: usize, dst: &mut [u8], mw: &mut [f32]);
+/// Lays out one activation row already converted to the partner format (`act_row`, `k` elements) the same way:
+/// signed codes, per-4 scales, per-16 `scale * Σ codes`.
+pub type PackActFn = fn(act_row: &[u8], k: usize, dst: &mut [u8], ma: &mut [f32]);
+
+/// Integer k-steps of a row of `k` elements.
+pub fn steps(k: usize) -> usize {
+    k.div_ceil(KSTEP)
+}
+
+/// Bytes of an integer panel row of `k` elements.
+pub fn panel_row_bytes(k: usize) -> usize {
+    steps(k) * STEP_BYTES
+}
+
+/// Corrections (f32) per panel row of `k` elements: whole vectors of 16.
+pub fn corrections(k: usize) -> usize {
+    k.div_ceil(GROUP_VEC) * (GROUP_VEC / GROUP)
+}
+
+/// Writes `scale` into lane `lane` (0..16) of k-step `step` of a panel row.
+#[inline]
+pub fn put_scale(dst: &mut [u8], step: usize, lane: usize, scale: f32) {
+    let at = step * STEP_BYTES + KSTEP + 4 * lane;
+    dst[at..at + 4].copy_from_slice(&scale.to_ne_bytes());
+}
+
+/// The scale of element `i` of a panel row.
+pub fn scale_of(row: &[u8], i: usize) -> f32 {
+    let at = (i / KSTEP) * STEP_BYTES + KSTEP + 4 * ((i % KSTEP) / 4);
+    f32::from_ne_bytes([row[at], row[at + 1], row[at + 2], row[at + 3]])
+}
+
+/// The code of element `i` of a panel row.
+pub fn code_of(row: &[u8], i: usize) -> u8 {
+    row[(i / KSTEP) * STEP_BYTES + i % KSTEP]
+}
+
+/// Sets the code of element `i` of a panel row.
+#[inline]
+pub fn put_code(dst: &mut [u8], i: usize, code: u8) {
+    dst[(i / KSTEP) * STEP_BYTES + i % KSTEP] = code;
+}
+
+/// Zeroes the codes and scales of a panel row from element `from` (a multiple of 4) to its end.
+pub fn clear_tail(dst: &mut [u8], from: usize) {
+    let total = dst.len() / STEP_BYTES * KSTEP;
+    for i in from..total {
+        put_code(dst, i, 0);
+    }
+    for i in (from.div_ceil(4) * 4..total).step_by(4) {
+        put_scale(dst, i / KSTEP, (i % KSTEP) / 4, 0.0);
+    }
+}
+
+/// How one weight format goes through the GEMM.
+#[derive(Clone, Copy)]
+pub enum Route {
+    /// Quantized: integer panel of the weights, activations in the partner format laid out alike.
+    Int {
+        unpack: UnpackFn,
+        pack_act: PackActFn,
+        tile: IntTileFn,
+    },
+    /// Plain floats: weights widened to f32, f32 activations.
+    Float {
+        widen: fn(&[u8], &mut [f32]),
+        tile: FloatTileFn,
+    },
+}
+
+/// A GEMM plan for one weight format, row length and SIMD level.
+#[derive(Clone, Copy)]
+pub struct Gemm {
+    pub route: Route,
+    /// The per-pair kernels of the format (the activation converter is shared with them).
+    pub kernels: Kernels,
+    /// Elements per row.
+    pub k: usize,
+}
+
+/// The integer route's unpacker and activation packer of `ty` at `simd` (lowered to what this CPU runs).
+pub fn int_parts(ty: GgmlType, simd: SimdLevel) -> Option<(UnpackFn, PackActFn)> {
+    let pack_q8_0: PackActFn = crate::q8_0::pack_gemm_act;
+    let pack_q8_1: PackActFn = crate::q8_1::pack_gemm_act;
+    let pack_q8_k: PackActFn = crate::q8_k::pack_gemm_act;
+    Some(match ty {
+        GgmlType::Q8_0 => (crate::q8_0::gemm_unpacker(simd), pack_q8_0),
+        GgmlType::Q4_0 => (crate::q4_0::gemm_unpacker(simd), pack_q8_0),
+        GgmlType::Q5_0 => (crate::q5_0::gemm_unpacker(simd), pack_q8_0),
+        GgmlType::Q4_1 => (crate::q4_1::unpack_gemm_row, pack_q8_1),
+        GgmlType::Q5_1 => (crate::q5_1::unpack_gemm_row, pack_q8_1),
+        GgmlType::Q2_K => (crate::q2_k::unpack_gemm_row, pack_q8_k),
+        GgmlType::Q3_K => (crate::q3_k::unpack_gemm_row, pack_q8_k),
+        GgmlType::Q4_K => (crate::q4_k::unpack_gemm_row, pack_q8_k),
+        GgmlType::Q5_K => (crate::q5_k::unpack_gemm_row, pack_q8_k),
+        GgmlType::Q6_K => (crate::q6_k::unpack_gemm_row, pack_q8_k),
+        _ => return None,
+    })
+}
+
+impl Gemm {
+    /// The plan for `kernels`' weight format with rows of `k` elements at `simd`, or `None` where this CPU has no
+    /// microkernel worth running (below AVX-512 VNNI the per-pair path stays) or the format has no route.
+    pub fn new(kernels: &Kernels, k: usize, simd: SimdLevel) -> Option<Self> {
+        let simd = crate::legacy_common::usable(simd);
+        Self::with_tiles(kernels, k, simd, int::best(simd)?, float::best(simd)?)
+    }
+
+    /// The plan with the given microkernels (tests pass the scalar references).
+    pub fn with_tiles(
+        kernels: &Kernels,
+        k: usize,
+        simd: SimdLevel,
+        int_tile: IntTileFn,
+        float_tile: FloatTileFn,
+    ) -> Option<Self> {
+        if k == 0 {
+            return None;
+        }
+        let route = match kernels.weight {
+            GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => Route::Float {
+                widen: kernels.dequantize_row,
+                tile: float_tile,
+            },
+            ty => {
+                let (unpack, pack_act) = int_parts(ty, simd)?;
+                Route::Int {
+                    unpack,
+                    pack_act,
+                    tile: int_tile,
+                }
+            }
+        };
+        Some(Self {
+            route,
+            kernels: *kernels,
+            k,
+        })
+    }
+
+    /// Bytes of one token in the activation panel (0 on the float route, which reads the input directly).
+    pub fn act_token_bytes(&self) -> usize {
+        match self.route {
+            Route::Int { .. } => panel_row_bytes(self.k),
+            Route::Float { .. } => 0,
+        }
+    }
+}
+
+/// The activations of a batch laid out for the integer microkernel: [n_tokens] panel rows and corrections.
+#[derive(Default)]
+pub struct ActPanel {
+    /// [n_tokens, panel_row_bytes(k)]
+    rows: Aligned<u8>,
+    /// [n_tokens, corrections(k)]
+    corr: Aligned<f32>,
+    n_tokens: usize,
+    k: usize,
+}
+
+/// One token's slot in an [`ActPanel`] that is being filled, for [`ActPanel::slots`].
+pub struct ActSlot<'a> {
+    pub row: &'a mut [u8],
+    pub corr: &'a mut [f32],
+}
+
+impl ActPanel {
+    /// Sizes the panel for `n_tokens` rows of `k` elements (keeping its allocation when it is big enough).
+    pub fn reset(&mut self, n_tokens: usize, k: usize) {
+        self.rows.resize(n_tokens * panel_row_bytes(k));
+        self.corr.resize(n_tokens * corrections(k));
+        self.n_tokens = n_tokens;
+        self.k = k;
+    }
+
+    pub fn n_tokens(&self) -> usize {
+        self.n_tokens
+    }
+
+    /// The slots of every token, to be filled (in parallel: each slot is a disjoint borrow).
+    pub fn slots(&mut self) -> Vec<ActSlot<'_>> {
+        let (rb, cb) = (panel_row_bytes(self.k), corrections(self.k));
+        let n = self.n_tokens;
+        self.rows.as_mut_slice()[..n * rb]
+            .chunks_exact_mut(rb)
+            .zip(self.corr.as_mut_slice()[..n * cb].chunks_exact_mut(cb))
+            .map(|(row, corr)| ActSlot { row, corr })
+            .collect()
+    }
+
+    /// Raw writer over the token slots, shareable by the tasks of a thread pool that each fill other tokens.
+    pub fn writer(&mut self) -> ActWriter<'_> {
+        ActWriter {
+            rows: self.rows.as_mut_slice().as_mut_ptr(),
+            corr: self.corr.as_mut_slice().as_mut_ptr(),
+            row_bytes: panel_row_bytes(self.k),
+            corr_len: corrections(self.k),
+            n_tokens: self.n_tokens,
+            _panel: std::marker::PhantomData,
+        }
+    }
+}
+
+/// See [`ActPanel::writer`].
+pub struct ActWriter<'a> {
+    rows: *mut u8,
+    corr: *mut f32,
+    row_bytes: usize,
+    corr_len: usize,
+    n_tokens: usize,
+    _panel: std::marker::PhantomData<&'a mut ActPanel>,
+}
+// SAFETY: the writer only hands out token slots through `slot`, whose contract makes concurrent slots disjoint.
+unsafe impl Send for ActWriter<'_> {}
+// SAFETY: as above.
+unsafe impl Sync for ActWriter<'_> {}
+
+impl ActWriter<'_> {
+    /// Token `t`'s slot (`None` when `t` is out of range).
+    ///
+    /// # Safety
+    /// No two live slots may be for the same token.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn slot(&self, t: usize) -> Option<ActSlot<'_>> {
+        if t >= self.n_tokens {
+            return None;
+        }
+        // SAFETY: t < n_tokens, so both ranges lie inside the panel's buffers (sized by `reset`); the caller
+        // keeps slots of one token unique, and the writer borrows the panel mutably for its whole life.
+        unsafe {
+            Some(ActSlot {
+                row: std::slice::from_raw_parts_mut(self.rows.add(t * self.row_bytes), self.row_bytes),
+                corr: std::slice::from_raw_parts_mut(self.corr.add(t * self.corr_len), self.corr_len),
+            })
+        }
+    }
+}
+
+/// A thread's unpacked weight rows: [rows, panel_row_bytes(k)] codes and scales and [rows, corrections(k)]
+/// corrections (integer route) or [rows, k] floats (float route).
+#[derive(Default)]
+pub struct WeightPanel {
+    rows: Aligned<u8>,
+    corr: Aligned<f32>,
+    floats: Aligned<f32>,
+}
+
+/// Where results go: `out[t * ld + r]`.
+pub struct OutView {
+    ptr: *mut f32,
+    ld: usize,
+    n_tokens: usize,
+}
+// SAFETY: writes go through `OutView::write_tile`, whose callers (the row blocks of one product) write disjoint
+// elements (see `OutView::new`).
+unsafe impl Send for OutView {}
+// SAFETY: as above.
+unsafe impl Sync for OutView {}
+
+impl OutView {
+    /// A view of `out` as [n_tokens, ld].
+    ///
+    /// # Safety
+    /// `out` must hold `n_tokens * ld` floats and outlive the view; concurrent users must compute disjoint row
+    /// ranges.
+    pub unsafe fn new(out: *mut f32, ld: usize, n_tokens: usize) -> Self {
+        Self { ptr: out, ld, n_tokens }
+    }
+
+    /// A view of a slice (single-threaded use).
+    pub fn of(out: &mut [f32], ld: usize, n_tokens: usize) -> Option<Self> {
+        (out.len() >= ld * n_tokens).then_some(Self {
+            ptr: out.as_mut_ptr(),
+            ld,
+            n_tokens,
+        })
+    }
+
+    /// Writes a tile's results `[t][r]` for tokens `t0..` and rows `r0..r1` (`r1 - r0 <= MR`).
+    fn write_tile(&self, t0: usize, r0: usize, r1: usize, tile: &[[f32; MR]; NR]) {
+        let n_rows = (r1 - r0).min(MR);
+        if r0 + n_rows > self.ld {
+            return;
+        }
+        for (t, vals) in tile.iter().enumerate() {
+            let tok = t0 + t;
+            if tok >= self.n_tokens {
+                break;
+            }
+            // SAFETY: tok < n_tokens and r0 + n_rows <= ld, inside the view (`new`'s contract); the rows are this
+            // caller's alone.
+            unsafe {
+                std::ptr::copy_nonoverlapping(vals.as_ptr(), self.ptr.add(tok * self.ld + r0), n_rows);
+            }
+        }
+    }
+}
+
+/// Errors of [`Gemm::rows`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GemmError {
+    /// The weight bytes, the activations or the output are shorter than the shapes say.
+    Size(&'static str),
+    /// A thread's scratch panel was already in use (a re-entered call).
+    Busy,
+}
+
+impl std::fmt::Display for GemmError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Size(what) => write!(f, "gemm: {what} too short for the shape"),
+            Self::Busy => write!(f, "gemm: a thread's scratch panel is already in use"),
+        }
+    }
+}
+
+impl std::error::Error for GemmError {}
+
+/// The activations as the microkernels read them.
+pub enum Acts<'a> {
+    /// Integer route: a filled [`ActPanel`].
+    Int(&'a ActPanel),
+    /// Float route: the f32 input [n_tokens, k].
+    Float { x: &'a [f32], n_tokens: usize },
+}
+
+impl Gemm {
+    /// Converts token rows of `x` ([n, k] f32) into `panel` slot by slot: through the partner format in
+    /// `scratch` (one row), then laid out. Single-threaded; [`Gemm::pack_token`] is the per-token step.
+    pub fn pack_acts(&self, x: &[f32], n_tokens: usize, panel: &mut ActPanel, scratch: &mut Vec<u8>) {
+        panel.reset(n_tokens, self.k);
+        for (t, slot) in panel.slots().into_iter().enumerate() {
+            self.pack_token(&x[t * self.k..(t + 1) * self.k], scratch, slot);
+        }
+    }
+
+    /// Lays out one token already converted to the partner format (`act_row`, by
+    /// [`crate::Kernels::quantize_act_row`]) in its panel slot.
+    pub fn pack_converted(&self, act_row: &[u8], slot: ActSlot<'_>) {
+        if let Route::Int { pack_act, .. } = self.route {
+            pack_act(act_row, self.k, slot.row, slot.corr);
+        }
+    }
+
+    /// Converts one token (`x`: k floats) into its panel slot, through the partner format in `scratch`.
+    pub fn pack_token(&self, x: &[f32], scratch: &mut Vec<u8>, slot: ActSlot<'_>) {
+        let Route::Int { pack_act, .. } = self.route else {
+            return;
+        };
+        let bytes = self.kernels.act.row_bytes(self.k).unwrap_or(0);
+        if scratch.len() < bytes {
+            scratch.resize(bytes, 0);
+        }
+        (self.kernels.quantize_act_row)(&x[..self.k], &mut scratch[..bytes]);
+        pack_act(&scratch[..bytes], self.k, slot.row, slot.corr);
+    }
+
+    /// Computes rows `r0..r1` of the product for every token: `out[t, r] = Σ_i w[r, i] x[t, i]`, with `weights`
+    /// the whole matrix (`row_bytes` a row) unpacked into `panel` first.
+    pub fn rows(
+        &self,
+        weights: &[u8],
+        row_bytes: usize,
+        (r0, r1): (usize, usize),
+        acts: &Acts<'_>,
+        panel: &mut WeightPanel,
+        out: &OutView,
+    ) -> Result<(), GemmError> {
+        if r1 <= r0 {
+            return Ok(());
+        }
+        let need = self
+            .kernels
+            .weight
+            .row_bytes(self.k)
+            .ok_or(GemmError::Size("row length"))?;
+        if weights.len() < r1 * row_bytes || row_bytes < need {
+            return Err(GemmError::Size("weights"));
+        }
+        if r1 > out.ld {
+            return Err(GemmError::Size("output"));
+        }
+        let n_rows = r1 - r0;
+        let k = self.k;
+        match (self.route, acts) {
+            (Route::Int { unpack, tile, .. }, Acts::Int(a)) => {
+                if a.k != k || a.n_tokens < out.n_tokens {
+                    return Err(GemmError::Size("activations"));
+                }
+                let (rb, cb) = (panel_row_bytes(k), corrections(k));
+                panel.rows.resize(n_rows * rb);
+                panel.corr.resize(n_rows * cb);
+                let (prow, pcorr) = (panel.rows.as_mut_slice(), panel.corr.as_mut_slice());
+                for i in 0..n_rows {
+                    let r = r0 + i;
+                    unpack(
+                        &weights[r * row_bytes..(r + 1) * row_bytes],
+                        k,
+                        &mut prow[i * rb..(i + 1) * rb],
+                        &mut pcorr[i * cb..(i + 1) * cb],
+                    );
+                }
+                let w = int::Rows {
+                    bytes: &panel.rows.as_slice()[..n_rows * rb],
+                    corr: &panel.corr.as_slice()[..n_rows * cb],
+                    row_bytes: rb,
+                    corr_len: cb,
+                };
+                let av = int::Rows {
+                    bytes: &a.rows.as_slice()[..a.n_tokens * rb],
+                    corr: &a.corr.as_slice()[..a.n_tokens * cb],
+                    row_bytes: rb,
+                    corr_len: cb,
+                };
+                let n_tokens = out.n_tokens;
+                let mut res = [[0f32; MR]; NR];
+                for t0 in (0..n_tokens).step_by(NR) {
+                    for i0 in (0..n_rows).step_by(MR) {
+                        let wi = std::array::from_fn(|j| (i0 + j).min(n_rows - 1));
+                        let ti = std::array::from_fn(|j| (t0 + j).min(n_tokens - 1));
+                        tile(&w, wi, &av, ti, &mut res);
+                        out.write_tile(t0, r0 + i0, (r0 + i0 + MR).min(r1), &res);
+                    }
+                }
+            }
+            (Route::Float { widen, tile }, Acts::Float { x, n_tokens }) => {
+                if x.len() < n_tokens * k || *n_tokens < out.n_tokens {
+                    return Err(GemmError::Size("activations"));
+                }
+                let ld = k.div_ceil(16) * 16;
+                panel.floats.resize(n_rows * ld);
+                let pf = panel.floats.as_mut_slice();
+                for i in 0..n_rows {
+                    let r = r0 + i;
+                    let dst = &mut pf[i * ld..(i + 1) * ld];
+                    widen(&weights[r * row_bytes..(r + 1) * row_bytes], &mut dst[..k]);
+                    dst[k..].fill(0.0);
+                }
+                let w = float::Rows {
+                    x: &panel.floats.as_slice()[..n_rows * ld],
+                    ld,
+                };
+                let av = float::Rows {
+                    x: &x[..n_tokens * k],
+                    ld: k,
+                };
+                let n_tokens = out.n_tokens;
+                let mut res = [[0f32; MR]; NR];
+                for t0 in (0..n_tokens).step_by(NR) {
+                    for i0 in (0..n_rows).step_by(MR) {
+                        let wi = std::array::from_fn(|j| (i0 + j).min(n_rows - 1));
+                        let ti = std::array::from_fn(|j| (t0 + j).min(n_tokens - 1));
+                        tile(k, &w, wi, &av, ti, &mut res);
+                        out.write_tile(t0, r0 + i0, (r0 + i0 + MR).min(r1), &res);
+                    }
+                }
+            }
+            _ => return Err(GemmError::Size("activations of the other route")),
+        }
+        Ok(())
+    }
+}
+
+/// Writes one run of codes (a multiple of 16 long, starting at element `start`, a multiple of 16) with one scale
+/// and one correction per 16 elements into a panel row (`dst`) and its corrections (`mw`).
+#[inline]
+pub fn put_run(dst: &mut [u8], mw: &mut [f32], start: usize, codes: &[u8], scale: f32, corr: f32) {
+    let scale = scale.to_ne_bytes();
+    let (mut i, mut rest) = (start, codes);
+    while !rest.is_empty() {
+        // The piece stays inside one k-step: it starts at i and ends at or before the step's end.
+        let (step, at) = (i / KSTEP, i % KSTEP);
+        let (piece, tail) = rest.split_at((KSTEP - at).min(rest.len()));
+        rest = tail;
+        let base = step * STEP_BYTES;
+        dst[base + at..base + at + piece.len()].copy_from_slice(piece);
+        let lanes = &mut dst[base + KSTEP + at..base + KSTEP + at + piece.len()];
+        for lane in lanes.chunks_exact_mut(4) {
+            lane.copy_from_slice(&scale);
+        }
+        i += piece.len();
+    }
+    mw[start / GROUP..(start + codes.len()) / GROUP].fill(corr);
+}
+
+/// Zeroes what lies past element `k` in a panel row and its corrections.
+pub fn finish_row(dst: &mut [u8], mw: &mut [f32], k: usize) {
+    clear_tail(dst, k);
+    mw[k / GROUP..].fill(0.0);
+}
