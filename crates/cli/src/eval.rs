@@ -141,7 +141,10 @@ fn run<B: Backend>(model: &Model<B>, args: &EvalArgs, metrics: &[Metric], tasks:
         let task_refs = task.references.into_vec();
         let mut scores = serde_json::Map::new();
         for m in metrics {
-            scores.insert(m.key().into(), m.score(&[&text], &[task_refs.clone()])?.into());
+            scores.insert(
+                m.key().into(),
+                m.score(&[&text], std::slice::from_ref(&task_refs))?.into(),
+            );
         }
         rows.push(serde_json::json!({
             "id": task.id.unwrap_or_else(|| (i + 1).into()),

@@ -561,7 +561,9 @@ mod tests {
         let m = tiny("t3");
         let mut s = Session::new(&m, &opts()).unwrap();
         let prompt = vec![1u32, 10, 20, 30];
-        let g = greedy_batched(&mut s, &[prompt.clone()], 8, 0).unwrap().swap_remove(0);
+        let g = greedy_batched(&mut s, std::slice::from_ref(&prompt), 8, 0)
+            .unwrap()
+            .swap_remove(0);
         let forced = teacher_forced(&mut s, &prompt, &g.tokens).unwrap();
         assert_eq!(forced.len(), 8);
         for (a, b) in g.logits.iter().zip(&forced) {

@@ -394,7 +394,7 @@ fn percentiles(sorted: &[f32], fractions: &[f64]) -> Vec<(f64, f64)> {
         .iter()
         .map(|&f| {
             let v = if f == 0.5 {
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     0.5 * (sorted[n / 2] + sorted[n / 2 - 1])
                 } else {
                     sorted[n / 2]
