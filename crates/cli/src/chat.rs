@@ -1,11 +1,11 @@
 //! `quarrel chat`: interactive chat through the model's chat template, streaming replies. Each turn re-renders
 //! the whole conversation; the session reuses the KV cache for the part it already holds.
 
-use crate::common::{load_model, ModelArgs};
+use crate::common::{load_any, ModelArgs};
 use crate::run::SamplingArgs;
 use anyhow::{bail, Result};
 use clap::Args;
-use engine::Session;
+use engine::{Backend, Model, Sampler, Session};
 use std::io::{BufRead, IsTerminal, Write};
 use tokenizer::{ChatMessage, ChatTemplate, StreamDecoder};
 
@@ -25,7 +25,10 @@ pub struct ChatArgs {
 
 pub fn chat(args: ChatArgs) -> Result<()> {
     let mut sampler = args.sampling.sampler()?;
-    let model = load_model(&args.model)?;
+    crate::with_model!(load_any(&args.model)?, model => converse(&model, &args, &mut sampler))
+}
+
+fn converse<B: Backend>(model: &Model<B>, args: &ChatArgs, sampler: &mut Sampler) -> Result<()> {
     let tok = &model.tokenizer;
     // The model's own template; Gemma 3 GGUFs often carry none, and then Google's published one applies.
     let source = match (tok.chat_template(), model.config.arch.as_str()) {
@@ -37,7 +40,7 @@ pub fn chat(args: ChatArgs) -> Result<()> {
     };
     let piece = |id: Option<u32>| id.and_then(|i| tok.token_str(i)).unwrap_or_default().to_string();
     let template = ChatTemplate::new(source, &piece(tok.bos()), &piece(tok.eos()))?;
-    let mut session = Session::new(&model, &args.model.run_options())?;
+    let mut session = Session::new(model, &args.model.run_options())?;
     let mut messages = Vec::new();
     if let Some(s) = &args.system {
         messages.push(ChatMessage {
@@ -96,7 +99,7 @@ pub fn chat(args: ChatArgs) -> Result<()> {
         let mut out = std::io::stdout().lock();
         let mut decoder = StreamDecoder::new(tok);
         let mut reply = String::new();
-        session.generate(0, &ids, args.n_predict.min(room), &mut sampler, &mut |t| {
+        session.generate(0, &ids, args.n_predict.min(room), sampler, &mut |t| {
             let s = decoder.feed(t);
             reply.push_str(&s);
             out.write_all(s.as_bytes()).and_then(|_| out.flush()).is_ok()

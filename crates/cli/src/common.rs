@@ -1,9 +1,9 @@
 //! What several commands share: model flags, resolution, loading with a progress bar, device choice.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use engine::resolve::{resolve_model, ResolveOptions};
-use engine::{CpuBackend, CpuConfig, KvPrecision, Model, RunOptions};
+use engine::{CpuBackend, CpuConfig, CudaBackend, CudaConfig, KvPrecision, Model, RunOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 
@@ -79,25 +79,97 @@ pub fn resolve(spec: Option<&str>) -> Result<PathBuf> {
     Ok(resolve_model(spec, &resolve_options())?)
 }
 
-/// The backend a `--device` asks for. CUDA is its own issue; until it lands, `cuda` is a clear error and `auto`
-/// means the CPU.
-pub fn cpu_backend(args: &ModelArgs) -> Result<CpuBackend> {
-    match args.device {
-        Device::Cpu | Device::Auto => {}
-        Device::Cuda => {
-            bail!("device 'cuda' is not available: this build of quarrel has no CUDA backend yet")
+/// A model loaded on whichever backend `--device` chose.
+pub enum Loaded {
+    Cpu(Box<Model<CpuBackend>>),
+    Cuda(Box<Model<CudaBackend>>),
+}
+
+/// Runs `$body` with `$m` bound to the loaded model, whatever its backend (`$body` is generic code).
+#[macro_export]
+macro_rules! with_model {
+    ($loaded:expr, $m:ident => $body:expr) => {
+        match $loaded {
+            $crate::common::Loaded::Cpu(boxed) => {
+                let $m = *boxed;
+                $body
+            }
+            $crate::common::Loaded::Cuda(boxed) => {
+                let $m = *boxed;
+                $body
+            }
         }
-    }
+    };
+}
+
+/// Where compiled CUDA kernels are cached: next to the models, under `kernels/`.
+pub fn kernel_cache_dir() -> PathBuf {
+    cache_dir().with_file_name("kernels")
+}
+
+pub fn cpu_backend(args: &ModelArgs) -> Result<CpuBackend> {
     Ok(CpuBackend::new(CpuConfig {
         n_threads: args.threads,
         simd: None,
     })?)
 }
 
-/// Resolves and loads the model, with a progress bar on stderr.
-pub fn load_model(args: &ModelArgs) -> Result<Model<CpuBackend>> {
+pub fn cuda_backend() -> Result<CudaBackend> {
+    let be = CudaBackend::new(CudaConfig {
+        ordinal: 0,
+        kernel_cache: Some(kernel_cache_dir()),
+    })?;
+    tracing::info!(
+        "CUDA kernels {}",
+        if be.kernels_cached {
+            "read from the cache"
+        } else {
+            "compiled"
+        }
+    );
+    Ok(be)
+}
+
+/// The device `--device` resolves to: `auto` is CUDA when its libraries load and a GPU is present, else the CPU.
+pub fn choose_device(requested: Device) -> Device {
+    match requested {
+        Device::Auto => match engine::backend::cuda::probe_libraries() {
+            Ok(()) => Device::Cuda,
+            Err(e) => {
+                tracing::info!("--device auto: using the CPU ({e})");
+                Device::Cpu
+            }
+        },
+        d => d,
+    }
+}
+
+/// Resolves and loads the model on the device `--device` chose, with a progress bar on stderr. With `auto`, a GPU
+/// that fails to start (no device, no memory) falls back to the CPU with a warning.
+pub fn load_any(args: &ModelArgs) -> Result<Loaded> {
     let path = resolve(args.model.as_deref())?;
-    let backend = cpu_backend(args)?;
+    let device = choose_device(args.device);
+    if device == Device::Cuda {
+        match cuda_backend().and_then(|be| load_on(&path, be)) {
+            Ok(m) => return Ok(Loaded::Cuda(Box::new(m))),
+            Err(e) if args.device == Device::Auto => tracing::warn!("CUDA unavailable, using the CPU: {e:#}"),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Loaded::Cpu(Box::new(load_on(&path, cpu_backend(args)?)?)))
+}
+
+/// Loads the model on the CPU, for commands that do not yet dispatch on the device (`--device cuda` is refused
+/// there with a clear message).
+pub fn load_model(args: &ModelArgs) -> Result<Model<CpuBackend>> {
+    if args.device == Device::Cuda {
+        anyhow::bail!("this command runs on the CPU only for now; use --device cpu");
+    }
+    load_on(&resolve(args.model.as_deref())?, cpu_backend(args)?)
+}
+
+/// Loads `path` onto `backend` with a progress bar.
+pub fn load_on<B: engine::Backend>(path: &std::path::Path, backend: B) -> Result<Model<B>> {
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("loading {msg} {bar:30} {bytes}/{total_bytes}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -107,7 +179,7 @@ pub fn load_model(args: &ModelArgs) -> Result<Model<CpuBackend>> {
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default(),
     );
-    let model = Model::load(&path, backend, &mut |done, total| {
+    let model = Model::load(path, backend, &mut |done, total| {
         bar.set_length(total);
         bar.set_position(done);
     })

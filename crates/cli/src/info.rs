@@ -1,9 +1,10 @@
 //! `quarrel info`: metadata, tensor types and sizes, memory estimate, chosen precisions.
 
-use crate::common::{cpu_backend, resolve, ModelArgs};
-use anyhow::{Context, Result};
+use crate::common::{load_any, ModelArgs};
+use anyhow::Result;
 use clap::Args;
 use engine::model::{arch::config_from_gguf, auto_kv_precision, Model};
+use engine::Backend;
 use gguf::Value;
 use std::collections::BTreeMap;
 
@@ -31,9 +32,11 @@ fn mib(b: u64) -> String {
 }
 
 pub fn info(args: InfoArgs) -> Result<()> {
-    let path = resolve(args.model.model.as_deref())?;
-    let backend = cpu_backend(&args.model)?;
-    let model = Model::load(&path, backend, &mut |_, _| {}).with_context(|| format!("loading {}", path.display()))?;
+    crate::with_model!(load_any(&args.model)?, model => show(&model, &args))
+}
+
+fn show<B: Backend>(model: &Model<B>, args: &InfoArgs) -> Result<()> {
+    let path = &model.path;
     let f = &model.file;
     println!("file: {}", path.display());
     println!(
@@ -99,7 +102,7 @@ pub fn info(args: InfoArgs) -> Result<()> {
             println!("  {:<32} {:>5} {:?}", t.name, t.ty.name(), t.dims);
         }
     }
-    println!("\n== run plan ({})", engine::Backend::device_info(&model.backend));
+    println!("\n== run plan ({})", model.backend.device_info());
     let opts = args.model.run_options();
     let (kv, limits) = model.plan(&opts)?;
     let auto = auto_kv_precision(f);
@@ -112,7 +115,11 @@ pub fn info(args: InfoArgs) -> Result<()> {
         kv.n_seqs,
         mib(kv.bytes())
     );
-    println!("weights: {} (memory-mapped, read in place)", mib(model.weight_bytes()));
+    let placement = match model.backend.name() {
+        "cpu" => "memory-mapped, read in place",
+        _ => "uploaded to the device in their GGUF formats",
+    };
+    println!("weights: {} ({placement})", mib(model.weight_bytes()));
     println!(
         "batch: up to {} tokens per pass, {} logit rows",
         limits.max_batch, limits.max_logit_rows

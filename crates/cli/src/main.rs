@@ -13,6 +13,7 @@ mod report;
 mod run;
 mod score;
 mod synth;
+mod test_backend;
 mod sysinfo;
 mod tokenize;
 
@@ -57,6 +58,8 @@ enum Command {
     Report(report::ReportArgs),
     /// Write a GGUF of random weights in a known shape (for speed measurements).
     Synth(synth::SynthArgs),
+    /// Check every op of a device backend against the CPU, per weight format and shape (like test-backend-ops).
+    TestBackend(test_backend::TestBackendArgs),
 }
 
 fn main() -> ExitCode {
@@ -97,6 +100,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => eval::eval(a),
         Command::Report(a) => report::report(a),
         Command::Synth(a) => synth::synth(a),
+        Command::TestBackend(a) => test_backend::test_backend(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

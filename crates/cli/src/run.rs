@@ -1,9 +1,9 @@
 //! `quarrel run`: raw completion. stdout carries exactly the continuation, streamed; stats go to stderr.
 
-use crate::common::{load_model, ModelArgs};
+use crate::common::{load_any, ModelArgs};
 use anyhow::{bail, Result};
 use clap::Args;
-use engine::{Sampler, SamplerConfig, Session};
+use engine::{Backend, Model, Sampler, SamplerConfig, Session};
 use std::io::{IsTerminal, Read, Write};
 use tokenizer::StreamDecoder;
 
@@ -81,12 +81,15 @@ pub fn run(args: RunArgs) -> Result<()> {
         None => bail!("no prompt: pass -p TEXT or pipe it on stdin"),
     };
     let mut sampler = args.sampling.sampler()?;
-    let model = load_model(&args.model)?;
-    let ids = model.tokenizer.encode(&prompt, true, true)?;
+    crate::with_model!(load_any(&args.model)?, model => complete(&model, &args, &prompt, &mut sampler))
+}
+
+fn complete<B: Backend>(model: &Model<B>, args: &RunArgs, prompt: &str, sampler: &mut Sampler) -> Result<()> {
+    let ids = model.tokenizer.encode(prompt, true, true)?;
     if ids.is_empty() {
         bail!("the prompt is empty and the model adds no BOS token: nothing to continue");
     }
-    let mut session = Session::new(&model, &args.model.run_options())?;
+    let mut session = Session::new(model, &args.model.run_options())?;
     if ids.len() >= session.n_ctx() as usize {
         bail!(
             "prompt of {} tokens does not fit the context of {} tokens (raise --ctx)",
@@ -99,7 +102,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     let mut decoder = StreamDecoder::new(&model.tokenizer);
     let mut write_err = None;
-    let stats = session.generate(0, &ids, n_predict, &mut sampler, &mut |tok| {
+    let stats = session.generate(0, &ids, n_predict, sampler, &mut |tok| {
         let piece = decoder.feed(tok);
         match out.write_all(piece.as_bytes()).and_then(|_| out.flush()) {
             Ok(()) => true,

@@ -48,6 +48,8 @@ pub enum EngineError {
     },
     #[error("device '{device}' is not available: {reason}")]
     DeviceUnavailable { device: String, reason: String },
+    #[error("cuda: {what}: {reason}")]
+    Cuda { what: String, reason: String },
     #[error("io error on {path}: {source}")]
     Io { path: String, source: std::io::Error },
 }

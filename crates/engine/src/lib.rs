@@ -14,6 +14,7 @@ pub mod session;
 pub mod synth;
 
 pub use backend::cpu::{CpuBackend, CpuConfig};
+pub use backend::cuda::{CudaBackend, CudaConfig};
 pub use backend::{Backend, KvPrecision};
 pub use batch::Batch;
 pub use error::{EngineError, Result};

@@ -6,3 +6,4 @@ mod batching;
 mod common;
 mod perplexity;
 mod real_models;
+mod cuda_kernels;

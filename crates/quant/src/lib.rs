@@ -17,6 +17,7 @@ mod x86_common;
 
 mod k_common;
 
+pub mod cuda;
 pub mod gemm;
 pub mod tile;
 

@@ -5,6 +5,8 @@
 //! `q_dim = n_heads * head_dim`, `kv_dim = n_kv_heads * head_dim`, `d_ff`, `vocab`.
 
 pub mod cpu;
+pub mod cuda;
+pub mod parity;
 
 use crate::batch::Batch;
 use crate::error::Result;
@@ -92,9 +94,28 @@ pub trait Backend: Send + Sync {
     /// Whether `ty` can be used as a matrix weight.
     fn supports_matmul(&self, ty: GgmlType) -> bool;
 
+    /// Called once before a model's weights (`total_bytes` of them) are loaded: a device that cannot hold them
+    /// says so here, with the numbers, before anything is uploaded.
+    fn prepare_load(&self, _total_bytes: u64) -> Result<()> {
+        Ok(())
+    }
+    /// Bytes the weights plus run state may use on this device, when the device has its own memory (`None`: the
+    /// host's memory rule applies).
+    fn memory_budget(&self) -> Option<u64> {
+        None
+    }
+    /// Runs one forward pass's ops (`f`) over `batch`. A device may upload the batch's metadata first and replay
+    /// a recorded version of the ops instead of running `f` (CUDA graphs); `f` must then launch the same ops for
+    /// every batch of the same shape on the same run state (`state_id`), and must not read results back.
+    fn forward_scope(&self, _batch: &Batch, _state_id: u64, f: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        f()
+    }
+
     fn load_weight(&self, src: &WeightSource) -> Result<Self::Weight>;
     fn alloc(&self, len: usize) -> Result<Self::Buf>;
     fn alloc_kv(&self, shape: KvShape) -> Result<Self::Kv>;
+    /// Copies `src` from the host into the first `src.len()` floats of `dst`.
+    fn write(&self, dst: &mut Self::Buf, src: &[f32]) -> Result<()>;
     /// Copies the first `dst.len()` floats of `src` to the host.
     fn read(&self, src: &Self::Buf, dst: &mut [f32]) -> Result<()>;
 

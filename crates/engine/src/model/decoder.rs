@@ -18,6 +18,8 @@ pub struct Limits {
 
 /// Run state: scratch buffers sized from `Limits` and the KV cache. The forward pass allocates nothing.
 pub struct DecoderState<B: Backend> {
+    /// Tells run states apart (a device may keep per-state recordings of the forward pass).
+    pub id: u64,
     pub limits: Limits,
     pub kv_shape: KvShape,
     x: B::Buf,      // [max_batch, d_model] residual stream
@@ -37,7 +39,9 @@ impl<B: Backend> DecoderState<B> {
     pub fn new(be: &B, cfg: &ArchConfig, limits: Limits, kv_shape: KvShape) -> Result<Self> {
         let n = limits.max_batch;
         let m = limits.max_logit_rows;
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(Self {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             limits,
             kv_shape,
             x: be.alloc(n * cfg.d_model)?,
@@ -92,66 +96,72 @@ pub fn forward<B: Backend>(
     let (d, ff) = (cfg.d_model, cfg.d_ff);
     let eps = cfg.norm_eps;
 
-    be.embed(&w.token_embd, &batch.tokens, cfg.embed_scale, &mut st.x)?;
-    for (il, lw) in w.layers.iter().enumerate() {
-        // Attention block.
-        be.rms_norm(&st.x, &lw.attn_norm, eps, n, &mut st.xn)?;
-        be.matmul(&lw.wq, &st.xn, n, &mut st.q)?;
-        be.matmul(&lw.wk, &st.xn, n, &mut st.k)?;
-        be.matmul(&lw.wv, &st.xn, n, &mut st.v)?;
-        if let (Some(bq), Some(bk), Some(bv)) = (&lw.bq, &lw.bk, &lw.bv) {
-            be.add_bias(&mut st.q, bq, n)?;
-            be.add_bias(&mut st.k, bk, n)?;
-            be.add_bias(&mut st.v, bv, n)?;
-        }
-        if let (Some(qn), Some(kn)) = (&lw.q_norm, &lw.k_norm) {
-            be.rms_norm_in_place(&mut st.q, qn, eps, n * cfg.n_heads)?;
-            be.rms_norm_in_place(&mut st.k, kn, eps, n * cfg.n_kv_heads)?;
-        }
-        let rope = cfg.rope_for(il);
-        let ff_w = w.rope_freqs.as_ref();
-        be.rope(&mut st.q, batch, cfg.n_heads, cfg.head_dim, cfg.rope_style, rope, ff_w)?;
-        be.rope(
-            &mut st.k,
-            batch,
-            cfg.n_kv_heads,
-            cfg.head_dim,
-            cfg.rope_style,
-            rope,
-            ff_w,
-        )?;
-        be.kv_store(&mut st.kv, il, &st.k, &st.v, batch)?;
-        let params = AttentionParams {
-            layer: il,
-            n_heads: cfg.n_heads,
-            n_kv_heads: cfg.n_kv_heads,
-            head_dim: cfg.head_dim,
-            scale: cfg.attn_scale,
-            kind: cfg.layer_kinds[il],
-        };
-        be.attention(&st.q, &st.kv, batch, params, &mut st.attn)?;
-        be.matmul(&lw.wo, &st.attn, n, &mut st.xn)?;
-        if let Some(pn) = &lw.post_attn_norm {
-            be.rms_norm_in_place(&mut st.xn, pn, eps, n)?;
-        }
-        be.add(&mut st.x, &st.xn, n * d)?;
+    let state_id = st.id;
+    be.forward_scope(batch, state_id, &mut || {
+        be.embed(&w.token_embd, &batch.tokens, cfg.embed_scale, &mut st.x)?;
+        for (il, lw) in w.layers.iter().enumerate() {
+            // Attention block.
+            be.rms_norm(&st.x, &lw.attn_norm, eps, n, &mut st.xn)?;
+            be.matmul(&lw.wq, &st.xn, n, &mut st.q)?;
+            be.matmul(&lw.wk, &st.xn, n, &mut st.k)?;
+            be.matmul(&lw.wv, &st.xn, n, &mut st.v)?;
+            if let (Some(bq), Some(bk), Some(bv)) = (&lw.bq, &lw.bk, &lw.bv) {
+                be.add_bias(&mut st.q, bq, n)?;
+                be.add_bias(&mut st.k, bk, n)?;
+                be.add_bias(&mut st.v, bv, n)?;
+            }
+            if let (Some(qn), Some(kn)) = (&lw.q_norm, &lw.k_norm) {
+                be.rms_norm_in_place(&mut st.q, qn, eps, n * cfg.n_heads)?;
+                be.rms_norm_in_place(&mut st.k, kn, eps, n * cfg.n_kv_heads)?;
+            }
+            let rope = cfg.rope_for(il);
+            let ff_w = w.rope_freqs.as_ref();
+            be.rope(&mut st.q, batch, cfg.n_heads, cfg.head_dim, cfg.rope_style, rope, ff_w)?;
+            be.rope(
+                &mut st.k,
+                batch,
+                cfg.n_kv_heads,
+                cfg.head_dim,
+                cfg.rope_style,
+                rope,
+                ff_w,
+            )?;
+            be.kv_store(&mut st.kv, il, &st.k, &st.v, batch)?;
+            let params = AttentionParams {
+                layer: il,
+                n_heads: cfg.n_heads,
+                n_kv_heads: cfg.n_kv_heads,
+                head_dim: cfg.head_dim,
+                scale: cfg.attn_scale,
+                kind: cfg.layer_kinds[il],
+            };
+            be.attention(&st.q, &st.kv, batch, params, &mut st.attn)?;
+            be.matmul(&lw.wo, &st.attn, n, &mut st.xn)?;
+            if let Some(pn) = &lw.post_attn_norm {
+                be.rms_norm_in_place(&mut st.xn, pn, eps, n)?;
+            }
+            be.add(&mut st.x, &st.xn, n * d)?;
 
-        // Feed-forward block.
-        be.rms_norm(&st.x, &lw.ffn_norm, eps, n, &mut st.xn)?;
-        be.matmul(&lw.gate, &st.xn, n, &mut st.gate)?;
-        be.matmul(&lw.up, &st.xn, n, &mut st.up)?;
-        be.gated_activation(&mut st.gate, &st.up, n * ff, cfg.activation)?;
-        be.matmul(&lw.down, &st.gate, n, &mut st.xn)?;
-        if let Some(pn) = &lw.post_ffn_norm {
-            be.rms_norm_in_place(&mut st.xn, pn, eps, n)?;
+            // Feed-forward block.
+            be.rms_norm(&st.x, &lw.ffn_norm, eps, n, &mut st.xn)?;
+            be.matmul(&lw.gate, &st.xn, n, &mut st.gate)?;
+            be.matmul(&lw.up, &st.xn, n, &mut st.up)?;
+            be.gated_activation(&mut st.gate, &st.up, n * ff, cfg.activation)?;
+            be.matmul(&lw.down, &st.gate, n, &mut st.xn)?;
+            if let Some(pn) = &lw.post_ffn_norm {
+                be.rms_norm_in_place(&mut st.xn, pn, eps, n)?;
+            }
+            be.add(&mut st.x, &st.xn, n * d)?;
         }
-        be.add(&mut st.x, &st.xn, n * d)?;
-    }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        be.gather_rows(&st.x, &rows, d, &mut st.last)?;
+        be.rms_norm_in_place(&mut st.last, &w.output_norm, eps, rows.len())?;
+        be.matmul(w.output(), &st.last, rows.len(), &mut st.logits)
+    })?;
     if rows.is_empty() {
         return Ok(());
     }
-    be.gather_rows(&st.x, &rows, d, &mut st.last)?;
-    be.rms_norm_in_place(&mut st.last, &w.output_norm, eps, rows.len())?;
-    be.matmul(w.output(), &st.last, rows.len(), &mut st.logits)?;
     be.read(&st.logits, &mut logits_out[..rows.len() * cfg.vocab])
 }

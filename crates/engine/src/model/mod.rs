@@ -100,6 +100,7 @@ impl<B: Backend> Model<B> {
             });
         }
         let total: u64 = file.tensors.iter().map(|t| t.n_bytes).sum();
+        backend.prepare_load(total)?;
         let mut done = 0u64;
         let weights = weights::load_weights(&file, &config, &backend, &mut |b| {
             done += b;
@@ -124,7 +125,10 @@ impl<B: Backend> Model<B> {
     pub fn plan(&self, opts: &RunOptions) -> Result<(KvShape, Limits)> {
         let c = &self.config;
         let precision = opts.kv_precision.unwrap_or_else(|| auto_kv_precision(&self.file));
-        let budget = opts.memory_budget.unwrap_or(physical_memory() / 4 * 3);
+        let budget = opts
+            .memory_budget
+            .or_else(|| self.backend.memory_budget())
+            .unwrap_or(physical_memory() / 4 * 3);
         if opts.n_seqs == 0 || opts.n_seqs > 1024 {
             return Err(EngineError::BadSetting {
                 name: "sequences",

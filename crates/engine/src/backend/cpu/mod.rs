@@ -188,6 +188,18 @@ impl Backend for CpuBackend {
         Ok(CpuKv::new(shape))
     }
 
+    fn write(&self, dst: &mut Vec<f32>, src: &[f32]) -> Result<()> {
+        if dst.len() < src.len() {
+            return Err(EngineError::BadSetting {
+                name: "write",
+                value: src.len().to_string(),
+                reason: format!("the buffer holds {} floats", dst.len()),
+            });
+        }
+        dst[..src.len()].copy_from_slice(src);
+        Ok(())
+    }
+
     fn read(&self, src: &Vec<f32>, dst: &mut [f32]) -> Result<()> {
         dst.copy_from_slice(&src[..dst.len()]);
         Ok(())

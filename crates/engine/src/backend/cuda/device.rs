@@ -1,0 +1,362 @@
+//! The CUDA backend's device-side bookkeeping: the kernel table, the per-forward token metadata, scratch buffers
+//! that grow to the largest shape seen, and the cache of captured graphs.
+
+use super::err;
+use crate::backend::KvShape;
+use crate::batch::Batch;
+use crate::error::{EngineError, Result};
+use cudarc::driver::{CudaFunction, CudaGraph, CudaModule, CudaSlice, CudaStream};
+use gguf::GgmlType;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The kernels of one weight format.
+pub struct WeightFuncs {
+    pub matvec1: CudaFunction,
+    pub matvec8: CudaFunction,
+    pub dequant: CudaFunction,
+}
+
+/// Every kernel, looked up once.
+pub struct Funcs {
+    pub quantize_q8: CudaFunction,
+    pub rms_norm: CudaFunction,
+    pub add_bias: CudaFunction,
+    pub add: CudaFunction,
+    pub gated_act: CudaFunction,
+    pub rope: CudaFunction,
+    pub kv_store_f16: CudaFunction,
+    pub kv_store_f32: CudaFunction,
+    pub kv_copy_seq: CudaFunction,
+    pub gather_rows: CudaFunction,
+    pub to_f16: CudaFunction,
+    pub argmax_rows: CudaFunction,
+    pub attn_f16: CudaFunction,
+    pub attn_f32: CudaFunction,
+    pub attn_combine: CudaFunction,
+    weights: HashMap<GgmlType, WeightFuncs>,
+}
+
+impl Funcs {
+    pub fn load(module: &Arc<CudaModule>) -> Result<Self> {
+        let f = |name: &str| {
+            module
+                .load_function(name)
+                .map_err(|e| err(&format!("kernel {name}"), e))
+        };
+        let mut weights = HashMap::new();
+        for ty in GgmlType::ALL {
+            let Some(sfx) = quant::cuda::kernel_suffix(ty) else {
+                continue;
+            };
+            weights.insert(
+                ty,
+                WeightFuncs {
+                    matvec1: f(&format!("matvec1_{sfx}"))?,
+                    matvec8: f(&format!("matvec8_{sfx}"))?,
+                    dequant: f(&format!("dequant_{sfx}"))?,
+                },
+            );
+        }
+        Ok(Self {
+            quantize_q8: f("quantize_q8")?,
+            rms_norm: f("rms_norm")?,
+            add_bias: f("add_bias")?,
+            add: f("add")?,
+            gated_act: f("gated_act")?,
+            rope: f("rope")?,
+            kv_store_f16: f("kv_store_f16")?,
+            kv_store_f32: f("kv_store_f32")?,
+            kv_copy_seq: f("kv_copy_seq")?,
+            gather_rows: f("gather_rows")?,
+            to_f16: f("to_f16")?,
+            argmax_rows: f("argmax_rows")?,
+            attn_f16: f("attn_f16")?,
+            attn_f32: f("attn_f32")?,
+            attn_combine: f("attn_combine")?,
+            weights,
+        })
+    }
+
+    pub fn weight(&self, ty: GgmlType, name: &str) -> Result<&WeightFuncs> {
+        self.weights.get(&ty).ok_or_else(|| EngineError::UnsupportedType {
+            name: name.into(),
+            ty,
+            backend: "cuda",
+        })
+    }
+}
+
+fn alloc<T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits>(
+    stream: &Arc<CudaStream>,
+    n: usize,
+) -> Result<CudaSlice<T>> {
+    stream
+        .alloc_zeros::<T>(n.max(1))
+        .map_err(|e| err("allocating scratch", e))
+}
+
+/// The token metadata of the current forward pass, on the device: [capacity] each.
+pub struct Meta {
+    pub capacity: usize,
+    pub tokens: CudaSlice<i32>,
+    pub pos: CudaSlice<i32>,
+    pub seq: CudaSlice<i32>,
+    /// Rows whose logits are wanted.
+    pub rows: CudaSlice<i32>,
+    host_tokens: Vec<u32>,
+    host_rows: Vec<usize>,
+}
+
+impl Meta {
+    pub fn new(stream: &Arc<CudaStream>, capacity: usize) -> Result<Self> {
+        Ok(Self {
+            capacity,
+            tokens: alloc(stream, capacity)?,
+            pos: alloc(stream, capacity)?,
+            seq: alloc(stream, capacity)?,
+            rows: alloc(stream, capacity)?,
+            host_tokens: Vec::new(),
+            host_rows: Vec::new(),
+        })
+    }
+
+    pub fn upload(&mut self, stream: &Arc<CudaStream>, batch: &Batch) -> Result<()> {
+        let as_i32 = |v: &[u32]| v.iter().map(|&x| x as i32).collect::<Vec<_>>();
+        let put = |stream: &Arc<CudaStream>, src: &[i32], dst: &mut CudaSlice<i32>| {
+            if src.is_empty() {
+                return Ok(());
+            }
+            stream
+                .memcpy_htod(src, &mut dst.slice_mut(0..src.len()))
+                .map_err(|e| err("uploading the batch", e))
+        };
+        put(stream, &as_i32(&batch.tokens), &mut self.tokens)?;
+        put(stream, &as_i32(&batch.positions), &mut self.pos)?;
+        put(stream, &as_i32(&batch.seq_ids), &mut self.seq)?;
+        let rows = batch.logit_rows();
+        put(
+            stream,
+            &rows.iter().map(|&r| r as i32).collect::<Vec<_>>(),
+            &mut self.rows,
+        )?;
+        self.host_tokens = batch.tokens.clone();
+        self.host_rows = rows;
+        Ok(())
+    }
+
+    /// The embedding reads the uploaded ids: they must be the ones the caller passes.
+    pub fn check_tokens(&self, ids: &[u32]) -> Result<()> {
+        if ids != self.host_tokens.as_slice() {
+            return Err(err(
+                "embed",
+                "token ids differ from the batch uploaded for this forward pass",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Makes `rows` the device's row list (uploading them when they are not this forward pass's logit rows).
+    pub fn ensure_rows(&mut self, stream: &Arc<CudaStream>, rows: &[usize]) -> Result<()> {
+        if rows == self.host_rows.as_slice() {
+            return Ok(());
+        }
+        if rows.len() > self.capacity {
+            return Err(err(
+                "gather",
+                format!("{} rows exceed the batch capacity {}", rows.len(), self.capacity),
+            ));
+        }
+        let v: Vec<i32> = rows.iter().map(|&r| r as i32).collect();
+        stream
+            .memcpy_htod(&v, &mut self.rows.slice_mut(0..v.len()))
+            .map_err(|e| err("uploading rows", e))?;
+        self.host_rows = rows.to_vec();
+        Ok(())
+    }
+}
+
+/// Scratch that grows to the largest shape seen.
+pub struct Scratch {
+    /// Quantized activations: [n_tokens, K] int8 and [n_tokens, K / 32] float4
+    pub aq: CudaSlice<i8>,
+    pub am: CudaSlice<f32>,
+    /// Prefill operands: activations and a weight in f16, a weight in f32
+    pub x16: CudaSlice<u16>,
+    pub w16: CudaSlice<u16>,
+    pub w32: CudaSlice<f32>,
+    /// Sampled token ids
+    pub ids: CudaSlice<i32>,
+}
+
+fn grow<T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits>(
+    stream: &Arc<CudaStream>,
+    buf: &mut CudaSlice<T>,
+    n: usize,
+) -> Result<bool> {
+    if buf.len() >= n {
+        return Ok(false);
+    }
+    *buf = alloc(stream, n)?;
+    Ok(true)
+}
+
+impl Scratch {
+    pub fn new(stream: &Arc<CudaStream>) -> Result<Self> {
+        Ok(Self {
+            aq: alloc(stream, 1)?,
+            am: alloc(stream, 1)?,
+            x16: alloc(stream, 1)?,
+            w16: alloc(stream, 1)?,
+            w32: alloc(stream, 1)?,
+            ids: alloc(stream, 1)?,
+        })
+    }
+    /// Room for `elems` quantized activations; true when the buffers moved.
+    pub fn ensure_q8(&mut self, stream: &Arc<CudaStream>, elems: usize) -> Result<bool> {
+        let a = grow(stream, &mut self.aq, elems)?;
+        let b = grow(stream, &mut self.am, elems / 32 * 4)?;
+        Ok(a || b)
+    }
+    pub fn ensure_x16(&mut self, stream: &Arc<CudaStream>, n: usize) -> Result<()> {
+        grow(stream, &mut self.x16, n).map(|_| ())
+    }
+    pub fn ensure_w16(&mut self, stream: &Arc<CudaStream>, n: usize) -> Result<()> {
+        grow(stream, &mut self.w16, n).map(|_| ())
+    }
+    pub fn ensure_w32(&mut self, stream: &Arc<CudaStream>, n: usize) -> Result<()> {
+        grow(stream, &mut self.w32, n).map(|_| ())
+    }
+    pub fn ensure_ids(&mut self, stream: &Arc<CudaStream>, n: usize) -> Result<()> {
+        grow(stream, &mut self.ids, n).map(|_| ())
+    }
+}
+
+/// A captured graph; only touched under the backend's lock.
+struct Graph(CudaGraph);
+// SAFETY: a CUgraphExec may be launched from any thread as long as calls are serialized, which the Mutex around
+// `Graphs` guarantees.
+unsafe impl Send for Graph {}
+
+/// What a forward pass of a given key does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphStep {
+    /// First time: run the ops directly (buffers settle, nothing is allocated during a later capture).
+    RunEagerly,
+    /// Second time: capture the ops into a graph, then launch it.
+    Capture,
+    /// Launch the stored graph.
+    Replay,
+}
+
+#[derive(Default)]
+pub struct Graphs {
+    seen: HashMap<u64, Option<Graph>>,
+}
+
+impl Graphs {
+    pub fn prepare(&mut self, key: u64) -> GraphStep {
+        match self.seen.get(&key) {
+            None => {
+                self.seen.insert(key, None);
+                GraphStep::RunEagerly
+            }
+            Some(None) => GraphStep::Capture,
+            Some(Some(_)) => GraphStep::Replay,
+        }
+    }
+    pub fn store(&mut self, key: u64, g: CudaGraph) {
+        self.seen.insert(key, Some(Graph(g)));
+    }
+    pub fn launch(&self, key: u64) -> Result<()> {
+        match self.seen.get(&key) {
+            Some(Some(g)) => g.0.launch().map_err(|e| err("graph launch", e)),
+            _ => Err(err("graph launch", "no graph for this batch shape")),
+        }
+    }
+    pub fn clear(&mut self) {
+        self.seen.clear();
+    }
+}
+
+/// The key of a decode step's graph: everything that changes a launch parameter. Token ids and positions are
+/// read from device memory, so they are not part of it — except the attention split count, which follows the
+/// highest position in steps of `split_quantum`.
+pub fn graph_key(state_id: u64, batch: &Batch, split_quantum: usize) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    state_id.hash(&mut h);
+    batch.len().hash(&mut h);
+    batch.want_logits.hash(&mut h);
+    let max_pos = batch.positions.iter().copied().max().unwrap_or(0) as usize + 1;
+    max_pos.div_ceil(split_quantum).hash(&mut h);
+    h.finish()
+}
+
+/// Sequences and positions inside the cache: checked on the host, since the kernels index with them unchecked.
+pub fn check_batch_fits(s: &KvShape, batch: &Batch) -> Result<()> {
+    for (&seq, &pos) in batch.seq_ids.iter().zip(&batch.positions) {
+        if seq as usize >= s.n_seqs {
+            return Err(EngineError::BadSequence {
+                seq,
+                n_seqs: s.n_seqs as u32,
+            });
+        }
+        if pos as usize >= s.n_ctx {
+            return Err(EngineError::ContextFull {
+                seq,
+                pos,
+                n_ctx: s.n_ctx as u32,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn graphs_run_eagerly_then_capture_then_replay() {
+        let mut g = Graphs::default();
+        assert_eq!(g.prepare(7), GraphStep::RunEagerly);
+        assert_eq!(g.prepare(7), GraphStep::Capture);
+        assert_eq!(g.prepare(8), GraphStep::RunEagerly);
+        g.clear();
+        assert_eq!(g.prepare(7), GraphStep::RunEagerly);
+    }
+
+    #[test]
+    fn graph_key_ignores_tokens_but_not_shape() {
+        let a = Batch::for_sequence(&[5], 0, 10);
+        let b = Batch::for_sequence(&[9], 0, 11);
+        assert_eq!(graph_key(1, &a, 256), graph_key(1, &b, 256), "new token, same shape");
+        let far = Batch::for_sequence(&[9], 0, 300);
+        assert_ne!(graph_key(1, &a, 256), graph_key(1, &far, 256), "more attention splits");
+        assert_ne!(graph_key(1, &a, 256), graph_key(2, &a, 256), "another state");
+        let two = Batch::for_sequence(&[1, 2], 0, 10);
+        assert_ne!(graph_key(1, &a, 256), graph_key(1, &two, 256), "more tokens");
+    }
+
+    #[test]
+    fn batches_outside_the_cache_are_refused() {
+        let s = KvShape {
+            n_layers: 1,
+            n_seqs: 2,
+            n_ctx: 16,
+            n_kv_heads: 1,
+            head_dim: 32,
+            precision: crate::backend::KvPrecision::F16,
+        };
+        assert!(check_batch_fits(&s, &Batch::for_sequence(&[1, 2], 1, 14)).is_ok());
+        assert!(matches!(
+            check_batch_fits(&s, &Batch::for_sequence(&[1, 2], 1, 15)),
+            Err(EngineError::ContextFull { pos: 16, .. })
+        ));
+        assert!(matches!(
+            check_batch_fits(&s, &Batch::for_sequence(&[1], 2, 0)),
+            Err(EngineError::BadSequence { seq: 2, .. })
+        ));
+    }
+}

@@ -1,0 +1,105 @@
+// Attention over the KV cache: a warp per (token, head, split of the positions), lanes own head dimensions,
+// online softmax. With several splits (long contexts, few tokens: flash-decoding) each warp writes a partial
+// (max, sum, unnormalized output) and `attn_combine` merges them; with one split the warp writes the output.
+//
+// q, out: [n_tokens, n_heads, head_dim] f32; cache: [n_layers, n_seqs, n_kv_heads, n_ctx, head_dim];
+// part: [n_tokens * n_heads, n_splits, head_dim + 2]. head_dim <= 256 and a multiple of 32.
+
+template <typename T>
+__device__ __forceinline__ float kv_at(const T* p, size_t i);
+template <>
+__device__ __forceinline__ float kv_at<u16>(const u16* p, size_t i) { return h2f(p[i]); }
+template <>
+__device__ __forceinline__ float kv_at<float>(const float* p, size_t i) { return p[i]; }
+
+template <typename T>
+__device__ __forceinline__ void attn_partial(const float* __restrict__ q, const T* __restrict__ kc,
+                                             const T* __restrict__ vc, const int* __restrict__ pos,
+                                             const int* __restrict__ seq, float* __restrict__ out,
+                                             float* __restrict__ part, int n_heads, int n_kv_heads, int head_dim,
+                                             int n_ctx, int n_seqs, int layer, float scale, int window,
+                                             int split_len) {
+    constexpr int MAXJ = 8;  // head_dim / 32
+    int th = blockIdx.x;     // token * n_heads + head
+    int split = blockIdx.y, n_splits = gridDim.y;
+    int lane = threadIdx.x;
+    int t = th / n_heads, h = th % n_heads;
+    int p = pos[t];
+    int lo = window > 0 ? max(0, p + 1 - window) : 0;
+    int start = max(lo, split * split_len);
+    int end = min(p + 1, (split + 1) * split_len);
+    int nj = head_dim / 32;
+    float qv[MAXJ], acc[MAXJ];
+#pragma unroll
+    for (int j = 0; j < MAXJ; j++) {
+        qv[j] = j < nj ? q[(size_t)th * head_dim + lane + 32 * j] * scale : 0.f;
+        acc[j] = 0.f;
+    }
+    int kvh = h / (n_heads / n_kv_heads);
+    size_t base = (((size_t)layer * n_seqs + seq[t]) * n_kv_heads + kvh) * n_ctx * head_dim;
+    float m = (-QINF), l = 0.f;
+    for (int k = start; k < end; k++) {
+        size_t row = base + (size_t)k * head_dim + lane;
+        float s = 0.f;
+#pragma unroll
+        for (int j = 0; j < MAXJ; j++)
+            if (j < nj) s += qv[j] * kv_at<T>(kc, row + 32 * j);
+        s = warp_sum(s);
+        float m_new = fmaxf(m, s);
+        float corr = expf(m - m_new), e = expf(s - m_new);
+        l = l * corr + e;
+#pragma unroll
+        for (int j = 0; j < MAXJ; j++)
+            if (j < nj) acc[j] = acc[j] * corr + e * kv_at<T>(vc, row + 32 * j);
+        m = m_new;
+    }
+    if (n_splits == 1) {
+        float inv = l > 0.f ? 1.f / l : 0.f;
+#pragma unroll
+        for (int j = 0; j < MAXJ; j++)
+            if (j < nj) out[(size_t)th * head_dim + lane + 32 * j] = acc[j] * inv;
+        return;
+    }
+    float* pp = part + ((size_t)th * n_splits + split) * (head_dim + 2);
+#pragma unroll
+    for (int j = 0; j < MAXJ; j++)
+        if (j < nj) pp[lane + 32 * j] = acc[j];
+    if (lane == 0) {
+        pp[head_dim] = m;
+        pp[head_dim + 1] = l;
+    }
+}
+
+extern "C" __global__ void attn_f16(const float* q, const u16* kc, const u16* vc, const int* pos, const int* seq,
+                                    float* out, float* part, int n_heads, int n_kv_heads, int head_dim, int n_ctx,
+                                    int n_seqs, int layer, float scale, int window, int split_len) {
+    attn_partial<u16>(q, kc, vc, pos, seq, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer, scale,
+                      window, split_len);
+}
+extern "C" __global__ void attn_f32(const float* q, const float* kc, const float* vc, const int* pos,
+                                    const int* seq, float* out, float* part, int n_heads, int n_kv_heads,
+                                    int head_dim, int n_ctx, int n_seqs, int layer, float scale, int window,
+                                    int split_len) {
+    attn_partial<float>(q, kc, vc, pos, seq, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer,
+                        scale, window, split_len);
+}
+
+// Merges the splits of one (token, head): a block of head_dim threads.
+extern "C" __global__ void attn_combine(const float* __restrict__ part, float* __restrict__ out, int n_splits,
+                                        int head_dim) {
+    int th = blockIdx.x, d = threadIdx.x;
+    if (d >= head_dim) return;
+    const float* pp = part + (size_t)th * n_splits * (head_dim + 2);
+    float m = (-QINF);
+    for (int s = 0; s < n_splits; s++) m = fmaxf(m, pp[s * (head_dim + 2) + head_dim]);
+    float num = 0.f, den = 0.f;
+    for (int s = 0; s < n_splits; s++) {
+        const float* ps = pp + s * (head_dim + 2);
+        float ms = ps[head_dim];
+        if (ms == (-QINF)) continue;
+        float w = expf(ms - m);
+        num += w * ps[d];
+        den += w * ps[head_dim + 1];
+    }
+    out[(size_t)th * head_dim + d] = den > 0.f ? num / den : 0.f;
+}

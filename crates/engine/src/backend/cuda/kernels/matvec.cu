@@ -1,0 +1,221 @@
+// Matrix-vector products for decoding (1..8 tokens): a warp per weight row, each lane a 32-element chunk at a
+// time, integer dot products (dp4a) against activations quantized to 8 bits per 32 elements.
+//
+// Activations, per token t: aq [n_tokens, K] int8 and am [n_tokens, K/32] float4 {d, d*sum(q[0..16]),
+// d*sum(q[16..32]), 0}.
+
+// x: [n_tokens, K] f32 -> aq, am. One warp per 32-element chunk.
+extern "C" __global__ void quantize_q8(const float* __restrict__ x, i8* __restrict__ aq, float4* __restrict__ am,
+                                       int K, int n_chunks_total) {
+    int chunk = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x & 31;
+    if (chunk >= n_chunks_total) return;
+    float v = x[(size_t)chunk * 32 + lane];
+    float amax = warp_max(fabsf(v));
+    float d = amax / 127.f;
+    int q = amax == 0.f ? 0 : __float2int_rn(v / d);
+    aq[(size_t)chunk * 32 + lane] = (i8)q;
+    float lo = warp_sum(lane < 16 ? (float)q : 0.f);
+    float hi = warp_sum(lane >= 16 ? (float)q : 0.f);
+    if (lane == 0) am[chunk] = make_float4(d, d * lo, d * hi, 0.f);
+}
+
+template <class F, int NT>
+__device__ __forceinline__ void matvec_q(const u8* __restrict__ w, size_t row_bytes, int rows, int K,
+                                         const i8* __restrict__ aq, const float4* __restrict__ am,
+                                         float* __restrict__ out, int n_tokens, int accumulate) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    const u8* wr = w + row * row_bytes;
+    int n_chunks = K / 32;
+    float acc[NT];
+#pragma unroll
+    for (int t = 0; t < NT; t++) acc[t] = 0.f;
+    for (int c = lane; c < n_chunks; c += 32) {
+        Chunk k;
+        F::load32(wr, c, k);
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            if (t < n_tokens) {
+                const int4* a = (const int4*)(aq + (size_t)t * K + 32 * c);
+                int4 a0 = a[0], a1 = a[1];
+                int s0 = dp4a(k.v[0], a0.x, 0);
+                s0 = dp4a(k.v[1], a0.y, s0);
+                s0 = dp4a(k.v[2], a0.z, s0);
+                s0 = dp4a(k.v[3], a0.w, s0);
+                int s1 = dp4a(k.v[4], a1.x, 0);
+                s1 = dp4a(k.v[5], a1.y, s1);
+                s1 = dp4a(k.v[6], a1.z, s1);
+                s1 = dp4a(k.v[7], a1.w, s1);
+                float4 m = am[(size_t)t * n_chunks + c];
+                acc[t] += m.x * (k.d.x * (float)s0 + k.d.y * (float)s1) + k.m.x * m.y + k.m.y * m.z;
+            }
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        if (t < n_tokens) {
+            float s = warp_sum(acc[t]);
+            if (lane == 0) {
+                float* o = out + (size_t)t * rows + row;
+                *o = accumulate ? *o + s : s;
+            }
+        }
+    }
+}
+
+// Float weights (F32, F16, BF16) against f32 activations, 8 elements a lane at a time; K % 8 == 0.
+struct FmtF32 {
+    __device__ static void load8(const u8* row, int i, float f[8]) {
+        const float4* p = (const float4*)(row + 4 * (size_t)i);
+        float4 a = p[0], b = p[1];
+        f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
+    }
+};
+struct FmtF16 {
+    __device__ static void load8(const u8* row, int i, float f[8]) {
+        uint4 a = *(const uint4*)(row + 2 * (size_t)i);
+        u32 w[4] = {a.x, a.y, a.z, a.w};
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            f[2 * j] = h2f((u16)(w[j] & 0xFFFF));
+            f[2 * j + 1] = h2f((u16)(w[j] >> 16));
+        }
+    }
+};
+struct FmtBF16 {
+    __device__ static void load8(const u8* row, int i, float f[8]) {
+        uint4 a = *(const uint4*)(row + 2 * (size_t)i);
+        u32 w[4] = {a.x, a.y, a.z, a.w};
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            f[2 * j] = bf2f((u16)(w[j] & 0xFFFF));
+            f[2 * j + 1] = bf2f((u16)(w[j] >> 16));
+        }
+    }
+};
+
+template <class F, int NT>
+__device__ __forceinline__ void matvec_f(const u8* __restrict__ w, size_t row_bytes, int rows, int K,
+                                         const float* __restrict__ x, float* __restrict__ out, int n_tokens,
+                                         int accumulate) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    const u8* wr = w + row * row_bytes;
+    float acc[NT];
+#pragma unroll
+    for (int t = 0; t < NT; t++) acc[t] = 0.f;
+    for (int i = 8 * lane; i < K; i += 256) {
+        float f[8];
+        F::load8(wr, i, f);
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            if (t < n_tokens) {
+                const float4* a = (const float4*)(x + (size_t)t * K + i);
+                float4 a0 = a[0], a1 = a[1];
+                acc[t] += f[0] * a0.x + f[1] * a0.y + f[2] * a0.z + f[3] * a0.w + f[4] * a1.x + f[5] * a1.y +
+                          f[6] * a1.z + f[7] * a1.w;
+            }
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        if (t < n_tokens) {
+            float s = warp_sum(acc[t]);
+            if (lane == 0) {
+                float* o = out + (size_t)t * rows + row;
+                *o = accumulate ? *o + s : s;
+            }
+        }
+    }
+}
+
+// Dequantizes rows of a quantized weight to f16 (prefill through cuBLAS) or f32 (embedding lookups): one
+// thread per 32-element chunk. `ids` picks the rows (nullptr: rows 0..n_rows).
+template <class F>
+__device__ __forceinline__ void dequant_rows(const u8* __restrict__ w, size_t row_bytes, int K,
+                                             const int* __restrict__ ids, int n_rows, float scale,
+                                             float* __restrict__ out_f32, u16* __restrict__ out_f16) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    int n_chunks = K / 32;
+    if (i >= (size_t)n_rows * n_chunks) return;
+    int r = (int)(i / n_chunks), c = (int)(i % n_chunks);
+    int src = ids ? ids[r] : r;
+    Chunk k;
+    F::load32(w + (size_t)src * row_bytes, c, k);
+    size_t o = (size_t)r * K + 32 * c;
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        float d = j < 4 ? k.d.x : k.d.y, m = j < 4 ? k.m.x : k.m.y;
+#pragma unroll
+        for (int b = 0; b < 4; b++) {
+            int q = (int)(i8)((k.v[j] >> (8 * b)) & 0xFF);
+            float v = (d * (float)q + m) * scale;
+            if (out_f32) out_f32[o + 4 * j + b] = v;
+            else out_f16[o + 4 * j + b] = f2h(v);
+        }
+    }
+}
+
+template <class F>
+__device__ __forceinline__ void dequant_rows_f(const u8* __restrict__ w, size_t row_bytes, int K,
+                                               const int* __restrict__ ids, int n_rows, float scale,
+                                               float* __restrict__ out_f32, u16* __restrict__ out_f16) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    int n8 = K / 8;
+    if (i >= (size_t)n_rows * n8) return;
+    int r = (int)(i / n8), c = (int)(i % n8);
+    int src = ids ? ids[r] : r;
+    float f[8];
+    F::load8(w + (size_t)src * row_bytes, 8 * c, f);
+    size_t o = (size_t)r * K + 8 * c;
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        if (out_f32) out_f32[o + j] = f[j] * scale;
+        else out_f16[o + j] = f2h(f[j] * scale);
+    }
+}
+
+#define QUARREL_QUANT_KERNELS(NAME, FMT)                                                                        \
+    extern "C" __global__ void matvec1_##NAME(const u8* w, size_t rb, int rows, int K, const i8* aq,          \
+                                              const float4* am, float* out, int n, int acc) {                 \
+        matvec_q<FMT, 1>(w, rb, rows, K, aq, am, out, n, acc);                                                 \
+    }                                                                                                          \
+    extern "C" __global__ void matvec8_##NAME(const u8* w, size_t rb, int rows, int K, const i8* aq,          \
+                                              const float4* am, float* out, int n, int acc) {                 \
+        matvec_q<FMT, 8>(w, rb, rows, K, aq, am, out, n, acc);                                                 \
+    }                                                                                                          \
+    extern "C" __global__ void dequant_##NAME(const u8* w, size_t rb, int K, const int* ids, int n_rows,      \
+                                              float scale, float* o32, u16* o16) {                            \
+        dequant_rows<FMT>(w, rb, K, ids, n_rows, scale, o32, o16);                                             \
+    }
+
+#define QUARREL_FLOAT_KERNELS(NAME, FMT)                                                                        \
+    extern "C" __global__ void matvec1_##NAME(const u8* w, size_t rb, int rows, int K, const float* x,        \
+                                              float* out, int n, int acc) {                                   \
+        matvec_f<FMT, 1>(w, rb, rows, K, x, out, n, acc);                                                      \
+    }                                                                                                          \
+    extern "C" __global__ void matvec8_##NAME(const u8* w, size_t rb, int rows, int K, const float* x,        \
+                                              float* out, int n, int acc) {                                   \
+        matvec_f<FMT, 8>(w, rb, rows, K, x, out, n, acc);                                                      \
+    }                                                                                                          \
+    extern "C" __global__ void dequant_##NAME(const u8* w, size_t rb, int K, const int* ids, int n_rows,      \
+                                              float scale, float* o32, u16* o16) {                            \
+        dequant_rows_f<FMT>(w, rb, K, ids, n_rows, scale, o32, o16);                                           \
+    }
+
+QUARREL_FLOAT_KERNELS(f32, FmtF32)
+QUARREL_FLOAT_KERNELS(f16, FmtF16)
+QUARREL_FLOAT_KERNELS(bf16, FmtBF16)
+QUARREL_QUANT_KERNELS(q4_0, FmtQ4_0)
+QUARREL_QUANT_KERNELS(q4_1, FmtQ4_1)
+QUARREL_QUANT_KERNELS(q5_0, FmtQ5_0)
+QUARREL_QUANT_KERNELS(q5_1, FmtQ5_1)
+QUARREL_QUANT_KERNELS(q8_0, FmtQ8_0)
+QUARREL_QUANT_KERNELS(q2_k, FmtQ2_K)
+QUARREL_QUANT_KERNELS(q3_k, FmtQ3_K)
+QUARREL_QUANT_KERNELS(q4_k, FmtQ4_K)
+QUARREL_QUANT_KERNELS(q5_k, FmtQ5_K)
+QUARREL_QUANT_KERNELS(q6_k, FmtQ6_K)

@@ -1,0 +1,963 @@
+//! The CUDA backend: weights uploaded in their GGUF formats, kernels compiled at run time by NVRTC (cached on
+//! disk), decode steps captured once as CUDA graphs and replayed, prefill matmuls through cuBLAS.
+//!
+//! Every op is launched on one stream made with `new_stream()` while cudarc's event tracking is off: graph capture
+//! needs both (the default stream, or tracked events, fail with `CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED`).
+//! Token metadata (ids, positions, sequences, logit rows) is uploaded once per forward pass into device buffers
+//! that the kernels read, so a replayed graph sees the new tokens without new launch parameters.
+
+mod device;
+pub mod runtime;
+
+use super::{AttentionParams, Backend, KvPrecision, KvShape, WeightSource};
+use crate::batch::Batch;
+use crate::error::{EngineError, Result};
+use crate::model::config::{Activation, LayerKind, RopeParams, RopeStyle};
+use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg};
+use device::{Funcs, Graphs, Meta, Scratch};
+use gguf::GgmlType;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+pub use runtime::probe_libraries;
+
+/// Most tokens a forward pass may have to run as a matrix-vector product (and be captured as a graph).
+pub const MAX_DECODE_TOKENS: usize = 8;
+/// Threads per block of the matrix-vector kernels (a warp per row).
+const MATVEC_THREADS: u32 = 128;
+/// Positions per attention split are a multiple of this.
+const SPLIT_QUANTUM: usize = 256;
+/// Most splits of one (token, head) in flash-decoding.
+const MAX_SPLITS: usize = 32;
+/// Token-head pairs from which a batch runs attention without splitting.
+const NO_SPLIT_PAIRS: usize = 512;
+
+/// Settings of the CUDA backend.
+#[derive(Debug, Clone, Default)]
+pub struct CudaConfig {
+    /// Which GPU (0 = the first).
+    pub ordinal: usize,
+    /// Where compiled kernels are cached; `None` compiles at every start.
+    pub kernel_cache: Option<PathBuf>,
+}
+
+/// A weight on the GPU: matrices in their GGUF format, vectors (norms, biases, rope factors) as f32.
+pub struct CudaWeight {
+    name: String,
+    ty: GgmlType,
+    rows: usize,
+    row_len: usize,
+    row_bytes: usize,
+    /// [rows, row_bytes] in the storage format (empty for vectors)
+    data: CudaSlice<u8>,
+    /// [row_len] f32, for vectors only
+    vector: Option<CudaSlice<f32>>,
+}
+
+impl CudaWeight {
+    pub fn ty(&self) -> GgmlType {
+        self.ty
+    }
+}
+
+/// The KV cache on the GPU, and the scratch of split attention.
+pub struct CudaKv {
+    shape: KvShape,
+    k: CudaSlice<u8>, // [n_layers, n_seqs, n_kv_heads, n_ctx, head_dim] f16 or f32
+    v: CudaSlice<u8>, // same
+    /// Positions per attention split.
+    split_len: usize,
+    part: CudaSlice<f32>, // [NO_SPLIT_PAIRS, MAX_SPLITS, head_dim + 2]
+}
+
+/// One launch argument.
+enum Arg {
+    Ptr(u64),
+    I32(i32),
+    F32(f32),
+    Usize(usize),
+}
+
+pub struct CudaBackend {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    blas: cudarc::cublas::CudaBlas,
+    funcs: Funcs,
+    name: String,
+    compute_capability: (i32, i32),
+    total_mem: usize,
+    /// Bytes of weights uploaded so far.
+    loaded: AtomicU64,
+    /// Largest matrix row length loaded (sizes the decode scratch).
+    max_row_len: AtomicUsize,
+    meta: Mutex<Meta>,
+    scratch: Mutex<Scratch>,
+    graphs: Mutex<Graphs>,
+    /// Whether the kernels came from the on-disk cache at start.
+    pub kernels_cached: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn err(what: &str, e: impl std::fmt::Debug) -> EngineError {
+    EngineError::Cuda {
+        what: what.into(),
+        reason: format!("{e:?}"),
+    }
+}
+
+impl CudaBackend {
+    /// Opens GPU `cfg.ordinal`: loads the driver libraries, compiles (or reads cached) kernels for its
+    /// architecture, and makes the stream every op runs on.
+    pub fn new(cfg: CudaConfig) -> Result<Self> {
+        probe_libraries()?;
+        let n = CudaContext::device_count().map_err(|e| err("counting devices", e))?;
+        if n <= 0 || cfg.ordinal >= n as usize {
+            return Err(EngineError::DeviceUnavailable {
+                device: format!("cuda:{}", cfg.ordinal),
+                reason: format!("{n} CUDA device(s) present"),
+            });
+        }
+        let ctx = CudaContext::new(cfg.ordinal).map_err(|e| err("creating the context", e))?;
+        // SAFETY: called before any buffer or stream exists; every op then orders itself on the one stream.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.new_stream().map_err(|e| err("creating a stream", e))?;
+        let compute_capability = ctx.compute_capability().map_err(|e| err("compute capability", e))?;
+        let name = ctx.name().map_err(|e| err("device name", e))?;
+        let total_mem = ctx.total_mem().map_err(|e| err("device memory", e))?;
+        let mut driver_version = 0i32;
+        // SAFETY: plain out-parameter.
+        unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut driver_version) }
+            .result()
+            .map_err(|e| err("driver version", e))?;
+        let arch = runtime::arch_option(compute_capability.0, compute_capability.1);
+        let (cubin, kernels_cached) = runtime::load_or_compile(cfg.kernel_cache.as_deref(), &arch, driver_version)?;
+        let module = ctx
+            .load_module(cudarc::nvrtc::Ptx::from_binary(cubin))
+            .map_err(|e| err("loading the kernel module", e))?;
+        let funcs = Funcs::load(&module)?;
+        let blas = cudarc::cublas::CudaBlas::new(stream.clone()).map_err(|e| err("creating a cuBLAS handle", e))?;
+        let meta = Meta::new(&stream, 512)?;
+        let scratch = Scratch::new(&stream)?;
+        Ok(Self {
+            ctx,
+            stream,
+            blas,
+            funcs,
+            name,
+            compute_capability,
+            total_mem,
+            loaded: AtomicU64::new(0),
+            max_row_len: AtomicUsize::new(0),
+            meta: Mutex::new(meta),
+            scratch: Mutex::new(scratch),
+            graphs: Mutex::new(Graphs::default()),
+            kernels_cached,
+        })
+    }
+
+    /// Free and total device memory in bytes.
+    pub fn memory(&self) -> Result<(usize, usize)> {
+        self.ctx.mem_get_info().map_err(|e| err("querying memory", e))
+    }
+
+    fn ptr<T>(&self, s: &CudaSlice<T>) -> u64 {
+        let (p, _sync) = s.device_ptr(&self.stream);
+        p
+    }
+
+    fn launch(&self, f: &CudaFunction, grid: (u32, u32, u32), block: u32, args: &[Arg]) -> Result<()> {
+        let mut b = self.stream.launch_builder(f);
+        for a in args {
+            match a {
+                Arg::Ptr(p) => b.arg(p),
+                Arg::I32(v) => b.arg(v),
+                Arg::F32(v) => b.arg(v),
+                Arg::Usize(v) => b.arg(v),
+            };
+        }
+        let cfg = LaunchConfig {
+            grid_dim: grid,
+            block_dim: (block, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: every kernel's arguments are listed in its CUDA signature's order and types (pointers as u64);
+        // buffer sizes are checked by the callers below against the shapes the kernels index.
+        unsafe { b.launch(cfg) }.map_err(|e| err("kernel launch", e))?;
+        Ok(())
+    }
+
+    /// A 1-D launch of `n` threads in blocks of 256.
+    fn launch_1d(&self, f: &CudaFunction, n: usize, args: &[Arg]) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.launch(f, (n.div_ceil(256) as u32, 1, 1), 256, args)
+    }
+
+    fn check_len(&self, what: &'static str, have: usize, need: usize) -> Result<()> {
+        if have < need {
+            return Err(EngineError::BadSetting {
+                name: what,
+                value: have.to_string(),
+                reason: format!("needs at least {need} elements"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Uploads the batch's metadata; the kernels of the following ops read it.
+    fn upload_batch(&self, batch: &Batch) -> Result<()> {
+        let mut meta = lock(&self.meta);
+        if meta.capacity < batch.len() {
+            *meta = Meta::new(&self.stream, batch.len().next_power_of_two())?;
+            // Captured graphs hold the old buffers' addresses.
+            lock(&self.graphs).clear();
+        }
+        meta.upload(&self.stream, batch)
+    }
+
+    /// Pairs of (token, head) and the attention split plan for a batch: (split_len, n_splits).
+    fn split_plan(kv: &CudaKv, batch: &Batch, n_heads: usize) -> (usize, usize) {
+        let max_pos = batch.positions.iter().copied().max().unwrap_or(0) as usize + 1;
+        if batch.len() * n_heads >= NO_SPLIT_PAIRS {
+            return (kv.shape.n_ctx.max(1), 1);
+        }
+        (kv.split_len, max_pos.div_ceil(kv.split_len).clamp(1, MAX_SPLITS))
+    }
+
+    /// Argmax of each of the first `n_rows` rows of `logits` ([n_rows, vocab]), computed on the GPU so that only
+    /// token ids cross the bus.
+    pub fn argmax_rows(&self, logits: &CudaSlice<f32>, n_rows: usize, vocab: usize) -> Result<Vec<u32>> {
+        self.check_len("logits", logits.len(), n_rows * vocab)?;
+        let mut scratch = lock(&self.scratch);
+        scratch.ensure_ids(&self.stream, n_rows)?;
+        self.launch(
+            &self.funcs.argmax_rows,
+            (n_rows as u32, 1, 1),
+            1024,
+            &[
+                Arg::Ptr(self.ptr(logits)),
+                Arg::I32(vocab as i32),
+                Arg::Ptr(self.ptr(&scratch.ids)),
+            ],
+        )?;
+        let mut ids = vec![0i32; n_rows];
+        self.stream
+            .memcpy_dtoh(&scratch.ids.slice(0..n_rows), &mut ids)
+            .map_err(|e| err("reading token ids", e))?;
+        self.stream.synchronize().map_err(|e| err("synchronize", e))?;
+        Ok(ids.into_iter().map(|i| i as u32).collect())
+    }
+
+    fn matmul_decode(&self, w: &CudaWeight, x: &CudaSlice<f32>, n: usize, out: &mut CudaSlice<f32>) -> Result<()> {
+        let k = w.row_len;
+        let fns = self.funcs.weight(w.ty, &w.name)?;
+        let f = if n == 1 { &fns.matvec1 } else { &fns.matvec8 };
+        let grid = (w.rows.div_ceil((MATVEC_THREADS / 32) as usize) as u32, 1, 1);
+        let common = [
+            Arg::Ptr(self.ptr(&w.data)),
+            Arg::Usize(w.row_bytes),
+            Arg::I32(w.rows as i32),
+            Arg::I32(k as i32),
+        ];
+        let out_p = Arg::Ptr(self.ptr(out));
+        if quant::cuda::is_float(w.ty) {
+            let [a, b, c, d] = common;
+            return self.launch(
+                f,
+                grid,
+                MATVEC_THREADS,
+                &[
+                    a,
+                    b,
+                    c,
+                    d,
+                    Arg::Ptr(self.ptr(x)),
+                    out_p,
+                    Arg::I32(n as i32),
+                    Arg::I32(0),
+                ],
+            );
+        }
+        let mut scratch = lock(&self.scratch);
+        if scratch.ensure_q8(&self.stream, n * k)? {
+            lock(&self.graphs).clear();
+        }
+        let chunks = n * k / 32;
+        self.launch(
+            &self.funcs.quantize_q8,
+            (chunks.div_ceil(8) as u32, 1, 1),
+            256,
+            &[
+                Arg::Ptr(self.ptr(x)),
+                Arg::Ptr(self.ptr(&scratch.aq)),
+                Arg::Ptr(self.ptr(&scratch.am)),
+                Arg::I32(k as i32),
+                Arg::I32(chunks as i32),
+            ],
+        )?;
+        let [a, b, c, d] = common;
+        self.launch(
+            f,
+            grid,
+            MATVEC_THREADS,
+            &[
+                a,
+                b,
+                c,
+                d,
+                Arg::Ptr(self.ptr(&scratch.aq)),
+                Arg::Ptr(self.ptr(&scratch.am)),
+                out_p,
+                Arg::I32(n as i32),
+                Arg::I32(0),
+            ],
+        )
+    }
+
+    /// Prefill: the weight dequantized to f16 (or f32 for F32/BF16 weights) and one cuBLAS GEMM.
+    fn matmul_prefill(&self, w: &CudaWeight, x: &CudaSlice<f32>, n: usize, out: &mut CudaSlice<f32>) -> Result<()> {
+        use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cublasOperation_t, cudaDataType};
+        let (rows, k) = (w.rows, w.row_len);
+        let fns = self.funcs.weight(w.ty, &w.name)?;
+        let mut scratch = lock(&self.scratch);
+        let wide = matches!(w.ty, GgmlType::F32 | GgmlType::BF16);
+        let (a_ptr, b_ptr, ab_type) = if wide {
+            let a = if w.ty == GgmlType::F32 {
+                self.ptr(&w.data)
+            } else {
+                scratch.ensure_w32(&self.stream, rows * k)?;
+                self.dequant(fns, w, rows, &scratch.w32, true)?;
+                self.ptr(&scratch.w32)
+            };
+            (a, self.ptr(x), cudaDataType::CUDA_R_32F)
+        } else {
+            let a = if w.ty == GgmlType::F16 {
+                self.ptr(&w.data)
+            } else {
+                scratch.ensure_w16(&self.stream, rows * k)?;
+                self.dequant(fns, w, rows, &scratch.w16, false)?;
+                self.ptr(&scratch.w16)
+            };
+            scratch.ensure_x16(&self.stream, n * k)?;
+            self.launch_1d(
+                &self.funcs.to_f16,
+                n * k,
+                &[
+                    Arg::Ptr(self.ptr(x)),
+                    Arg::Ptr(self.ptr(&scratch.x16)),
+                    Arg::Usize(n * k),
+                ],
+            )?;
+            (a, self.ptr(&scratch.x16), cudaDataType::CUDA_R_16F)
+        };
+        let (alpha, beta) = (1.0f32, 0.0f32);
+        // Row-major out[n, rows] = x[n, k] · W[rows, k]ᵀ is column-major outᵀ[rows, n] = Wᵀ(op T of the
+        // column-major [k, rows] view) · x(column-major [k, n]).
+        // SAFETY: the pointers address buffers of at least rows*k, n*k and n*rows elements of the stated types
+        // (checked by the caller and the ensure_* calls); alpha/beta are host floats as the default pointer
+        // mode expects.
+        unsafe {
+            cudarc::cublas::result::gemm_ex(
+                *self.blas.handle(),
+                cublasOperation_t::CUBLAS_OP_T,
+                cublasOperation_t::CUBLAS_OP_N,
+                rows as i32,
+                n as i32,
+                k as i32,
+                (&alpha as *const f32).cast(),
+                a_ptr as *const std::ffi::c_void,
+                ab_type,
+                k as i32,
+                b_ptr as *const std::ffi::c_void,
+                ab_type,
+                k as i32,
+                (&beta as *const f32).cast(),
+                self.ptr(out) as *mut std::ffi::c_void,
+                cudaDataType::CUDA_R_32F,
+                rows as i32,
+                cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+            )
+        }
+        .map_err(|e| err("cuBLAS GEMM", e))
+    }
+
+    /// Dequantizes the first `n_rows` rows of `w` into `dst` (f32 when `f32_out`, else f16).
+    fn dequant<T>(
+        &self,
+        fns: &device::WeightFuncs,
+        w: &CudaWeight,
+        n_rows: usize,
+        dst: &CudaSlice<T>,
+        f32_out: bool,
+    ) -> Result<()> {
+        let per_row = if quant::cuda::is_float(w.ty) {
+            w.row_len / 8
+        } else {
+            w.row_len / 32
+        };
+        let (o32, o16) = if f32_out {
+            (self.ptr(dst), 0)
+        } else {
+            (0, self.ptr(dst))
+        };
+        self.launch_1d(
+            &fns.dequant,
+            n_rows * per_row,
+            &[
+                Arg::Ptr(self.ptr(&w.data)),
+                Arg::Usize(w.row_bytes),
+                Arg::I32(w.row_len as i32),
+                Arg::Ptr(0),
+                Arg::I32(n_rows as i32),
+                Arg::F32(1.0),
+                Arg::Ptr(o32),
+                Arg::Ptr(o16),
+            ],
+        )
+    }
+}
+
+impl Backend for CudaBackend {
+    type Weight = CudaWeight;
+    type Buf = CudaSlice<f32>;
+    type Kv = CudaKv;
+
+    fn name(&self) -> &'static str {
+        "cuda"
+    }
+
+    fn device_info(&self) -> String {
+        format!(
+            "{} (sm_{}{}, {} MiB)",
+            self.name,
+            self.compute_capability.0,
+            self.compute_capability.1,
+            self.total_mem >> 20
+        )
+    }
+
+    fn supports_matmul(&self, ty: GgmlType) -> bool {
+        quant::cuda::kernel_suffix(ty).is_some()
+    }
+
+    fn prepare_load(&self, total_bytes: u64) -> Result<()> {
+        let (free, _) = self.memory()?;
+        // Leave room for the run state, cuBLAS and the kernels.
+        let need = total_bytes + (256 << 20);
+        if need > free as u64 {
+            return Err(EngineError::OverBudget {
+                what: format!("the model's weights on {} ({} MiB free)", self.name, free >> 20),
+                need,
+                budget: free as u64,
+            });
+        }
+        Ok(())
+    }
+
+    fn memory_budget(&self) -> Option<u64> {
+        let free = self.memory().ok()?.0 as u64;
+        // The weights are already resident; the budget covers them plus what is still free, less a margin.
+        Some(self.loaded.load(Ordering::Relaxed) + free.saturating_sub(256 << 20))
+    }
+
+    fn load_weight(&self, src: &WeightSource) -> Result<CudaWeight> {
+        let info = &src.info;
+        let ty = info.ty;
+        let row_len = info.dims.first().copied().unwrap_or(1) as usize;
+        let rows = info.dims.iter().skip(1).product::<u64>() as usize;
+        let row_bytes = ty.row_bytes(row_len).ok_or_else(|| EngineError::Shape {
+            name: info.name.clone(),
+            expected: vec![ty.block_elems() as u64],
+            found: info.dims.clone(),
+        })?;
+        let unsupported = || EngineError::UnsupportedType {
+            name: info.name.clone(),
+            ty,
+            backend: "cuda",
+        };
+        if info.dims.len() == 1 {
+            let mut v = vec![0f32; row_len];
+            quant::dequantize_row_reference(ty, src.bytes(), &mut v).ok_or_else(unsupported)?;
+            let vector = self.stream.clone_htod(&v).map_err(|e| err("uploading a vector", e))?;
+            let data = self.stream.alloc_zeros::<u8>(1).map_err(|e| err("alloc", e))?;
+            return Ok(CudaWeight {
+                name: info.name.clone(),
+                ty,
+                rows: 1,
+                row_len,
+                row_bytes,
+                data,
+                vector: Some(vector),
+            });
+        }
+        quant::cuda::kernel_suffix(ty).ok_or_else(unsupported)?;
+        let granule = if quant::cuda::is_float(ty) { 8 } else { 32 };
+        if !row_len.is_multiple_of(granule) {
+            return Err(EngineError::Shape {
+                name: info.name.clone(),
+                expected: vec![granule as u64],
+                found: info.dims.clone(),
+            });
+        }
+        let data = self
+            .stream
+            .clone_htod(src.bytes())
+            .map_err(|e| err(&format!("uploading {}", info.name), e))?;
+        self.loaded.fetch_add(src.bytes().len() as u64, Ordering::Relaxed);
+        self.max_row_len.fetch_max(row_len, Ordering::Relaxed);
+        Ok(CudaWeight {
+            name: info.name.clone(),
+            ty,
+            rows,
+            row_len,
+            row_bytes,
+            data,
+            vector: None,
+        })
+    }
+
+    fn alloc(&self, len: usize) -> Result<CudaSlice<f32>> {
+        self.stream
+            .alloc_zeros::<f32>(len.max(1))
+            .map_err(|e| err("allocating a buffer", e))
+    }
+
+    fn alloc_kv(&self, shape: KvShape) -> Result<CudaKv> {
+        let elems = shape.n_layers * shape.n_seqs * shape.n_kv_heads * shape.n_ctx * shape.head_dim;
+        let bytes = elems * shape.precision.bytes();
+        if !shape.head_dim.is_multiple_of(32) || shape.head_dim > 256 {
+            return Err(EngineError::BadSetting {
+                name: "head_dim",
+                value: shape.head_dim.to_string(),
+                reason: "the CUDA attention kernel needs a multiple of 32 up to 256".into(),
+            });
+        }
+        let k = self
+            .stream
+            .alloc_zeros::<u8>(bytes.max(2))
+            .map_err(|e| err("allocating the KV cache", e))?;
+        let v = self
+            .stream
+            .alloc_zeros::<u8>(bytes.max(2))
+            .map_err(|e| err("allocating the KV cache", e))?;
+        let split_len = shape.n_ctx.div_ceil(MAX_SPLITS).div_ceil(SPLIT_QUANTUM).max(1) * SPLIT_QUANTUM;
+        let part = self
+            .stream
+            .alloc_zeros::<f32>(NO_SPLIT_PAIRS * MAX_SPLITS * (shape.head_dim + 2))
+            .map_err(|e| err("allocating attention scratch", e))?;
+        // Size the decode scratch now, so that no allocation happens while a graph is captured.
+        let k_max = self.max_row_len.load(Ordering::Relaxed);
+        lock(&self.scratch).ensure_q8(&self.stream, MAX_DECODE_TOKENS * k_max)?;
+        Ok(CudaKv {
+            shape,
+            k,
+            v,
+            split_len,
+            part,
+        })
+    }
+
+    fn write(&self, dst: &mut CudaSlice<f32>, src: &[f32]) -> Result<()> {
+        self.check_len("write", dst.len(), src.len())?;
+        if src.is_empty() {
+            return Ok(());
+        }
+        self.stream
+            .memcpy_htod(src, &mut dst.slice_mut(0..src.len()))
+            .map_err(|e| err("writing to the device", e))
+    }
+
+    fn read(&self, src: &CudaSlice<f32>, dst: &mut [f32]) -> Result<()> {
+        self.check_len("read", src.len(), dst.len())?;
+        self.stream
+            .memcpy_dtoh(&src.slice(0..dst.len()), dst)
+            .map_err(|e| err("reading back", e))?;
+        self.stream.synchronize().map_err(|e| err("synchronize", e))
+    }
+
+    fn forward_scope(&self, batch: &Batch, state_id: u64, f: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        self.upload_batch(batch)?;
+        if batch.len() > MAX_DECODE_TOKENS {
+            return f();
+        }
+        let key = device::graph_key(state_id, batch, SPLIT_QUANTUM);
+        match lock(&self.graphs).prepare(key) {
+            device::GraphStep::Replay => lock(&self.graphs).launch(key),
+            device::GraphStep::RunEagerly => f(),
+            device::GraphStep::Capture => {
+                use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
+                self.stream
+                    .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED)
+                    .map_err(|e| err("beginning graph capture", e))?;
+                let ran = f();
+                let graph = self.stream.end_capture(CUgraphInstantiate_flags(0));
+                ran?;
+                let graph = graph.map_err(|e| err("ending graph capture", e))?;
+                let mut graphs = lock(&self.graphs);
+                match graph {
+                    Some(g) => {
+                        graphs.store(key, g);
+                        graphs.launch(key)
+                    }
+                    None => Err(err("graph capture", "empty graph")),
+                }
+            }
+        }
+    }
+
+    fn embed(&self, table: &CudaWeight, ids: &[u32], scale: f32, out: &mut CudaSlice<f32>) -> Result<()> {
+        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= table.rows) {
+            return Err(EngineError::BadToken {
+                id: bad,
+                vocab: table.rows,
+            });
+        }
+        self.check_len("embedding output", out.len(), ids.len() * table.row_len)?;
+        let meta = lock(&self.meta);
+        meta.check_tokens(ids)?;
+        let fns = self.funcs.weight(table.ty, &table.name)?;
+        let per_row = if quant::cuda::is_float(table.ty) {
+            table.row_len / 8
+        } else {
+            table.row_len / 32
+        };
+        self.launch_1d(
+            &fns.dequant,
+            ids.len() * per_row,
+            &[
+                Arg::Ptr(self.ptr(&table.data)),
+                Arg::Usize(table.row_bytes),
+                Arg::I32(table.row_len as i32),
+                Arg::Ptr(self.ptr(&meta.tokens)),
+                Arg::I32(ids.len() as i32),
+                Arg::F32(scale),
+                Arg::Ptr(self.ptr(out)),
+                Arg::Ptr(0),
+            ],
+        )
+    }
+
+    fn rms_norm(
+        &self,
+        x: &CudaSlice<f32>,
+        w: &CudaWeight,
+        eps: f32,
+        n_rows: usize,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let n = w.row_len;
+        self.check_len("rms_norm input", x.len(), n_rows * n)?;
+        self.check_len("rms_norm output", out.len(), n_rows * n)?;
+        self.norm_rows(self.ptr(x), w, eps, n_rows, self.ptr(out))
+    }
+
+    fn rms_norm_in_place(&self, x: &mut CudaSlice<f32>, w: &CudaWeight, eps: f32, n_rows: usize) -> Result<()> {
+        self.check_len("rms_norm input", x.len(), n_rows * w.row_len)?;
+        let p = self.ptr(x);
+        self.norm_rows(p, w, eps, n_rows, p)
+    }
+
+    fn matmul(&self, w: &CudaWeight, x: &CudaSlice<f32>, n_tokens: usize, out: &mut CudaSlice<f32>) -> Result<()> {
+        if w.vector.is_some() {
+            return Err(EngineError::BadSetting {
+                name: "matmul weight",
+                value: w.name.clone(),
+                reason: "is a vector".into(),
+            });
+        }
+        self.check_len("matmul input", x.len(), n_tokens * w.row_len)?;
+        self.check_len("matmul output", out.len(), n_tokens * w.rows)?;
+        if n_tokens == 0 {
+            return Ok(());
+        }
+        if n_tokens <= MAX_DECODE_TOKENS {
+            self.matmul_decode(w, x, n_tokens, out)
+        } else {
+            self.matmul_prefill(w, x, n_tokens, out)
+        }
+    }
+
+    fn add_bias(&self, x: &mut CudaSlice<f32>, bias: &CudaWeight, n_tokens: usize) -> Result<()> {
+        let b = bias.vector.as_ref().ok_or_else(|| err("bias", "not a vector"))?;
+        let total = n_tokens * bias.row_len;
+        self.check_len("bias input", x.len(), total)?;
+        self.launch_1d(
+            &self.funcs.add_bias,
+            total,
+            &[
+                Arg::Ptr(self.ptr(x)),
+                Arg::Ptr(self.ptr(b)),
+                Arg::I32(bias.row_len as i32),
+                Arg::I32(total as i32),
+            ],
+        )
+    }
+
+    fn rope(
+        &self,
+        x: &mut CudaSlice<f32>,
+        batch: &Batch,
+        n_heads: usize,
+        head_dim: usize,
+        style: RopeStyle,
+        params: RopeParams,
+        freq_factors: Option<&CudaWeight>,
+    ) -> Result<()> {
+        let n = batch.len();
+        self.check_len("rope input", x.len(), n * n_heads * head_dim)?;
+        let ff = match freq_factors {
+            Some(w) => self.ptr(w.vector.as_ref().ok_or_else(|| err("rope factors", "not a vector"))?),
+            None => 0,
+        };
+        let meta = lock(&self.meta);
+        self.launch_1d(
+            &self.funcs.rope,
+            n * n_heads * head_dim / 2,
+            &[
+                Arg::Ptr(self.ptr(x)),
+                Arg::Ptr(self.ptr(&meta.pos)),
+                Arg::I32(n as i32),
+                Arg::I32(n_heads as i32),
+                Arg::I32(head_dim as i32),
+                Arg::I32(match style {
+                    RopeStyle::Normal => 0,
+                    RopeStyle::Neox => 1,
+                }),
+                Arg::F32(params.theta),
+                Arg::F32(params.position_scale),
+                Arg::Ptr(ff),
+            ],
+        )
+    }
+
+    fn kv_store(
+        &self,
+        kv: &mut CudaKv,
+        layer: usize,
+        k: &CudaSlice<f32>,
+        v: &CudaSlice<f32>,
+        batch: &Batch,
+    ) -> Result<()> {
+        let s = kv.shape;
+        device::check_batch_fits(&s, batch)?;
+        let kv_dim = s.n_kv_heads * s.head_dim;
+        self.check_len("kv_store keys", k.len().min(v.len()), batch.len() * kv_dim)?;
+        let f = match s.precision {
+            KvPrecision::F16 => &self.funcs.kv_store_f16,
+            KvPrecision::F32 => &self.funcs.kv_store_f32,
+        };
+        let meta = lock(&self.meta);
+        self.launch_1d(
+            f,
+            batch.len() * kv_dim,
+            &[
+                Arg::Ptr(self.ptr(&kv.k)),
+                Arg::Ptr(self.ptr(&kv.v)),
+                Arg::Ptr(self.ptr(k)),
+                Arg::Ptr(self.ptr(v)),
+                Arg::Ptr(self.ptr(&meta.pos)),
+                Arg::Ptr(self.ptr(&meta.seq)),
+                Arg::I32(batch.len() as i32),
+                Arg::I32(s.n_kv_heads as i32),
+                Arg::I32(s.head_dim as i32),
+                Arg::I32(s.n_ctx as i32),
+                Arg::I32(s.n_seqs as i32),
+                Arg::I32(layer as i32),
+            ],
+        )
+    }
+
+    fn attention(
+        &self,
+        q: &CudaSlice<f32>,
+        kv: &CudaKv,
+        batch: &Batch,
+        p: AttentionParams,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let s = kv.shape;
+        device::check_batch_fits(&s, batch)?;
+        let n = batch.len();
+        let pairs = n * p.n_heads;
+        self.check_len("attention queries", q.len(), pairs * p.head_dim)?;
+        self.check_len("attention output", out.len(), pairs * p.head_dim)?;
+        if p.head_dim != s.head_dim
+            || p.n_kv_heads == 0
+            || !p.n_heads.is_multiple_of(p.n_kv_heads)
+            || p.n_kv_heads != s.n_kv_heads
+        {
+            return Err(EngineError::BadSetting {
+                name: "attention heads",
+                value: format!(
+                    "{} heads, {} kv heads, head_dim {}",
+                    p.n_heads, p.n_kv_heads, p.head_dim
+                ),
+                reason: format!("cache has {} kv heads of {}", s.n_kv_heads, s.head_dim),
+            });
+        }
+        let (split_len, n_splits) = Self::split_plan(kv, batch, p.n_heads);
+        let window = match p.kind {
+            LayerKind::Global => 0,
+            LayerKind::Sliding { window } => window as i32,
+        };
+        let f = match s.precision {
+            KvPrecision::F16 => &self.funcs.attn_f16,
+            KvPrecision::F32 => &self.funcs.attn_f32,
+        };
+        let meta = lock(&self.meta);
+        self.launch(
+            f,
+            (pairs as u32, n_splits as u32, 1),
+            32,
+            &[
+                Arg::Ptr(self.ptr(q)),
+                Arg::Ptr(self.ptr(&kv.k)),
+                Arg::Ptr(self.ptr(&kv.v)),
+                Arg::Ptr(self.ptr(&meta.pos)),
+                Arg::Ptr(self.ptr(&meta.seq)),
+                Arg::Ptr(self.ptr(out)),
+                Arg::Ptr(self.ptr(&kv.part)),
+                Arg::I32(p.n_heads as i32),
+                Arg::I32(p.n_kv_heads as i32),
+                Arg::I32(p.head_dim as i32),
+                Arg::I32(s.n_ctx as i32),
+                Arg::I32(s.n_seqs as i32),
+                Arg::I32(p.layer as i32),
+                Arg::F32(p.scale),
+                Arg::I32(window),
+                Arg::I32(split_len as i32),
+            ],
+        )?;
+        if n_splits > 1 {
+            self.launch(
+                &self.funcs.attn_combine,
+                (pairs as u32, 1, 1),
+                p.head_dim as u32,
+                &[
+                    Arg::Ptr(self.ptr(&kv.part)),
+                    Arg::Ptr(self.ptr(out)),
+                    Arg::I32(n_splits as i32),
+                    Arg::I32(p.head_dim as i32),
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn gated_activation(
+        &self,
+        gate: &mut CudaSlice<f32>,
+        up: &CudaSlice<f32>,
+        len: usize,
+        act: Activation,
+    ) -> Result<()> {
+        self.check_len("activation input", gate.len().min(up.len()), len)?;
+        let a = match act {
+            Activation::Silu => 0,
+            Activation::GeluTanh => 1,
+        };
+        self.launch_1d(
+            &self.funcs.gated_act,
+            len,
+            &[
+                Arg::Ptr(self.ptr(gate)),
+                Arg::Ptr(self.ptr(up)),
+                Arg::I32(len as i32),
+                Arg::I32(a),
+            ],
+        )
+    }
+
+    fn add(&self, x: &mut CudaSlice<f32>, y: &CudaSlice<f32>, len: usize) -> Result<()> {
+        self.check_len("add input", x.len().min(y.len()), len)?;
+        self.launch_1d(
+            &self.funcs.add,
+            len,
+            &[Arg::Ptr(self.ptr(x)), Arg::Ptr(self.ptr(y)), Arg::I32(len as i32)],
+        )
+    }
+
+    fn gather_rows(&self, x: &CudaSlice<f32>, rows: &[usize], row_len: usize, out: &mut CudaSlice<f32>) -> Result<()> {
+        self.check_len("gather output", out.len(), rows.len() * row_len)?;
+        if let Some(&bad) = rows.iter().find(|&&r| (r + 1) * row_len > x.len()) {
+            return Err(EngineError::BadSetting {
+                name: "gather row",
+                value: bad.to_string(),
+                reason: format!("the input holds {} rows", x.len() / row_len.max(1)),
+            });
+        }
+        let mut meta = lock(&self.meta);
+        meta.ensure_rows(&self.stream, rows)?;
+        self.launch_1d(
+            &self.funcs.gather_rows,
+            rows.len() * row_len,
+            &[
+                Arg::Ptr(self.ptr(x)),
+                Arg::Ptr(self.ptr(&meta.rows)),
+                Arg::Ptr(self.ptr(out)),
+                Arg::I32(rows.len() as i32),
+                Arg::I32(row_len as i32),
+            ],
+        )
+    }
+
+    fn kv_copy_seq(&self, kv: &mut CudaKv, src: usize, dst: usize, from: usize, n: usize) -> Result<()> {
+        let s = kv.shape;
+        if src >= s.n_seqs || dst >= s.n_seqs || from + n > s.n_ctx {
+            return Err(EngineError::BadSetting {
+                name: "kv copy",
+                value: format!("seq {src} -> {dst}, positions {from}..{}", from + n),
+                reason: format!("the cache holds {} sequences of {} positions", s.n_seqs, s.n_ctx),
+            });
+        }
+        if src == dst || n == 0 {
+            return Ok(());
+        }
+        let row_words = s.head_dim * s.precision.bytes() / 2;
+        self.launch_1d(
+            &self.funcs.kv_copy_seq,
+            s.n_layers * s.n_kv_heads * n * row_words,
+            &[
+                Arg::Ptr(self.ptr(&kv.k)),
+                Arg::Ptr(self.ptr(&kv.v)),
+                Arg::I32(s.n_layers as i32),
+                Arg::I32(s.n_seqs as i32),
+                Arg::I32(s.n_kv_heads as i32),
+                Arg::I32(s.n_ctx as i32),
+                Arg::I32(row_words as i32),
+                Arg::I32(src as i32),
+                Arg::I32(dst as i32),
+                Arg::I32(from as i32),
+                Arg::I32(n as i32),
+            ],
+        )
+    }
+}
+
+impl CudaBackend {
+    fn norm_rows(&self, x: u64, w: &CudaWeight, eps: f32, n_rows: usize, out: u64) -> Result<()> {
+        let wv = w.vector.as_ref().ok_or_else(|| err("norm weight", "not a vector"))?;
+        if n_rows == 0 {
+            return Ok(());
+        }
+        let threads = if w.row_len <= 256 { 32 } else { 256 };
+        self.launch(
+            &self.funcs.rms_norm,
+            (n_rows as u32, 1, 1),
+            threads,
+            &[
+                Arg::Ptr(x),
+                Arg::Ptr(self.ptr(wv)),
+                Arg::Ptr(out),
+                Arg::I32(w.row_len as i32),
+                Arg::F32(eps),
+            ],
+        )
+    }
+}

@@ -1,0 +1,227 @@
+//! The CUDA runtime pieces that are not kernels: finding the driver libraries, assembling the kernel source,
+//! compiling it with NVRTC for the device's architecture, and caching the compiled binary on disk.
+//!
+//! Nothing here needs a CUDA toolkit at build time: cudarc loads `libcuda`, `libnvrtc` and `libcublas` when first
+//! used. Because cudarc panics when a library is missing, [`probe_libraries`] looks for them first and turns a
+//! missing one into an error that names it.
+
+use crate::error::{EngineError, Result};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// The engine's own kernels, concatenated after the format sources.
+const ENGINE_KERNELS: [(&str, &str); 3] = [
+    ("matvec.cu", include_str!("kernels/matvec.cu")),
+    ("ops.cu", include_str!("kernels/ops.cu")),
+    ("attention.cu", include_str!("kernels/attention.cu")),
+];
+
+/// The complete CUDA C source of every kernel: the shared header, the formats' device code, the engine's kernels.
+pub fn kernel_source() -> String {
+    let mut src = String::with_capacity(64 << 10);
+    src.push_str("// quarrel kernels, assembled at run time\n");
+    src.push_str(quant::cuda::COMMON);
+    for (name, body) in quant::cuda::FORMATS {
+        src.push_str(&format!("\n// ---- format {name}\n"));
+        src.push_str(body);
+    }
+    for (name, body) in ENGINE_KERNELS {
+        src.push_str(&format!("\n// ---- {name}\n"));
+        src.push_str(body);
+    }
+    src
+}
+
+/// The GPU architecture option for NVRTC: `sm_90` for compute capability 9.0. (`sm_90a` features are not used.)
+pub fn arch_option(major: i32, minor: i32) -> String {
+    format!("sm_{major}{minor}")
+}
+
+/// NVRTC options used for every compile.
+pub fn compile_options(arch: &str) -> Vec<String> {
+    vec![
+        format!("--gpu-architecture={arch}"),
+        "--std=c++17".into(),
+        "--use_fast_math".into(),
+        "--fmad=true".into(),
+        "--extra-device-vectorization".into(),
+    ]
+}
+
+/// The cache key of a compiled binary: a hash of everything that changes the binary.
+pub fn cache_key(source: &str, arch: &str, driver_version: i32, nvrtc_version: (i32, i32)) -> String {
+    let mut h = Sha256::new();
+    h.update(source.as_bytes());
+    h.update(b"\0arch=");
+    h.update(arch.as_bytes());
+    for opt in compile_options(arch) {
+        h.update(b"\0opt=");
+        h.update(opt.as_bytes());
+    }
+    h.update(
+        format!(
+            "\0driver={driver_version}\0nvrtc={}.{}",
+            nvrtc_version.0, nvrtc_version.1
+        )
+        .as_bytes(),
+    );
+    let digest = h.finalize();
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Where a binary of `key` lives in `dir`.
+pub fn cache_path(dir: &Path, key: &str) -> PathBuf {
+    dir.join(format!("quarrel-kernels-{key}.cubin"))
+}
+
+/// The shared libraries the CUDA backend loads, with the names cudarc tries for each.
+pub const LIBRARIES: [(&str, &str); 3] = [("cuda", "the NVIDIA driver"), ("nvrtc", "NVRTC"), ("cublas", "cuBLAS")];
+
+/// Checks that every library cudarc will load can be opened, naming the first that cannot and the file names
+/// tried.
+pub fn probe_libraries() -> Result<()> {
+    for (lib, what) in LIBRARIES {
+        let names = cudarc::get_lib_name_candidates(lib);
+        // SAFETY: opening a shared library runs its initializers; these are the system's CUDA libraries, which
+        // cudarc would open the same way.
+        let found = names.iter().any(|n| unsafe { libloading::Library::new(n) }.is_ok());
+        if !found {
+            let tried = names.iter().take(4).cloned().collect::<Vec<_>>().join(", ");
+            return Err(EngineError::DeviceUnavailable {
+                device: "cuda".into(),
+                reason: format!("{what} library not found (tried {tried}, … on the loader path)"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// NVRTC's version (major, minor).
+pub fn nvrtc_version() -> Result<(i32, i32)> {
+    let (mut major, mut minor) = (0, 0);
+    // SAFETY: plain out-parameters.
+    let r = unsafe { cudarc::nvrtc::sys::nvrtcVersion(&mut major, &mut minor) };
+    if r != cudarc::nvrtc::sys::nvrtcResult::NVRTC_SUCCESS {
+        return Err(cuda_err("nvrtcVersion", format!("{r:?}")));
+    }
+    Ok((major, minor))
+}
+
+pub fn cuda_err(what: &str, reason: impl std::fmt::Display) -> EngineError {
+    EngineError::Cuda {
+        what: what.into(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Compiles `source` for `arch` to a CUBIN with NVRTC. A compile error returns NVRTC's log.
+pub fn compile_cubin(source: &str, arch: &str) -> Result<Vec<u8>> {
+    use cudarc::nvrtc::{result, sys};
+    use std::ffi::{CStr, CString};
+    let src = CString::new(source).map_err(|e| cuda_err("kernel source", e))?;
+    let name = CString::new("quarrel.cu").map_err(|e| cuda_err("kernel source", e))?;
+    let prog = result::create_program(&src, Some(&name)).map_err(|e| cuda_err("nvrtcCreateProgram", e))?;
+    struct Guard(sys::nvrtcProgram);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            // SAFETY: the program was created above and is destroyed once.
+            let _ = unsafe { result::destroy_program(self.0) };
+        }
+    }
+    let guard = Guard(prog);
+    let opts = compile_options(arch);
+    // SAFETY: the program is live; options are valid C strings.
+    if let Err(e) = unsafe { result::compile_program(guard.0, &opts) } {
+        // SAFETY: as above.
+        let log = unsafe { result::get_program_log(guard.0) }
+            .map(|l| {
+                // SAFETY: NVRTC's log is NUL-terminated.
+                unsafe { CStr::from_ptr(l.as_ptr()) }.to_string_lossy().into_owned()
+            })
+            .unwrap_or_default();
+        return Err(cuda_err(
+            "compiling kernels with NVRTC",
+            format!("{e:?}: {}", log.lines().take(20).collect::<Vec<_>>().join(" | ")),
+        ));
+    }
+    let mut size = 0usize;
+    // SAFETY: out-parameter; program compiled.
+    let r = unsafe { sys::nvrtcGetCUBINSize(guard.0, &mut size) };
+    if r != sys::nvrtcResult::NVRTC_SUCCESS || size == 0 {
+        return Err(cuda_err("nvrtcGetCUBINSize", format!("{r:?}")));
+    }
+    let mut cubin = vec![0u8; size];
+    // SAFETY: the buffer holds `size` bytes as NVRTC asked.
+    let r = unsafe { sys::nvrtcGetCUBIN(guard.0, cubin.as_mut_ptr().cast()) };
+    if r != sys::nvrtcResult::NVRTC_SUCCESS {
+        return Err(cuda_err("nvrtcGetCUBIN", format!("{r:?}")));
+    }
+    Ok(cubin)
+}
+
+/// The compiled kernels for `arch`: read from the cache directory when a binary for this exact source, arch,
+/// driver and NVRTC is there, else compiled and written there (a cache that cannot be written only costs the
+/// next start a compile). Returns the binary and whether it came from the cache.
+pub fn load_or_compile(cache_dir: Option<&Path>, arch: &str, driver_version: i32) -> Result<(Vec<u8>, bool)> {
+    let source = kernel_source();
+    let key = cache_key(&source, arch, driver_version, nvrtc_version()?);
+    if let Some(dir) = cache_dir {
+        let path = cache_path(dir, &key);
+        if let Ok(bin) = std::fs::read(&path) {
+            if !bin.is_empty() {
+                return Ok((bin, true));
+            }
+        }
+    }
+    let bin = compile_cubin(&source, arch)?;
+    if let Some(dir) = cache_dir {
+        let path = cache_path(dir, &key);
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let written = std::fs::create_dir_all(dir)
+            .and_then(|_| std::fs::write(&tmp, &bin))
+            .and_then(|_| std::fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            tracing::warn!("could not cache compiled kernels in {}: {e}", dir.display());
+        }
+    }
+    Ok((bin, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_holds_every_format_and_kernel() {
+        let src = kernel_source();
+        for (name, _) in quant::cuda::FORMATS {
+            assert!(
+                src.contains(&format!("QUARREL_QUANT_KERNELS({name},")),
+                "{name} not instantiated"
+            );
+        }
+        for k in [
+            "quantize_q8",
+            "rms_norm",
+            "rope",
+            "attn_f16",
+            "attn_combine",
+            "kv_store_f16",
+            "argmax_rows",
+        ] {
+            assert!(src.contains(&format!("void {k}(")), "{k} missing");
+        }
+        assert!(!src.contains("#include"), "kernels must not include toolkit headers");
+    }
+
+    #[test]
+    fn cache_key_changes_with_every_input() {
+        let base = cache_key("src", "sm_90", 13000, (13, 0));
+        assert_eq!(base, cache_key("src", "sm_90", 13000, (13, 0)));
+        assert_ne!(base, cache_key("src2", "sm_90", 13000, (13, 0)));
+        assert_ne!(base, cache_key("src", "sm_89", 13000, (13, 0)));
+        assert_ne!(base, cache_key("src", "sm_90", 13010, (13, 0)));
+        assert_ne!(base, cache_key("src", "sm_90", 13000, (13, 1)));
+        assert_eq!(arch_option(9, 0), "sm_90");
+    }
+}

@@ -1,0 +1,523 @@
+//! Op-by-op parity of a backend against the CPU backend, as llama.cpp's test-backend-ops: every op, every weight
+//! format, a range of shapes, the same random inputs on both, the difference measured as the normalized RMS error
+//! `sqrt(Σ(dev - cpu)² / Σ cpu²)` and held under a bound stated per op and format:
+//!
+//! | op | bound | why |
+//! |---|---|---|
+//! | matmul, F32 | 1e-5 | both sum f32 products; only the order differs |
+//! | matmul, F16/BF16 | 4e-3 | the CPU (like ggml) rounds activations to f16 for F16 weights; prefill on the GPU runs f16 GEMMs |
+//! | matmul, quantized | 2e-2 | both quantize activations to 8 bits, the CPU per 32 (legacy) or 256 (K-quants) elements, the GPU per 32 |
+//! | embed (dequantize rows) | 1e-6 | the same formula in another order |
+//! | norms, bias, add, gather, rope | 1e-5 | f32 element-wise math; RoPE angles by another (equally exact) route |
+//! | gated activation | 2e-3 | the CPU's GELU reads an f16 table, as ggml's does |
+//! | attention, F32 cache | 1e-4 | online vs two-pass softmax |
+//! | attention, F16 cache | 4e-3 | the CPU rounds queries and probabilities to f16 (as ggml), the GPU does not |
+
+use super::cpu::CpuBackend;
+use super::{AttentionParams, Backend, KvPrecision, KvShape, WeightSource};
+use crate::batch::Batch;
+use crate::error::{EngineError, Result};
+use crate::model::config::{Activation, LayerKind, RopeParams, RopeStyle};
+use gguf::{GgmlType, Gguf, TensorSpec};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// One comparison.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Case {
+    pub op: String,
+    pub format: String,
+    pub shape: String,
+    pub nrmse: f64,
+    pub bound: f64,
+}
+
+impl Case {
+    pub fn passed(&self) -> bool {
+        self.nrmse.is_finite() && self.nrmse <= self.bound
+    }
+}
+
+/// Normalized RMS error of `got` against `want`.
+pub fn nrmse(got: &[f32], want: &[f32]) -> f64 {
+    let (mut num, mut den) = (0f64, 0f64);
+    for (&g, &w) in got.iter().zip(want) {
+        num += (g as f64 - w as f64).powi(2);
+        den += (w as f64).powi(2);
+    }
+    if got.len() != want.len() || got.iter().any(|v| !v.is_finite()) {
+        return f64::INFINITY;
+    }
+    (num / den.max(1e-30)).sqrt()
+}
+
+/// Weight formats checked, with the matmul bound of each.
+pub const FORMATS: [(GgmlType, f64); 13] = [
+    (GgmlType::F32, 1e-5),
+    (GgmlType::F16, 4e-3),
+    (GgmlType::BF16, 4e-3),
+    (GgmlType::Q4_0, 2e-2),
+    (GgmlType::Q4_1, 2e-2),
+    (GgmlType::Q5_0, 2e-2),
+    (GgmlType::Q5_1, 2e-2),
+    (GgmlType::Q8_0, 2e-2),
+    (GgmlType::Q2_K, 2e-2),
+    (GgmlType::Q3_K, 2e-2),
+    (GgmlType::Q4_K, 2e-2),
+    (GgmlType::Q5_K, 2e-2),
+    (GgmlType::Q6_K, 2e-2),
+];
+
+/// Byte offsets of the f16 scale fields in a block of each quantized format (patched to sane values so that
+/// random blocks dequantize to finite numbers of a realistic size).
+fn scale_fields(ty: GgmlType) -> &'static [usize] {
+    match ty {
+        GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => &[0],
+        GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
+        GgmlType::Q2_K => &[80, 82],
+        GgmlType::Q3_K => &[108],
+        GgmlType::Q6_K => &[208],
+        _ => &[],
+    }
+}
+
+/// Random bytes of `rows` rows of `k` elements in `ty`, with realistic magnitudes.
+pub fn random_weight(ty: GgmlType, rows: usize, k: usize, rng: &mut StdRng) -> Vec<u8> {
+    let n = rows * k;
+    match ty {
+        GgmlType::F32 => (0..n)
+            .flat_map(|_| (rng.gen_range(-1f32..1.0) * 0.1).to_le_bytes())
+            .collect(),
+        GgmlType::F16 => (0..n)
+            .flat_map(|_| half::f16::from_f32(rng.gen_range(-1f32..1.0) * 0.1).to_le_bytes())
+            .collect(),
+        GgmlType::BF16 => (0..n)
+            .flat_map(|_| half::bf16::from_f32(rng.gen_range(-1f32..1.0) * 0.1).to_le_bytes())
+            .collect(),
+        _ => {
+            let (be, bb) = (ty.block_elems(), ty.block_bytes());
+            let mut bytes: Vec<u8> = (0..n / be * bb).map(|_| rng.gen()).collect();
+            for block in bytes.chunks_exact_mut(bb) {
+                for &at in scale_fields(ty) {
+                    let d = half::f16::from_f32(rng.gen_range(0.002f32..0.02));
+                    block[at..at + 2].copy_from_slice(&d.to_le_bytes());
+                }
+            }
+            bytes
+        }
+    }
+}
+
+/// Random activations: mostly N(0,1)-sized, a few outliers (as real hidden states have).
+pub fn random_acts(n: usize, rng: &mut StdRng) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            let v = rng.gen_range(-1f32..1.0);
+            if i % 97 == 0 {
+                v * 8.0
+            } else {
+                v
+            }
+        })
+        .collect()
+}
+
+/// The two backends, the tensors both loaded, and fresh run-state ids for their forward scopes.
+struct Pair<'a, D: Backend> {
+    cpu: &'a CpuBackend,
+    dev: &'a D,
+    file: Arc<Gguf>,
+    cases: Vec<Case>,
+}
+
+static SCOPE: AtomicU64 = AtomicU64::new(1 << 40);
+
+fn fresh_scope() -> u64 {
+    SCOPE.fetch_add(1, Ordering::Relaxed)
+}
+
+impl<D: Backend> Pair<'_, D> {
+    fn source(&self, name: &str) -> Result<WeightSource> {
+        let info = self.file.tensor(name).ok_or_else(|| EngineError::MissingTensor {
+            name: name.into(),
+            arch: "parity".into(),
+        })?;
+        Ok(WeightSource {
+            file: self.file.clone(),
+            info: info.clone(),
+        })
+    }
+
+    fn record(&mut self, op: &str, format: &str, shape: String, got: &[f32], want: &[f32], bound: f64) {
+        self.cases.push(Case {
+            op: op.into(),
+            format: format.into(),
+            shape,
+            nrmse: nrmse(got, want),
+            bound,
+        });
+    }
+
+    /// Runs `f` on buffers of each backend: `x` holds `x`, `o` holds `o_init`. Returns `o` of each, or `x` of each
+    /// when `o_init` is empty (in-place ops).
+    fn both<F, G>(&self, batch: &Batch, x: &[f32], o_init: &[f32], f_cpu: F, f_dev: G) -> Result<(Vec<f32>, Vec<f32>)>
+    where
+        F: Fn(&CpuBackend, &mut Vec<f32>, &mut Vec<f32>) -> Result<()>,
+        G: Fn(&D, &mut D::Buf, &mut D::Buf) -> Result<()>,
+    {
+        let n_out = if o_init.is_empty() { x.len() } else { o_init.len() };
+        let (mut cx, mut co) = (self.cpu.alloc(x.len())?, self.cpu.alloc(o_init.len().max(1))?);
+        self.cpu.write(&mut cx, x)?;
+        self.cpu.write(&mut co, o_init)?;
+        self.cpu
+            .forward_scope(batch, fresh_scope(), &mut || f_cpu(self.cpu, &mut cx, &mut co))?;
+        let (mut dx, mut dout) = (self.dev.alloc(x.len())?, self.dev.alloc(o_init.len().max(1))?);
+        self.dev.write(&mut dx, x)?;
+        self.dev.write(&mut dout, o_init)?;
+        self.dev
+            .forward_scope(batch, fresh_scope(), &mut || f_dev(self.dev, &mut dx, &mut dout))?;
+        let (mut a, mut b) = (vec![0f32; n_out], vec![0f32; n_out]);
+        if o_init.is_empty() {
+            self.cpu.read(&cx, &mut a)?;
+            self.dev.read(&dx, &mut b)?;
+        } else {
+            self.cpu.read(&co, &mut a)?;
+            self.dev.read(&dout, &mut b)?;
+        }
+        Ok((a, b))
+    }
+}
+
+/// Matrix shapes (rows, row length) per format family: row lengths are multiples of the block.
+fn shapes(ty: GgmlType) -> Vec<(usize, usize)> {
+    if ty.block_elems() == 256 {
+        vec![(64, 256), (97, 512), (160, 1536)]
+    } else {
+        vec![(64, 64), (97, 576), (160, 896)]
+    }
+}
+
+/// Runs every check; `dev` is compared with `cpu`.
+pub fn run_all<D: Backend>(cpu: &CpuBackend, dev: &D, seed: u64) -> Result<Vec<Case>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    // All weights in one in-memory GGUF.
+    let mut tensors = Vec::new();
+    for (ty, _) in FORMATS {
+        for (rows, k) in shapes(ty) {
+            let spec = TensorSpec::new(format!("w.{}.{rows}x{k}", ty.name()), vec![k as u64, rows as u64], ty);
+            tensors.push((spec, random_weight(ty, rows, k, &mut rng)));
+        }
+    }
+    for n in [64usize, 576, 896] {
+        let v: Vec<f32> = (0..n).map(|_| rng.gen_range(0.5f32..1.5)).collect();
+        let bytes = v.iter().flat_map(|f| f.to_le_bytes()).collect();
+        tensors.push((TensorSpec::new(format!("v.{n}"), vec![n as u64], GgmlType::F32), bytes));
+    }
+    let file = Arc::new(Gguf::from_bytes(gguf::write_gguf_to_vec(&[], &tensors)?)?);
+    let mut p = Pair {
+        cpu,
+        dev,
+        file,
+        cases: Vec::new(),
+    };
+    check_matmuls(&mut p, &mut rng)?;
+    check_elementwise(&mut p, &mut rng)?;
+    for precision in [KvPrecision::F16, KvPrecision::F32] {
+        for (n_heads, n_kv_heads, head_dim) in [(4, 2, 64), (8, 2, 128)] {
+            check_attention(&mut p, &mut rng, precision, n_heads, n_kv_heads, head_dim)?;
+        }
+    }
+    Ok(p.cases)
+}
+
+fn check_matmuls<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng) -> Result<()> {
+    for (ty, bound) in FORMATS {
+        if !p.dev.supports_matmul(ty) {
+            continue;
+        }
+        for (rows, k) in shapes(ty) {
+            let src = p.source(&format!("w.{}.{rows}x{k}", ty.name()))?;
+            let (wc, wd) = (p.cpu.load_weight(&src)?, p.dev.load_weight(&src)?);
+            for n in [1usize, 3, 8, 17, 64] {
+                let x = random_acts(n * k, rng);
+                let batch = Batch::for_sequence(&vec![0; n], 0, 0);
+                let (a, b) = p.both(
+                    &batch,
+                    &x,
+                    &vec![0.0; n * rows],
+                    |be, x, o| be.matmul(&wc, x, n, o),
+                    |be, x, o| be.matmul(&wd, x, n, o),
+                )?;
+                p.record("matmul", ty.name(), format!("{rows}x{k}, {n} tokens"), &b, &a, bound);
+            }
+            let ids: Vec<u32> = (0..5).map(|_| rng.gen_range(0..rows as u32)).collect();
+            let batch = Batch::for_sequence(&ids, 0, 0);
+            let (a, b) = p.both(
+                &batch,
+                &[0.0],
+                &vec![0.0; ids.len() * k],
+                |be, _, o| be.embed(&wc, &ids, 1.5, o),
+                |be, _, o| be.embed(&wd, &ids, 1.5, o),
+            )?;
+            p.record("embed", ty.name(), format!("{rows}x{k}, 5 rows"), &b, &a, 1e-6);
+        }
+    }
+    Ok(())
+}
+
+fn check_elementwise<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng) -> Result<()> {
+    let one = Batch::for_sequence(&[0], 0, 0);
+    for n in [64usize, 576, 896] {
+        let src = p.source(&format!("v.{n}"))?;
+        let (vc, vd) = (p.cpu.load_weight(&src)?, p.dev.load_weight(&src)?);
+        let rows = 7;
+        let x = random_acts(rows * n, rng);
+        let (a, b) = p.both(
+            &one,
+            &x,
+            &vec![0.0; rows * n],
+            |be, x, o| be.rms_norm(x, &vc, 1e-6, rows, o),
+            |be, x, o| be.rms_norm(x, &vd, 1e-6, rows, o),
+        )?;
+        p.record("rms_norm", "f32", format!("{rows}x{n}"), &b, &a, 1e-5);
+        let (a, b) = p.both(
+            &one,
+            &x,
+            &[],
+            |be, x, _| be.rms_norm_in_place(x, &vc, 1e-6, rows),
+            |be, x, _| be.rms_norm_in_place(x, &vd, 1e-6, rows),
+        )?;
+        p.record("rms_norm_in_place", "f32", format!("{rows}x{n}"), &b, &a, 1e-5);
+        let (a, b) = p.both(
+            &one,
+            &x,
+            &[],
+            |be, x, _| be.add_bias(x, &vc, rows),
+            |be, x, _| be.add_bias(x, &vd, rows),
+        )?;
+        p.record("add_bias", "f32", format!("{rows}x{n}"), &b, &a, 1e-6);
+    }
+    // Two-operand ops: the first operand (modified in place) is `o`, the second `x`.
+    let len = 3 * 1536;
+    let (g, u) = (random_acts(len, rng), random_acts(len, rng));
+    for act in [Activation::Silu, Activation::GeluTanh] {
+        let (a, b) = p.both(
+            &one,
+            &u,
+            &g,
+            |be, x, o| be.gated_activation(o, x, len, act),
+            |be, x, o| be.gated_activation(o, x, len, act),
+        )?;
+        p.record("gated_activation", &format!("{act:?}"), format!("{len}"), &b, &a, 2e-3);
+    }
+    let (a, b) = p.both(&one, &u, &g, |be, x, o| be.add(o, x, len), |be, x, o| be.add(o, x, len))?;
+    p.record("add", "f32", format!("{len}"), &b, &a, 1e-6);
+    // RoPE over a batch of positions, both pairings, with and without frequency factors.
+    let mut batch = Batch::new();
+    for (i, pos) in [0u32, 1, 7, 100, 1000, 4095].into_iter().enumerate() {
+        batch.push(0, pos, (i % 2) as u32, false);
+    }
+    let (n_heads, hd) = (3, 64);
+    let x = random_acts(batch.len() * n_heads * hd, rng);
+    let ff_src = p.source("v.64")?;
+    let (ffc, ffd) = (p.cpu.load_weight(&ff_src)?, p.dev.load_weight(&ff_src)?);
+    for style in [RopeStyle::Normal, RopeStyle::Neox] {
+        for with_ff in [false, true] {
+            let params = RopeParams {
+                theta: 10000.0,
+                position_scale: 1.0,
+            };
+            let (a, b) = p.both(
+                &batch,
+                &x,
+                &[],
+                |be, x, _| be.rope(x, &batch, n_heads, hd, style, params, with_ff.then_some(&ffc)),
+                |be, x, _| be.rope(x, &batch, n_heads, hd, style, params, with_ff.then_some(&ffd)),
+            )?;
+            let what = if with_ff { "with rope factors" } else { "plain" };
+            p.record(
+                "rope",
+                &format!("{style:?}"),
+                format!("6 tokens x {n_heads}x{hd}, {what}"),
+                &b,
+                &a,
+                1e-5,
+            );
+        }
+    }
+    let rows_wanted = [4usize, 0, 2];
+    let x = random_acts(6 * 64, rng);
+    let (a, b) = p.both(
+        &batch,
+        &x,
+        &vec![0.0; rows_wanted.len() * 64],
+        |be, x, o| be.gather_rows(x, &rows_wanted, 64, o),
+        |be, x, o| be.gather_rows(x, &rows_wanted, 64, o),
+    )?;
+    p.record("gather_rows", "f32", "3 of 6 rows x 64".into(), &b, &a, 0.0);
+    Ok(())
+}
+
+/// KV store, attention (global and sliding, prompt-sized and decode-sized batches, several sequences, enough
+/// positions for split attention) and sequence copies, on a cache of `precision`.
+fn check_attention<D: Backend>(
+    p: &mut Pair<'_, D>,
+    rng: &mut StdRng,
+    precision: KvPrecision,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+) -> Result<()> {
+    let shape = KvShape {
+        n_layers: 2,
+        n_seqs: 3,
+        n_ctx: 700,
+        n_kv_heads,
+        head_dim,
+        precision,
+    };
+    let (mut kc, mut kd) = (p.cpu.alloc_kv(shape)?, p.dev.alloc_kv(shape)?);
+    let kv_dim = n_kv_heads * head_dim;
+    let q_dim = n_heads * head_dim;
+    let bound = match precision {
+        KvPrecision::F16 => 4e-3,
+        KvPrecision::F32 => 1e-4,
+    };
+    // Fill: sequence 1 with 600 positions (in chunks), sequence 0 and 2 with 40 and 20, interleaved in one batch.
+    let mut fills = Vec::new();
+    for start in (0..600u32).step_by(200) {
+        fills.push(Batch::for_sequence(&vec![0; 200], 1, start));
+    }
+    let mut mixed = Batch::new();
+    for i in 0..40u32 {
+        mixed.push(0, i, 0, false);
+        if i < 20 {
+            mixed.push(0, i, 2, false);
+        }
+    }
+    fills.push(mixed.clone());
+    for layer in 0..2 {
+        for batch in &fills {
+            let k = random_acts(batch.len() * kv_dim, rng);
+            let v = random_acts(batch.len() * kv_dim, rng);
+            store_both(p, &mut kc, &mut kd, layer, &k, &v, batch)?;
+        }
+    }
+    let tag = format!("{n_heads}/{n_kv_heads} heads x {head_dim}, {} cache", precision.name());
+    // Queries: the mixed prompt batch, and a decode batch over all three sequences (seq 1 at position 600: splits).
+    let mut decode = Batch::new();
+    decode.push(0, 39, 0, true);
+    decode.push(0, 599, 1, true);
+    decode.push(0, 19, 2, true);
+    for (what, batch) in [("prompt batch", &mixed), ("decode batch", &decode)] {
+        for kind in [LayerKind::Global, LayerKind::Sliding { window: 16 }] {
+            let q = random_acts(batch.len() * q_dim, rng);
+            let params = AttentionParams {
+                layer: 1,
+                n_heads,
+                n_kv_heads,
+                head_dim,
+                scale: 1.0 / (head_dim as f32).sqrt(),
+                kind,
+            };
+            let (a, b) = p.both(
+                batch,
+                &q,
+                &vec![0.0; batch.len() * q_dim],
+                |be, x, o| be.attention(x, &kc, batch, params, o),
+                |be, x, o| be.attention(x, &kd, batch, params, o),
+            )?;
+            let k = match kind {
+                LayerKind::Global => "global".to_string(),
+                LayerKind::Sliding { window } => format!("window {window}"),
+            };
+            p.record(
+                "attention",
+                precision.name(),
+                format!("{tag}, {what}, {k}"),
+                &b,
+                &a,
+                bound,
+            );
+        }
+    }
+    // Copy sequence 0's 40 positions over sequence 2, then attend from sequence 2.
+    p.cpu.kv_copy_seq(&mut kc, 0, 2, 0, 40)?;
+    p.dev.kv_copy_seq(&mut kd, 0, 2, 0, 40)?;
+    let batch = Batch::for_sequence(&[0], 2, 39);
+    let q = random_acts(q_dim, rng);
+    let params = AttentionParams {
+        layer: 0,
+        n_heads,
+        n_kv_heads,
+        head_dim,
+        scale: 0.125,
+        kind: LayerKind::Global,
+    };
+    let (a, b) = p.both(
+        &batch,
+        &q,
+        &vec![0.0; q_dim],
+        |be, x, o| be.attention(x, &kc, &batch, params, o),
+        |be, x, o| be.attention(x, &kd, &batch, params, o),
+    )?;
+    p.record("kv_copy_seq + attention", precision.name(), tag, &b, &a, bound);
+    Ok(())
+}
+
+fn store_both<D: Backend>(
+    p: &Pair<'_, D>,
+    kc: &mut <CpuBackend as Backend>::Kv,
+    kd: &mut D::Kv,
+    layer: usize,
+    k: &[f32],
+    v: &[f32],
+    batch: &Batch,
+) -> Result<()> {
+    let (mut ck, mut cv) = (p.cpu.alloc(k.len())?, p.cpu.alloc(v.len())?);
+    p.cpu.write(&mut ck, k)?;
+    p.cpu.write(&mut cv, v)?;
+    p.cpu
+        .forward_scope(batch, fresh_scope(), &mut || p.cpu.kv_store(kc, layer, &ck, &cv, batch))?;
+    let (mut dk, mut dv) = (p.dev.alloc(k.len())?, p.dev.alloc(v.len())?);
+    p.dev.write(&mut dk, k)?;
+    p.dev.write(&mut dv, v)?;
+    p.dev
+        .forward_scope(batch, fresh_scope(), &mut || p.dev.kv_store(kd, layer, &dk, &dv, batch))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cpu::CpuConfig;
+
+    #[test]
+    fn nrmse_is_zero_for_equal_and_grows_with_difference() {
+        assert_eq!(nrmse(&[1.0, 2.0], &[1.0, 2.0]), 0.0);
+        let e = nrmse(&[1.1, 2.0], &[1.0, 2.0]);
+        assert!((e - (0.01f64 / 5.0).sqrt()).abs() < 1e-6, "{e}");
+        assert!(nrmse(&[f32::NAN], &[1.0]).is_infinite());
+    }
+
+    #[test]
+    fn the_cpu_agrees_with_itself_across_simd_levels() {
+        // The harness run on two CPU backends (scalar kernels against the best SIMD ones): every case must pass,
+        // which also checks that the harness itself measures what it claims.
+        let best = CpuBackend::new(CpuConfig {
+            n_threads: 2,
+            simd: None,
+        })
+        .expect("cpu");
+        let scalar = CpuBackend::new(CpuConfig {
+            n_threads: 1,
+            simd: Some(quant::SimdLevel::Scalar),
+        })
+        .expect("cpu");
+        let cases = run_all(&best, &scalar, 7).expect("parity run");
+        assert!(cases.len() > 150, "{} cases", cases.len());
+        let failed: Vec<_> = cases.iter().filter(|c| !c.passed()).collect();
+        assert!(failed.is_empty(), "{failed:#?}");
+    }
+}

@@ -1,0 +1,50 @@
+// Shared by every quarrel CUDA kernel. Self-contained: no toolkit header is included, so NVRTC needs nothing but
+// itself (f16/bf16 conversions go through PTX `cvt`, integer dots through PTX `dp4a`).
+typedef unsigned char u8;
+typedef signed char i8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef unsigned long long u64;
+
+__device__ __forceinline__ float h2f(u16 h) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+__device__ __forceinline__ u16 f2h(float f) {
+    u16 h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+__device__ __forceinline__ float bf2f(u16 h) { return __uint_as_float(((u32)h) << 16); }
+__device__ __forceinline__ int dp4a(int a, int b, int c) {
+    int r;
+    asm("dp4a.s32.s32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+}
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+// Loads of a block field at its natural alignment: GGUF blocks of 18, 22, 34, 84, 110 or 210 bytes keep only
+// 2-byte alignment, so 32-bit words are assembled from two halves there.
+__device__ __forceinline__ u16 ld16(const u8* p) { return *(const u16*)p; }
+__device__ __forceinline__ u32 ld32a2(const u8* p) { return (u32)ld16(p) | ((u32)ld16(p + 2) << 16); }
+__device__ __forceinline__ u32 ld32(const u8* p) { return *(const u32*)p; }
+
+// The 32 values of one chunk of a weight row, as every quantized format hands them to the integer dot:
+// v[0..3] hold elements 0..15 and v[4..7] elements 16..31 as packed 8-bit integers, and element i is
+// d.x * q_i + m.x for i < 16, d.y * q_i + m.y otherwise.
+struct Chunk {
+    int v[8];
+    float2 d;
+    float2 m;
+};
+
+#define QINF __int_as_float(0x7f800000)

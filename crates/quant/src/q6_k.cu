@@ -1,0 +1,25 @@
+// Q6_K: 256 elements in 210 bytes: 128 bytes of low nibbles, 64 bytes of 2-bit highs, 16 signed 8-bit scales
+// (one per 16 elements), f16 d; x = d*sc*(q-32). Chunk j = 4*n + k of a superblock: low nibbles at
+// ql[64n + 32(k&1) + l] (high nibble when k >= 2), highs (qh[32n + l] >> 2k) & 3, scales 8n + 2k (+1).
+struct FmtQ6_K {
+    static constexpr int BLOCK_ELEMS = 256;
+    static constexpr int BLOCK_BYTES = 210;
+    __device__ static void load32(const u8* row, int c, Chunk& k) {
+        const u8* b = row + (c >> 3) * BLOCK_BYTES;
+        int j = c & 7, n = j >> 2, kk = j & 3;
+        const u8* ql = b + 64 * n + 32 * (kk & 1);
+        const u8* qh = b + 128 + 32 * n;
+        int ls = (kk >> 1) * 4, hs = 2 * kk;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            u32 lo = (ld32a2(ql + 4 * i) >> ls) & 0x0F0F0F0F;
+            u32 hi = (ld32a2(qh + 4 * i) >> hs) & 0x03030303;
+            k.v[i] = (int)(lo | (hi << 4));
+        }
+        float d = h2f(ld16(b + 208));
+        const i8* sc = (const i8*)(b + 192 + 8 * n + 2 * kk);
+        float d0 = d * sc[0], d1 = d * sc[1];
+        k.d = make_float2(d0, d1);
+        k.m = make_float2(-32.f * d0, -32.f * d1);
+    }
+};
