@@ -114,11 +114,12 @@ fn collect(path: &Path, v: &Value, c: &mut Collected) -> Result<()> {
         let tool = arr.first().map_or("bench", tool_of);
         let label = format!("{tool} ({name})");
         let e = &arr[0];
+        let or_none = |x: String| if x.is_empty() { "none".to_string() } else { x };
         let mut sys = format!(
             "{}; GPU {}; commit {}",
-            s(e, "cpu_info"),
-            s(e, "gpu_info"),
-            s(e, "build_commit")
+            or_none(s(e, "cpu_info")),
+            or_none(s(e, "gpu_info")),
+            or_none(s(e, "build_commit"))
         );
         if let Some(flags) = e["cpu_flags"].as_array() {
             let fl: Vec<String> = flags.iter().filter_map(|x| x.as_str().map(str::to_string)).collect();

@@ -466,3 +466,39 @@ fn report_renders_fixtures_side_by_side_with_plots() {
         "not a result",
     );
 }
+
+#[test]
+fn check_against_llama_cpp_says_clearly_when_the_python_module_is_missing() {
+    use std::os::unix::fs::PermissionsExt;
+    let m = tiny("llama-missing.gguf");
+    // A python3 in which `import llama_cpp` fails, whatever is installed.
+    let fake = tmp("python-without-llama-cpp");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\nexec python3 -c \"import sys; sys.modules['llama_cpp'] = None; exec(sys.argv[2])\" \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = quarrel(&[
+        "check",
+        "-m",
+        &m,
+        "-n",
+        "2",
+        "--no-determinism",
+        "--against-llama-cpp",
+        "--python",
+        fake.to_str().unwrap(),
+    ]);
+    one_error_line(&o, "llama_cpp Python module is not installed");
+    let o = quarrel(&[
+        "check",
+        "-m",
+        &m,
+        "--no-determinism",
+        "--against-llama-cpp",
+        "--python",
+        "/nonexistent/python3",
+    ]);
+    one_error_line(&o, "could not run /nonexistent/python3");
+}
