@@ -183,7 +183,94 @@ fn new_path(
     });
 }
 
+/// CPU seconds this thread has run (from /proc/thread-self/schedstat, in ns): unlike wall time, not inflated when
+/// other processes share the cores.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    stat.split_whitespace()
+        .next()
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1e9
+}
+
+/// Single-thread CPU-time comparison (`gemm_speed single`): the per-pair path against the GEMM, everything on this
+/// thread, interleaved, three rounds.
+fn compare_single() {
+    let simd = SimdLevel::detect();
+    let n_tokens = 512;
+    for ty in FORMATS {
+        let kern = kernels(ty, simd).expect("kernels");
+        for (name, rows, k) in [SHAPES[0], SHAPES[3], SHAPES[5]] {
+            let Some(rb) = ty.row_bytes(k) else { continue };
+            let Some(gemm) = Gemm::new(&kern, k, simd) else {
+                continue;
+            };
+            let w = weights(ty, rows, k);
+            let x: Vec<f32> = (0..n_tokens * k)
+                .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+                .collect();
+            let mut acts = ActPanel::default();
+            let mut panel = WeightPanel::default();
+            let mut out = vec![0f32; n_tokens * rows];
+            let ab = kern.act.row_bytes(k).expect("whole blocks");
+            let mut act = vec![0u8; n_tokens * ab];
+            let (mut t_old, mut t_new) = (0f64, 0f64);
+            for _round in 0..3 {
+                let t = cpu_seconds();
+                for (tok, row) in act.chunks_exact_mut(ab).enumerate() {
+                    (kern.quantize_act_row)(&x[tok * k..(tok + 1) * k], row);
+                }
+                for r in 0..rows {
+                    let wrow = &w[r * rb..(r + 1) * rb];
+                    let mut tok = 0;
+                    if let Some(x4) = kern.vec_dot_x4 {
+                        while tok + 4 <= n_tokens {
+                            let mut v4 = [0f32; 4];
+                            x4(k, wrow, &act[tok * ab..(tok + 4) * ab], ab, &mut v4);
+                            for (j, v) in v4.into_iter().enumerate() {
+                                out[(tok + j) * rows + r] = v;
+                            }
+                            tok += 4;
+                        }
+                    }
+                    for tok in tok..n_tokens {
+                        out[tok * rows + r] = (kern.vec_dot)(k, wrow, &act[tok * ab..(tok + 1) * ab]);
+                    }
+                }
+                t_old += cpu_seconds() - t;
+                let t = cpu_seconds();
+                let mut scratch = Vec::new();
+                if let Route::Int { .. } = gemm.route {
+                    gemm.pack_acts(&x, n_tokens, &mut acts, &mut scratch);
+                }
+                let a = match gemm.route {
+                    Route::Int { .. } => Acts::Int(&acts),
+                    Route::Float { .. } => Acts::Float { x: &x, n_tokens },
+                };
+                let view = OutView::of(&mut out, rows, n_tokens).expect("fits");
+                for r0 in (0..rows).step_by(64) {
+                    gemm.rows(&w, rb, (r0, (r0 + 64).min(rows)), &a, &mut panel, &view)
+                        .expect("sizes fit");
+                }
+                t_new += cpu_seconds() - t;
+            }
+            let mac = (rows * k * n_tokens * 3) as f64;
+            println!(
+                "{ty} {name:22} (1 thread, CPU time): old {:6.1} GMAC/s, new {:6.1} GMAC/s ({:.2}x)",
+                mac / t_old / 1e9,
+                mac / t_new / 1e9,
+                t_old / t_new
+            );
+        }
+    }
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("single") {
+        compare_single();
+        return;
+    }
     let arg = |i: usize, d: usize| std::env::args().nth(i).and_then(|s| s.parse().ok()).unwrap_or(d);
     let threads = arg(1, 2);
     let n_tokens = arg(2, 512);
