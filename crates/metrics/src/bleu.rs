@@ -126,6 +126,21 @@ fn ngrams<'a>(tokens: &'a [&'a str]) -> Ngrams<'a> {
 
 /// Corpus BLEU of `hyps` against `refs[i]`, the references of segment i (any number, at least one).
 pub fn bleu<H: AsRef<str>, R: AsRef<str>>(hyps: &[H], refs: &[Vec<R>]) -> Result<BleuScore, MetricError> {
+    corpus(hyps, refs, false)
+}
+
+/// sacrebleu's `sentence_bleu` of one segment: as [`bleu`] on a one-segment corpus, but with effective order
+/// (n-gram orders the hypothesis is too short for are left out), so a short exact answer scores 100.
+pub fn sentence_bleu<R: AsRef<str>>(hyp: &str, refs: &[R]) -> Result<BleuScore, MetricError> {
+    let refs: Vec<Vec<&str>> = vec![refs.iter().map(|r| r.as_ref()).collect()];
+    corpus(&[hyp], &refs, true)
+}
+
+fn corpus<H: AsRef<str>, R: AsRef<str>>(
+    hyps: &[H],
+    refs: &[Vec<R>],
+    effective_order: bool,
+) -> Result<BleuScore, MetricError> {
     check_lengths(hyps, refs)?;
     let (mut sys_len, mut ref_len) = (0usize, 0usize);
     let mut correct = [0usize; MAX_ORDER];
@@ -163,11 +178,17 @@ pub fn bleu<H: AsRef<str>, R: AsRef<str>>(hyps: &[H], refs: &[Vec<R>]) -> Result
             }
         }
     }
-    Ok(compute_bleu(correct, total, sys_len, ref_len))
+    Ok(compute_bleu(correct, total, sys_len, ref_len, effective_order))
 }
 
-/// sacrebleu's `BLEU.compute_bleu` with `smooth_method='exp'`, no effective order.
-fn compute_bleu(correct: [usize; MAX_ORDER], total: [usize; MAX_ORDER], sys_len: usize, ref_len: usize) -> BleuScore {
+/// sacrebleu's `BLEU.compute_bleu` with `smooth_method='exp'`.
+fn compute_bleu(
+    correct: [usize; MAX_ORDER],
+    total: [usize; MAX_ORDER],
+    sys_len: usize,
+    ref_len: usize,
+    effective_order: bool,
+) -> BleuScore {
     let bp = if sys_len < ref_len {
         if sys_len > 0 {
             (1.0 - ref_len as f64 / sys_len as f64).exp()
@@ -191,9 +212,13 @@ fn compute_bleu(correct: [usize; MAX_ORDER], total: [usize; MAX_ORDER], sys_len:
         return out;
     }
     let mut smooth = 1.0f64;
+    let mut eff_order = MAX_ORDER;
     for n in 0..MAX_ORDER {
         if total[n] == 0 {
             break;
+        }
+        if effective_order {
+            eff_order = n + 1;
         }
         if correct[n] == 0 {
             smooth *= 2.0;
@@ -203,8 +228,8 @@ fn compute_bleu(correct: [usize; MAX_ORDER], total: [usize; MAX_ORDER], sys_len:
         }
     }
     let my_log = |p: f64| if p == 0.0 { -9_999_999_999.0 } else { p.ln() };
-    let sum: f64 = precisions.iter().map(|&p| my_log(p)).sum();
-    out.score = bp * (sum / MAX_ORDER as f64).exp();
+    let sum: f64 = precisions[..eff_order].iter().map(|&p| my_log(p)).sum();
+    out.score = bp * (sum / eff_order as f64).exp();
     out.precisions = precisions;
     out
 }
@@ -229,6 +254,14 @@ mod tests {
         assert!((bleu(&h, &r).unwrap().score - 100.0).abs() < 1e-9);
         let r2 = vec![vec!["x y z w"], vec!["p q r s t"]];
         assert_eq!(bleu(&h, &r2).unwrap().score, 0.0);
+    }
+
+    #[test]
+    fn sentence_bleu_uses_effective_order() {
+        // Three tokens have no 4-gram: corpus BLEU is 0, sentence BLEU (effective order) 100.
+        let r: Vec<Vec<&str>> = vec![vec![" a + b"]];
+        assert_eq!(bleu(&[" a + b"], &r).unwrap().score, 0.0);
+        assert!((sentence_bleu(" a + b", &[" a + b"]).unwrap().score - 100.0).abs() < 1e-9);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! with published ones:
 //!
 //! - [`bleu`]: sacrebleu's `corpus_bleu` with its defaults (tokenizer `13a`, `exp` smoothing, no lowercasing,
-//!   4-grams, closest reference length), 0–100;
+//!   4-grams, closest reference length), 0–100; [`sentence_bleu`]: sacrebleu's `sentence_bleu` (the same with
+//!   effective order) for one segment;
 //! - [`chrf`]: sacrebleu's `corpus_chrf` with its defaults (character 6-grams, β = 2, whitespace ignored), 0–100;
 //! - [`rouge_l`]: the `rouge-score` package's ROUGE-L F-measure (`RougeScorer(['rougeL'], use_stemmer=False)`),
 //!   averaged over segments, 0–1; with several references per segment the best one counts (`score_multi`).
@@ -13,7 +14,7 @@ mod bleu;
 mod chrf;
 mod rouge;
 
-pub use bleu::{bleu, tokenize_13a, BleuScore};
+pub use bleu::{bleu, sentence_bleu, tokenize_13a, BleuScore};
 pub use chrf::chrf;
 pub use rouge::{rouge_l, rouge_l_segment, tokenize_rouge};
 

@@ -2,7 +2,7 @@
 //! time on varied random corpora: unicode, punctuation, HTML entities, numbers, dashes, empty segments, several
 //! references. A missing python3 or package fails the test (CI installs them: `.ci/run`).
 
-use quarrel_metrics::{bleu, chrf, rouge_l};
+use quarrel_metrics::{bleu, chrf, rouge_l, sentence_bleu};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::io::Write;
@@ -22,7 +22,8 @@ for c in cases:
     b = sacrebleu.corpus_bleu(hyps, streams).score
     f = sacrebleu.corpus_chrf(hyps, streams).score
     rl = [sc.score_multi(r, h)['rougeL'].fmeasure for h, r in zip(hyps, refs)]
-    out.append({'bleu': b, 'chrf': f, 'rouge_l': sum(rl) / len(rl) if rl else 0.0})
+    sb = [sacrebleu.sentence_bleu(h, r).score for h, r in zip(hyps, refs)]
+    out.append({'bleu': b, 'chrf': f, 'rouge_l': sum(rl) / len(rl) if rl else 0.0, 'sentence_bleu': sb})
 print(json.dumps(out))
 "#;
 
@@ -245,6 +246,17 @@ fn bleu_chrf_rouge_l_equal_the_python_packages_to_4_decimals() {
             );
         }
     }
+    // sacrebleu's sentence_bleu (effective order) per segment.
+    let mut n_sent = 0;
+    for (c, w) in cases.iter().zip(&want) {
+        for (k, (h, r)) in c.hyps.iter().zip(&c.refs).enumerate() {
+            let e = w["sentence_bleu"][k].as_f64().unwrap();
+            let g = sentence_bleu(h, r).unwrap().score;
+            assert!((g - e).abs() < 5e-5, "sentence_bleu {g} vs python {e}: {h:?} / {r:?}");
+            n_sent += 1;
+        }
+    }
+    assert!(n_sent > 500, "{n_sent} segments");
     eprintln!(
         "largest differences: bleu {:.2e}, chrf {:.2e}, rouge_l {:.2e}",
         worst[0], worst[1], worst[2]
