@@ -196,9 +196,8 @@ fn cpu_seconds() -> f64 {
 
 /// Single-thread CPU-time comparison (`gemm_speed single`): the per-pair path against the GEMM, everything on this
 /// thread, interleaved, three rounds.
-fn compare_single() {
+fn compare_single(n_tokens: usize) {
     let simd = SimdLevel::detect();
-    let n_tokens = 512;
     for ty in FORMATS {
         let kern = kernels(ty, simd).expect("kernels");
         for (name, rows, k) in [SHAPES[0], SHAPES[3], SHAPES[5]] {
@@ -216,7 +215,8 @@ fn compare_single() {
             let ab = kern.act.row_bytes(k).expect("whole blocks");
             let mut act = vec![0u8; n_tokens * ab];
             let (mut t_old, mut t_new) = (0f64, 0f64);
-            for _round in 0..3 {
+            let rounds = (3 * 512 / n_tokens).max(3);
+            for _round in 0..rounds {
                 let t = cpu_seconds();
                 for (tok, row) in act.chunks_exact_mut(ab).enumerate() {
                     (kern.quantize_act_row)(&x[tok * k..(tok + 1) * k], row);
@@ -255,7 +255,7 @@ fn compare_single() {
                 }
                 t_new += cpu_seconds() - t;
             }
-            let mac = (rows * k * n_tokens * 3) as f64;
+            let mac = (rows * k * n_tokens * rounds) as f64;
             println!(
                 "{ty} {name:22} (1 thread, CPU time): old {:6.1} GMAC/s, new {:6.1} GMAC/s ({:.2}x)",
                 mac / t_old / 1e9,
@@ -268,7 +268,7 @@ fn compare_single() {
 
 fn main() {
     if std::env::args().nth(1).as_deref() == Some("single") {
-        compare_single();
+        compare_single(std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(512));
         return;
     }
     let arg = |i: usize, d: usize| std::env::args().nth(i).and_then(|s| s.parse().ok()).unwrap_or(d);

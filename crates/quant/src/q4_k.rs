@@ -126,6 +126,22 @@ pub fn quantize_row_scalar(src: &[f32], dst: &mut [u8]) {
     }
 }
 
+/// The GEMM panel unpacker (see [`crate::gemm`]) at `simd`, lowered to what this CPU runs.
+pub fn gemm_unpacker(simd: SimdLevel) -> crate::gemm::UnpackFn {
+    match usable(simd) {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => unpack_gemm_row_avx512,
+        _ => unpack_gemm_row,
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn unpack_gemm_row_avx512(row: &[u8], k: usize, dst: &mut [u8], mw: &mut [f32]) {
+    let src = blocks::<BlockQ4K>(row, super_blocks(k));
+    // SAFETY: only reachable through `gemm_unpacker`, which checked the CPU features.
+    unsafe { x86::unpack_gemm_avx512(src, k, dst, mw) }
+}
+
 /// Unpacks a weight row of `k` elements into a GEMM panel row (see [`crate::gemm`]): codes `q`, scale
 /// `d * scale[j]`, correction `-dmin * min[j]` per sub-block of 32: the reference.
 pub fn unpack_gemm_row(row: &[u8], k: usize, dst: &mut [u8], mw: &mut [f32]) {
@@ -325,5 +341,40 @@ mod x86 {
                 }
             }
         }
+    }
+
+    /// [`super::unpack_gemm_row`] with AVX-512: each 64-element chunk of `qs` is one k-step of the panel (low nibbles
+    /// then high nibbles, sub-blocks 2c and 2c + 1).
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+    pub fn unpack_gemm_avx512(src: &[BlockQ4K], k: usize, dst: &mut [u8], mw: &mut [f32]) {
+        use crate::gemm::STEP_BYTES;
+        assert!(
+            dst.len() >= src.len() * 4 * STEP_BYTES && mw.len() >= src.len() * 16,
+            "panel row too short for {} super-blocks",
+            src.len()
+        );
+        let low = _mm256_set1_epi8(0x0F);
+        for (b, block) in src.iter().enumerate() {
+            let (d, dmin) = (f16_le(block.d), f16_le(block.dmin));
+            let (scales, mins) = unpack_scales_mins(&block.scales);
+            for c in 0..4 {
+                // SAFETY: qs holds 4 chunks of 32 bytes.
+                let bytes = unsafe { _mm256_loadu_si256(block.qs.as_ptr().add(32 * c).cast()) };
+                let lo = _mm256_and_si256(bytes, low);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bytes), low);
+                let codes = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
+                let (s0, s1) = (d * scales[2 * c] as f32, d * scales[2 * c + 1] as f32);
+                let lanes = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(s0), _mm512_set1_ps(s1));
+                let base = (4 * b + c) * STEP_BYTES;
+                // SAFETY: k-step 4b + c of the panel row is 128 bytes at `base` (assert above); unaligned stores.
+                unsafe {
+                    _mm512_storeu_si512(dst.as_mut_ptr().add(base).cast(), codes);
+                    _mm512_storeu_ps(dst.as_mut_ptr().add(base + 64).cast(), lanes);
+                }
+                let (m0, m1) = (-(dmin * mins[2 * c] as f32), -(dmin * mins[2 * c + 1] as f32));
+                mw[16 * b + 4 * c..16 * b + 4 * c + 4].copy_from_slice(&[m0, m0, m1, m1]);
+            }
+        }
+        crate::gemm::finish_row(dst, mw, k);
     }
 }

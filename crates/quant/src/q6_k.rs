@@ -121,6 +121,22 @@ pub fn quantize_row_scalar(src: &[f32], dst: &mut [u8]) {
     }
 }
 
+/// The GEMM panel unpacker (see [`crate::gemm`]) at `simd`, lowered to what this CPU runs.
+pub fn gemm_unpacker(simd: SimdLevel) -> crate::gemm::UnpackFn {
+    match usable(simd) {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => unpack_gemm_row_avx512,
+        _ => unpack_gemm_row,
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn unpack_gemm_row_avx512(row: &[u8], k: usize, dst: &mut [u8], mw: &mut [f32]) {
+    let src = blocks::<BlockQ6K>(row, super_blocks(k));
+    // SAFETY: only reachable through `gemm_unpacker`, which checked the CPU features.
+    unsafe { x86::unpack_gemm_avx512(src, k, dst, mw) }
+}
+
 /// Unpacks a weight row of `k` elements into a GEMM panel row (see [`crate::gemm`]): codes `q` (0..64), scale
 /// `d * scale[k]`, correction `-32 d * scale[k]` per sub-block of 16: the reference.
 pub fn unpack_gemm_row(row: &[u8], k: usize, dst: &mut [u8], mw: &mut [f32]) {
@@ -400,5 +416,63 @@ mod x86 {
                 }
             }
         }
+    }
+
+    /// [`super::unpack_gemm_row`] with AVX-512: each half (128 elements) is two k-steps of the panel.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+    pub fn unpack_gemm_avx512(src: &[BlockQ6K], k: usize, dst: &mut [u8], mw: &mut [f32]) {
+        use crate::gemm::STEP_BYTES;
+        assert!(
+            dst.len() >= src.len() * 4 * STEP_BYTES && mw.len() >= src.len() * 16,
+            "panel row too short for {} super-blocks",
+            src.len()
+        );
+        let low = _mm256_set1_epi8(0x0F);
+        let two = _mm256_set1_epi8(0x03);
+        let repeat4 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+        for (b, block) in src.iter().enumerate() {
+            let d = f16_le(block.d);
+            let steps: [f32; 16] = std::array::from_fn(|s| d * block.scales[s] as f32);
+            let corr: [f32; 16] = std::array::from_fn(|s| -32.0 * steps[s]);
+            mw[16 * b..16 * b + 16].copy_from_slice(&corr);
+            for h in 0..2 {
+                // SAFETY: ql holds 2 halves of 64 bytes, qh 2 halves of 32.
+                let (ql0, ql1, qh) = unsafe {
+                    (
+                        _mm256_loadu_si256(block.ql.as_ptr().add(64 * h).cast()),
+                        _mm256_loadu_si256(block.ql.as_ptr().add(64 * h + 32).cast()),
+                        _mm256_loadu_si256(block.qh.as_ptr().add(32 * h).cast()),
+                    )
+                };
+                let high = |shift: i32| {
+                    let bits = match shift {
+                        0 => qh,
+                        2 => _mm256_srli_epi16::<2>(qh),
+                        4 => _mm256_srli_epi16::<4>(qh),
+                        _ => _mm256_srli_epi16::<6>(qh),
+                    };
+                    _mm256_slli_epi16::<4>(_mm256_and_si256(bits, two))
+                };
+                let q0 = _mm256_or_si256(_mm256_and_si256(ql0, low), high(0));
+                let q1 = _mm256_or_si256(_mm256_and_si256(ql1, low), high(2));
+                let q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql0), low), high(4));
+                let q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql1), low), high(6));
+                for (j, (a, c)) in [(q0, q1), (q2, q3)].into_iter().enumerate() {
+                    let step = 4 * b + 2 * h + j;
+                    let codes = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(a), c);
+                    // Sub-blocks 8h + 4j .. 8h + 4j + 4, each over four lanes.
+                    let first = 8 * h + 4 * j;
+                    // SAFETY: steps has 16 floats, first + 4 <= 16.
+                    let four = unsafe { _mm_loadu_ps(steps.as_ptr().add(first)) };
+                    let lanes = _mm512_permutexvar_ps(repeat4, _mm512_castps128_ps512(four));
+                    // SAFETY: k-step `step` of the panel row is 128 bytes (assert above); unaligned stores.
+                    unsafe {
+                        _mm512_storeu_si512(dst.as_mut_ptr().add(step * STEP_BYTES).cast(), codes);
+                        _mm512_storeu_ps(dst.as_mut_ptr().add(step * STEP_BYTES + 64).cast(), lanes);
+                    }
+                }
+            }
+        }
+        crate::gemm::finish_row(dst, mw, k);
     }
 }

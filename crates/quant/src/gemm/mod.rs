@@ -149,9 +149,9 @@ pub fn int_parts(ty: GgmlType, simd: SimdLevel) -> Option<(UnpackFn, PackActFn)>
         GgmlType::Q5_1 => (crate::q5_1::unpack_gemm_row, pack_q8_1),
         GgmlType::Q2_K => (crate::q2_k::unpack_gemm_row, pack_q8_k),
         GgmlType::Q3_K => (crate::q3_k::unpack_gemm_row, pack_q8_k),
-        GgmlType::Q4_K => (crate::q4_k::unpack_gemm_row, pack_q8_k),
+        GgmlType::Q4_K => (crate::q4_k::gemm_unpacker(simd), pack_q8_k),
         GgmlType::Q5_K => (crate::q5_k::unpack_gemm_row, pack_q8_k),
-        GgmlType::Q6_K => (crate::q6_k::unpack_gemm_row, pack_q8_k),
+        GgmlType::Q6_K => (crate::q6_k::gemm_unpacker(simd), pack_q8_k),
         _ => return None,
     })
 }
@@ -194,6 +194,17 @@ impl Gemm {
             kernels: *kernels,
             k,
         })
+    }
+
+    /// Fewest tokens for which this plan beats the per-pair kernels (measured on the 2-core AVX-512 Xeon with
+    /// `examples/gemm_speed single N`): unpacking a weight row costs about as much as running a few tokens
+    /// against it, less for the legacy formats (whose per-pair kernels are slow) than for the K-quants and floats
+    /// (whose per-pair tile kernels are fast).
+    pub fn min_tokens(&self) -> usize {
+        match (self.route, self.kernels.act) {
+            (Route::Int { .. }, GgmlType::Q8_0 | GgmlType::Q8_1) => 8,
+            _ => 24,
+        }
     }
 
     /// Bytes of one token in the activation panel (0 on the float route, which reads the input directly).

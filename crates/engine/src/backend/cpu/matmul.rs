@@ -1,7 +1,7 @@
 //! Quantized matrix products on the CPU: activations are converted once into the weight format's partner format,
 //! then every (row, token) pair is one integer dot product. Rows are split over the thread pool.
 //!
-//! Prompt-sized products ([`GEMM_MIN_TOKENS`] tokens or more, where the CPU has a microkernel) go through the
+//! Prompt-sized products (from [`Gemm::min_tokens`] tokens, 8 to 24, where the CPU has a microkernel) go through the
 //! register-tiled GEMM of [`quant::gemm`] instead: the converted activations are laid out once for it,
 //! then each task unpacks a block of weight rows into its thread's panel and runs every token against it. Smaller
 //! products (decoding) keep the per-pair path, which takes tokens four at a time through the format's tile kernel
@@ -32,7 +32,7 @@ const TOKEN_TILE: usize = 64;
 /// Weight rows per tile on the per-pair path.
 const ROW_TILE: usize = 16;
 
-/// Fewest tokens that take the GEMM.
+/// Fewest tokens for which the GEMM is considered at all (below, the plan is not even looked up).
 const GEMM_MIN_TOKENS: usize = 8;
 /// Most weight rows a GEMM task unpacks at once (its panel stays in L2 while every token runs against it).
 const GEMM_BLOCK_ROWS: usize = 64;
@@ -77,7 +77,7 @@ pub fn matmul(be: &CpuBackend, w: &CpuWeight, x: &[f32], n_tokens: usize, out: &
     // [n_tokens, act_row_bytes]
     let act = &mut scratch[..n_tokens * act_row_bytes];
     if n_tokens >= GEMM_MIN_TOKENS {
-        if let Some(gemm) = Gemm::new(&kernels, k, be.simd) {
+        if let Some(gemm) = Gemm::new(&kernels, k, be.simd).filter(|g| n_tokens >= g.min_tokens()) {
             return matmul_gemm(be, w, &gemm, x, n_tokens, act, out);
         }
     }
