@@ -2,7 +2,7 @@
 //! llama.cpp (`--against-llama-cpp`, through the `llama_cpp` Python module) or with a saved reference file
 //! (`--reference`; `--write-reference` writes ours in the same format).
 
-use crate::common::{load_model, Device, ModelArgs};
+use crate::common::{load_any, Device, ModelArgs};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use engine::check::{
@@ -72,15 +72,19 @@ pub fn check(args: CheckArgs) -> Result<()> {
         Some(p) => Some(read_reference(p)?),
         None => None,
     };
-    let model = load_model(&args.model)?;
+    // The model on --device, and for --against the same file loaded again on that device: any pair of backends.
+    let loaded = load_any(&args.model)?;
     let other = match args.against {
-        Some(d) => Some(load_model(&ModelArgs {
+        Some(d) => Some(load_any(&ModelArgs {
             device: d,
             ..args.model.clone()
         })?),
         None => None,
     };
-    run(&model, other.as_ref(), reference, &args)
+    crate::with_model!(loaded, model => match other {
+        None => run::<_, engine::CpuBackend>(&model, None, reference, &args),
+        Some(other) => crate::with_model!(other, b => run(&model, Some(&b), reference, &args)),
+    })
 }
 
 fn read_reference(p: &Path) -> Result<Reference> {

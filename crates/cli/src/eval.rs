@@ -1,7 +1,7 @@
 //! `quarrel eval`: greedy generation for each task's prompt, scored against its references (BLEU, chrF,
-//! ROUGE-L as `quarrel score` computes them), per task and over all tasks.
+//! ROUGE-L as `quarrel score` computes them), per task (BLEU as sacrebleu's sentence_bleu) and over all tasks.
 
-use crate::common::{load_model, ModelArgs};
+use crate::common::{load_any, ModelArgs};
 use crate::score::parse_metrics;
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -89,8 +89,8 @@ fn read_tasks(path: &PathBuf) -> Result<Vec<Task>> {
 pub fn eval(args: EvalArgs) -> Result<()> {
     let metrics = parse_metrics(&args.metric)?;
     let tasks = read_tasks(&args.tasks)?;
-    let model = load_model(&args.model)?;
-    run(&model, &args, &metrics, tasks)
+    let loaded = load_any(&args.model)?;
+    crate::with_model!(loaded, model => run(&model, &args, &metrics, tasks))
 }
 
 /// Cuts `text` at the first of `stop`.
@@ -141,10 +141,12 @@ fn run<B: Backend>(model: &Model<B>, args: &EvalArgs, metrics: &[Metric], tasks:
         let task_refs = task.references.into_vec();
         let mut scores = serde_json::Map::new();
         for m in metrics {
-            scores.insert(
-                m.key().into(),
-                m.score(&[&text], std::slice::from_ref(&task_refs))?.into(),
-            );
+            // Per task, BLEU is sacrebleu's sentence_bleu (effective order: a short exact answer scores 100).
+            let v = match m {
+                Metric::Bleu => metrics::sentence_bleu(&text, &task_refs)?.score,
+                _ => m.score(&[&text], std::slice::from_ref(&task_refs))?,
+            };
+            scores.insert(m.key().into(), v.into());
         }
         rows.push(serde_json::json!({
             "id": task.id.unwrap_or_else(|| (i + 1).into()),

@@ -2,7 +2,7 @@
 //! scored positions' log-probabilities (llama.cpp's `--kl-divergence-base` format), `--kl-divergence` compares the
 //! model with such a file (another quantization, another backend, llama.cpp itself).
 
-use crate::common::{load_model, ModelArgs};
+use crate::common::{load_any, ModelArgs};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use engine::kl::{kl_divergence, KlAccumulator, KlReport, LogitsReader, LogitsWriter, DP_FRACTIONS, KLD_FRACTIONS};
@@ -54,11 +54,11 @@ pub fn perplexity(args: PerplexityArgs) -> Result<()> {
         (None, Some(_)) => None,
         (None, None) => bail!("no text to score: pass -f FILE (or --kl-divergence FILE)"),
     };
-    let model = load_model(&args.model)?;
-    match base {
+    let loaded = load_any(&args.model)?;
+    crate::with_model!(loaded, model => match base {
         Some(base) => kl(&model, &args, base),
         None => ppl(&model, &args, text.as_deref().unwrap_or_default()),
-    }
+    })
 }
 
 fn session_opts(args: &PerplexityArgs, n_ctx: u32) -> RunOptions {
