@@ -196,7 +196,7 @@ fn cpu_seconds() -> f64 {
 
 /// Single-thread CPU-time comparison (`gemm_speed single`): the per-pair path against the GEMM, everything on this
 /// thread, interleaved, three rounds.
-fn compare_single(n_tokens: usize) {
+fn compare_single(n_tokens: usize, block: usize) {
     let simd = SimdLevel::detect();
     for ty in FORMATS {
         let kern = kernels(ty, simd).expect("kernels");
@@ -215,7 +215,7 @@ fn compare_single(n_tokens: usize) {
             let ab = kern.act.row_bytes(k).expect("whole blocks");
             let mut act = vec![0u8; n_tokens * ab];
             let (mut t_old, mut t_new) = (0f64, 0f64);
-            let rounds = (3 * 512 / n_tokens).max(3);
+            let rounds = (20e9 / (rows * k * n_tokens) as f64).ceil() as usize;
             for _round in 0..rounds {
                 let t = cpu_seconds();
                 for (tok, row) in act.chunks_exact_mut(ab).enumerate() {
@@ -249,8 +249,8 @@ fn compare_single(n_tokens: usize) {
                     Route::Float { .. } => Acts::Float { x: &x, n_tokens },
                 };
                 let view = OutView::of(&mut out, rows, n_tokens).expect("fits");
-                for r0 in (0..rows).step_by(64) {
-                    gemm.rows(&w, rb, (r0, (r0 + 64).min(rows)), &a, &mut panel, &view)
+                for r0 in (0..rows).step_by(block) {
+                    gemm.rows(&w, rb, (r0, (r0 + block).min(rows)), &a, &mut panel, &view)
                         .expect("sizes fit");
                 }
                 t_new += cpu_seconds() - t;
@@ -268,7 +268,8 @@ fn compare_single(n_tokens: usize) {
 
 fn main() {
     if std::env::args().nth(1).as_deref() == Some("single") {
-        compare_single(std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(512));
+        let arg = |i: usize, d: usize| std::env::args().nth(i).and_then(|s| s.parse().ok()).unwrap_or(d);
+        compare_single(arg(2, 512), arg(3, 64));
         return;
     }
     let arg = |i: usize, d: usize| std::env::args().nth(i).and_then(|s| s.parse().ok()).unwrap_or(d);

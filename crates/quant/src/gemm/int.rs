@@ -1,7 +1,7 @@
 //! The integer microkernel: [`MR`] panel rows of weights × [`NR`] panel rows of activations (see the module docs of
 //! [`crate::gemm`] for the layout), 16-lane f32 accumulators, one horizontal sum per pair at the end.
 
-use super::{KSTEP, MR, NR, STEP_BYTES};
+use super::{OutView, KSTEP, MR, NR, STEP_BYTES};
 use crate::SimdLevel;
 
 /// Panel rows: [n, row_bytes] codes and scales, [n, corr_len] corrections.
@@ -28,13 +28,51 @@ impl Rows<'_> {
 /// When an index lies outside its panel or the two panels' row shapes differ (caller bugs).
 pub type IntTileFn = fn(w: &Rows<'_>, wi: [usize; MR], a: &Rows<'_>, ti: [usize; NR], out: &mut [[f32; MR]; NR]);
 
-/// The best integer microkernel at `simd` (lowered to what this CPU runs), or `None` below AVX-512 VNNI.
-pub fn best(simd: SimdLevel) -> Option<IntTileFn> {
+/// Every tile of a block: panel rows `0..w.n()` against activation rows `0..n_tokens`, the results to `out`'s rows
+/// from `r0` (edge tiles repeat the last row or token and drop the extra results).
+pub type IntBlockFn = fn(w: &Rows<'_>, a: &Rows<'_>, n_tokens: usize, out: &OutView, r0: usize);
+
+/// The best integer microkernel at `simd` (lowered to what this CPU runs), or `None` below AVX-512 VNNI (for the
+/// tests that hold it against the reference tile by tile).
+#[cfg(test)]
+pub fn best_tile(simd: SimdLevel) -> Option<IntTileFn> {
     match crate::legacy_common::usable(simd) {
         #[cfg(target_arch = "x86_64")]
         SimdLevel::Avx512 => Some(x86::int_tile_vnni),
         _ => None,
     }
+}
+
+/// The block runner of [`best_tile`] (its tiles inlined into the loops), or `None` below AVX-512 VNNI.
+pub fn best(simd: SimdLevel) -> Option<IntBlockFn> {
+    match crate::legacy_common::usable(simd) {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => Some(x86::int_block_vnni),
+        _ => None,
+    }
+}
+
+/// Runs `tile` over every tile of a block (see [`IntBlockFn`]): tokens in groups of [`NR`] outside, rows in groups
+/// of [`MR`] inside, so that a group of tokens stays in L1 while the block's panel rows stream past it.
+pub fn run_block(tile: IntTileFn, w: &Rows<'_>, a: &Rows<'_>, n_tokens: usize, out: &OutView, r0: usize) {
+    let n_rows = w.n();
+    if n_rows == 0 || n_tokens == 0 {
+        return;
+    }
+    let mut res = [[0f32; MR]; NR];
+    for t0 in (0..n_tokens).step_by(NR) {
+        for i0 in (0..n_rows).step_by(MR) {
+            let wi = std::array::from_fn(|j| (i0 + j).min(n_rows - 1));
+            let ti = std::array::from_fn(|j| (t0 + j).min(n_tokens - 1));
+            tile(w, wi, a, ti, &mut res);
+            out.write_tile(t0, r0 + i0, r0 + (i0 + MR).min(n_rows), &res);
+        }
+    }
+}
+
+/// [`run_block`] with the reference microkernel.
+pub fn int_block_reference(w: &Rows<'_>, a: &Rows<'_>, n_tokens: usize, out: &OutView, r0: usize) {
+    run_block(int_tile_reference, w, a, n_tokens, out, r0)
 }
 
 fn check(w: &Rows<'_>, wi: &[usize; MR], a: &Rows<'_>, ti: &[usize; NR]) {
@@ -99,8 +137,51 @@ pub fn int_tile_reference(w: &Rows<'_>, wi: [usize; MR], a: &Rows<'_>, ti: [usiz
 pub(crate) mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{check, Rows, MR, NR, STEP_BYTES};
+    use super::{check, OutView, Rows, MR, NR, STEP_BYTES};
 
+    pub fn int_block_vnni(w: &Rows<'_>, a: &Rows<'_>, n_tokens: usize, out: &OutView, r0: usize) {
+        let n_rows = w.n();
+        if n_rows == 0 || n_tokens == 0 {
+            return;
+        }
+        // Every index the loops below use is at most (n_rows - 1, n_tokens - 1).
+        check(w, &[n_rows - 1; MR], a, &[n_tokens - 1; NR]);
+        // SAFETY: the panels hold n_rows and n_tokens whole rows (checked above); only reachable through `best`,
+        // which checked the CPU.
+        unsafe { block(w, a, n_rows, n_tokens, out, r0) }
+    }
+
+    /// # Safety
+    /// `w` holds `n_rows` and `a` `n_tokens` whole panel rows of the same shape; the CPU runs AVX-512
+    /// F/BW/VL/VNNI.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn block(w: &Rows<'_>, a: &Rows<'_>, n_rows: usize, n_tokens: usize, out: &OutView, r0: usize) {
+        let (steps, gvecs) = (w.row_bytes / STEP_BYTES, w.corr_len / 16);
+        let (wb, wc, ab, ac) = (w.bytes.as_ptr(), w.corr.as_ptr(), a.bytes.as_ptr(), a.corr.as_ptr());
+        let mut res = [[0f32; MR]; NR];
+        for t0 in (0..n_tokens).step_by(NR) {
+            let ti: [usize; NR] = std::array::from_fn(|j| (t0 + j).min(n_tokens - 1));
+            // SAFETY (all four): indices below n_tokens / n_rows, whole rows inside the panels (the caller's
+            // promise).
+            let ap = ti.map(|i| unsafe { ab.add(i * a.row_bytes) });
+            let acp = ti.map(|i| unsafe { ac.add(i * a.corr_len) });
+            for i0 in (0..n_rows).step_by(MR) {
+                let wi: [usize; MR] = std::array::from_fn(|j| (i0 + j).min(n_rows - 1));
+                let wp = wi.map(|i| unsafe { wb.add(i * w.row_bytes) });
+                let wcp = wi.map(|i| unsafe { wc.add(i * w.corr_len) });
+                // SAFETY: whole panel rows, as `tile` needs.
+                let sums = unsafe { tile(steps, gvecs, wp, wcp, ap, acp) };
+                for (t, o) in res.iter_mut().enumerate() {
+                    for (r, o) in o.iter_mut().enumerate() {
+                        *o = sums[4 * t + r];
+                    }
+                }
+                out.write_tile(t0, r0 + i0, r0 + (i0 + MR).min(n_rows), &res);
+            }
+        }
+    }
+
+    #[cfg(test)]
     pub fn int_tile_vnni(w: &Rows<'_>, wi: [usize; MR], a: &Rows<'_>, ti: [usize; NR], out: &mut [[f32; MR]; NR]) {
         check(w, &wi, a, &ti);
         let wp = wi.map(|i| w.bytes[i * w.row_bytes..].as_ptr());
@@ -120,6 +201,7 @@ pub(crate) mod x86 {
     /// # Safety
     /// `wp`/`ap` point to `steps * 128` readable bytes, `wc`/`ac` to `gvecs * 16` readable floats; the CPU runs
     /// AVX-512 F/BW/VL/VNNI.
+    #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn tile(
         steps: usize,

@@ -36,7 +36,7 @@ pub(crate) mod x86;
 
 pub use buf::Aligned;
 pub use float::{float_tile_reference, FloatTileFn};
-pub use int::{int_tile_reference, IntTileFn};
+pub use int::{int_block_reference, int_tile_reference, IntBlockFn, IntTileFn};
 
 use crate::{GgmlType, Kernels, SimdLevel};
 
@@ -117,7 +117,7 @@ pub enum Route {
     Int {
         unpack: UnpackFn,
         pack_act: PackActFn,
-        tile: IntTileFn,
+        tile: IntBlockFn,
     },
     /// Plain floats: weights widened to f32, f32 activations.
     Float {
@@ -169,7 +169,7 @@ impl Gemm {
         kernels: &Kernels,
         k: usize,
         simd: SimdLevel,
-        int_tile: IntTileFn,
+        int_tile: IntBlockFn,
         float_tile: FloatTileFn,
     ) -> Option<Self> {
         if k == 0 {
@@ -481,16 +481,7 @@ impl Gemm {
                     row_bytes: rb,
                     corr_len: cb,
                 };
-                let n_tokens = out.n_tokens;
-                let mut res = [[0f32; MR]; NR];
-                for t0 in (0..n_tokens).step_by(NR) {
-                    for i0 in (0..n_rows).step_by(MR) {
-                        let wi = std::array::from_fn(|j| (i0 + j).min(n_rows - 1));
-                        let ti = std::array::from_fn(|j| (t0 + j).min(n_tokens - 1));
-                        tile(&w, wi, &av, ti, &mut res);
-                        out.write_tile(t0, r0 + i0, (r0 + i0 + MR).min(r1), &res);
-                    }
-                }
+                tile(&w, &av, out.n_tokens, out, r0);
             }
             (Route::Float { widen, tile }, Acts::Float { x, n_tokens }) => {
                 if x.len() < n_tokens * k || *n_tokens < out.n_tokens {

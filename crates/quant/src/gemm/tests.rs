@@ -124,7 +124,7 @@ fn reduce_order_matches_the_tree() {
     };
     let mut want = [[0f32; MR]; NR];
     int_tile_reference(&w, [0, 1, 2, 3], &a, [3, 2, 1, 0], &mut want);
-    if let Some(tile) = int::best(SimdLevel::detect()) {
+    if let Some(tile) = int::best_tile(SimdLevel::detect()) {
         let mut got = [[0f32; MR]; NR];
         tile(&w, [0, 1, 2, 3], &a, [3, 2, 1, 0], &mut got);
         assert_eq!(got, want, "SIMD integer tile differs from the reference");
@@ -183,7 +183,7 @@ fn activation_panels_hold_the_converted_values() {
     for ty in INT_FORMATS {
         for k in lengths(ty) {
             let kern = kernels(ty, SimdLevel::detect()).expect("kernels");
-            let gemm = Gemm::with_tiles(&kern, k, SimdLevel::detect(), int_tile_reference, float_tile_reference)
+            let gemm = Gemm::with_tiles(&kern, k, SimdLevel::detect(), int_block_reference, float_tile_reference)
                 .expect("a plan");
             let x = random_floats(k, &mut rng);
             let mut converted = vec![0u8; kern.act.row_bytes(k).expect("whole blocks")];
@@ -256,7 +256,7 @@ fn gemm_equals_vec_dot_with_the_reference_tiles() {
     for ty in INT_FORMATS.into_iter().chain(FLOAT_FORMATS) {
         for k in lengths(ty) {
             let kern = kernels(ty, SimdLevel::detect()).expect("kernels");
-            let gemm = Gemm::with_tiles(&kern, k, SimdLevel::detect(), int_tile_reference, float_tile_reference)
+            let gemm = Gemm::with_tiles(&kern, k, SimdLevel::detect(), int_block_reference, float_tile_reference)
                 .expect("a plan");
             check_product(ty, &gemm, k, 7, 6, 8, &mut rng);
         }
@@ -284,7 +284,7 @@ fn gemm_equals_vec_dot_with_the_simd_tiles() {
 #[test]
 fn bad_sizes_are_errors() {
     let kern = kernels(GgmlType::Q8_0, SimdLevel::Scalar).expect("kernels");
-    let gemm = Gemm::with_tiles(&kern, 64, SimdLevel::Scalar, int_tile_reference, float_tile_reference).expect("plan");
+    let gemm = Gemm::with_tiles(&kern, 64, SimdLevel::Scalar, int_block_reference, float_tile_reference).expect("plan");
     let mut out = vec![0f32; 4];
     let view = OutView::of(&mut out, 2, 2).expect("fits");
     let panel = ActPanel::default();
