@@ -20,6 +20,10 @@ pub struct PerplexityArgs {
     /// Score at most this many chunks.
     #[arg(long)]
     pub chunks: Option<usize>,
+    /// Score with a stride instead of chunks, as llama-perplexity --ppl-stride: windows of --ctx tokens every N
+    /// tokens, the last N positions of each scored.
+    #[arg(long, value_name = "N", conflicts_with_all = ["save_logits", "kl_divergence"])]
+    pub stride: Option<usize>,
     /// Print a JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -84,6 +88,25 @@ fn ppl<B: Backend>(model: &Model<B>, args: &PerplexityArgs, text: &str) -> Resul
     let n_ctx = args.model.ctx.unwrap_or(512);
     let tokens = model.tokenizer.encode(text, true, false)?;
     let mut session = Session::new(model, &session_opts(args, n_ctx))?;
+    if let Some(stride) = args.stride {
+        let n = (tokens.len().saturating_sub(n_ctx as usize))
+            .div_ceil(stride.max(1))
+            .min(args.chunks.unwrap_or(usize::MAX));
+        let bar = progress(n);
+        let r = engine::perplexity::perplexity_strided(
+            &mut session,
+            &tokens,
+            n_ctx as usize,
+            stride,
+            args.chunks,
+            &mut |_, ppl| {
+                bar.inc(1);
+                bar.set_message(format!("ppl {ppl:.4}"));
+            },
+        );
+        bar.finish_and_clear();
+        return print_ppl(model, args, &r?);
+    }
     let n_chunks = engine::perplexity::n_chunks(tokens.len(), n_ctx as usize, args.chunks);
     let mut writer = match &args.save_logits {
         Some(p) if n_chunks > 0 => {
@@ -126,12 +149,17 @@ fn ppl<B: Backend>(model: &Model<B>, args: &PerplexityArgs, text: &str) -> Resul
     if let Some(w) = writer {
         w.finish()?;
     }
+    print_ppl(model, args, &r)
+}
+
+fn print_ppl<B: Backend>(model: &Model<B>, args: &PerplexityArgs, r: &engine::perplexity::Perplexity) -> Result<()> {
     if args.json {
         println!(
             "{}",
             serde_json::json!({"ppl": r.ppl, "ppl_stderr": r.ppl_stderr, "n_chunks": r.n_chunks, "n_ctx": r.n_ctx,
                 "n_tokens": r.n_tokens, "n_scored": r.n_scored, "running": r.running,
                 "model": model.path.display().to_string(), "backend": model.backend.name(),
+                "stride": args.stride,
                 "saved_logits": args.save_logits.as_ref().map(|p| p.display().to_string())})
         );
     } else {
@@ -142,9 +170,13 @@ fn ppl<B: Backend>(model: &Model<B>, args: &PerplexityArgs, text: &str) -> Resul
             .map(|(i, p)| format!("[{}]{p:.4}", i + 1))
             .collect();
         println!("{}", list.join(","));
+        let how = match args.stride {
+            Some(s) => format!("{} windows of {} tokens every {s}", r.n_chunks, r.n_ctx),
+            None => format!("{} chunks of {} tokens", r.n_chunks, r.n_ctx),
+        };
         println!(
-            "Final estimate: PPL = {:.4} +/- {:.5}  ({} chunks of {} tokens, {} tokens in the file)",
-            r.ppl, r.ppl_stderr, r.n_chunks, r.n_ctx, r.n_tokens
+            "Final estimate: PPL = {:.4} +/- {:.5}  ({how}, {} tokens in the file)",
+            r.ppl, r.ppl_stderr, r.n_tokens
         );
         if let Some(p) = &args.save_logits {
             println!(

@@ -136,6 +136,97 @@ pub fn perplexity_scored<B: Backend>(
     })
 }
 
+/// Perplexity with a stride, as llama-perplexity's `--ppl-stride` (its `perplexity_v2`): windows of `n_ctx` tokens
+/// start every `stride` tokens (`⌈(n_tokens − n_ctx) / stride⌉` of them), each run from an empty cache as the text
+/// stands (llama.cpp's BOS substitution there happens after the window is evaluated, so it has no effect), and the
+/// last `stride` positions of each window are scored against the next token. `on_chunk(i, running_ppl)` follows
+/// progress; the standard error is ours (llama.cpp prints none in this mode).
+pub fn perplexity_strided<B: Backend>(
+    session: &mut Session<'_, B>,
+    tokens: &[u32],
+    n_ctx: usize,
+    stride: usize,
+    max_chunks: Option<usize>,
+    on_chunk: &mut dyn FnMut(usize, f64),
+) -> Result<Perplexity> {
+    if n_ctx < 4 || n_ctx > session.n_ctx() as usize {
+        return Err(EngineError::BadSetting {
+            name: "ctx",
+            value: n_ctx.to_string(),
+            reason: format!("must be in 4..={} (the session's context)", session.n_ctx()),
+        });
+    }
+    if stride == 0 || stride >= n_ctx {
+        return Err(EngineError::BadSetting {
+            name: "stride",
+            value: stride.to_string(),
+            reason: format!("must be in 1..{n_ctx} (below the context)"),
+        });
+    }
+    let vocab = session.model.config.vocab;
+    if let Some(&id) = tokens.iter().find(|&&t| t as usize >= vocab) {
+        return Err(EngineError::BadToken { id, vocab });
+    }
+    if tokens.len() < 2 * n_ctx {
+        return Err(EngineError::BadSetting {
+            name: "text",
+            value: format!("{} tokens", tokens.len()),
+            reason: format!("needs at least {} tokens (2 x ctx, llama.cpp's minimum)", 2 * n_ctx),
+        });
+    }
+    let n_chunks = (tokens.len() - n_ctx)
+        .div_ceil(stride)
+        .min(max_chunks.unwrap_or(usize::MAX));
+    let first = n_ctx - stride - 1;
+    let step = session.max_logit_rows().min(session.max_batch());
+    let (mut sum, mut sum2, mut count) = (0.0f64, 0.0f64, 0usize);
+    let mut running = Vec::with_capacity(n_chunks);
+    let mut batch = Batch::new();
+    for c in 0..n_chunks {
+        let window = &tokens[c * stride..c * stride + n_ctx];
+        session.clear(0)?;
+        let mut pos = 0;
+        while pos < n_ctx - 1 {
+            let end = if pos < first {
+                first.min(pos + session.max_batch())
+            } else {
+                (pos + step).min(n_ctx - 1)
+            };
+            batch.clear();
+            for (p, &t) in window.iter().enumerate().take(end).skip(pos) {
+                batch.push(t, p as u32, 0, p >= first);
+            }
+            let logits = session.forward(&batch)?;
+            for (i, p) in (first.max(pos)..end).enumerate() {
+                let v = nll(&logits[i * vocab..(i + 1) * vocab], window[p + 1]);
+                sum += v;
+                sum2 += v * v;
+                count += 1;
+            }
+            pos = end;
+        }
+        let ppl = (sum / count as f64).exp();
+        running.push(ppl);
+        on_chunk(c, ppl);
+    }
+    let mean = sum / count as f64;
+    let var = (sum2 / count as f64 - mean * mean).max(0.0);
+    let ppl = mean.exp();
+    Ok(Perplexity {
+        ppl,
+        ppl_stderr: if count > 1 {
+            ppl * (var / (count - 1) as f64).sqrt()
+        } else {
+            0.0
+        },
+        n_chunks,
+        n_ctx,
+        n_scored: count,
+        n_tokens: tokens.len(),
+        running,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,5 +330,40 @@ mod tests {
         let tokens = vec![100_000u32; 40];
         let e = perplexity(&mut s, &tokens, 16, None, None, &mut |_, _| {}).unwrap_err();
         assert!(matches!(e, EngineError::BadToken { .. }), "{e}");
+    }
+
+    /// Strided perplexity against a direct computation: windows every `stride` tokens, as they stand, the last
+    /// `stride` positions of each scored.
+    #[test]
+    fn strided_perplexity_equals_a_direct_computation() {
+        let m = tiny("t3");
+        let vocab = m.config.vocab as u32;
+        let tokens: Vec<u32> = (0..50u32).map(|i| (i * 7919 + 13) % vocab).collect();
+        let (n_ctx, stride) = (16, 5);
+        let opts = RunOptions {
+            ctx: Some(n_ctx as u32),
+            max_batch: n_ctx,
+            max_logit_rows: n_ctx,
+            ..Default::default()
+        };
+        let mut s = Session::new(&m, &opts).unwrap();
+        let r = perplexity_strided(&mut s, &tokens, n_ctx, stride, None, &mut |_, _| {}).unwrap();
+        assert_eq!(r.n_chunks, (50 - 16usize).div_ceil(5));
+        assert_eq!(r.n_scored, r.n_chunks * stride);
+        let mut nlls = Vec::new();
+        for c in 0..r.n_chunks {
+            let w = &tokens[c * stride..c * stride + n_ctx];
+            let mut d = Session::new(&m, &opts).unwrap();
+            for p in 0..n_ctx - 1 {
+                let logits = d.decode_step(0, w[p]).unwrap().to_vec();
+                if p >= n_ctx - stride - 1 {
+                    nlls.push(nll(&logits, w[p + 1]));
+                }
+            }
+        }
+        let want = (nlls.iter().sum::<f64>() / nlls.len() as f64).exp();
+        assert!((r.ppl - want).abs() / want < 1e-4, "{} vs {want}", r.ppl);
+        assert!(perplexity_strided(&mut s, &tokens, n_ctx, n_ctx, None, &mut |_, _| {}).is_err());
+        assert!(perplexity_strided(&mut s, &tokens[..20], n_ctx, 4, None, &mut |_, _| {}).is_err());
     }
 }
