@@ -2,7 +2,7 @@
 //! devices, thread counts, prompt and generation lengths; warm-up runs, repetitions, mean ± sd, min/max, system
 //! and build information; md/json/csv output and an optional plot.
 
-use crate::common::{load_model, Device, KvType, ModelArgs};
+use crate::common::{load_any, Device, KvType, ModelArgs};
 use crate::sysinfo::SystemInfo;
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
@@ -170,13 +170,14 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                     kv_type: args.kv_type,
                     memory_budget_mib: args.memory_budget_mib,
                 };
-                let m = load_model(&margs)?;
+                let loaded = load_any(&margs)?;
                 let n_threads = if threads == 0 {
                     std::thread::available_parallelism().map_or(1, |n| n.get())
                 } else {
                     threads
                 };
-                for r in bench_model(&m, &margs, &args, &tests, n_threads, &system)? {
+                let rows = crate::with_model!(loaded, m => bench_model(&m, &margs, &args, &tests, n_threads, &system))?;
+                for r in rows {
                     if args.output == Format::Md {
                         if !printed_header {
                             println!("| model | size | params | backend | threads | test | t/s | min | max |");

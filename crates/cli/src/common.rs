@@ -159,15 +159,6 @@ pub fn load_any(args: &ModelArgs) -> Result<Loaded> {
     Ok(Loaded::Cpu(Box::new(load_on(&path, cpu_backend(args)?)?)))
 }
 
-/// Loads the model on the CPU, for commands that do not yet dispatch on the device (`--device cuda` is refused
-/// there with a clear message).
-pub fn load_model(args: &ModelArgs) -> Result<Model<CpuBackend>> {
-    if args.device == Device::Cuda {
-        anyhow::bail!("this command runs on the CPU only for now; use --device cpu");
-    }
-    load_on(&resolve(args.model.as_deref())?, cpu_backend(args)?)
-}
-
 /// Loads `path` onto `backend` with a progress bar.
 pub fn load_on<B: engine::Backend>(path: &std::path::Path, backend: B) -> Result<Model<B>> {
     let bar = ProgressBar::new(0).with_style(

@@ -136,6 +136,83 @@ pub trait Backend: Send + Sync {
     fn matmul(&self, w: &Self::Weight, x: &Self::Buf, n_tokens: usize, out: &mut Self::Buf) -> Result<()>;
     /// `x[t, :] += bias`.  x: [n_tokens, len]
     fn add_bias(&self, x: &mut Self::Buf, bias: &Self::Weight, n_tokens: usize) -> Result<()>;
+    /// Attention input in one op: `xn = rms_norm(x)`, then `q, k, v = xn · [wq, wk, wv]ᵀ (+ biases)`. A device
+    /// may fuse the norm, the activation conversion and the three products; the default runs the plain ops.
+    #[allow(clippy::too_many_arguments)]
+    fn attn_input(
+        &self,
+        x: &Self::Buf,
+        norm: &Self::Weight,
+        eps: f32,
+        n_tokens: usize,
+        w: [&Self::Weight; 3],
+        bias: [Option<&Self::Weight>; 3],
+        xn: &mut Self::Buf,
+        qkv: [&mut Self::Buf; 3],
+    ) -> Result<()> {
+        self.rms_norm(x, norm, eps, n_tokens, xn)?;
+        for ((wi, bi), out) in w.into_iter().zip(bias).zip(qkv) {
+            self.matmul(wi, xn, n_tokens, out)?;
+            if let Some(b) = bi {
+                self.add_bias(out, b, n_tokens)?;
+            }
+        }
+        Ok(())
+    }
+    /// RoPE on q and k, then k and v into the cache at `layer` (one launch on a device).
+    #[allow(clippy::too_many_arguments)]
+    fn rope_store(
+        &self,
+        q: &mut Self::Buf,
+        k: &mut Self::Buf,
+        v: &Self::Buf,
+        kv: &mut Self::Kv,
+        layer: usize,
+        batch: &Batch,
+        heads: (usize, usize, usize),
+        style: RopeStyle,
+        params: RopeParams,
+        freq_factors: Option<&Self::Weight>,
+    ) -> Result<()> {
+        let (n_heads, n_kv_heads, head_dim) = heads;
+        self.rope(q, batch, n_heads, head_dim, style, params, freq_factors)?;
+        self.rope(k, batch, n_kv_heads, head_dim, style, params, freq_factors)?;
+        self.kv_store(kv, layer, k, v, batch)
+    }
+    /// `out += x · wᵀ` over the first `len` elements; `tmp` is scratch of the product's size.
+    fn matmul_add(
+        &self,
+        w: &Self::Weight,
+        x: &Self::Buf,
+        n_tokens: usize,
+        tmp: &mut Self::Buf,
+        out: &mut Self::Buf,
+        len: usize,
+    ) -> Result<()> {
+        self.matmul(w, x, n_tokens, tmp)?;
+        self.add(out, tmp, len)
+    }
+    /// Gated FFN input in one op: `xn = rms_norm(x)`, `h = act(xn · gateᵀ) * (xn · upᵀ)` over `len` elements;
+    /// `up_tmp` is scratch.
+    #[allow(clippy::too_many_arguments)]
+    fn ffn_input(
+        &self,
+        x: &Self::Buf,
+        norm: &Self::Weight,
+        eps: f32,
+        n_tokens: usize,
+        gate_up: [&Self::Weight; 2],
+        act: Activation,
+        xn: &mut Self::Buf,
+        h: &mut Self::Buf,
+        up_tmp: &mut Self::Buf,
+        len: usize,
+    ) -> Result<()> {
+        self.rms_norm(x, norm, eps, n_tokens, xn)?;
+        self.matmul(gate_up[0], xn, n_tokens, h)?;
+        self.matmul(gate_up[1], xn, n_tokens, up_tmp)?;
+        self.gated_activation(h, up_tmp, len, act)
+    }
     /// Rotates each head of x: [n_tokens, n_heads, head_dim] by its token's position.
     #[allow(clippy::too_many_arguments)]
     fn rope(

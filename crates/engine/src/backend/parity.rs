@@ -6,9 +6,11 @@
 //! |---|---|---|
 //! | matmul, F32 | 1e-5 | both sum f32 products; only the order differs |
 //! | matmul, F16/BF16 | 4e-3 | the CPU (like ggml) rounds activations to f16 for F16 weights; prefill on the GPU runs f16 GEMMs |
-//! | matmul, quantized | 2e-2 | both quantize activations to 8 bits, the CPU per 32 (legacy) or 256 (K-quants) elements, the GPU per 32 |
+//! | matmul, legacy quantized | 2e-2 | both quantize activations to 8 bits per 32 elements, rounding differently |
+//! | matmul, K-quants | 5e-2 | the CPU quantizes activations per 256 elements (Q8_K, as ggml), the GPU per 32; with the outliers of these inputs Q8_K alone is ~3 % off the exact product |
 //! | embed (dequantize rows) | 1e-6 | the same formula in another order |
-//! | norms, bias, add, gather, rope | 1e-5 | f32 element-wise math; RoPE angles by another (equally exact) route |
+//! | norms, bias, add, gather | 1e-5 | f32 element-wise math |
+//! | rope | 2e-4 | the CPU multiplies θ^(-2/d) up pair by pair as ggml does, the GPU calls powf: at position 4095 the angles differ in their last bits |
 //! | gated activation | 2e-3 | the CPU's GELU reads an f16 table, as ggml's does |
 //! | attention, F32 cache | 1e-4 | online vs two-pass softmax |
 //! | attention, F16 cache | 4e-3 | the CPU rounds queries and probabilities to f16 (as ggml), the GPU does not |
@@ -63,11 +65,11 @@ pub const FORMATS: [(GgmlType, f64); 13] = [
     (GgmlType::Q5_0, 2e-2),
     (GgmlType::Q5_1, 2e-2),
     (GgmlType::Q8_0, 2e-2),
-    (GgmlType::Q2_K, 2e-2),
-    (GgmlType::Q3_K, 2e-2),
-    (GgmlType::Q4_K, 2e-2),
-    (GgmlType::Q5_K, 2e-2),
-    (GgmlType::Q6_K, 2e-2),
+    (GgmlType::Q2_K, 5e-2),
+    (GgmlType::Q3_K, 5e-2),
+    (GgmlType::Q4_K, 5e-2),
+    (GgmlType::Q5_K, 5e-2),
+    (GgmlType::Q6_K, 5e-2),
 ];
 
 /// Byte offsets of the f16 scale fields in a block of each quantized format (patched to sane values so that
@@ -151,6 +153,7 @@ impl<D: Backend> Pair<'_, D> {
     }
 
     fn record(&mut self, op: &str, format: &str, shape: String, got: &[f32], want: &[f32], bound: f64) {
+        tracing::info!("{op} {format} {shape}: nrmse {:.3e}", nrmse(got, want));
         self.cases.push(Case {
             op: op.into(),
             format: format.into(),
@@ -343,7 +346,7 @@ fn check_elementwise<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng) -> Resul
                 format!("6 tokens x {n_heads}x{hd}, {what}"),
                 &b,
                 &a,
-                1e-5,
+                2e-4,
             );
         }
     }

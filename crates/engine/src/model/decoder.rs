@@ -101,32 +101,36 @@ pub fn forward<B: Backend>(
         be.embed(&w.token_embd, &batch.tokens, cfg.embed_scale, &mut st.x)?;
         for (il, lw) in w.layers.iter().enumerate() {
             // Attention block.
-            be.rms_norm(&st.x, &lw.attn_norm, eps, n, &mut st.xn)?;
-            be.matmul(&lw.wq, &st.xn, n, &mut st.q)?;
-            be.matmul(&lw.wk, &st.xn, n, &mut st.k)?;
-            be.matmul(&lw.wv, &st.xn, n, &mut st.v)?;
-            if let (Some(bq), Some(bk), Some(bv)) = (&lw.bq, &lw.bk, &lw.bv) {
-                be.add_bias(&mut st.q, bq, n)?;
-                be.add_bias(&mut st.k, bk, n)?;
-                be.add_bias(&mut st.v, bv, n)?;
-            }
+            let bias = match (&lw.bq, &lw.bk, &lw.bv) {
+                (Some(bq), Some(bk), Some(bv)) => [Some(bq), Some(bk), Some(bv)],
+                _ => [None, None, None],
+            };
+            be.attn_input(
+                &st.x,
+                &lw.attn_norm,
+                eps,
+                n,
+                [&lw.wq, &lw.wk, &lw.wv],
+                bias,
+                &mut st.xn,
+                [&mut st.q, &mut st.k, &mut st.v],
+            )?;
             if let (Some(qn), Some(kn)) = (&lw.q_norm, &lw.k_norm) {
                 be.rms_norm_in_place(&mut st.q, qn, eps, n * cfg.n_heads)?;
                 be.rms_norm_in_place(&mut st.k, kn, eps, n * cfg.n_kv_heads)?;
             }
-            let rope = cfg.rope_for(il);
-            let ff_w = w.rope_freqs.as_ref();
-            be.rope(&mut st.q, batch, cfg.n_heads, cfg.head_dim, cfg.rope_style, rope, ff_w)?;
-            be.rope(
+            be.rope_store(
+                &mut st.q,
                 &mut st.k,
+                &st.v,
+                &mut st.kv,
+                il,
                 batch,
-                cfg.n_kv_heads,
-                cfg.head_dim,
+                (cfg.n_heads, cfg.n_kv_heads, cfg.head_dim),
                 cfg.rope_style,
-                rope,
-                ff_w,
+                cfg.rope_for(il),
+                w.rope_freqs.as_ref(),
             )?;
-            be.kv_store(&mut st.kv, il, &st.k, &st.v, batch)?;
             let params = AttentionParams {
                 layer: il,
                 n_heads: cfg.n_heads,
@@ -136,22 +140,36 @@ pub fn forward<B: Backend>(
                 kind: cfg.layer_kinds[il],
             };
             be.attention(&st.q, &st.kv, batch, params, &mut st.attn)?;
-            be.matmul(&lw.wo, &st.attn, n, &mut st.xn)?;
-            if let Some(pn) = &lw.post_attn_norm {
-                be.rms_norm_in_place(&mut st.xn, pn, eps, n)?;
+            match &lw.post_attn_norm {
+                Some(pn) => {
+                    be.matmul(&lw.wo, &st.attn, n, &mut st.xn)?;
+                    be.rms_norm_in_place(&mut st.xn, pn, eps, n)?;
+                    be.add(&mut st.x, &st.xn, n * d)?;
+                }
+                None => be.matmul_add(&lw.wo, &st.attn, n, &mut st.xn, &mut st.x, n * d)?,
             }
-            be.add(&mut st.x, &st.xn, n * d)?;
 
             // Feed-forward block.
-            be.rms_norm(&st.x, &lw.ffn_norm, eps, n, &mut st.xn)?;
-            be.matmul(&lw.gate, &st.xn, n, &mut st.gate)?;
-            be.matmul(&lw.up, &st.xn, n, &mut st.up)?;
-            be.gated_activation(&mut st.gate, &st.up, n * ff, cfg.activation)?;
-            be.matmul(&lw.down, &st.gate, n, &mut st.xn)?;
-            if let Some(pn) = &lw.post_ffn_norm {
-                be.rms_norm_in_place(&mut st.xn, pn, eps, n)?;
+            be.ffn_input(
+                &st.x,
+                &lw.ffn_norm,
+                eps,
+                n,
+                [&lw.gate, &lw.up],
+                cfg.activation,
+                &mut st.xn,
+                &mut st.gate,
+                &mut st.up,
+                n * ff,
+            )?;
+            match &lw.post_ffn_norm {
+                Some(pn) => {
+                    be.matmul(&lw.down, &st.gate, n, &mut st.xn)?;
+                    be.rms_norm_in_place(&mut st.xn, pn, eps, n)?;
+                    be.add(&mut st.x, &st.xn, n * d)?;
+                }
+                None => be.matmul_add(&lw.down, &st.gate, n, &mut st.xn, &mut st.x, n * d)?,
             }
-            be.add(&mut st.x, &st.xn, n * d)?;
         }
         if rows.is_empty() {
             return Ok(());

@@ -14,12 +14,17 @@ use std::sync::Arc;
 pub struct WeightFuncs {
     pub matvec1: CudaFunction,
     pub matvec8: CudaFunction,
+    pub glu1: CudaFunction,
+    pub glu8: CudaFunction,
     pub dequant: CudaFunction,
 }
 
 /// Every kernel, looked up once.
 pub struct Funcs {
     pub quantize_q8: CudaFunction,
+    pub norm_quant: CudaFunction,
+    pub rope_store_f16: CudaFunction,
+    pub rope_store_f32: CudaFunction,
     pub rms_norm: CudaFunction,
     pub add_bias: CudaFunction,
     pub add: CudaFunction,
@@ -54,12 +59,17 @@ impl Funcs {
                 WeightFuncs {
                     matvec1: f(&format!("matvec1_{sfx}"))?,
                     matvec8: f(&format!("matvec8_{sfx}"))?,
+                    glu1: f(&format!("glu1_{sfx}"))?,
+                    glu8: f(&format!("glu8_{sfx}"))?,
                     dequant: f(&format!("dequant_{sfx}"))?,
                 },
             );
         }
         Ok(Self {
             quantize_q8: f("quantize_q8")?,
+            norm_quant: f("norm_quant")?,
+            rope_store_f16: f("rope_store_f16")?,
+            rope_store_f32: f("rope_store_f32")?,
             rms_norm: f("rms_norm")?,
             add_bias: f("add_bias")?,
             add: f("add")?,

@@ -6,6 +6,7 @@
 //! Token metadata (ids, positions, sequences, logit rows) is uploaded once per forward pass into device buffers
 //! that the kernels read, so a replayed graph sees the new tokens without new launch parameters.
 
+mod decode;
 mod device;
 pub mod runtime;
 
@@ -77,6 +78,7 @@ enum Arg {
     I32(i32),
     F32(f32),
     Usize(usize),
+    Segs(decode::Segs),
 }
 
 pub struct CudaBackend {
@@ -177,6 +179,7 @@ impl CudaBackend {
                 Arg::I32(v) => b.arg(v),
                 Arg::F32(v) => b.arg(v),
                 Arg::Usize(v) => b.arg(v),
+                Arg::Segs(v) => b.arg(v),
             };
         }
         let cfg = LaunchConfig {
@@ -253,74 +256,15 @@ impl CudaBackend {
         Ok(ids.into_iter().map(|i| i as u32).collect())
     }
 
-    fn matmul_decode(&self, w: &CudaWeight, x: &CudaSlice<f32>, n: usize, out: &mut CudaSlice<f32>) -> Result<()> {
-        let k = w.row_len;
-        let fns = self.funcs.weight(w.ty, &w.name)?;
-        let f = if n == 1 { &fns.matvec1 } else { &fns.matvec8 };
-        let grid = (w.rows.div_ceil((MATVEC_THREADS / 32) as usize) as u32, 1, 1);
-        let common = [
-            Arg::Ptr(self.ptr(&w.data)),
-            Arg::Usize(w.row_bytes),
-            Arg::I32(w.rows as i32),
-            Arg::I32(k as i32),
-        ];
-        let out_p = Arg::Ptr(self.ptr(out));
-        if quant::cuda::is_float(w.ty) {
-            let [a, b, c, d] = common;
-            return self.launch(
-                f,
-                grid,
-                MATVEC_THREADS,
-                &[
-                    a,
-                    b,
-                    c,
-                    d,
-                    Arg::Ptr(self.ptr(x)),
-                    out_p,
-                    Arg::I32(n as i32),
-                    Arg::I32(0),
-                ],
-            );
-        }
-        let mut scratch = lock(&self.scratch);
-        if scratch.ensure_q8(&self.stream, n * k)? {
-            lock(&self.graphs).clear();
-        }
-        let chunks = n * k / 32;
-        self.launch(
-            &self.funcs.quantize_q8,
-            (chunks.div_ceil(8) as u32, 1, 1),
-            256,
-            &[
-                Arg::Ptr(self.ptr(x)),
-                Arg::Ptr(self.ptr(&scratch.aq)),
-                Arg::Ptr(self.ptr(&scratch.am)),
-                Arg::I32(k as i32),
-                Arg::I32(chunks as i32),
-            ],
-        )?;
-        let [a, b, c, d] = common;
-        self.launch(
-            f,
-            grid,
-            MATVEC_THREADS,
-            &[
-                a,
-                b,
-                c,
-                d,
-                Arg::Ptr(self.ptr(&scratch.aq)),
-                Arg::Ptr(self.ptr(&scratch.am)),
-                out_p,
-                Arg::I32(n as i32),
-                Arg::I32(0),
-            ],
-        )
-    }
-
     /// Prefill: the weight dequantized to f16 (or f32 for F32/BF16 weights) and one cuBLAS GEMM.
-    fn matmul_prefill(&self, w: &CudaWeight, x: &CudaSlice<f32>, n: usize, out: &mut CudaSlice<f32>) -> Result<()> {
+    fn matmul_prefill(
+        &self,
+        w: &CudaWeight,
+        x: &CudaSlice<f32>,
+        n: usize,
+        out: &mut CudaSlice<f32>,
+        accumulate: bool,
+    ) -> Result<()> {
         use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cublasOperation_t, cudaDataType};
         let (rows, k) = (w.rows, w.row_len);
         let fns = self.funcs.weight(w.ty, &w.name)?;
@@ -355,7 +299,7 @@ impl CudaBackend {
             )?;
             (a, self.ptr(&scratch.x16), cudaDataType::CUDA_R_16F)
         };
-        let (alpha, beta) = (1.0f32, 0.0f32);
+        let (alpha, beta) = (1.0f32, if accumulate { 1.0f32 } else { 0.0 });
         // Row-major out[n, rows] = x[n, k] · W[rows, k]ᵀ is column-major outᵀ[rows, n] = Wᵀ(op T of the
         // column-major [k, rows] view) · x(column-major [k, n]).
         // SAFETY: the pointers address buffers of at least rows*k, n*k and n*rows elements of the stated types
@@ -587,7 +531,9 @@ impl Backend for CudaBackend {
             return f();
         }
         let key = device::graph_key(state_id, batch, SPLIT_QUANTUM);
-        match lock(&self.graphs).prepare(key) {
+        // The step is decided under the lock, which is released before the ops run (they may take it).
+        let step = lock(&self.graphs).prepare(key);
+        match step {
             device::GraphStep::Replay => lock(&self.graphs).launch(key),
             device::GraphStep::RunEagerly => f(),
             device::GraphStep::Capture => {
@@ -677,10 +623,99 @@ impl Backend for CudaBackend {
             return Ok(());
         }
         if n_tokens <= MAX_DECODE_TOKENS {
-            self.matmul_decode(w, x, n_tokens, out)
+            self.matmul_decode(w, x, n_tokens, out, false)
         } else {
-            self.matmul_prefill(w, x, n_tokens, out)
+            self.matmul_prefill(w, x, n_tokens, out, false)
         }
+    }
+
+    fn attn_input(
+        &self,
+        x: &CudaSlice<f32>,
+        norm: &CudaWeight,
+        eps: f32,
+        n_tokens: usize,
+        w: [&CudaWeight; 3],
+        bias: [Option<&CudaWeight>; 3],
+        xn: &mut CudaSlice<f32>,
+        qkv: [&mut CudaSlice<f32>; 3],
+    ) -> Result<()> {
+        for (wi, out) in w.iter().zip(&qkv) {
+            self.check_len("attention input", out.len(), n_tokens * wi.rows)?;
+        }
+        self.check_len("attention input", x.len().min(xn.len()), n_tokens * norm.row_len)?;
+        let [q, k, v] = qkv;
+        if self.attn_input_fused(x, norm, eps, n_tokens, w, bias, xn, [&mut *q, &mut *k, &mut *v])? {
+            return Ok(());
+        }
+        self.rms_norm(x, norm, eps, n_tokens, xn)?;
+        for ((wi, bi), out) in w.into_iter().zip(bias).zip([q, k, v]) {
+            self.matmul(wi, xn, n_tokens, out)?;
+            if let Some(b) = bi {
+                self.add_bias(out, b, n_tokens)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn rope_store(
+        &self,
+        q: &mut CudaSlice<f32>,
+        k: &mut CudaSlice<f32>,
+        v: &CudaSlice<f32>,
+        kv: &mut CudaKv,
+        layer: usize,
+        batch: &Batch,
+        heads: (usize, usize, usize),
+        style: RopeStyle,
+        params: RopeParams,
+        freq_factors: Option<&CudaWeight>,
+    ) -> Result<()> {
+        self.rope_store_fused(q, k, v, kv, layer, batch, heads, style, params, freq_factors)
+    }
+
+    fn matmul_add(
+        &self,
+        w: &CudaWeight,
+        x: &CudaSlice<f32>,
+        n_tokens: usize,
+        _tmp: &mut CudaSlice<f32>,
+        out: &mut CudaSlice<f32>,
+        len: usize,
+    ) -> Result<()> {
+        self.check_len("matmul input", x.len(), n_tokens * w.row_len)?;
+        self.check_len("matmul output", out.len().min(len), n_tokens * w.rows)?;
+        if n_tokens == 0 {
+            return Ok(());
+        }
+        if n_tokens <= MAX_DECODE_TOKENS {
+            self.matmul_decode(w, x, n_tokens, out, true)
+        } else {
+            self.matmul_prefill(w, x, n_tokens, out, true)
+        }
+    }
+
+    fn ffn_input(
+        &self,
+        x: &CudaSlice<f32>,
+        norm: &CudaWeight,
+        eps: f32,
+        n_tokens: usize,
+        gate_up: [&CudaWeight; 2],
+        act: Activation,
+        xn: &mut CudaSlice<f32>,
+        h: &mut CudaSlice<f32>,
+        up_tmp: &mut CudaSlice<f32>,
+        len: usize,
+    ) -> Result<()> {
+        self.check_len("ffn input", x.len().min(xn.len()), n_tokens * norm.row_len)?;
+        if self.ffn_input_fused(x, norm, eps, n_tokens, gate_up, act, xn, h)? {
+            return Ok(());
+        }
+        self.rms_norm(x, norm, eps, n_tokens, xn)?;
+        self.matmul(gate_up[0], xn, n_tokens, h)?;
+        self.matmul(gate_up[1], xn, n_tokens, up_tmp)?;
+        self.gated_activation(h, up_tmp, len, act)
     }
 
     fn add_bias(&self, x: &mut CudaSlice<f32>, bias: &CudaWeight, n_tokens: usize) -> Result<()> {

@@ -20,18 +20,47 @@ extern "C" __global__ void quantize_q8(const float* __restrict__ x, i8* __restri
     if (lane == 0) am[chunk] = make_float4(d, d * lo, d * hi, 0.f);
 }
 
+// acc[t] += row · activations of token t, summed over the warp's lanes (every lane ends with the total).
+// RMSNorm of each token row times w into xn (f32), and, when aq is not null, quantized to 8 bits per 32 elements
+// as quantize_q8 does: the norm and the activation conversion of a matmul's input in one launch. A block per row.
+extern "C" __global__ void norm_quant(const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ xn,
+                                      i8* __restrict__ aq, float4* __restrict__ am, int K, float eps) {
+    __shared__ float partial[32];
+    const float* xr = x + (size_t)blockIdx.x * K;
+    float s = 0.f;
+    for (int i = threadIdx.x; i < K; i += blockDim.x) s += xr[i] * xr[i];
+    s = warp_sum(s);
+    int warp = threadIdx.x / 32, lane = threadIdx.x & 31, nw = blockDim.x / 32;
+    if (lane == 0) partial[warp] = s;
+    __syncthreads();
+    if (warp == 0) {
+        s = lane < nw ? partial[lane] : 0.f;
+        s = warp_sum(s);
+        if (lane == 0) partial[0] = s;
+    }
+    __syncthreads();
+    float scale = rsqrtf(partial[0] / K + eps);
+    for (int c = warp; c < K / 32; c += nw) {
+        int i = 32 * c + lane;
+        float v = xr[i] * scale * w[i];
+        xn[(size_t)blockIdx.x * K + i] = v;
+        if (aq) {
+            float amax = warp_max(fabsf(v));
+            float d = amax / 127.f;
+            int q = amax == 0.f ? 0 : __float2int_rn(v / d);
+            aq[(size_t)blockIdx.x * K + i] = (i8)q;
+            float lo = warp_sum(lane < 16 ? (float)q : 0.f);
+            float hi = warp_sum(lane >= 16 ? (float)q : 0.f);
+            if (lane == 0) am[(size_t)blockIdx.x * (K / 32) + c] = make_float4(d, d * lo, d * hi, 0.f);
+        }
+    }
+}
+
 template <class F, int NT>
-__device__ __forceinline__ void matvec_q(const u8* __restrict__ w, size_t row_bytes, int rows, int K,
-                                         const i8* __restrict__ aq, const float4* __restrict__ am,
-                                         float* __restrict__ out, int n_tokens, int accumulate) {
-    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+__device__ __forceinline__ void dot_q(const u8* __restrict__ wr, int K, const i8* __restrict__ aq,
+                                      const float4* __restrict__ am, int n_tokens, float acc[NT]) {
     int lane = threadIdx.x & 31;
-    if (row >= rows) return;
-    const u8* wr = w + row * row_bytes;
     int n_chunks = K / 32;
-    float acc[NT];
-#pragma unroll
-    for (int t = 0; t < NT; t++) acc[t] = 0.f;
     for (int c = lane; c < n_chunks; c += 32) {
         Chunk k;
         F::load32(wr, c, k);
@@ -54,15 +83,71 @@ __device__ __forceinline__ void matvec_q(const u8* __restrict__ w, size_t row_by
         }
     }
 #pragma unroll
-    for (int t = 0; t < NT; t++) {
-        if (t < n_tokens) {
-            float s = warp_sum(acc[t]);
-            if (lane == 0) {
-                float* o = out + (size_t)t * rows + row;
-                *o = accumulate ? *o + s : s;
-            }
-        }
-    }
+    for (int t = 0; t < NT; t++) acc[t] = warp_sum(acc[t]);
+}
+
+// Up to three weights of one format and row length in one launch (Q, K and V; or one weight): the rows of the
+// launch run through segment 0, then 1, then 2. out_s[t, r] = (acc ? out_s[t, r] : 0) + row_r · x_t + bias_s[r].
+struct Segs {
+    u64 w[3];
+    u64 out[3];
+    u64 bias[3];
+    int rows[3];
+};
+
+__device__ __forceinline__ int seg_of(const Segs& s, int& row) {
+    if (row < s.rows[0]) return 0;
+    row -= s.rows[0];
+    if (row < s.rows[1]) return 1;
+    row -= s.rows[1];
+    return 2;
+}
+
+__device__ __forceinline__ void seg_store(const Segs& s, int seg, int row, int t, float v, int accumulate) {
+    float* o = (float*)s.out[seg] + (size_t)t * s.rows[seg] + row;
+    const float* b = (const float*)s.bias[seg];
+    if (b) v += b[row];
+    *o = accumulate ? *o + v : v;
+}
+
+template <class F, int NT>
+__device__ __forceinline__ void matvec_q(Segs s, size_t row_bytes, int total_rows, int K, const i8* __restrict__ aq,
+                                         const float4* __restrict__ am, int n_tokens, int accumulate) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (row >= total_rows) return;
+    int seg = seg_of(s, row);
+    float acc[NT];
+#pragma unroll
+    for (int t = 0; t < NT; t++) acc[t] = 0.f;
+    dot_q<F, NT>((const u8*)s.w[seg] + row * row_bytes, K, aq, am, n_tokens, acc);
+    if ((threadIdx.x & 31) == 0)
+#pragma unroll
+        for (int t = 0; t < NT; t++)
+            if (t < n_tokens) seg_store(s, seg, row, t, acc[t], accumulate);
+}
+
+__device__ __forceinline__ float glu_act(float g, int act) {
+    if (act == 0) return g / (1.f + __expf(-g));
+    const float c = 0.7978845608028654f;  // sqrt(2/pi)
+    return 0.5f * g * (1.f + tanhf(c * (g + 0.044715f * g * g * g)));
+}
+
+// Gated FFN input: a warp takes row r of gate and of up, h[t, r] = act(gate_r · x_t) * (up_r · x_t).
+template <class F, int NT>
+__device__ __forceinline__ void glu_q(const u8* __restrict__ gate, const u8* __restrict__ up, size_t row_bytes,
+                                      int rows, int K, const i8* __restrict__ aq, const float4* __restrict__ am,
+                                      float* __restrict__ h, int n_tokens, int act) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (row >= rows) return;
+    float g[NT], u[NT];
+#pragma unroll
+    for (int t = 0; t < NT; t++) g[t] = u[t] = 0.f;
+    dot_q<F, NT>(gate + row * row_bytes, K, aq, am, n_tokens, g);
+    dot_q<F, NT>(up + row * row_bytes, K, aq, am, n_tokens, u);
+    if ((threadIdx.x & 31) == 0)
+#pragma unroll
+        for (int t = 0; t < NT; t++)
+            if (t < n_tokens) h[(size_t)t * rows + row] = glu_act(g[t], act) * u[t];
 }
 
 // Float weights (F32, F16, BF16) against f32 activations, 8 elements a lane at a time; K % 8 == 0.
@@ -97,16 +182,9 @@ struct FmtBF16 {
 };
 
 template <class F, int NT>
-__device__ __forceinline__ void matvec_f(const u8* __restrict__ w, size_t row_bytes, int rows, int K,
-                                         const float* __restrict__ x, float* __restrict__ out, int n_tokens,
-                                         int accumulate) {
-    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+__device__ __forceinline__ void dot_f(const u8* __restrict__ wr, int K, const float* __restrict__ x, int n_tokens,
+                                      float acc[NT]) {
     int lane = threadIdx.x & 31;
-    if (row >= rows) return;
-    const u8* wr = w + row * row_bytes;
-    float acc[NT];
-#pragma unroll
-    for (int t = 0; t < NT; t++) acc[t] = 0.f;
     for (int i = 8 * lane; i < K; i += 256) {
         float f[8];
         F::load8(wr, i, f);
@@ -121,15 +199,40 @@ __device__ __forceinline__ void matvec_f(const u8* __restrict__ w, size_t row_by
         }
     }
 #pragma unroll
-    for (int t = 0; t < NT; t++) {
-        if (t < n_tokens) {
-            float s = warp_sum(acc[t]);
-            if (lane == 0) {
-                float* o = out + (size_t)t * rows + row;
-                *o = accumulate ? *o + s : s;
-            }
-        }
-    }
+    for (int t = 0; t < NT; t++) acc[t] = warp_sum(acc[t]);
+}
+
+template <class F, int NT>
+__device__ __forceinline__ void matvec_f(Segs s, size_t row_bytes, int total_rows, int K, const float* __restrict__ x,
+                                         int n_tokens, int accumulate) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (row >= total_rows) return;
+    int seg = seg_of(s, row);
+    float acc[NT];
+#pragma unroll
+    for (int t = 0; t < NT; t++) acc[t] = 0.f;
+    dot_f<F, NT>((const u8*)s.w[seg] + row * row_bytes, K, x, n_tokens, acc);
+    if ((threadIdx.x & 31) == 0)
+#pragma unroll
+        for (int t = 0; t < NT; t++)
+            if (t < n_tokens) seg_store(s, seg, row, t, acc[t], accumulate);
+}
+
+template <class F, int NT>
+__device__ __forceinline__ void glu_f(const u8* __restrict__ gate, const u8* __restrict__ up, size_t row_bytes,
+                                      int rows, int K, const float* __restrict__ x, float* __restrict__ h,
+                                      int n_tokens, int act) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (row >= rows) return;
+    float g[NT], u[NT];
+#pragma unroll
+    for (int t = 0; t < NT; t++) g[t] = u[t] = 0.f;
+    dot_f<F, NT>(gate + row * row_bytes, K, x, n_tokens, g);
+    dot_f<F, NT>(up + row * row_bytes, K, x, n_tokens, u);
+    if ((threadIdx.x & 31) == 0)
+#pragma unroll
+        for (int t = 0; t < NT; t++)
+            if (t < n_tokens) h[(size_t)t * rows + row] = glu_act(g[t], act) * u[t];
 }
 
 // Dequantizes rows of a quantized weight to f16 (prefill through cuBLAS) or f32 (embedding lookups): one
@@ -179,13 +282,21 @@ __device__ __forceinline__ void dequant_rows_f(const u8* __restrict__ w, size_t 
 }
 
 #define QUARREL_QUANT_KERNELS(NAME, FMT)                                                                        \
-    extern "C" __global__ void matvec1_##NAME(const u8* w, size_t rb, int rows, int K, const i8* aq,          \
-                                              const float4* am, float* out, int n, int acc) {                 \
-        matvec_q<FMT, 1>(w, rb, rows, K, aq, am, out, n, acc);                                                 \
+    extern "C" __global__ void matvec1_##NAME(Segs s, size_t rb, int rows, int K, const i8* aq, const float4* am, \
+                                              int n, int acc) {                                               \
+        matvec_q<FMT, 1>(s, rb, rows, K, aq, am, n, acc);                                                      \
     }                                                                                                          \
-    extern "C" __global__ void matvec8_##NAME(const u8* w, size_t rb, int rows, int K, const i8* aq,          \
-                                              const float4* am, float* out, int n, int acc) {                 \
-        matvec_q<FMT, 8>(w, rb, rows, K, aq, am, out, n, acc);                                                 \
+    extern "C" __global__ void matvec8_##NAME(Segs s, size_t rb, int rows, int K, const i8* aq, const float4* am, \
+                                              int n, int acc) {                                               \
+        matvec_q<FMT, 8>(s, rb, rows, K, aq, am, n, acc);                                                      \
+    }                                                                                                          \
+    extern "C" __global__ void glu1_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K, const i8* aq,    \
+                                           const float4* am, float* h, int n, int act) {                      \
+        glu_q<FMT, 1>(g, u, rb, rows, K, aq, am, h, n, act);                                                   \
+    }                                                                                                          \
+    extern "C" __global__ void glu8_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K, const i8* aq,    \
+                                           const float4* am, float* h, int n, int act) {                      \
+        glu_q<FMT, 8>(g, u, rb, rows, K, aq, am, h, n, act);                                                   \
     }                                                                                                          \
     extern "C" __global__ void dequant_##NAME(const u8* w, size_t rb, int K, const int* ids, int n_rows,      \
                                               float scale, float* o32, u16* o16) {                            \
@@ -193,13 +304,21 @@ __device__ __forceinline__ void dequant_rows_f(const u8* __restrict__ w, size_t 
     }
 
 #define QUARREL_FLOAT_KERNELS(NAME, FMT)                                                                        \
-    extern "C" __global__ void matvec1_##NAME(const u8* w, size_t rb, int rows, int K, const float* x,        \
-                                              float* out, int n, int acc) {                                   \
-        matvec_f<FMT, 1>(w, rb, rows, K, x, out, n, acc);                                                      \
+    extern "C" __global__ void matvec1_##NAME(Segs s, size_t rb, int rows, int K, const float* x, int n,        \
+                                              int acc) {                                                      \
+        matvec_f<FMT, 1>(s, rb, rows, K, x, n, acc);                                                           \
     }                                                                                                          \
-    extern "C" __global__ void matvec8_##NAME(const u8* w, size_t rb, int rows, int K, const float* x,        \
-                                              float* out, int n, int acc) {                                   \
-        matvec_f<FMT, 8>(w, rb, rows, K, x, out, n, acc);                                                      \
+    extern "C" __global__ void matvec8_##NAME(Segs s, size_t rb, int rows, int K, const float* x, int n,        \
+                                              int acc) {                                                      \
+        matvec_f<FMT, 8>(s, rb, rows, K, x, n, acc);                                                           \
+    }                                                                                                          \
+    extern "C" __global__ void glu1_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K, const float* x,  \
+                                           float* h, int n, int act) {                                        \
+        glu_f<FMT, 1>(g, u, rb, rows, K, x, h, n, act);                                                        \
+    }                                                                                                          \
+    extern "C" __global__ void glu8_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K, const float* x,  \
+                                           float* h, int n, int act) {                                        \
+        glu_f<FMT, 8>(g, u, rb, rows, K, x, h, n, act);                                                        \
     }                                                                                                          \
     extern "C" __global__ void dequant_##NAME(const u8* w, size_t rb, int K, const int* ids, int n_rows,      \
                                               float scale, float* o32, u16* o16) {                            \

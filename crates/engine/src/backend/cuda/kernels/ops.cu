@@ -169,3 +169,64 @@ extern "C" __global__ void argmax_rows(const float* __restrict__ logits, int voc
         if (lane == 0) out[blockIdx.x] = bi;
     }
 }
+
+// RoPE on q and k, then k and v into the cache, in one launch: per token, threads for the query pairs, the key
+// pairs (rotated in place and stored) and the value elements (stored).
+template <typename T>
+__device__ __forceinline__ void put_kv(T* c, size_t at, float v);
+template <>
+__device__ __forceinline__ void put_kv<u16>(u16* c, size_t at, float v) { c[at] = f2h(v); }
+template <>
+__device__ __forceinline__ void put_kv<float>(float* c, size_t at, float v) { c[at] = v; }
+
+template <typename T>
+__device__ __forceinline__ void rope_store(float* q, float* k, const float* __restrict__ v, T* kc, T* vc,
+                                           const int* __restrict__ pos, const int* __restrict__ seq, int n_tokens,
+                                           int n_heads, int n_kv_heads, int head_dim, int style, float theta,
+                                           float pos_scale, const float* __restrict__ ff, int n_ctx, int n_seqs,
+                                           int layer) {
+    int half = head_dim / 2, kv_dim = n_kv_heads * head_dim;
+    int per_token = n_heads * half + n_kv_heads * half + kv_dim;
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n_tokens * per_token) return;
+    int t = i / per_token, j = i % per_token;
+    size_t base = (((size_t)layer * n_seqs + seq[t]) * n_kv_heads) * n_ctx;
+    if (j >= n_heads * half + n_kv_heads * half) {
+        int e = j - n_heads * half - n_kv_heads * half, h = e / head_dim, d = e % head_dim;
+        put_kv<T>(vc, ((base + (size_t)h * n_ctx) + pos[t]) * head_dim + d, v[(size_t)t * kv_dim + e]);
+        return;
+    }
+    bool is_q = j < n_heads * half;
+    int pj = is_q ? j : j - n_heads * half;
+    int h = pj / half, pair = pj % half;
+    float angle = (float)pos[t] * pos_scale * powf(theta, -2.f * pair / head_dim);
+    if (ff) angle /= ff[pair];
+    float s, c;
+    sincosf(angle, &s, &c);
+    int a = style == 0 ? 2 * pair : pair;
+    int b = style == 0 ? 2 * pair + 1 : pair + half;
+    float* row = is_q ? q + ((size_t)t * n_heads + h) * head_dim : k + ((size_t)t * n_kv_heads + h) * head_dim;
+    float x0 = row[a], x1 = row[b];
+    float y0 = x0 * c - x1 * s, y1 = x0 * s + x1 * c;
+    row[a] = y0;
+    row[b] = y1;
+    if (!is_q) {
+        size_t at = ((base + (size_t)h * n_ctx) + pos[t]) * head_dim;
+        put_kv<T>(kc, at + a, y0);
+        put_kv<T>(kc, at + b, y1);
+    }
+}
+extern "C" __global__ void rope_store_f16(float* q, float* k, const float* v, u16* kc, u16* vc, const int* pos,
+                                          const int* seq, int n_tokens, int n_heads, int n_kv_heads, int head_dim,
+                                          int style, float theta, float pos_scale, const float* ff, int n_ctx,
+                                          int n_seqs, int layer) {
+    rope_store<u16>(q, k, v, kc, vc, pos, seq, n_tokens, n_heads, n_kv_heads, head_dim, style, theta, pos_scale, ff,
+                    n_ctx, n_seqs, layer);
+}
+extern "C" __global__ void rope_store_f32(float* q, float* k, const float* v, float* kc, float* vc, const int* pos,
+                                          const int* seq, int n_tokens, int n_heads, int n_kv_heads, int head_dim,
+                                          int style, float theta, float pos_scale, const float* ff, int n_ctx,
+                                          int n_seqs, int layer) {
+    rope_store<float>(q, k, v, kc, vc, pos, seq, n_tokens, n_heads, n_kv_heads, head_dim, style, theta, pos_scale,
+                      ff, n_ctx, n_seqs, layer);
+}

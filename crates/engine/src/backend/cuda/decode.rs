@@ -1,0 +1,290 @@
+//! The decode path (1..=8 tokens): matrix-vector kernels, and the fused ops that keep a decode step to a few
+//! launches per layer (a captured graph replays every launch, so each one costs ~1-3 µs however small):
+//! norm + activation conversion + Q/K/V in two launches, RoPE + cache store in one, products that add into the
+//! residual stream directly, and the gated FFN input (norm, gate and up, activation) in two.
+
+use super::{err, lock, Arg, CudaBackend, CudaKv, CudaWeight, MATVEC_THREADS, MAX_DECODE_TOKENS};
+use crate::backend::KvPrecision;
+use crate::batch::Batch;
+use crate::error::Result;
+use crate::model::config::{Activation, RopeParams, RopeStyle};
+use cudarc::driver::CudaSlice;
+
+/// Up to three weights of one format and row length in one launch; mirrors `struct Segs` in matvec.cu.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct Segs {
+    pub w: [u64; 3],
+    pub out: [u64; 3],
+    pub bias: [u64; 3],
+    pub rows: [i32; 3],
+}
+// SAFETY: plain old data with the C layout of the kernels' struct (u64 x 9, i32 x 3, padded to 8).
+unsafe impl cudarc::driver::DeviceRepr for Segs {}
+
+/// Where a product's activations are: f32 (float weights) or the 8-bit scratch (quantized weights).
+#[derive(Clone, Copy)]
+enum Acts {
+    F32(u64),
+    Q8 { aq: u64, am: u64 },
+}
+
+impl CudaBackend {
+    /// Converts `n` rows of `k` activations at `x` to the 8-bit scratch; returns its pointers.
+    fn quantize_acts(&self, x: u64, n: usize, k: usize) -> Result<Acts> {
+        let mut scratch = lock(&self.scratch);
+        if scratch.ensure_q8(&self.stream, n * k)? {
+            lock(&self.graphs).clear();
+        }
+        let chunks = n * k / 32;
+        let (aq, am) = (self.ptr(&scratch.aq), self.ptr(&scratch.am));
+        self.launch(
+            &self.funcs.quantize_q8,
+            (chunks.div_ceil(8) as u32, 1, 1),
+            256,
+            &[
+                Arg::Ptr(x),
+                Arg::Ptr(aq),
+                Arg::Ptr(am),
+                Arg::I32(k as i32),
+                Arg::I32(chunks as i32),
+            ],
+        )?;
+        Ok(Acts::Q8 { aq, am })
+    }
+
+    /// RMSNorm of `n` rows into `xn`, also converted to 8 bits when `quantize` (one launch).
+    fn norm_acts(&self, x: u64, norm: &CudaWeight, eps: f32, n: usize, xn: u64, quantize: bool) -> Result<Acts> {
+        let k = norm.row_len;
+        let w = norm.vector.as_ref().ok_or_else(|| err("norm weight", "not a vector"))?;
+        let (aq, am) = if quantize {
+            let mut scratch = lock(&self.scratch);
+            if scratch.ensure_q8(&self.stream, n * k)? {
+                lock(&self.graphs).clear();
+            }
+            (self.ptr(&scratch.aq), self.ptr(&scratch.am))
+        } else {
+            (0, 0)
+        };
+        self.launch(
+            &self.funcs.norm_quant,
+            (n as u32, 1, 1),
+            256,
+            &[
+                Arg::Ptr(x),
+                Arg::Ptr(self.ptr(w)),
+                Arg::Ptr(xn),
+                Arg::Ptr(aq),
+                Arg::Ptr(am),
+                Arg::I32(k as i32),
+                Arg::F32(eps),
+            ],
+        )?;
+        Ok(if quantize { Acts::Q8 { aq, am } } else { Acts::F32(xn) })
+    }
+
+    /// One matvec launch over up to three weights of the same format and row length.
+    fn matvec_segs(&self, ws: &[(&CudaWeight, u64, u64)], acts: Acts, n: usize, accumulate: bool) -> Result<()> {
+        let w0 = ws[0].0;
+        let fns = self.funcs.weight(w0.ty, &w0.name)?;
+        let f = if n == 1 { &fns.matvec1 } else { &fns.matvec8 };
+        let mut segs = Segs::default();
+        for (i, &(w, out, bias)) in ws.iter().enumerate() {
+            segs.w[i] = self.ptr(&w.data);
+            segs.out[i] = out;
+            segs.bias[i] = bias;
+            segs.rows[i] = w.rows as i32;
+        }
+        let total: usize = ws.iter().map(|(w, _, _)| w.rows).sum();
+        let grid = (total.div_ceil((MATVEC_THREADS / 32) as usize) as u32, 1, 1);
+        let mut args = vec![
+            Arg::Segs(segs),
+            Arg::Usize(w0.row_bytes),
+            Arg::I32(total as i32),
+            Arg::I32(w0.row_len as i32),
+        ];
+        match acts {
+            Acts::F32(x) => args.push(Arg::Ptr(x)),
+            Acts::Q8 { aq, am } => args.extend([Arg::Ptr(aq), Arg::Ptr(am)]),
+        }
+        args.extend([Arg::I32(n as i32), Arg::I32(accumulate as i32)]);
+        self.launch(f, grid, MATVEC_THREADS, &args)
+    }
+
+    /// The activations a weight's kernels read, converting `x` if the format needs it.
+    fn acts_for(&self, w: &CudaWeight, x: u64, n: usize) -> Result<Acts> {
+        if quant::cuda::is_float(w.ty) {
+            Ok(Acts::F32(x))
+        } else {
+            self.quantize_acts(x, n, w.row_len)
+        }
+    }
+
+    pub(super) fn matmul_decode(
+        &self,
+        w: &CudaWeight,
+        x: &CudaSlice<f32>,
+        n: usize,
+        out: &mut CudaSlice<f32>,
+        accumulate: bool,
+    ) -> Result<()> {
+        let acts = self.acts_for(w, self.ptr(x), n)?;
+        self.matvec_segs(&[(w, self.ptr(out), 0)], acts, n, accumulate)
+    }
+
+    /// Fused attention input for decode-sized batches; `None` when the shapes call for the plain ops.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn attn_input_fused(
+        &self,
+        x: &CudaSlice<f32>,
+        norm: &CudaWeight,
+        eps: f32,
+        n: usize,
+        w: [&CudaWeight; 3],
+        bias: [Option<&CudaWeight>; 3],
+        xn: &mut CudaSlice<f32>,
+        qkv: [&mut CudaSlice<f32>; 3],
+    ) -> Result<bool> {
+        let k = norm.row_len;
+        let float = quant::cuda::is_float(w[0].ty);
+        if n > MAX_DECODE_TOKENS
+            || !k.is_multiple_of(32)
+            || w.iter()
+                .any(|wi| wi.row_len != k || quant::cuda::is_float(wi.ty) != float || wi.vector.is_some())
+        {
+            return Ok(false);
+        }
+        let acts = self.norm_acts(self.ptr(x), norm, eps, n, self.ptr(xn), !float)?;
+        let bias_ptr = |b: Option<&CudaWeight>| b.and_then(|b| b.vector.as_ref()).map_or(0, |v| self.ptr(v));
+        let outs: Vec<u64> = qkv.iter().map(|o| self.ptr(*o)).collect();
+        let segs: Vec<(&CudaWeight, u64, u64)> = (0..3).map(|i| (w[i], outs[i], bias_ptr(bias[i]))).collect();
+        if w.iter().all(|wi| wi.ty == w[0].ty) {
+            self.matvec_segs(&segs, acts, n, false)?;
+        } else {
+            for seg in &segs {
+                self.matvec_segs(std::slice::from_ref(seg), acts, n, false)?;
+            }
+        }
+        Ok(true)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn rope_store_fused(
+        &self,
+        q: &mut CudaSlice<f32>,
+        k: &mut CudaSlice<f32>,
+        v: &CudaSlice<f32>,
+        kv: &mut CudaKv,
+        layer: usize,
+        batch: &Batch,
+        heads: (usize, usize, usize),
+        style: RopeStyle,
+        params: RopeParams,
+        freq_factors: Option<&CudaWeight>,
+    ) -> Result<()> {
+        let (n_heads, n_kv_heads, head_dim) = heads;
+        let s = kv.shape;
+        super::device::check_batch_fits(&s, batch)?;
+        let n = batch.len();
+        self.check_len("rope queries", q.len(), n * n_heads * head_dim)?;
+        self.check_len("rope keys", k.len().min(v.len()), n * n_kv_heads * head_dim)?;
+        if head_dim != s.head_dim || n_kv_heads != s.n_kv_heads {
+            return Err(err(
+                "rope_store",
+                format!("{n_kv_heads} kv heads of {head_dim} vs the cache's {s:?}"),
+            ));
+        }
+        let ff = match freq_factors {
+            Some(w) => self.ptr(w.vector.as_ref().ok_or_else(|| err("rope factors", "not a vector"))?),
+            None => 0,
+        };
+        let f = match s.precision {
+            KvPrecision::F16 => &self.funcs.rope_store_f16,
+            KvPrecision::F32 => &self.funcs.rope_store_f32,
+        };
+        let half = head_dim / 2;
+        let per_token = n_heads * half + n_kv_heads * half + n_kv_heads * head_dim;
+        let meta = lock(&self.meta);
+        self.launch_1d(
+            f,
+            n * per_token,
+            &[
+                Arg::Ptr(self.ptr(q)),
+                Arg::Ptr(self.ptr(k)),
+                Arg::Ptr(self.ptr(v)),
+                Arg::Ptr(self.ptr(&kv.k)),
+                Arg::Ptr(self.ptr(&kv.v)),
+                Arg::Ptr(self.ptr(&meta.pos)),
+                Arg::Ptr(self.ptr(&meta.seq)),
+                Arg::I32(n as i32),
+                Arg::I32(n_heads as i32),
+                Arg::I32(n_kv_heads as i32),
+                Arg::I32(head_dim as i32),
+                Arg::I32(match style {
+                    RopeStyle::Normal => 0,
+                    RopeStyle::Neox => 1,
+                }),
+                Arg::F32(params.theta),
+                Arg::F32(params.position_scale),
+                Arg::Ptr(ff),
+                Arg::I32(s.n_ctx as i32),
+                Arg::I32(s.n_seqs as i32),
+                Arg::I32(layer as i32),
+            ],
+        )
+    }
+
+    /// Fused gated-FFN input for decode-sized batches; `None` when the shapes call for the plain ops.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn ffn_input_fused(
+        &self,
+        x: &CudaSlice<f32>,
+        norm: &CudaWeight,
+        eps: f32,
+        n: usize,
+        gate_up: [&CudaWeight; 2],
+        act: Activation,
+        xn: &mut CudaSlice<f32>,
+        h: &mut CudaSlice<f32>,
+    ) -> Result<bool> {
+        let [g, u] = gate_up;
+        let k = norm.row_len;
+        if n > MAX_DECODE_TOKENS
+            || !k.is_multiple_of(32)
+            || g.ty != u.ty
+            || g.rows != u.rows
+            || g.row_len != k
+            || u.row_len != k
+            || g.vector.is_some()
+        {
+            return Ok(false);
+        }
+        self.check_len("ffn output", h.len(), n * g.rows)?;
+        let float = quant::cuda::is_float(g.ty);
+        let acts = self.norm_acts(self.ptr(x), norm, eps, n, self.ptr(xn), !float)?;
+        let fns = self.funcs.weight(g.ty, &g.name)?;
+        let f = if n == 1 { &fns.glu1 } else { &fns.glu8 };
+        let mut args = vec![
+            Arg::Ptr(self.ptr(&g.data)),
+            Arg::Ptr(self.ptr(&u.data)),
+            Arg::Usize(g.row_bytes),
+            Arg::I32(g.rows as i32),
+            Arg::I32(k as i32),
+        ];
+        match acts {
+            Acts::F32(xp) => args.push(Arg::Ptr(xp)),
+            Acts::Q8 { aq, am } => args.extend([Arg::Ptr(aq), Arg::Ptr(am)]),
+        }
+        args.extend([
+            Arg::Ptr(self.ptr(h)),
+            Arg::I32(n as i32),
+            Arg::I32(match act {
+                Activation::Silu => 0,
+                Activation::GeluTanh => 1,
+            }),
+        ]);
+        let grid = (g.rows.div_ceil((MATVEC_THREADS / 32) as usize) as u32, 1, 1);
+        self.launch(f, grid, MATVEC_THREADS, &args)?;
+        Ok(true)
+    }
+}
