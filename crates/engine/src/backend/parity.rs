@@ -213,7 +213,7 @@ pub fn run_all<D: Backend>(cpu: &CpuBackend, dev: &D, seed: u64) -> Result<Vec<C
             tensors.push((spec, random_weight(ty, rows, k, &mut rng)));
         }
     }
-    for n in [64usize, 576, 896] {
+    for n in [64usize, 256, 512, 576, 896] {
         let v: Vec<f32> = (0..n).map(|_| rng.gen_range(0.5f32..1.5)).collect();
         let bytes = v.iter().flat_map(|f| f.to_le_bytes()).collect();
         tensors.push((TensorSpec::new(format!("v.{n}"), vec![n as u64], GgmlType::F32), bytes));
@@ -227,6 +227,9 @@ pub fn run_all<D: Backend>(cpu: &CpuBackend, dev: &D, seed: u64) -> Result<Vec<C
     };
     check_matmuls(&mut p, &mut rng)?;
     check_elementwise(&mut p, &mut rng)?;
+    for ty in [GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_K] {
+        check_fused(&mut p, &mut rng, ty)?;
+    }
     for precision in [KvPrecision::F16, KvPrecision::F32] {
         for (n_heads, n_kv_heads, head_dim) in [(4, 2, 64), (8, 2, 128)] {
             check_attention(&mut p, &mut rng, precision, n_heads, n_kv_heads, head_dim)?;
@@ -361,6 +364,129 @@ fn check_elementwise<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng) -> Resul
     )?;
     p.record("gather_rows", "f32", "3 of 6 rows x 64".into(), &b, &a, 0.0);
     Ok(())
+}
+
+/// The fused decoder ops (norm + Q/K/V with biases, products added into the residual, the gated FFN input) at
+/// decode and prompt batch sizes, for one float, one legacy and one K-quant format.
+fn check_fused<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng, ty: GgmlType) -> Result<()> {
+    let bound = FORMATS.iter().find(|(t, _)| *t == ty).map_or(5e-2, |(_, b)| *b);
+    let sh = shapes(ty);
+    let k = sh[0].1;
+    let load = |p: &Pair<'_, D>, name: String| -> Result<(<CpuBackend as Backend>::Weight, D::Weight)> {
+        let src = p.source(&name)?;
+        Ok((p.cpu.load_weight(&src)?, p.dev.load_weight(&src)?))
+    };
+    let (nc, nd) = load(p, format!("v.{k}"))?;
+    let ws: Vec<_> = sh
+        .iter()
+        .filter(|(_, kk)| *kk == k)
+        .map(|(rows, _)| load(p, format!("w.{}.{rows}x{k}", ty.name())).map(|w| (w, *rows)))
+        .collect::<Result<_>>()?;
+    // Three weights of row length k (the formats' first shape family shares it only for the first shape, so
+    // the same weight serves as Q, K and V: the op still runs three products and three bias adds).
+    let ((wc, wd), rows) = (&ws[0].0, ws[0].1);
+    let (bc, bd) = load(p, "v.64".into())?;
+    for n in [1usize, 3, 12] {
+        let x = random_acts(n * k, rng);
+        let batch = Batch::for_sequence(&vec![0; n], 0, 0);
+        let with_bias = rows == 64;
+        let (a, b) = p.both(
+            &batch,
+            &x,
+            &vec![0.0; 3 * n * rows + n * k],
+            |be, x, o| {
+                let mut q = be.alloc(n * rows)?;
+                let mut kk = be.alloc(n * rows)?;
+                let mut v = be.alloc(n * rows)?;
+                let mut xn = be.alloc(n * k)?;
+                let bias = if with_bias {
+                    [Some(&bc), None, Some(&bc)]
+                } else {
+                    [None, None, None]
+                };
+                be.attn_input(x, &nc, 1e-6, n, [wc, wc, wc], bias, &mut xn, [&mut q, &mut kk, &mut v])?;
+                gather_into(be, o, &[(&q, n * rows), (&kk, n * rows), (&v, n * rows), (&xn, n * k)])
+            },
+            |be, x, o| {
+                let mut q = be.alloc(n * rows)?;
+                let mut kk = be.alloc(n * rows)?;
+                let mut v = be.alloc(n * rows)?;
+                let mut xn = be.alloc(n * k)?;
+                let bias = if with_bias {
+                    [Some(&bd), None, Some(&bd)]
+                } else {
+                    [None, None, None]
+                };
+                be.attn_input(x, &nd, 1e-6, n, [wd, wd, wd], bias, &mut xn, [&mut q, &mut kk, &mut v])?;
+                gather_into(be, o, &[(&q, n * rows), (&kk, n * rows), (&v, n * rows), (&xn, n * k)])
+            },
+        )?;
+        p.record(
+            "attn_input",
+            ty.name(),
+            format!("3x {rows}x{k}, {n} tokens"),
+            &b,
+            &a,
+            bound,
+        );
+        let resid = random_acts(n * rows, rng);
+        let (a, b) = p.both(
+            &batch,
+            &x,
+            &resid,
+            |be, x, o| {
+                let mut tmp = be.alloc(n * rows)?;
+                be.matmul_add(wc, x, n, &mut tmp, o, n * rows)
+            },
+            |be, x, o| {
+                let mut tmp = be.alloc(n * rows)?;
+                be.matmul_add(wd, x, n, &mut tmp, o, n * rows)
+            },
+        )?;
+        p.record(
+            "matmul_add",
+            ty.name(),
+            format!("{rows}x{k}, {n} tokens"),
+            &b,
+            &a,
+            bound,
+        );
+        for act in [Activation::Silu, Activation::GeluTanh] {
+            let (a, b) = p.both(
+                &batch,
+                &x,
+                &vec![0.0; n * rows],
+                |be, x, o| {
+                    let (mut xn, mut up) = (be.alloc(n * k)?, be.alloc(n * rows)?);
+                    be.ffn_input(x, &nc, 1e-6, n, [wc, wc], act, &mut xn, o, &mut up, n * rows)
+                },
+                |be, x, o| {
+                    let (mut xn, mut up) = (be.alloc(n * k)?, be.alloc(n * rows)?);
+                    be.ffn_input(x, &nd, 1e-6, n, [wd, wd], act, &mut xn, o, &mut up, n * rows)
+                },
+            )?;
+            p.record(
+                "ffn_input",
+                ty.name(),
+                format!("{act:?}, {rows}x{k}, {n} tokens"),
+                &b,
+                &a,
+                2.0 * bound,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Copies the listed buffers (their first `len` floats) one after another into `out`, through the host.
+fn gather_into<B: Backend>(be: &B, out: &mut B::Buf, parts: &[(&B::Buf, usize)]) -> Result<()> {
+    let mut all = Vec::new();
+    for (buf, len) in parts {
+        let mut v = vec![0f32; *len];
+        be.read(buf, &mut v)?;
+        all.extend(v);
+    }
+    be.write(out, &all)
 }
 
 /// KV store, attention (global and sliding, prompt-sized and decode-sized batches, several sequences, enough
