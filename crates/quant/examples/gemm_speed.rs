@@ -141,8 +141,8 @@ fn new_path(
 ) {
     let k = gemm.k;
     let rb = gemm.kernels.weight.row_bytes(k).expect("whole blocks");
-    if let Route::Int { .. } = gemm.route {
-        acts.reset(n_tokens, k);
+    if gemm.uses_act_panel() {
+        gemm.reset_acts(acts, n_tokens);
         let writer = acts.writer();
         std::thread::scope(|s| {
             let per = n_tokens.div_ceil(threads);
@@ -161,8 +161,8 @@ fn new_path(
         });
     }
     let a = match gemm.route {
-        Route::Int { .. } => Acts::Int(acts),
         Route::Float { .. } => Acts::Float { x, n_tokens },
+        _ => Acts::Int(acts),
     };
     // SAFETY: out holds n_tokens * rows floats; the threads take disjoint row blocks.
     let view = unsafe { OutView::new(out.as_mut_ptr(), rows, n_tokens) };
@@ -241,12 +241,12 @@ fn compare_single(n_tokens: usize, block: usize) {
                 t_old += cpu_seconds() - t;
                 let t = cpu_seconds();
                 let mut scratch = Vec::new();
-                if let Route::Int { .. } = gemm.route {
+                if gemm.uses_act_panel() {
                     gemm.pack_acts(&x, n_tokens, &mut acts, &mut scratch);
                 }
                 let a = match gemm.route {
-                    Route::Int { .. } => Acts::Int(&acts),
                     Route::Float { .. } => Acts::Float { x: &x, n_tokens },
+                    _ => Acts::Int(&acts),
                 };
                 let view = OutView::of(&mut out, rows, n_tokens).expect("fits");
                 for r0 in (0..rows).step_by(block) {

@@ -87,6 +87,11 @@ fn check(w: &Rows<'_>, wi: &[usize; MR], a: &Rows<'_>, ti: &[usize; NR]) {
     );
 }
 
+/// Where [`x86::reduce_pairs`] puts the sum of its input `p`.
+pub const fn pair_lane(p: usize) -> usize {
+    4 * (p % 4) + p / 4
+}
+
 /// The sum of 16 lanes in the order of the SIMD reduction: halves, then quarters, then pairs.
 pub fn hsum_tree(mut v: [f32; 16]) -> f32 {
     let mut width = 8;
@@ -266,6 +271,30 @@ pub(crate) mod x86 {
             let (a, b) = (v[2 * i], v[2 * i + 1]);
             _mm512_add_ps(_mm512_shuffle_f32x4::<0x44>(a, b), _mm512_shuffle_f32x4::<0xEE>(a, b))
         });
+        reduce_halves(w)
+    }
+
+    /// Eight 8-lane sums (the low halves of `t`) at once, each as halves, quarters, pairs (the order of the
+    /// per-pair kernels' `hsum_f32x8`): the sum of `t[p]` lands in lane [`super::pair_lane`]`(p)`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub fn reduce_pairs(t: [__m512; 8]) -> __m512 {
+        let zero = _mm512_setzero_ps();
+        let w: [__m512; 8] = std::array::from_fn(|i| {
+            if i < 4 {
+                _mm512_shuffle_f32x4::<0x44>(t[2 * i], t[2 * i + 1])
+            } else {
+                zero
+            }
+        });
+        reduce_halves(w)
+    }
+
+    /// The last three levels of [`reduce16`]: `w[i]` holds two 8-lane vectors `[h(2i) | h(2i + 1)]`; lane `4m + c`
+    /// of the result is the sum of `h(4c + m)` as `(i, i + 4)`, `(i, i + 2)`, `(i, i + 1)`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn reduce_halves(w: [__m512; 8]) -> __m512 {
         let x: [__m512; 4] = std::array::from_fn(|j| {
             let (a, b) = (w[2 * j], w[2 * j + 1]);
             _mm512_add_ps(_mm512_shuffle_f32x4::<0x88>(a, b), _mm512_shuffle_f32x4::<0xDD>(a, b))

@@ -27,6 +27,7 @@
 //! the microkernel is plain FMAs.
 
 mod buf;
+pub mod exact;
 mod float;
 mod int;
 #[cfg(test)]
@@ -119,6 +120,13 @@ pub enum Route {
         pack_act: PackActFn,
         tile: IntBlockFn,
     },
+    /// Q8_0, Q5_0, Q4_0 with AVX-512 VNNI: bitwise the per-pair `vec_dot` (see [`exact`]), activations laid out
+    /// by [`exact::pack_act`] with the format's code offset.
+    Exact {
+        unpack: UnpackFn,
+        offset: u8,
+        block: exact::ExactBlockFn,
+    },
     /// Plain floats: weights widened to f32, f32 activations.
     Float {
         widen: fn(&[u8], &mut [f32]),
@@ -161,7 +169,21 @@ impl Gemm {
     /// microkernel worth running (below AVX-512 VNNI the per-pair path stays) or the format has no route.
     pub fn new(kernels: &Kernels, k: usize, simd: SimdLevel) -> Option<Self> {
         let simd = crate::legacy_common::usable(simd);
-        Self::with_tiles(kernels, k, simd, int::best(simd)?, float::best(simd)?)
+        let plan = Self::with_tiles(kernels, k, simd, int::best(simd)?, float::best(simd)?)?;
+        // The legacy formats whose per-pair kernels the exact route reproduces bit for bit.
+        let offset = match kernels.weight {
+            GgmlType::Q8_0 => 128,
+            GgmlType::Q5_0 => 16,
+            GgmlType::Q4_0 => 8,
+            _ => return Some(plan),
+        };
+        match (plan.route, exact::best(simd)) {
+            (Route::Int { unpack, .. }, Some(block)) => Some(Self {
+                route: Route::Exact { unpack, offset, block },
+                ..plan
+            }),
+            _ => Some(plan),
+        }
     }
 
     /// The plan with the given microkernels (tests pass the scalar references).
@@ -202,7 +224,7 @@ impl Gemm {
     /// (whose per-pair tile kernels are fast).
     pub fn min_tokens(&self) -> usize {
         match (self.route, self.kernels.act) {
-            (Route::Int { .. }, GgmlType::Q8_0 | GgmlType::Q8_1) => 8,
+            (Route::Exact { .. }, _) | (Route::Int { .. }, GgmlType::Q8_0 | GgmlType::Q8_1) => 8,
             _ => 24,
         }
     }
@@ -211,7 +233,22 @@ impl Gemm {
     pub fn act_token_bytes(&self) -> usize {
         match self.route {
             Route::Int { .. } => panel_row_bytes(self.k),
+            Route::Exact { .. } => exact::act_row_bytes(self.k),
             Route::Float { .. } => 0,
+        }
+    }
+
+    /// Whether the activations go through an [`ActPanel`] (the integer routes) rather than straight from the f32
+    /// input.
+    pub fn uses_act_panel(&self) -> bool {
+        !matches!(self.route, Route::Float { .. })
+    }
+
+    /// Sizes `panel` for `n_tokens` tokens of this plan's layout.
+    pub fn reset_acts(&self, panel: &mut ActPanel, n_tokens: usize) {
+        match self.route {
+            Route::Exact { .. } => panel.reset_layout(n_tokens, self.k, exact::act_row_bytes(self.k), 0),
+            _ => panel.reset(n_tokens, self.k),
         }
     }
 }
@@ -225,6 +262,8 @@ pub struct ActPanel {
     corr: Aligned<f32>,
     n_tokens: usize,
     k: usize,
+    row_bytes: usize,
+    corr_len: usize,
 }
 
 /// One token's slot in an [`ActPanel`] that is being filled, for [`ActPanel::slots`].
@@ -236,10 +275,18 @@ pub struct ActSlot<'a> {
 impl ActPanel {
     /// Sizes the panel for `n_tokens` rows of `k` elements (keeping its allocation when it is big enough).
     pub fn reset(&mut self, n_tokens: usize, k: usize) {
-        self.rows.resize(n_tokens * panel_row_bytes(k));
-        self.corr.resize(n_tokens * corrections(k));
+        self.reset_layout(n_tokens, k, panel_row_bytes(k), corrections(k));
+    }
+
+    /// Sizes the panel for `n_tokens` rows of `k` elements laid out in `row_bytes` bytes and `corr_len`
+    /// corrections each.
+    pub fn reset_layout(&mut self, n_tokens: usize, k: usize, row_bytes: usize, corr_len: usize) {
+        self.rows.resize(n_tokens * row_bytes);
+        self.corr.resize(n_tokens * corr_len);
         self.n_tokens = n_tokens;
         self.k = k;
+        self.row_bytes = row_bytes;
+        self.corr_len = corr_len;
     }
 
     pub fn n_tokens(&self) -> usize {
@@ -248,11 +295,16 @@ impl ActPanel {
 
     /// The slots of every token, to be filled (in parallel: each slot is a disjoint borrow).
     pub fn slots(&mut self) -> Vec<ActSlot<'_>> {
-        let (rb, cb) = (panel_row_bytes(self.k), corrections(self.k));
+        let (rb, cb) = (self.row_bytes, self.corr_len);
         let n = self.n_tokens;
+        let corr_rows: Vec<&mut [f32]> = if cb == 0 {
+            (0..n).map(|_| <&mut [f32]>::default()).collect()
+        } else {
+            self.corr.as_mut_slice()[..n * cb].chunks_exact_mut(cb).collect()
+        };
         self.rows.as_mut_slice()[..n * rb]
             .chunks_exact_mut(rb)
-            .zip(self.corr.as_mut_slice()[..n * cb].chunks_exact_mut(cb))
+            .zip(corr_rows)
             .map(|(row, corr)| ActSlot { row, corr })
             .collect()
     }
@@ -262,8 +314,8 @@ impl ActPanel {
         ActWriter {
             rows: self.rows.as_mut_slice().as_mut_ptr(),
             corr: self.corr.as_mut_slice().as_mut_ptr(),
-            row_bytes: panel_row_bytes(self.k),
-            corr_len: corrections(self.k),
+            row_bytes: self.row_bytes,
+            corr_len: self.corr_len,
             n_tokens: self.n_tokens,
             _panel: std::marker::PhantomData,
         }
@@ -345,9 +397,9 @@ impl OutView {
         })
     }
 
-    /// Writes a tile's results `[t][r]` for tokens `t0..` and rows `r0..r1` (`r1 - r0 <= MR`).
-    fn write_tile(&self, t0: usize, r0: usize, r1: usize, tile: &[[f32; MR]; NR]) {
-        let n_rows = (r1 - r0).min(MR);
+    /// Writes a tile's results `[t][r]` for tokens `t0..` and rows `r0..r1` (`r1 - r0 <= R`).
+    fn write_tile<const R: usize, const T: usize>(&self, t0: usize, r0: usize, r1: usize, tile: &[[f32; R]; T]) {
+        let n_rows = (r1 - r0).min(R);
         if r0 + n_rows > self.ld {
             return;
         }
@@ -362,6 +414,11 @@ impl OutView {
                 std::ptr::copy_nonoverlapping(vals.as_ptr(), self.ptr.add(tok * self.ld + r0), n_rows);
             }
         }
+    }
+
+    /// Tokens in the view.
+    pub fn n_tokens(&self) -> usize {
+        self.n_tokens
     }
 }
 
@@ -397,7 +454,7 @@ impl Gemm {
     /// Converts token rows of `x` ([n, k] f32) into `panel` slot by slot: through the partner format in
     /// `scratch` (one row), then laid out. Single-threaded; [`Gemm::pack_token`] is the per-token step.
     pub fn pack_acts(&self, x: &[f32], n_tokens: usize, panel: &mut ActPanel, scratch: &mut Vec<u8>) {
-        panel.reset(n_tokens, self.k);
+        self.reset_acts(panel, n_tokens);
         for (t, slot) in panel.slots().into_iter().enumerate() {
             self.pack_token(&x[t * self.k..(t + 1) * self.k], scratch, slot);
         }
@@ -406,22 +463,24 @@ impl Gemm {
     /// Lays out one token already converted to the partner format (`act_row`, by
     /// [`crate::Kernels::quantize_act_row`]) in its panel slot.
     pub fn pack_converted(&self, act_row: &[u8], slot: ActSlot<'_>) {
-        if let Route::Int { pack_act, .. } = self.route {
-            pack_act(act_row, self.k, slot.row, slot.corr);
+        match self.route {
+            Route::Int { pack_act, .. } => pack_act(act_row, self.k, slot.row, slot.corr),
+            Route::Exact { offset, .. } => exact::pack_act(act_row, self.k, offset, slot.row),
+            Route::Float { .. } => {}
         }
     }
 
     /// Converts one token (`x`: k floats) into its panel slot, through the partner format in `scratch`.
     pub fn pack_token(&self, x: &[f32], scratch: &mut Vec<u8>, slot: ActSlot<'_>) {
-        let Route::Int { pack_act, .. } = self.route else {
+        if !self.uses_act_panel() {
             return;
-        };
+        }
         let bytes = self.kernels.act.row_bytes(self.k).unwrap_or(0);
         if scratch.len() < bytes {
             scratch.resize(bytes, 0);
         }
         (self.kernels.quantize_act_row)(&x[..self.k], &mut scratch[..bytes]);
-        pack_act(&scratch[..bytes], self.k, slot.row, slot.corr);
+        self.pack_converted(&scratch[..bytes], slot);
     }
 
     /// Computes rows `r0..r1` of the product for every token: `out[t, r] = Σ_i w[r, i] x[t, i]`, with `weights`
@@ -453,7 +512,7 @@ impl Gemm {
         let k = self.k;
         match (self.route, acts) {
             (Route::Int { unpack, tile, .. }, Acts::Int(a)) => {
-                if a.k != k || a.n_tokens < out.n_tokens {
+                if a.k != k || a.row_bytes != panel_row_bytes(k) || a.n_tokens < out.n_tokens {
                     return Err(GemmError::Size("activations"));
                 }
                 let (rb, cb) = (panel_row_bytes(k), corrections(k));
@@ -482,6 +541,32 @@ impl Gemm {
                     corr_len: cb,
                 };
                 tile(&w, &av, out.n_tokens, out, r0);
+            }
+            (Route::Exact { unpack, block, .. }, Acts::Int(a)) => {
+                let arb = exact::act_row_bytes(k);
+                if a.k != k || a.row_bytes != arb || a.n_tokens < out.n_tokens {
+                    return Err(GemmError::Size("activations"));
+                }
+                let (rb, cb) = (panel_row_bytes(k), corrections(k));
+                panel.rows.resize(n_rows * rb);
+                panel.corr.resize(n_rows * cb);
+                let (prow, pcorr) = (panel.rows.as_mut_slice(), panel.corr.as_mut_slice());
+                for i in 0..n_rows {
+                    let r = r0 + i;
+                    unpack(
+                        &weights[r * row_bytes..(r + 1) * row_bytes],
+                        k,
+                        &mut prow[i * rb..(i + 1) * rb],
+                        &mut pcorr[i * cb..(i + 1) * cb],
+                    );
+                }
+                block(
+                    k,
+                    &panel.rows.as_slice()[..n_rows * rb],
+                    &a.rows.as_slice()[..a.n_tokens * arb],
+                    out,
+                    r0,
+                );
             }
             (Route::Float { widen, tile }, Acts::Float { x, n_tokens }) => {
                 if x.len() < n_tokens * k || *n_tokens < out.n_tokens {

@@ -220,8 +220,8 @@ fn check_product(ty: GgmlType, gemm: &Gemm, k: usize, rows: usize, n_tokens: usi
     let mut scratch = Vec::new();
     gemm.pack_acts(&x, n_tokens, &mut panel, &mut scratch);
     let acts = match gemm.route {
-        Route::Int { .. } => Acts::Int(&panel),
         Route::Float { .. } => Acts::Float { x: &x, n_tokens },
+        _ => Acts::Int(&panel),
     };
     let mut out = vec![f32::NAN; n_tokens * rows]; // [n_tokens, rows]
     let view = OutView::of(&mut out, rows, n_tokens).expect("big enough");
@@ -293,4 +293,47 @@ fn bad_sizes_are_errors() {
     assert!(gemm.rows(&w, 68, (0, 2), &Acts::Int(&panel), &mut wp, &view).is_err());
     assert!(gemm.rows(&w, 34, (0, 2), &Acts::Int(&panel), &mut wp, &view).is_err());
     assert!(gemm.rows(&w, 68, (0, 3), &Acts::Int(&panel), &mut wp, &view).is_err());
+}
+
+/// The exact route gives bit for bit what the per-pair kernels at the same level give (prefill equals decoding).
+#[test]
+fn exact_route_equals_vec_dot_bitwise() {
+    let mut rng = StdRng::seed_from_u64(5);
+    let level = SimdLevel::detect();
+    for ty in [GgmlType::Q8_0, GgmlType::Q5_0, GgmlType::Q4_0] {
+        let kern = kernels(ty, level).expect("kernels");
+        // Block counts 1, 3, 7, 8, 9, 15, 16, 28, 152: every remainder pattern of the groups of eight.
+        for k in [32, 96, 224, 256, 288, 480, 512, 896, 4864] {
+            let Some(gemm) = Gemm::new(&kern, k, level) else {
+                continue;
+            };
+            assert!(matches!(gemm.route, Route::Exact { .. }), "{ty} takes the exact route");
+            let (rows, n_tokens) = (7, 5);
+            let w = random_weights(ty, rows, k, &mut rng);
+            let rb = ty.row_bytes(k).expect("whole blocks");
+            let x: Vec<f32> = (0..n_tokens).flat_map(|_| random_floats(k, &mut rng)).collect();
+            let mut panel = ActPanel::default();
+            gemm.pack_acts(&x, n_tokens, &mut panel, &mut Vec::new());
+            let mut out = vec![f32::NAN; n_tokens * rows];
+            let view = OutView::of(&mut out, rows, n_tokens).expect("big enough");
+            let mut wp = WeightPanel::default();
+            for r0 in (0..rows).step_by(5) {
+                gemm.rows(&w, rb, (r0, (r0 + 5).min(rows)), &Acts::Int(&panel), &mut wp, &view)
+                    .expect("sizes fit");
+            }
+            let mut act = vec![0u8; kern.act.row_bytes(k).expect("whole blocks")];
+            for t in 0..n_tokens {
+                (kern.quantize_act_row)(&x[t * k..(t + 1) * k], &mut act);
+                for r in 0..rows {
+                    let want = (kern.vec_dot)(k, &w[r * rb..(r + 1) * rb], &act);
+                    let got = out[t * rows + r];
+                    assert_eq!(
+                        got.to_bits(),
+                        want.to_bits(),
+                        "{ty} k={k} ({t}, {r}): gemm {got} vs vec_dot {want}"
+                    );
+                }
+            }
+        }
+    }
 }

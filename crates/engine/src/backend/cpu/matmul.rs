@@ -169,10 +169,10 @@ fn matmul_gemm(
             value: w.src.info.name.clone(),
             reason: "re-entered on one thread".into(),
         })?;
-        if let Route::Int { .. } = gemm.route {
+        if gemm.uses_act_panel() {
             // Tokens split over the pool: each converted into its activation row, then laid out in its slot.
             let act_row_bytes = act.len() / n_tokens;
-            acts.reset(n_tokens, k);
+            gemm.reset_acts(&mut acts, n_tokens);
             let writer = acts.writer();
             let per_task = n_tokens.div_ceil(be.n_threads * 2);
             let act_out = SharedBytes(act.as_mut_ptr());
@@ -190,8 +190,8 @@ fn matmul_gemm(
             });
         }
         let acts = match gemm.route {
-            Route::Int { .. } => Acts::Int(&acts),
             Route::Float { .. } => Acts::Float { x, n_tokens },
+            _ => Acts::Int(&acts),
         };
         // Blocks of rows: at most GEMM_BLOCK_ROWS, and enough of them for every thread to get two.
         let block = rows

@@ -1,0 +1,201 @@
+//! The exact route for Q8_0, Q5_0 and Q4_0: a GEMM whose every result is bit for bit the AVX-512 per-pair
+//! `vec_dot` of the format, so that a prompt processed in one batch gives the same numbers as decoding it token by
+//! token (8-bit activation rounding turns the last-bit differences of a reordered sum into differences of tenths in
+//! the logits of small models).
+//!
+//! The per-pair kernels (`x86_common::dot_blocks`) compute per 32-block eight exact i32 lanes (four products each),
+//! convert them, and fuse-multiply them by `d_w * d_a` into one of four 8-lane accumulators (block `b` of each
+//! group of eight into accumulator `b % 4`, the blocks after the last whole group into accumulator 0), then sum
+//! `(acc0 + acc1) + (acc2 + acc3)` and reduce the eight lanes as halves, quarters, pairs. Here a 64-element k-step
+//! holds blocks `2s` and `2s + 1` in the two halves of a 16-lane vector, so even steps feed `[acc0 | acc1]` and odd
+//! steps `[acc2 | acc3]`: two zmm accumulators per pair, a tile of 4 weight rows × 2 tokens. The exact i32 lanes
+//! come from one `vpdpbusd` on the unsigned codes starting from `-offset * Σ a` (precomputed per four activations in
+//! the activation panel).
+//!
+//! Activation rows: `⌈k / 64⌉` chunks of 192 bytes, `[64 i8 codes][16 f32 d_a][16 i32 -offset * Σ4 a]`. Weight
+//! rows: the integer panel of [`crate::gemm`] (codes `q + offset`, scales `d_w`; corrections unused).
+
+use super::{OutView, KSTEP, STEP_BYTES};
+use crate::legacy_common::{blocks_in, f16_le, view_blocks, QK};
+use crate::q8_0::BlockQ8_0;
+use crate::SimdLevel;
+
+/// Bytes per k-step of an activation row.
+pub const ACT_STEP_BYTES: usize = 192;
+/// Weight rows per tile.
+pub const XMR: usize = 4;
+/// Tokens per tile.
+pub const XNR: usize = 2;
+
+/// Every tile of a block: `k` elements per row, weight panel rows (`w`, [n_rows, panel_row_bytes(k)]) against
+/// activation rows (`a`, [n_tokens, act_row_bytes(k)]), results to `out`'s rows from `r0`.
+pub type ExactBlockFn = fn(k: usize, w: &[u8], a: &[u8], out: &OutView, r0: usize);
+
+/// Bytes of an activation row of `k` elements.
+pub fn act_row_bytes(k: usize) -> usize {
+    k.div_ceil(KSTEP) * ACT_STEP_BYTES
+}
+
+/// The block runner at `simd`, or `None` below AVX-512 VNNI (then the per-pair kernels are not the AVX-512 ones
+/// either, and the generic integer route serves).
+pub fn best(simd: SimdLevel) -> Option<ExactBlockFn> {
+    match crate::legacy_common::usable(simd) {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => Some(x86::block_vnni),
+        _ => None,
+    }
+}
+
+/// Lays out a Q8_0 activation row of `k` elements for weights whose codes carry `offset`.
+pub fn pack_act(act_row: &[u8], k: usize, offset: u8, dst: &mut [u8]) {
+    let blocks = view_blocks::<BlockQ8_0>(act_row, blocks_in(k));
+    let need = act_row_bytes(k);
+    let dst = &mut dst[..need];
+    for (b, block) in blocks.iter().enumerate() {
+        let base = (b / 2) * ACT_STEP_BYTES + 32 * (b % 2);
+        for (o, &q) in dst[base..base + QK].iter_mut().zip(&block.qs) {
+            *o = q as u8;
+        }
+        let d = f16_le(block.d).to_ne_bytes();
+        for lane in dst[base + 64..base + 96].chunks_exact_mut(4) {
+            lane.copy_from_slice(&d);
+        }
+        for (lane, quad) in dst[base + 128..base + 160]
+            .chunks_exact_mut(4)
+            .zip(block.qs.chunks_exact(4))
+        {
+            let sum: i32 = quad.iter().map(|&q| q as i32).sum();
+            lane.copy_from_slice(&(-(offset as i32) * sum).to_ne_bytes());
+        }
+    }
+    if blocks.len() % 2 == 1 {
+        // The missing second block of the last step: zero codes, scales and offsets.
+        let base = (blocks.len() / 2) * ACT_STEP_BYTES;
+        for half in [0, 64, 128] {
+            dst[base + half + 32..base + half + 64].fill(0);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{OutView, ACT_STEP_BYTES, STEP_BYTES, XMR, XNR};
+    use crate::gemm::int::pair_lane;
+    use crate::gemm::int::x86::reduce_pairs;
+
+    pub fn block_vnni(k: usize, w: &[u8], a: &[u8], out: &OutView, r0: usize) {
+        let steps = k.div_ceil(64);
+        let (wrb, arb) = (steps * STEP_BYTES, steps * ACT_STEP_BYTES);
+        let (n_rows, n_tokens) = (w.len() / wrb, (a.len() / arb).min(out.n_tokens()));
+        if n_rows == 0 || n_tokens == 0 {
+            return;
+        }
+        // SAFETY: w holds n_rows rows of wrb bytes and a n_tokens rows of arb bytes (divisions above); only
+        // reachable through `best`, which checked the CPU.
+        unsafe { block(k.div_ceil(32), w.as_ptr(), n_rows, a.as_ptr(), n_tokens, out, r0) }
+    }
+
+    /// # Safety
+    /// `w` holds `n_rows` weight panel rows and `a` `n_tokens` activation rows of `nb` 32-blocks; the CPU runs
+    /// AVX-512 F/BW/VL/VNNI.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn block(nb: usize, w: *const u8, n_rows: usize, a: *const u8, n_tokens: usize, out: &OutView, r0: usize) {
+        let steps = nb.div_ceil(2);
+        let (wrb, arb) = (steps * STEP_BYTES, steps * ACT_STEP_BYTES);
+        // Steps made of blocks in whole groups of eight; the rest go to accumulator 0 alone.
+        let main_steps = nb / 8 * 4;
+        let mut res = [[0f32; XMR]; XNR];
+        for t0 in (0..n_tokens).step_by(XNR) {
+            // SAFETY (both): indices below n_tokens / n_rows (the caller's promise).
+            let ap: [*const u8; XNR] = std::array::from_fn(|j| unsafe { a.add((t0 + j).min(n_tokens - 1) * arb) });
+            for i0 in (0..n_rows).step_by(XMR) {
+                let wp: [*const u8; XMR] = std::array::from_fn(|j| unsafe { w.add((i0 + j).min(n_rows - 1) * wrb) });
+                // SAFETY: whole rows of `steps` steps, as `tile` needs.
+                let sums = unsafe { tile(steps, main_steps, wp, ap) };
+                for (t, o) in res.iter_mut().enumerate() {
+                    for (r, o) in o.iter_mut().enumerate() {
+                        *o = sums[4 * r + t];
+                    }
+                }
+                out.write_tile(t0, r0 + i0, r0 + (i0 + XMR).min(n_rows), &res);
+            }
+        }
+    }
+
+    /// Lane `4r + t` of the result is the per-pair `vec_dot` of weight row `r` and token `t`.
+    ///
+    /// # Safety
+    /// Every `wp` points to `steps * 128` and every `ap` to `steps * 192` readable bytes; the CPU runs AVX-512
+    /// F/BW/VL/VNNI.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn tile(steps: usize, main_steps: usize, wp: [*const u8; XMR], ap: [*const u8; XNR]) -> [f32; 16] {
+        // acc[r][t][0] = [acc0 | acc1], acc[r][t][1] = [acc2 | acc3] of the per-pair kernel.
+        let mut acc = [[[_mm512_setzero_ps(); 2]; XNR]; XMR];
+        // The exact i32 lanes and the scale products of one step for pair (r, t).
+        let terms = |s: usize, r: usize, t: usize| {
+            let (wo, ao) = (s * STEP_BYTES, s * ACT_STEP_BYTES);
+            // SAFETY: s < steps (the caller's promise); unaligned loads.
+            unsafe {
+                let start = _mm512_loadu_si512(ap[t].add(ao + 128).cast());
+                let codes = _mm512_loadu_si512(wp[r].add(wo).cast());
+                let acts = _mm512_loadu_si512(ap[t].add(ao).cast());
+                let sums = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(start, codes, acts));
+                let scale = _mm512_mul_ps(
+                    _mm512_loadu_ps(wp[r].add(wo + 64).cast()),
+                    _mm512_loadu_ps(ap[t].add(ao + 64).cast()),
+                );
+                (sums, scale)
+            }
+        };
+        // main_steps is a multiple of 4: even steps into the first accumulator, odd ones into the second (constant
+        // indices, so that the accumulators stay in registers).
+        for s in (0..main_steps).step_by(2) {
+            for (half, s) in [s, s + 1].into_iter().enumerate() {
+                for (r, acc_r) in acc.iter_mut().enumerate() {
+                    for (t, acc_rt) in acc_r.iter_mut().enumerate() {
+                        let (sums, scale) = terms(s, r, t);
+                        acc_rt[half] = _mm512_fmadd_ps(sums, scale, acc_rt[half]);
+                    }
+                }
+            }
+        }
+        for s in main_steps..steps {
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                for (t, acc_rt) in acc_r.iter_mut().enumerate() {
+                    let (sums, scale) = terms(s, r, t);
+                    // Both blocks into accumulator 0 (the low half), first then second.
+                    let a0 = _mm512_castps512_ps256(acc_rt[0]);
+                    let a0 = _mm256_fmadd_ps(_mm512_castps512_ps256(sums), _mm512_castps512_ps256(scale), a0);
+                    let hi = |v: __m512| _mm512_castps512_ps256(_mm512_shuffle_f32x4::<0x4E>(v, v));
+                    let a0 = _mm256_fmadd_ps(hi(sums), hi(scale), a0);
+                    acc_rt[0] = _mm512_castpd_ps(_mm512_insertf64x4::<0>(
+                        _mm512_castps_pd(acc_rt[0]),
+                        _mm256_castps_pd(a0),
+                    ));
+                }
+            }
+        }
+        // (acc0 + acc1) + (acc2 + acc3) in both halves of a vector, per pair r * XNR + t.
+        let totals: [__m512; 8] = std::array::from_fn(|p| {
+            let (r, t) = (p / XNR, p % XNR);
+            let [z01, z23] = acc[r][t];
+            let w01 = _mm512_add_ps(z01, _mm512_shuffle_f32x4::<0x4E>(z01, z01));
+            let w23 = _mm512_add_ps(z23, _mm512_shuffle_f32x4::<0x4E>(z23, z23));
+            _mm512_add_ps(w01, w23)
+        });
+        let z = reduce_pairs(totals);
+        let mut lanes = [0f32; 16];
+        // SAFETY: 16 writable floats.
+        unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), z) };
+        // Pair p's sum sits at lane pair_lane(p); return it at 4r + t.
+        let mut sums = [0f32; 16];
+        for p in 0..8 {
+            let (r, t) = (p / XNR, p % XNR);
+            sums[4 * r + t] = lanes[pair_lane(p)];
+        }
+        sums
+    }
+}
