@@ -316,8 +316,7 @@ fn bench_model<B: Backend>(
             }
             let mut tok = next_token();
             for _ in 0..n_gen {
-                let logits = session.decode_step(0, tok)?;
-                tok = engine::sampling::argmax(logits);
+                tok = session.decode_step_greedy(0, tok)?;
             }
             let ns = t0.elapsed().as_nanos() as u64;
             if rep >= args.warmup {

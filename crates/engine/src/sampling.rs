@@ -129,6 +129,14 @@ impl Sampler {
         self.recent.push_back(token);
     }
 
+    /// Whether this sampler only takes the argmax (greedy, no penalties): then a device may pick the token itself
+    /// and only the id crosses to the host.
+    pub fn is_plain_greedy(&self) -> bool {
+        let c = &self.cfg;
+        let penalize = c.repeat_penalty != 1.0 || c.presence_penalty != 0.0 || c.frequency_penalty != 0.0;
+        c.temperature <= 0.0 && !penalize
+    }
+
     /// Picks the next token from one row of logits.
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
         let c = &self.cfg;

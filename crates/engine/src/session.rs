@@ -125,6 +125,23 @@ impl<'m, B: Backend> Session<'m, B> {
     /// Runs one batch. Each sequence's tokens must continue it in order (positions `seq_len`, `seq_len + 1`, …).
     /// Returns the logits of the tokens with `want_logits`: [n_wanted, vocab], in batch order.
     pub fn forward(&mut self, batch: &Batch) -> Result<&[f32]> {
+        self.check_batch(batch)?;
+        let m = self.model;
+        decoder::forward(
+            &m.backend,
+            &m.config,
+            &m.weights,
+            &mut self.state,
+            batch,
+            &mut self.logits,
+        )?;
+        self.commit(batch);
+        let n = batch.want_logits.iter().filter(|&&w| w).count();
+        Ok(&self.logits[..n * m.config.vocab])
+    }
+
+    /// Checks that each sequence's tokens continue it in order and fit the context.
+    fn check_batch(&self, batch: &Batch) -> Result<()> {
         let n_seqs = self.seq_len.len() as u32;
         let n_ctx = self.n_ctx();
         let mut next = self.seq_len.clone();
@@ -139,21 +156,38 @@ impl<'m, B: Backend> Session<'m, B> {
             }
             next[seq as usize] = pos + 1;
         }
+        Ok(())
+    }
+
+    /// Records a batch that ran: sequence lengths and histories.
+    fn commit(&mut self, batch: &Batch) {
+        for (&t, &s) in batch.tokens.iter().zip(&batch.seq_ids) {
+            self.seq_len[s as usize] += 1;
+            self.history[s as usize].push(t);
+        }
+    }
+
+    /// Feeds one token to `seq` and returns its greedy successor, picked on the device where the backend can (only
+    /// the id crosses to the host).
+    pub fn decode_step_greedy(&mut self, seq: u32, token: u32) -> Result<u32> {
+        let pos = self.seq_len(seq);
+        let batch = Batch::for_sequence(&[token], seq, pos);
+        self.check_batch(&batch)?;
         let m = self.model;
-        decoder::forward(
+        let ids = decoder::forward_greedy(
             &m.backend,
             &m.config,
             &m.weights,
             &mut self.state,
-            batch,
+            &batch,
             &mut self.logits,
         )?;
-        self.seq_len = next;
-        for (&t, &s) in batch.tokens.iter().zip(&batch.seq_ids) {
-            self.history[s as usize].push(t);
-        }
-        let n = batch.want_logits.iter().filter(|&&w| w).count();
-        Ok(&self.logits[..n * m.config.vocab])
+        self.commit(&batch);
+        ids.first().copied().ok_or(EngineError::BadSetting {
+            name: "greedy step",
+            value: "0 rows".into(),
+            reason: "the forward pass returned no token".into(),
+        })
     }
 
     /// Feeds `tokens` to sequence `seq` in batches of at most `max_batch`; returns the last token's logits.
@@ -243,7 +277,11 @@ impl<'m, B: Backend> Session<'m, B> {
                     n_ctx: self.n_ctx(),
                 });
             }
-            token = sampler.sample(self.decode_step(seq, token)?);
+            token = if sampler.is_plain_greedy() {
+                self.decode_step_greedy(seq, token)?
+            } else {
+                sampler.sample(self.decode_step(seq, token)?)
+            };
         }
         Ok(GenerationStats {
             prompt_tokens: prompt.len() - keep,

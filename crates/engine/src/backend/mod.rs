@@ -114,6 +114,11 @@ pub trait Backend: Send + Sync {
     fn load_weight(&self, src: &WeightSource) -> Result<Self::Weight>;
     fn alloc(&self, len: usize) -> Result<Self::Buf>;
     fn alloc_kv(&self, shape: KvShape) -> Result<Self::Kv>;
+    /// The argmax of each of the first `n_rows` rows of `logits` ([n_rows, vocab]), when the device can pick tokens
+    /// itself (so that only ids cross to the host); `None` means: read the logits back instead.
+    fn argmax_rows(&self, _logits: &Self::Buf, _n_rows: usize, _vocab: usize) -> Result<Option<Vec<u32>>> {
+        Ok(None)
+    }
     /// Copies `src` from the host into the first `src.len()` floats of `dst`.
     fn write(&self, dst: &mut Self::Buf, src: &[f32]) -> Result<()>;
     /// Copies the first `dst.len()` floats of `src` to the host.

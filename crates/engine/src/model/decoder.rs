@@ -59,6 +59,15 @@ impl<B: Backend> DecoderState<B> {
     }
 }
 
+/// What a forward pass hands back for the tokens with `want_logits`.
+pub enum Output<'a> {
+    /// Their logits: [n_wanted, vocab], in batch order.
+    Logits(&'a mut [f32]),
+    /// Their argmax (greedy tokens), picked on the device where it can; the slice is host scratch for the logits
+    /// where it cannot ([n_wanted, vocab]).
+    Greedy(&'a mut Vec<u32>, &'a mut [f32]),
+}
+
 /// Runs `batch` through the model. Logits of the tokens with `want_logits` are written to `logits_out`
 /// ([n_wanted, vocab], in batch order).
 pub fn forward<B: Backend>(
@@ -69,6 +78,35 @@ pub fn forward<B: Backend>(
     batch: &Batch,
     logits_out: &mut [f32],
 ) -> Result<()> {
+    run(be, cfg, w, st, batch, Output::Logits(logits_out))
+}
+
+/// Runs `batch` and returns the greedy token of each token with `want_logits`, in batch order.
+pub fn forward_greedy<B: Backend>(
+    be: &B,
+    cfg: &ArchConfig,
+    w: &Weights<B::Weight>,
+    st: &mut DecoderState<B>,
+    batch: &Batch,
+    logits_scratch: &mut [f32],
+) -> Result<Vec<u32>> {
+    let mut ids = Vec::new();
+    run(be, cfg, w, st, batch, Output::Greedy(&mut ids, logits_scratch))?;
+    Ok(ids)
+}
+
+fn run<B: Backend>(
+    be: &B,
+    cfg: &ArchConfig,
+    w: &Weights<B::Weight>,
+    st: &mut DecoderState<B>,
+    batch: &Batch,
+    output: Output<'_>,
+) -> Result<()> {
+    let logits_len = match &output {
+        Output::Logits(l) => l.len(),
+        Output::Greedy(_, l) => l.len(),
+    };
     let n = batch.len();
     if n > st.limits.max_batch {
         return Err(EngineError::BatchTooLarge {
@@ -83,10 +121,10 @@ pub fn forward<B: Backend>(
             max: st.limits.max_logit_rows,
         });
     }
-    if logits_out.len() < rows.len() * cfg.vocab {
+    if logits_len < rows.len() * cfg.vocab {
         return Err(EngineError::BadSetting {
             name: "logits buffer",
-            value: logits_out.len().to_string(),
+            value: logits_len.to_string(),
             reason: format!("needs {} floats", rows.len() * cfg.vocab),
         });
     }
@@ -181,5 +219,21 @@ pub fn forward<B: Backend>(
     if rows.is_empty() {
         return Ok(());
     }
-    be.read(&st.logits, &mut logits_out[..rows.len() * cfg.vocab])
+    let n_logits = rows.len() * cfg.vocab;
+    match output {
+        Output::Logits(out) => be.read(&st.logits, &mut out[..n_logits]),
+        Output::Greedy(ids, scratch) => {
+            *ids = match be.argmax_rows(&st.logits, rows.len(), cfg.vocab)? {
+                Some(ids) => ids,
+                None => {
+                    be.read(&st.logits, &mut scratch[..n_logits])?;
+                    scratch[..n_logits]
+                        .chunks_exact(cfg.vocab)
+                        .map(crate::sampling::argmax)
+                        .collect()
+                }
+            };
+            Ok(())
+        }
+    }
 }

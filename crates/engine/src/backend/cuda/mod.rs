@@ -234,7 +234,7 @@ impl CudaBackend {
 
     /// Argmax of each of the first `n_rows` rows of `logits` ([n_rows, vocab]), computed on the GPU so that only
     /// token ids cross the bus.
-    pub fn argmax_rows(&self, logits: &CudaSlice<f32>, n_rows: usize, vocab: usize) -> Result<Vec<u32>> {
+    pub fn argmax_on_device(&self, logits: &CudaSlice<f32>, n_rows: usize, vocab: usize) -> Result<Vec<u32>> {
         self.check_len("logits", logits.len(), n_rows * vocab)?;
         let mut scratch = lock(&self.scratch);
         scratch.ensure_ids(&self.stream, n_rows)?;
@@ -505,6 +505,10 @@ impl Backend for CudaBackend {
             split_len,
             part,
         })
+    }
+
+    fn argmax_rows(&self, logits: &CudaSlice<f32>, n_rows: usize, vocab: usize) -> Result<Option<Vec<u32>>> {
+        self.argmax_on_device(logits, n_rows, vocab).map(Some)
     }
 
     fn write(&self, dst: &mut CudaSlice<f32>, src: &[f32]) -> Result<()> {
