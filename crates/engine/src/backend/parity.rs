@@ -540,7 +540,12 @@ fn check_attention<D: Backend>(
     decode.push(0, 39, 0, true);
     decode.push(0, 599, 1, true);
     decode.push(0, 19, 2, true);
-    for (what, batch) in [("prompt batch", &mixed), ("decode batch", &decode)] {
+    // One sequence's prompt (the tiled prompt kernel on a GPU), reaching back over 500 positions.
+    let mut single = Batch::new();
+    for i in 0..40u32 {
+        single.push(0, 520 + i, 1, i == 39);
+    }
+    for (what, batch) in [("prompt batch", &mixed), ("decode batch", &decode), ("one-sequence prompt", &single)] {
         for kind in [LayerKind::Global, LayerKind::Sliding { window: 16 }] {
             let q = random_acts(batch.len() * q_dim, rng);
             let params = AttentionParams {

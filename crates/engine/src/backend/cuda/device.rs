@@ -39,6 +39,7 @@ pub struct Funcs {
     pub attn_f16: CudaFunction,
     pub attn_f32: CudaFunction,
     pub attn_combine: CudaFunction,
+    pub attn_prompt_f16: CudaFunction,
     weights: HashMap<GgmlType, WeightFuncs>,
 }
 
@@ -84,6 +85,7 @@ impl Funcs {
             attn_f16: f("attn_f16")?,
             attn_f32: f("attn_f32")?,
             attn_combine: f("attn_combine")?,
+            attn_prompt_f16: f("attn_prompt_f16")?,
             weights,
         })
     }

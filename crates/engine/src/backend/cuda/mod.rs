@@ -31,6 +31,8 @@ const MATVEC_THREADS: u32 = 128;
 const SPLIT_QUANTUM: usize = 256;
 /// Most splits of one (token, head) in flash-decoding.
 const MAX_SPLITS: usize = 32;
+/// Tokens of one sequence from which attention runs the tiled prompt kernel.
+const PROMPT_ATTENTION_TOKENS: usize = 16;
 /// Token-head pairs from which a batch runs attention without splitting.
 const NO_SPLIT_PAIRS: usize = 512;
 
@@ -840,16 +842,42 @@ impl Backend for CudaBackend {
                 reason: format!("cache has {} kv heads of {}", s.n_kv_heads, s.head_dim),
             });
         }
-        let (split_len, n_splits) = Self::split_plan(kv, batch, p.n_heads);
         let window = match p.kind {
             LayerKind::Global => 0,
             LayerKind::Sliding { window } => window as i32,
         };
+        let meta = lock(&self.meta);
+        // A prompt of one sequence in an F16 cache: the tiled kernel that shares K/V tiles between 8 queries.
+        let one_seq = batch.seq_ids.windows(2).all(|w| w[0] == w[1]);
+        if s.precision == KvPrecision::F16 && one_seq && n >= PROMPT_ATTENTION_TOKENS {
+            return self.launch(
+                &self.funcs.attn_prompt_f16,
+                (n.div_ceil(8) as u32, p.n_heads as u32, 1),
+                256,
+                &[
+                    Arg::Ptr(self.ptr(q)),
+                    Arg::Ptr(self.ptr(&kv.k)),
+                    Arg::Ptr(self.ptr(&kv.v)),
+                    Arg::Ptr(self.ptr(&meta.pos)),
+                    Arg::Ptr(self.ptr(&meta.seq)),
+                    Arg::Ptr(self.ptr(out)),
+                    Arg::I32(n as i32),
+                    Arg::I32(p.n_heads as i32),
+                    Arg::I32(p.n_kv_heads as i32),
+                    Arg::I32(p.head_dim as i32),
+                    Arg::I32(s.n_ctx as i32),
+                    Arg::I32(s.n_seqs as i32),
+                    Arg::I32(p.layer as i32),
+                    Arg::F32(p.scale),
+                    Arg::I32(window),
+                ],
+            );
+        }
+        let (split_len, n_splits) = Self::split_plan(kv, batch, p.n_heads);
         let f = match s.precision {
             KvPrecision::F16 => &self.funcs.attn_f16,
             KvPrecision::F32 => &self.funcs.attn_f32,
         };
-        let meta = lock(&self.meta);
         self.launch(
             f,
             (pairs as u32, n_splits as u32, 1),
