@@ -196,9 +196,12 @@ fn cpu_seconds() -> f64 {
 
 /// Single-thread CPU-time comparison (`gemm_speed single`): the per-pair path against the GEMM, everything on this
 /// thread, interleaved, three rounds.
-fn compare_single(n_tokens: usize, block: usize) {
+fn compare_single(n_tokens: usize, block: usize, only: Option<String>) {
     let simd = SimdLevel::detect();
     for ty in FORMATS {
+        if only.as_deref().is_some_and(|o| o != ty.to_string()) {
+            continue;
+        }
         let kern = kernels(ty, simd).expect("kernels");
         for (name, rows, k) in [SHAPES[0], SHAPES[3], SHAPES[5]] {
             let Some(rb) = ty.row_bytes(k) else { continue };
@@ -269,7 +272,7 @@ fn compare_single(n_tokens: usize, block: usize) {
 fn main() {
     if std::env::args().nth(1).as_deref() == Some("single") {
         let arg = |i: usize, d: usize| std::env::args().nth(i).and_then(|s| s.parse().ok()).unwrap_or(d);
-        compare_single(arg(2, 512), arg(3, 64));
+        compare_single(arg(2, 512), arg(3, 64), std::env::args().nth(4));
         return;
     }
     let arg = |i: usize, d: usize| std::env::args().nth(i).and_then(|s| s.parse().ok()).unwrap_or(d);

@@ -134,38 +134,50 @@ mod x86 {
     unsafe fn tile(steps: usize, main_steps: usize, wp: [*const u8; XMR], ap: [*const u8; XNR]) -> [f32; 16] {
         // acc[r][t][0] = [acc0 | acc1], acc[r][t][1] = [acc2 | acc3] of the per-pair kernel.
         let mut acc = [[[_mm512_setzero_ps(); 2]; XNR]; XMR];
-        // The exact i32 lanes and the scale products of one step for pair (r, t).
-        let terms = |s: usize, r: usize, t: usize| {
+        // The exact i32 lanes (converted) and the scale products of one step for every pair: each token's codes,
+        // scales and starting offsets and each row's codes and scales loaded once.
+        let terms = |s: usize| {
             let (wo, ao) = (s * STEP_BYTES, s * ACT_STEP_BYTES);
             // SAFETY: s < steps (the caller's promise); unaligned loads.
-            unsafe {
-                let start = _mm512_loadu_si512(ap[t].add(ao + 128).cast());
-                let codes = _mm512_loadu_si512(wp[r].add(wo).cast());
-                let acts = _mm512_loadu_si512(ap[t].add(ao).cast());
-                let sums = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(start, codes, acts));
-                let scale = _mm512_mul_ps(
-                    _mm512_loadu_ps(wp[r].add(wo + 64).cast()),
-                    _mm512_loadu_ps(ap[t].add(ao + 64).cast()),
-                );
-                (sums, scale)
+            let (acts, act_scales, starts): ([__m512i; XNR], [__m512; XNR], [__m512i; XNR]) = unsafe {
+                (
+                    std::array::from_fn(|t| _mm512_loadu_si512(ap[t].add(ao).cast())),
+                    std::array::from_fn(|t| _mm512_loadu_ps(ap[t].add(ao + 64).cast())),
+                    std::array::from_fn(|t| _mm512_loadu_si512(ap[t].add(ao + 128).cast())),
+                )
+            };
+            let mut out = [[(_mm512_setzero_ps(), _mm512_setzero_ps()); XNR]; XMR];
+            for (r, out_r) in out.iter_mut().enumerate() {
+                // SAFETY: as above.
+                let (codes, w_scale) = unsafe {
+                    (
+                        _mm512_loadu_si512(wp[r].add(wo).cast()),
+                        _mm512_loadu_ps(wp[r].add(wo + 64).cast()),
+                    )
+                };
+                for (t, o) in out_r.iter_mut().enumerate() {
+                    let sums = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(starts[t], codes, acts[t]));
+                    *o = (sums, _mm512_mul_ps(w_scale, act_scales[t]));
+                }
             }
+            out
         };
         // main_steps is a multiple of 4: even steps into the first accumulator, odd ones into the second (constant
         // indices, so that the accumulators stay in registers).
         for s in (0..main_steps).step_by(2) {
             for (half, s) in [s, s + 1].into_iter().enumerate() {
-                for (r, acc_r) in acc.iter_mut().enumerate() {
-                    for (t, acc_rt) in acc_r.iter_mut().enumerate() {
-                        let (sums, scale) = terms(s, r, t);
+                let step = terms(s);
+                for (acc_r, step_r) in acc.iter_mut().zip(&step) {
+                    for (acc_rt, &(sums, scale)) in acc_r.iter_mut().zip(step_r) {
                         acc_rt[half] = _mm512_fmadd_ps(sums, scale, acc_rt[half]);
                     }
                 }
             }
         }
         for s in main_steps..steps {
-            for (r, acc_r) in acc.iter_mut().enumerate() {
-                for (t, acc_rt) in acc_r.iter_mut().enumerate() {
-                    let (sums, scale) = terms(s, r, t);
+            let step = terms(s);
+            for (acc_r, step_r) in acc.iter_mut().zip(&step) {
+                for (acc_rt, &(sums, scale)) in acc_r.iter_mut().zip(step_r) {
                     // Both blocks into accumulator 0 (the low half), first then second.
                     let a0 = _mm512_castps512_ps256(acc_rt[0]);
                     let a0 = _mm256_fmadd_ps(_mm512_castps512_ps256(sums), _mm512_castps512_ps256(scale), a0);
