@@ -40,6 +40,8 @@ pub struct Funcs {
     pub attn_f32: CudaFunction,
     pub attn_combine: CudaFunction,
     pub attn_prompt_f16: CudaFunction,
+    pub attn_decode_f16: CudaFunction,
+    pub attn_decode_f32: CudaFunction,
     weights: HashMap<GgmlType, WeightFuncs>,
 }
 
@@ -86,6 +88,8 @@ impl Funcs {
             attn_f32: f("attn_f32")?,
             attn_combine: f("attn_combine")?,
             attn_prompt_f16: f("attn_prompt_f16")?,
+            attn_decode_f16: f("attn_decode_f16")?,
+            attn_decode_f32: f("attn_decode_f32")?,
             weights,
         })
     }
@@ -291,17 +295,15 @@ impl Graphs {
     }
 }
 
-/// The key of a decode step's graph: everything that changes a launch parameter. Token ids and positions are
-/// read from device memory, so they are not part of it — except the attention split count, which follows the
-/// highest position in steps of `split_quantum`.
-pub fn graph_key(state_id: u64, batch: &Batch, split_quantum: usize) -> u64 {
+/// The key of a decode step's graph: everything that changes a launch parameter. Token ids, positions and
+/// sequences are read from device memory (and decode attention splits by the cache size), so they are not part
+/// of it.
+pub fn graph_key(state_id: u64, batch: &Batch) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     state_id.hash(&mut h);
     batch.len().hash(&mut h);
     batch.want_logits.hash(&mut h);
-    let max_pos = batch.positions.iter().copied().max().unwrap_or(0) as usize + 1;
-    max_pos.div_ceil(split_quantum).hash(&mut h);
     h.finish()
 }
 
@@ -343,12 +345,15 @@ mod tests {
     fn graph_key_ignores_tokens_but_not_shape() {
         let a = Batch::for_sequence(&[5], 0, 10);
         let b = Batch::for_sequence(&[9], 0, 11);
-        assert_eq!(graph_key(1, &a, 256), graph_key(1, &b, 256), "new token, same shape");
-        let far = Batch::for_sequence(&[9], 0, 300);
-        assert_ne!(graph_key(1, &a, 256), graph_key(1, &far, 256), "more attention splits");
-        assert_ne!(graph_key(1, &a, 256), graph_key(2, &a, 256), "another state");
+        assert_eq!(graph_key(1, &a), graph_key(1, &b), "new token, same shape");
+        let far = Batch::for_sequence(&[9], 0, 3000);
+        assert_eq!(graph_key(1, &a), graph_key(1, &far), "positions are device data");
+        assert_ne!(graph_key(1, &a), graph_key(2, &a), "another state");
         let two = Batch::for_sequence(&[1, 2], 0, 10);
-        assert_ne!(graph_key(1, &a, 256), graph_key(1, &two, 256), "more tokens");
+        assert_ne!(graph_key(1, &a), graph_key(1, &two), "more tokens");
+        let mut quiet = a.clone();
+        quiet.want_logits[0] = false;
+        assert_ne!(graph_key(1, &a), graph_key(1, &quiet), "other logit rows");
     }
 
     #[test]

@@ -31,6 +31,8 @@ const MATVEC_THREADS: u32 = 128;
 const SPLIT_QUANTUM: usize = 256;
 /// Most splits of one (token, head) in flash-decoding.
 const MAX_SPLITS: usize = 32;
+/// Keys per split of decode attention (before the split count is capped).
+const DECODE_SPLIT_KEYS: usize = 256;
 /// Tokens of one sequence from which attention runs the tiled prompt kernel.
 const PROMPT_ATTENTION_TOKENS: usize = 16;
 /// Token-head pairs from which a batch runs attention without splitting.
@@ -536,7 +538,7 @@ impl Backend for CudaBackend {
         if batch.len() > MAX_DECODE_TOKENS {
             return f();
         }
-        let key = device::graph_key(state_id, batch, SPLIT_QUANTUM);
+        let key = device::graph_key(state_id, batch);
         // The step is decided under the lock, which is released before the ops run (they may take it).
         let step = lock(&self.graphs).prepare(key);
         match step {
@@ -872,6 +874,55 @@ impl Backend for CudaBackend {
                     Arg::I32(window),
                 ],
             );
+        }
+        if n <= MAX_DECODE_TOKENS {
+            // Decode: splits fixed by the cache size (not by positions), so a captured graph stays valid.
+            let n_splits = s
+                .n_ctx
+                .div_ceil(DECODE_SPLIT_KEYS)
+                .clamp(1, MAX_SPLITS)
+                .min(NO_SPLIT_PAIRS * MAX_SPLITS / pairs.max(1))
+                .max(1);
+            let f = match s.precision {
+                KvPrecision::F16 => &self.funcs.attn_decode_f16,
+                KvPrecision::F32 => &self.funcs.attn_decode_f32,
+            };
+            self.launch(
+                f,
+                (pairs as u32, n_splits as u32, 1),
+                128,
+                &[
+                    Arg::Ptr(self.ptr(q)),
+                    Arg::Ptr(self.ptr(&kv.k)),
+                    Arg::Ptr(self.ptr(&kv.v)),
+                    Arg::Ptr(self.ptr(&meta.pos)),
+                    Arg::Ptr(self.ptr(&meta.seq)),
+                    Arg::Ptr(self.ptr(out)),
+                    Arg::Ptr(self.ptr(&kv.part)),
+                    Arg::I32(p.n_heads as i32),
+                    Arg::I32(p.n_kv_heads as i32),
+                    Arg::I32(p.head_dim as i32),
+                    Arg::I32(s.n_ctx as i32),
+                    Arg::I32(s.n_seqs as i32),
+                    Arg::I32(p.layer as i32),
+                    Arg::F32(p.scale),
+                    Arg::I32(window),
+                ],
+            )?;
+            if n_splits > 1 {
+                self.launch(
+                    &self.funcs.attn_combine,
+                    (pairs as u32, 1, 1),
+                    p.head_dim as u32,
+                    &[
+                        Arg::Ptr(self.ptr(&kv.part)),
+                        Arg::Ptr(self.ptr(out)),
+                        Arg::I32(n_splits as i32),
+                        Arg::I32(p.head_dim as i32),
+                    ],
+                )?;
+            }
+            return Ok(());
         }
         let (split_len, n_splits) = Self::split_plan(kv, batch, p.n_heads);
         let f = match s.precision {

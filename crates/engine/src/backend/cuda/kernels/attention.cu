@@ -219,3 +219,121 @@ extern "C" __global__ void attn_prompt_f16(const float* q, const u16* kc, const 
     attn_prompt<u16>(q, kc, vc, pos, seq, out, n_tokens, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer, scale,
                      window);
 }
+
+// Decode attention (few queries, many keys): a block of 4 warps per (token, head, split). Splits divide the
+// token's window evenly (computed here from its position, so the launch shape never depends on positions and a
+// captured graph stays valid); warps take tiles of 32 keys, lane j scoring key j over the whole head (no
+// reduction per key), then lanes own head dimensions for the values. The 4 warps merge in shared memory; with
+// several splits the block writes a partial for attn_combine.
+#define DW 4
+template <typename T>
+__device__ __forceinline__ float kv_dot8(const T* row, int d, const float* qs);
+template <>
+__device__ __forceinline__ float kv_dot8<u16>(const u16* row, int d, const float* qs) {
+    uint4 w = *(const uint4*)(row + d);
+    u32 a[4] = {w.x, w.y, w.z, w.w};
+    float s = 0.f;
+#pragma unroll
+    for (int i = 0; i < 4; i++) s += qs[d + 2 * i] * h2f((u16)(a[i] & 0xFFFF)) + qs[d + 2 * i + 1] * h2f((u16)(a[i] >> 16));
+    return s;
+}
+template <>
+__device__ __forceinline__ float kv_dot8<float>(const float* row, int d, const float* qs) {
+    float4 a = *(const float4*)(row + d), b = *(const float4*)(row + d + 4);
+    return qs[d] * a.x + qs[d + 1] * a.y + qs[d + 2] * a.z + qs[d + 3] * a.w + qs[d + 4] * b.x + qs[d + 5] * b.y +
+           qs[d + 6] * b.z + qs[d + 7] * b.w;
+}
+
+template <typename T>
+__device__ __forceinline__ void attn_decode(const float* __restrict__ q, const T* __restrict__ kc,
+                                            const T* __restrict__ vc, const int* __restrict__ pos,
+                                            const int* __restrict__ seq, float* __restrict__ out,
+                                            float* __restrict__ part, int n_heads, int n_kv_heads, int head_dim,
+                                            int n_ctx, int n_seqs, int layer, float scale, int window) {
+    __shared__ float qs[256];
+    __shared__ float wm[DW], wl[DW];
+    __shared__ float wacc[DW][256];
+    int th = blockIdx.x, split = blockIdx.y, n_splits = gridDim.y;
+    int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
+    int t = th / n_heads, h = th % n_heads;
+    int p = pos[t];
+    int lo = window > 0 ? max(0, p + 1 - window) : 0;
+    int per = (p + 1 - lo + n_splits - 1) / n_splits;
+    int start = lo + split * per, end = min(p + 1, start + per);
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) qs[d] = q[(size_t)th * head_dim + d] * scale;
+    __syncthreads();
+    int kvh = h / (n_heads / n_kv_heads);
+    size_t base = (((size_t)layer * n_seqs + seq[t]) * n_kv_heads + kvh) * n_ctx * head_dim;
+    int nj = head_dim / 32;
+    float m = -QINF, l = 0.f, acc[8];
+#pragma unroll
+    for (int j = 0; j < 8; j++) acc[j] = 0.f;
+    for (int k0 = start + 32 * warp; k0 < end; k0 += 32 * DW) {
+        int key = k0 + lane;
+        bool valid = key < end;
+        float s = -QINF;
+        if (valid) {
+            const T* row = kc + base + (size_t)key * head_dim;
+            s = 0.f;
+            for (int d = 0; d < head_dim; d += 8) s += kv_dot8<T>(row, d, qs);
+        }
+        float m_tile = warp_max(s);
+        float m_new = fmaxf(m, m_tile);
+        float corr = __expf(m - m_new);
+        float e = valid ? __expf(s - m_new) : 0.f;
+        l = l * corr + warp_sum(e);
+#pragma unroll
+        for (int j = 0; j < 8; j++) acc[j] *= corr;
+        int n_keys = min(32, end - k0);
+        for (int r = 0; r < n_keys; r++) {
+            float pr = __shfl_sync(0xffffffffu, e, r);
+            const T* vrow = vc + base + (size_t)(k0 + r) * head_dim + lane;
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+                if (j < nj) acc[j] += pr * kv_at<T>(vrow, 32 * j);
+        }
+        m = m_new;
+    }
+    if (lane == 0) {
+        wm[warp] = m;
+        wl[warp] = l;
+    }
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+        if (j < nj) wacc[warp][lane + 32 * j] = acc[j];
+    __syncthreads();
+    float M = -QINF;
+    for (int w = 0; w < DW; w++) M = fmaxf(M, wm[w]);
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+        float num = 0.f, den = 0.f;
+        for (int w = 0; w < DW; w++) {
+            if (wm[w] == -QINF) continue;
+            float f = __expf(wm[w] - M);
+            num += f * wacc[w][d];
+            den += f * wl[w];
+        }
+        if (n_splits == 1) {
+            out[(size_t)th * head_dim + d] = den > 0.f ? num / den : 0.f;
+        } else {
+            float* pp = part + ((size_t)th * n_splits + split) * (head_dim + 2);
+            pp[d] = num;
+            if (d == 0) {
+                pp[head_dim] = M;
+                pp[head_dim + 1] = den;
+            }
+        }
+    }
+}
+
+extern "C" __global__ void attn_decode_f16(const float* q, const u16* kc, const u16* vc, const int* pos,
+                                           const int* seq, float* out, float* part, int n_heads, int n_kv_heads,
+                                           int head_dim, int n_ctx, int n_seqs, int layer, float scale, int window) {
+    attn_decode<u16>(q, kc, vc, pos, seq, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer, scale,
+                     window);
+}
+extern "C" __global__ void attn_decode_f32(const float* q, const float* kc, const float* vc, const int* pos,
+                                           const int* seq, float* out, float* part, int n_heads, int n_kv_heads,
+                                           int head_dim, int n_ctx, int n_seqs, int layer, float scale, int window) {
+    attn_decode<float>(q, kc, vc, pos, seq, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer, scale,
+                       window);
+}
