@@ -269,7 +269,71 @@ fn compare_single(n_tokens: usize, block: usize, only: Option<String>) {
     }
 }
 
+/// Microkernel throughput with everything in L1 (`gemm_speed l1`): one tile's rows, run again and again.
+fn l1_tiles() {
+    let simd = SimdLevel::detect();
+    for ty in [GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::F16] {
+        let kern = kernels(ty, simd).expect("kernels");
+        let (k, rows, n_tokens) = (512, 4, 4);
+        let Some(gemm) = Gemm::new(&kern, k, simd) else {
+            continue;
+        };
+        let rb = ty.row_bytes(k).expect("whole blocks");
+        let w = weights(ty, rows, k);
+        let x: Vec<f32> = (0..n_tokens * k)
+            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        let mut acts = ActPanel::default();
+        if gemm.uses_act_panel() {
+            gemm.pack_acts(&x, n_tokens, &mut acts, &mut Vec::new());
+        }
+        let a = match gemm.route {
+            Route::Float { .. } => Acts::Float { x: &x, n_tokens },
+            _ => Acts::Int(&acts),
+        };
+        let mut panel = WeightPanel::default();
+        let mut out = vec![0f32; n_tokens * rows];
+        let view = OutView::of(&mut out, rows, n_tokens).expect("fits");
+        let iters = 200_000;
+        let t = cpu_seconds();
+        for _ in 0..iters {
+            gemm.rows(&w, rb, (0, rows), &a, &mut panel, &view).expect("fits");
+        }
+        let secs = cpu_seconds() - t;
+        println!(
+            "{ty}: {:.1} GMAC/s in L1 (one 4x4 tile of k={k} per call, unpack included)",
+            (iters * rows * n_tokens * k) as f64 / secs / 1e9
+        );
+    }
+    // The float microkernel alone on f32 rows in L1.
+    for k in [1024, 4864, 16384] {
+        let Some(tile) = quarrel_quant::gemm::float::best(simd) else {
+            break;
+        };
+        let wv: Vec<f32> = (0..4 * k).map(|i| (i % 7) as f32 * 0.1).collect();
+        let av: Vec<f32> = (0..4 * k).map(|i| (i % 5) as f32 * 0.1).collect();
+        let w = quarrel_quant::gemm::float::Rows { x: &wv, ld: k };
+        let a = quarrel_quant::gemm::float::Rows { x: &av, ld: k };
+        let mut res = [[0f32; 4]; 4];
+        let iters = 500_000 * 1024 / k;
+        let t = cpu_seconds();
+        for _ in 0..iters {
+            tile(k, &w, [0, 1, 2, 3], &a, [0, 1, 2, 3], &mut res);
+            std::hint::black_box(&mut res);
+        }
+        let secs = cpu_seconds() - t;
+        println!(
+            "float tile alone, k={k}: {:.1} GMAC/s",
+            (iters * 16 * k) as f64 / secs / 1e9
+        );
+    }
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("l1") {
+        l1_tiles();
+        return;
+    }
     if std::env::args().nth(1).as_deref() == Some("single") {
         let arg = |i: usize, d: usize| std::env::args().nth(i).and_then(|s| s.parse().ok()).unwrap_or(d);
         compare_single(arg(2, 512), arg(3, 64), std::env::args().nth(4));

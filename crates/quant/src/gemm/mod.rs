@@ -38,7 +38,7 @@
 
 mod buf;
 pub mod exact;
-mod float;
+pub mod float;
 mod int;
 #[cfg(test)]
 mod tests;
