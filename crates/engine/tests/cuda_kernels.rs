@@ -58,6 +58,7 @@ fn every_kernel_compiles_for_hopper_and_ampere() {
             "argmax_rows",
             "gated_act",
         ]);
+        names.extend(["attn_decode_f16", "softmax_causal", "norm_quant", "rope_store_f16"]);
         let per_format: Vec<String> = gguf::GgmlType::ALL
             .iter()
             .filter_map(|&t| quant::cuda::kernel_suffix(t))

@@ -39,9 +39,9 @@ pub struct Funcs {
     pub attn_f16: CudaFunction,
     pub attn_f32: CudaFunction,
     pub attn_combine: CudaFunction,
-    pub attn_prompt_f16: CudaFunction,
     pub attn_decode_f16: CudaFunction,
     pub attn_decode_f32: CudaFunction,
+    pub softmax_causal: CudaFunction,
     weights: HashMap<GgmlType, WeightFuncs>,
 }
 
@@ -87,9 +87,9 @@ impl Funcs {
             attn_f16: f("attn_f16")?,
             attn_f32: f("attn_f32")?,
             attn_combine: f("attn_combine")?,
-            attn_prompt_f16: f("attn_prompt_f16")?,
             attn_decode_f16: f("attn_decode_f16")?,
             attn_decode_f32: f("attn_decode_f32")?,
+            softmax_causal: f("softmax_causal")?,
             weights,
         })
     }
@@ -203,6 +203,9 @@ pub struct Scratch {
     pub w32: CudaSlice<f32>,
     /// Sampled token ids
     pub ids: CudaSlice<i32>,
+    /// Prompt attention: scores [n_heads, n_tokens, n_keys] f32 and probabilities f16
+    pub att_s: CudaSlice<f32>,
+    pub att_p: CudaSlice<u16>,
 }
 
 fn grow<T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits>(
@@ -226,6 +229,8 @@ impl Scratch {
             w16: alloc(stream, 1)?,
             w32: alloc(stream, 1)?,
             ids: alloc(stream, 1)?,
+            att_s: alloc(stream, 1)?,
+            att_p: alloc(stream, 1)?,
         })
     }
     /// Room for `elems` quantized activations; true when the buffers moved.
@@ -242,6 +247,10 @@ impl Scratch {
     }
     pub fn ensure_w32(&mut self, stream: &Arc<CudaStream>, n: usize) -> Result<()> {
         grow(stream, &mut self.w32, n).map(|_| ())
+    }
+    pub fn ensure_att(&mut self, stream: &Arc<CudaStream>, n: usize) -> Result<()> {
+        grow(stream, &mut self.att_s, n)?;
+        grow(stream, &mut self.att_p, n).map(|_| ())
     }
     pub fn ensure_ids(&mut self, stream: &Arc<CudaStream>, n: usize) -> Result<()> {
         grow(stream, &mut self.ids, n).map(|_| ())

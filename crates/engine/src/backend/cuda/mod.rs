@@ -8,6 +8,7 @@
 
 mod decode;
 mod device;
+mod prefill;
 pub mod runtime;
 
 use super::{AttentionParams, Backend, KvPrecision, KvShape, WeightSource};
@@ -33,7 +34,7 @@ const SPLIT_QUANTUM: usize = 256;
 const MAX_SPLITS: usize = 32;
 /// Keys per split of decode attention (before the split count is capped).
 const DECODE_SPLIT_KEYS: usize = 256;
-/// Tokens of one sequence from which attention runs the tiled prompt kernel.
+/// Tokens of one sequence from which attention runs through GEMMs.
 const PROMPT_ATTENTION_TOKENS: usize = 16;
 /// Token-head pairs from which a batch runs attention without splitting.
 const NO_SPLIT_PAIRS: usize = 512;
@@ -849,31 +850,11 @@ impl Backend for CudaBackend {
             LayerKind::Sliding { window } => window as i32,
         };
         let meta = lock(&self.meta);
-        // A prompt of one sequence in an F16 cache: the tiled kernel that shares K/V tiles between 8 queries.
+        // A prompt of one sequence in an F16 cache: scores and values through cuBLAS (tensor cores).
         let one_seq = batch.seq_ids.windows(2).all(|w| w[0] == w[1]);
         if s.precision == KvPrecision::F16 && one_seq && n >= PROMPT_ATTENTION_TOKENS {
-            return self.launch(
-                &self.funcs.attn_prompt_f16,
-                (n.div_ceil(8) as u32, p.n_heads as u32, 1),
-                256,
-                &[
-                    Arg::Ptr(self.ptr(q)),
-                    Arg::Ptr(self.ptr(&kv.k)),
-                    Arg::Ptr(self.ptr(&kv.v)),
-                    Arg::Ptr(self.ptr(&meta.pos)),
-                    Arg::Ptr(self.ptr(&meta.seq)),
-                    Arg::Ptr(self.ptr(out)),
-                    Arg::I32(n as i32),
-                    Arg::I32(p.n_heads as i32),
-                    Arg::I32(p.n_kv_heads as i32),
-                    Arg::I32(p.head_dim as i32),
-                    Arg::I32(s.n_ctx as i32),
-                    Arg::I32(s.n_seqs as i32),
-                    Arg::I32(p.layer as i32),
-                    Arg::F32(p.scale),
-                    Arg::I32(window),
-                ],
-            );
+            drop(meta);
+            return self.attention_gemm(q, kv, batch, p, out);
         }
         if n <= MAX_DECODE_TOKENS {
             // Decode: splits fixed by the cache size (not by positions), so a captured graph stays valid.

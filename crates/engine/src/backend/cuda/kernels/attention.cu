@@ -104,122 +104,6 @@ extern "C" __global__ void attn_combine(const float* __restrict__ part, float* _
     out[(size_t)th * head_dim + d] = den > 0.f ? num / den : 0.f;
 }
 
-// Prompt attention for a batch of one sequence: a block of 8 warps takes 8 consecutive tokens of the batch and one
-// head; K and V tiles of 32 positions go through shared memory once for the 8 queries. Scores: lane j takes key j
-// of the tile (no reduction per key); values: lanes own head dimensions, probabilities broadcast by shuffle.
-// Sliding windows are per query (lo..pos). head_dim <= 256, a multiple of 32.
-#define PQ 8
-template <typename T>
-__device__ __forceinline__ u32 kv_pair_f16(const T* p, size_t i);
-template <>
-__device__ __forceinline__ u32 kv_pair_f16<u16>(const u16* p, size_t i) { return *(const u32*)(p + i); }
-template <>
-__device__ __forceinline__ u32 kv_pair_f16<float>(const float* p, size_t i) {
-    return (u32)f2h(p[i]) | ((u32)f2h(p[i + 1]) << 16);
-}
-
-template <typename T>
-__device__ __forceinline__ void attn_prompt(const float* __restrict__ q, const T* __restrict__ kc,
-                                            const T* __restrict__ vc, const int* __restrict__ pos,
-                                            const int* __restrict__ seq, float* __restrict__ out, int n_tokens,
-                                            int n_heads, int n_kv_heads, int head_dim, int n_ctx, int n_seqs, int layer,
-                                            float scale, int window) {
-    // K and V tiles as f16 pairs, rows padded by one word so that lane j reading row j hits its own bank.
-    __shared__ u32 ks[32][129];
-    __shared__ u32 vs[32][129];
-    __shared__ float qs[PQ][256];
-    int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
-    int h = blockIdx.y;
-    int t = blockIdx.x * PQ + warp;
-    bool active = t < n_tokens;
-    int tc = active ? t : n_tokens - 1;
-    int p = pos[tc];
-    int lo = window > 0 ? max(0, p + 1 - window) : 0;
-    int hw = head_dim / 2;  // words per row
-    int nj = head_dim / 32;
-    for (int d = lane; d < head_dim; d += 32) qs[warp][d] = q[((size_t)tc * n_heads + h) * head_dim + d] * scale;
-    // The block's key range: from the lowest window start to the highest position of its tokens.
-    __shared__ int range[2];
-    if (threadIdx.x == 0) {
-        int a = 1 << 30, b = 0;
-        for (int w = 0; w < PQ; w++) {
-            int tw = min(blockIdx.x * PQ + w, n_tokens - 1);
-            int pw = pos[tw];
-            a = min(a, window > 0 ? max(0, pw + 1 - window) : 0);
-            b = max(b, pw + 1);
-        }
-        range[0] = a;
-        range[1] = b;
-    }
-    __syncthreads();
-    int kvh = h / (n_heads / n_kv_heads);
-    size_t base = (((size_t)layer * n_seqs + seq[tc]) * n_kv_heads + kvh) * n_ctx * head_dim;
-    float m = -QINF, l = 0.f, acc[8];
-#pragma unroll
-    for (int j = 0; j < 8; j++) acc[j] = 0.f;
-    for (int k0 = range[0] & ~31; k0 < range[1]; k0 += 32) {
-        // Cooperative tile load: 32 rows x hw words, 256 threads.
-        for (int i = threadIdx.x; i < 32 * hw; i += blockDim.x) {
-            int r = i / hw, wd = i % hw;
-            int key = k0 + r;
-            u32 kw = 0, vw = 0;
-            if (key < range[1]) {
-                kw = kv_pair_f16<T>(kc, base + (size_t)key * head_dim + 2 * wd);
-                vw = kv_pair_f16<T>(vc, base + (size_t)key * head_dim + 2 * wd);
-            }
-            ks[r][wd] = kw;
-            vs[r][wd] = vw;
-        }
-        __syncthreads();
-        int key = k0 + lane;
-        bool valid = active && key >= lo && key <= p;
-        float s = -QINF;
-        if (valid) {
-            s = 0.f;
-            for (int wd = 0; wd < hw; wd++) {
-                u32 kw = ks[lane][wd];
-                s += qs[warp][2 * wd] * h2f((u16)(kw & 0xFFFF)) + qs[warp][2 * wd + 1] * h2f((u16)(kw >> 16));
-            }
-        }
-        float m_tile = warp_max(s);
-        if (m_tile != -QINF) {
-            float m_new = fmaxf(m, m_tile);
-            float corr = __expf(m - m_new);
-            float e = valid ? __expf(s - m_new) : 0.f;
-            l = l * corr + warp_sum(e);
-#pragma unroll
-            for (int j = 0; j < 8; j++) acc[j] *= corr;
-            for (int r = 0; r < 32; r++) {
-                float pr = __shfl_sync(0xffffffffu, e, r);
-                if (pr == 0.f) continue;
-#pragma unroll
-                for (int j = 0; j < 8; j++) {
-                    if (j < nj) {
-                        int d = lane + 32 * j;
-                        u32 vw = vs[r][d >> 1];
-                        float v = h2f((u16)((d & 1) ? (vw >> 16) : (vw & 0xFFFF)));
-                        acc[j] += pr * v;
-                    }
-                }
-            }
-            m = m_new;
-        }
-        __syncthreads();
-    }
-    if (!active) return;
-    float inv = l > 0.f ? 1.f / l : 0.f;
-#pragma unroll
-    for (int j = 0; j < 8; j++)
-        if (j < nj) out[((size_t)t * n_heads + h) * head_dim + lane + 32 * j] = acc[j] * inv;
-}
-
-extern "C" __global__ void attn_prompt_f16(const float* q, const u16* kc, const u16* vc, const int* pos,
-                                           const int* seq, float* out, int n_tokens, int n_heads, int n_kv_heads,
-                                           int head_dim, int n_ctx, int n_seqs, int layer, float scale, int window) {
-    attn_prompt<u16>(q, kc, vc, pos, seq, out, n_tokens, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer, scale,
-                     window);
-}
-
 // Decode attention (few queries, many keys): a block of 4 warps per (token, head, split). Splits divide the
 // token's window evenly (computed here from its position, so the launch shape never depends on positions and a
 // captured graph stays valid); warps take tiles of 32 keys, lane j scoring key j over the whole head (no
@@ -336,4 +220,43 @@ extern "C" __global__ void attn_decode_f32(const float* q, const float* kc, cons
                                            int head_dim, int n_ctx, int n_seqs, int layer, float scale, int window) {
     attn_decode<float>(q, kc, vc, pos, seq, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer, scale,
                        window);
+}
+
+// Prompt attention through GEMMs: S = scale * Q Kᵀ is computed by cuBLAS, this kernel turns each row of S into
+// causal (and windowed) softmax probabilities in f16 for the second GEMM, P V. S: [n_heads, n_tokens, n_keys] f32,
+// P: same shape, f16. A block per row.
+__device__ __forceinline__ float block_reduce(float v, bool is_max, float* sh) {
+    int warp = threadIdx.x / 32, lane = threadIdx.x & 31, nw = blockDim.x / 32;
+    v = is_max ? warp_max(v) : warp_sum(v);
+    __syncthreads();
+    if (lane == 0) sh[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        float x = lane < nw ? sh[lane] : (is_max ? -QINF : 0.f);
+        x = is_max ? warp_max(x) : warp_sum(x);
+        if (lane == 0) sh[0] = x;
+    }
+    __syncthreads();
+    return sh[0];
+}
+
+extern "C" __global__ void softmax_causal(const float* __restrict__ S, u16* __restrict__ P,
+                                          const int* __restrict__ pos, int n_tokens, int n_keys, int window) {
+    __shared__ float sh[32];
+    size_t row = blockIdx.x;
+    int t = (int)(row % n_tokens);
+    int p = pos[t];
+    int lo = window > 0 ? max(0, p + 1 - window) : 0;
+    int hi = min(p, n_keys - 1);
+    const float* s = S + row * n_keys;
+    u16* o = P + row * n_keys;
+    float m = -QINF;
+    for (int j = lo + threadIdx.x; j <= hi; j += blockDim.x) m = fmaxf(m, s[j]);
+    m = block_reduce(m, true, sh);
+    float sum = 0.f;
+    for (int j = lo + threadIdx.x; j <= hi; j += blockDim.x) sum += __expf(s[j] - m);
+    sum = block_reduce(sum, false, sh);
+    float inv = sum > 0.f ? 1.f / sum : 0.f;
+    for (int j = threadIdx.x; j < n_keys; j += blockDim.x)
+        o[j] = f2h(j >= lo && j <= hi ? __expf(s[j] - m) * inv : 0.f);
 }

@@ -1,0 +1,139 @@
+//! Prompt attention through cuBLAS: for each KV head, one strided-batched GEMM over its query heads gives the
+//! scores S = scale · Q Kᵀ, a kernel turns them into causal softmax probabilities (f16), and a second batched GEMM
+//! gives P V straight into the output rows. Tensor cores do the O(n²) work; used for prompts of one sequence on an
+//! F16 cache.
+
+use super::{err, lock, Arg, CudaBackend, CudaKv};
+use crate::backend::AttentionParams;
+use crate::batch::Batch;
+use crate::error::Result;
+use crate::model::config::LayerKind;
+use cudarc::driver::CudaSlice;
+
+impl CudaBackend {
+    pub(super) fn attention_gemm(
+        &self,
+        q: &CudaSlice<f32>,
+        kv: &CudaKv,
+        batch: &Batch,
+        p: AttentionParams,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cublasOperation_t, cudaDataType};
+        let s = kv.shape;
+        let n = batch.len();
+        let hd = p.head_dim;
+        let q_dim = p.n_heads * hd;
+        let n_keys = batch.positions.iter().copied().max().unwrap_or(0) as usize + 1;
+        let group = p.n_heads / p.n_kv_heads;
+        let seq = batch.seq_ids[0] as usize;
+        let window = match p.kind {
+            LayerKind::Global => 0,
+            LayerKind::Sliding { window } => window as i32,
+        };
+        let mut scratch = lock(&self.scratch);
+        scratch.ensure_x16(&self.stream, n * q_dim)?;
+        scratch.ensure_att(&self.stream, p.n_heads * n * n_keys)?;
+        self.launch_1d(
+            &self.funcs.to_f16,
+            n * q_dim,
+            &[
+                Arg::Ptr(self.ptr(q)),
+                Arg::Ptr(self.ptr(&scratch.x16)),
+                Arg::Usize(n * q_dim),
+            ],
+        )?;
+        let (q16, s32, p16, o32) = (
+            self.ptr(&scratch.x16),
+            self.ptr(&scratch.att_s),
+            self.ptr(&scratch.att_p),
+            self.ptr(out),
+        );
+        let (kc, vc) = (self.ptr(&kv.k), self.ptr(&kv.v));
+        let handle = *self.blas.handle();
+        let (one, zero, scale) = (1.0f32, 0.0f32, p.scale);
+        for g in 0..p.n_kv_heads {
+            let head0 = g * group;
+            let kv_off = ((((p.layer * s.n_seqs + seq) * s.n_kv_heads + g) * s.n_ctx) * hd * 2) as u64;
+            // SAFETY: K_g is [n_ctx, hd] f16 at kv_off (n_keys <= n_ctx rows read); Q16 rows of n_heads*hd halves,
+            // heads hd apart; S holds n_heads blocks of [n, n_keys] f32. All sizes ensured above.
+            unsafe {
+                cudarc::cublas::result::gemm_strided_batched_ex(
+                    handle,
+                    cublasOperation_t::CUBLAS_OP_T,
+                    cublasOperation_t::CUBLAS_OP_N,
+                    n_keys as i32,
+                    n as i32,
+                    hd as i32,
+                    (&scale as *const f32).cast(),
+                    (kc + kv_off) as *const std::ffi::c_void,
+                    cudaDataType::CUDA_R_16F,
+                    hd as i32,
+                    0,
+                    (q16 + (head0 * hd * 2) as u64) as *const std::ffi::c_void,
+                    cudaDataType::CUDA_R_16F,
+                    q_dim as i32,
+                    hd as i64,
+                    (&zero as *const f32).cast(),
+                    (s32 + (head0 * n * n_keys * 4) as u64) as *mut std::ffi::c_void,
+                    cudaDataType::CUDA_R_32F,
+                    n_keys as i32,
+                    (n * n_keys) as i64,
+                    group as i32,
+                    cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                    cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+                )
+            }
+            .map_err(|e| err("attention scores GEMM", e))?;
+        }
+        let meta = lock(&self.meta);
+        self.launch(
+            &self.funcs.softmax_causal,
+            ((p.n_heads * n) as u32, 1, 1),
+            256,
+            &[
+                Arg::Ptr(s32),
+                Arg::Ptr(p16),
+                Arg::Ptr(self.ptr(&meta.pos)),
+                Arg::I32(n as i32),
+                Arg::I32(n_keys as i32),
+                Arg::I32(window),
+            ],
+        )?;
+        for g in 0..p.n_kv_heads {
+            let head0 = g * group;
+            let kv_off = ((((p.layer * s.n_seqs + seq) * s.n_kv_heads + g) * s.n_ctx) * hd * 2) as u64;
+            // SAFETY: V_g is [n_ctx, hd] f16; P blocks of [n, n_keys] f16; out rows of n_heads*hd floats, heads hd
+            // apart.
+            unsafe {
+                cudarc::cublas::result::gemm_strided_batched_ex(
+                    handle,
+                    cublasOperation_t::CUBLAS_OP_N,
+                    cublasOperation_t::CUBLAS_OP_N,
+                    hd as i32,
+                    n as i32,
+                    n_keys as i32,
+                    (&one as *const f32).cast(),
+                    (vc + kv_off) as *const std::ffi::c_void,
+                    cudaDataType::CUDA_R_16F,
+                    hd as i32,
+                    0,
+                    (p16 + (head0 * n * n_keys * 2) as u64) as *const std::ffi::c_void,
+                    cudaDataType::CUDA_R_16F,
+                    n_keys as i32,
+                    (n * n_keys) as i64,
+                    (&zero as *const f32).cast(),
+                    (o32 + (head0 * hd * 4) as u64) as *mut std::ffi::c_void,
+                    cudaDataType::CUDA_R_32F,
+                    q_dim as i32,
+                    hd as i64,
+                    group as i32,
+                    cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                    cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+                )
+            }
+            .map_err(|e| err("attention values GEMM", e))?;
+        }
+        Ok(())
+    }
+}
