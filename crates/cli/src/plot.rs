@@ -1,7 +1,8 @@
 //! Grouped bar charts with ± sd error bars (plotters), as SVG or PNG by the file's extension.
 //!
 //! Text needs a TrueType font: `$QUARREL_FONT`, else DejaVu Sans or Liberation Sans from the usual system
-//! directories.
+//! directories, else the DejaVu Sans subset built into the binary (Latin-1 and common punctuation;
+//! `assets/DejaVu-LICENSE.txt`).
 
 use anyhow::{anyhow, bail, Context, Result};
 use plotters::prelude::*;
@@ -60,12 +61,21 @@ pub fn check_plot_path(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// DejaVu Sans, subset to Latin-1 and common punctuation (24 KB): the font of last resort.
+const BUILTIN_FONT: &[u8] = include_bytes!("../assets/DejaVuSans-subset.ttf");
+
 fn register_font() -> Result<()> {
     static DONE: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     DONE.get_or_init(|| {
         let env = std::env::var("QUARREL_FONT").ok();
-        let candidates = env.iter().map(String::as_str).chain(FONT_PATHS.iter().copied());
-        for p in candidates {
+        if let Some(p) = &env {
+            // An explicit choice must work.
+            let bytes = std::fs::read(p).map_err(|e| format!("QUARREL_FONT={p}: {e}"))?;
+            let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+            return plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
+                .map_err(|_| format!("QUARREL_FONT={p}: not a TrueType font"));
+        }
+        for p in FONT_PATHS {
             if let Ok(bytes) = std::fs::read(p) {
                 let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
                 if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
@@ -73,7 +83,8 @@ fn register_font() -> Result<()> {
                 }
             }
         }
-        Err("no TrueType font found for the plot's text: set QUARREL_FONT=/path/to/font.ttf".to_string())
+        plotters::style::register_font("sans-serif", FontStyle::Normal, BUILTIN_FONT)
+            .map_err(|_| "the built-in font does not load".to_string())
     })
     .clone()
     .map_err(|e| anyhow!(e))
@@ -94,7 +105,10 @@ pub fn bar_chart(path: &Path, title: &str, categories: &[String], series: &[Seri
         bail!("nothing to plot");
     }
     register_font()?;
-    let width = (160 + 90 * categories.len() as u32 * series.len().max(1) as u32).clamp(640, 2400);
+    // Room for each category's label (about 7 px a character at 13 px) and its bars.
+    let label_w = categories.iter().map(|c| c.chars().count()).max().unwrap_or(8) as u32 * 7 + 24;
+    let per_cat = label_w.max(90 * series.len() as u32);
+    let width = (160 + per_cat * categories.len() as u32).clamp(640, 4000);
     match kind(path)? {
         Kind::Svg => draw(
             SVGBackend::new(path, (width, 520)).into_drawing_area(),
@@ -188,4 +202,26 @@ where
         .map_err(err)?;
     root.present().map_err(err)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_font_loads_and_draws_a_chart() {
+        assert!(plotters::style::register_font("sans-serif", FontStyle::Normal, BUILTIN_FONT).is_ok());
+        let dir = std::env::temp_dir().join(format!("quarrel-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("chart.svg");
+        let series = [Series {
+            name: "quarrel".into(),
+            values: vec![Some((10.0, 1.0)), None, Some((5.5, 0.2))],
+        }];
+        let cats = ["pp512 t2".to_string(), "tg128 t2".into(), "pp512 t1 ±".into()];
+        bar_chart(&path, "tokens / s", &cats, &series).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("pp512 t1"));
+        assert!(bar_chart(&dir.join("chart.gif"), "x", &cats, &series).is_err());
+    }
 }
