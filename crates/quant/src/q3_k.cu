@@ -15,10 +15,13 @@ struct FmtQ3_K {
         int j = c & 7, n = j >> 2, s = 2 * (j & 3);
         float d = h2f(ld16(b + 108));
         const u8* qs = b + 32 + 32 * n;
+        u32 qw[8], hw[8];
+        ld_words_a2<8>(qs, qw);
+        ld_words_a2<8>(b, hw);
 #pragma unroll
         for (int i = 0; i < 8; i++) {
-            u32 q = (ld32a2(qs + 4 * i) >> s) & 0x03030303;
-            u32 h = (ld32a2(b + 4 * i) >> j) & 0x01010101;
+            u32 q = (qw[i] >> s) & 0x03030303;
+            u32 h = (hw[i] >> j) & 0x01010101;
             k.v[i] = (int)(q | (h << 2));
         }
         float d0 = d * q3k_scale(b + 96, 8 * n + s), d1 = d * q3k_scale(b + 96, 8 * n + s + 1);

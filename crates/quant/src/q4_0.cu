@@ -5,11 +5,12 @@ struct FmtQ4_0 {
     __device__ static void load32(const u8* row, int c, Chunk& k) {
         const u8* b = row + c * BLOCK_BYTES;
         float d = h2f(ld16(b));
+        u32 qw[4];
+        ld_words_a2<4>(b + 2, qw);
 #pragma unroll
         for (int j = 0; j < 4; j++) {
-            u32 q = ld32a2(b + 2 + 4 * j);
-            k.v[j] = q & 0x0F0F0F0F;
-            k.v[j + 4] = (q >> 4) & 0x0F0F0F0F;
+            k.v[j] = qw[j] & 0x0F0F0F0F;
+            k.v[j + 4] = (qw[j] >> 4) & 0x0F0F0F0F;
         }
         k.d = make_float2(d, d);
         k.m = make_float2(-8.f * d, -8.f * d);

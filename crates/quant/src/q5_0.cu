@@ -9,10 +9,12 @@ struct FmtQ5_0 {
     __device__ static void load32(const u8* row, int c, Chunk& k) {
         const u8* b = row + c * BLOCK_BYTES;
         float d = h2f(ld16(b));
-        u32 qh = ld32a2(b + 2);
+        u32 w5[5];
+        ld_words_a2<5>(b + 2, w5);
+        u32 qh = w5[0];
 #pragma unroll
         for (int j = 0; j < 4; j++) {
-            u32 q = ld32a2(b + 6 + 4 * j);
+            u32 q = w5[1 + j];
             k.v[j] = (q & 0x0F0F0F0F) | spread_bits4(qh >> (4 * j));
             k.v[j + 4] = ((q >> 4) & 0x0F0F0F0F) | spread_bits4(qh >> (16 + 4 * j));
         }

@@ -10,10 +10,13 @@ struct FmtQ6_K {
         const u8* ql = b + 64 * n + 32 * (kk & 1);
         const u8* qh = b + 128 + 32 * n;
         int ls = (kk >> 1) * 4, hs = 2 * kk;
+        u32 lw[8], hw[8];
+        ld_words_a2<8>(ql, lw);
+        ld_words_a2<8>(qh, hw);
 #pragma unroll
         for (int i = 0; i < 8; i++) {
-            u32 lo = (ld32a2(ql + 4 * i) >> ls) & 0x0F0F0F0F;
-            u32 hi = (ld32a2(qh + 4 * i) >> hs) & 0x03030303;
+            u32 lo = (lw[i] >> ls) & 0x0F0F0F0F;
+            u32 hi = (hw[i] >> hs) & 0x03030303;
             k.v[i] = (int)(lo | (hi << 4));
         }
         float d = h2f(ld16(b + 208));

@@ -37,6 +37,18 @@ __device__ __forceinline__ float warp_max(float v) {
 __device__ __forceinline__ u16 ld16(const u8* p) { return *(const u16*)p; }
 __device__ __forceinline__ u32 ld32a2(const u8* p) { return (u32)ld16(p) | ((u32)ld16(p + 2) << 16); }
 __device__ __forceinline__ u32 ld32(const u8* p) { return *(const u32*)p; }
+// N consecutive 32-bit words from a 2-byte-aligned address: N + 1 aligned loads and a funnel shift, without a
+// branch (neighbouring lanes of a warp alternate between the two alignments).
+template <int N>
+__device__ __forceinline__ void ld_words_a2(const u8* p, u32 (&out)[N]) {
+    const u32* a = (const u32*)((u64)p & ~(u64)3);
+    u32 shift = ((u32)(u64)p & 2) * 8;
+    u32 w[N + 1];
+#pragma unroll
+    for (int i = 0; i <= N; i++) w[i] = a[i];
+#pragma unroll
+    for (int i = 0; i < N; i++) out[i] = shift ? (w[i] >> 16) | (w[i + 1] << 16) : w[i];
+}
 
 // The 32 values of one chunk of a weight row, as every quantized format hands them to the integer dot:
 // v[0..3] hold elements 0..15 and v[4..7] elements 16..31 as packed 8-bit integers, and element i is
