@@ -292,11 +292,14 @@ fn bench_model<B: Backend>(
         .trim()
         .to_string();
     let device = model.backend.device_info();
-    // The SIMD level the CPU backend reports in its device string, "model (N threads, simd)".
-    let simd = device
-        .rsplit_once(", ")
-        .map(|(_, s)| s.trim_end_matches(')').to_string())
-        .unwrap_or_default();
+    // The SIMD level the CPU backend reports in its device string, "model (N threads, simd)"; none on a GPU.
+    let simd = match model.backend.name() {
+        "cpu" => device
+            .rsplit_once(", ")
+            .map(|(_, s)| s.trim_end_matches(')').to_string())
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
     let mut rng_state = 0x9e37_79b9_u32;
     let mut next_token = move || {
         rng_state ^= rng_state << 13;

@@ -29,7 +29,53 @@ enum Acts {
     Q8 { aq: u64, am: u64 },
 }
 
+/// Longest row whose norm a block redoes in shared memory for single-token products (beyond it, one norm launch
+/// serves every block).
+const NORM_IN_BLOCK_MAX: usize = 8192;
+/// Rows (warps) per block of the norm-fused products: more rows per block, fewer redundant norms.
+const NORM_BLOCK_ROWS: usize = 8;
+
+/// Dynamic shared memory of the norm-fused products: the normalized row as f32, or as int8 plus per-32 scales.
+fn norm_smem(ty: gguf::GgmlType, k: usize) -> u32 {
+    if quant::cuda::is_float(ty) {
+        (4 * k) as u32
+    } else {
+        (k + k / 32 * 16) as u32
+    }
+}
+
 impl CudaBackend {
+    /// Single-token product of up to three weights of one format with the RMSNorm of `x` done in each block.
+    fn matvec_norm_segs(&self, ws: &[(&CudaWeight, u64, u64)], x: u64, norm: &CudaWeight, eps: f32) -> Result<()> {
+        let w0 = ws[0].0;
+        let nw = norm.vector.as_ref().ok_or_else(|| err("norm weight", "not a vector"))?;
+        let fns = self.funcs.weight(w0.ty, &w0.name)?;
+        let mut segs = Segs::default();
+        for (i, &(w, out, bias)) in ws.iter().enumerate() {
+            segs.w[i] = self.ptr(&w.data);
+            segs.out[i] = out;
+            segs.bias[i] = bias;
+            segs.rows[i] = w.rows as i32;
+        }
+        let total: usize = ws.iter().map(|(w, _, _)| w.rows).sum();
+        self.launch_smem(
+            &fns.matvec1n,
+            (total.div_ceil(NORM_BLOCK_ROWS) as u32, 1, 1),
+            32 * NORM_BLOCK_ROWS as u32,
+            norm_smem(w0.ty, w0.row_len),
+            &[
+                Arg::Segs(segs),
+                Arg::Usize(w0.row_bytes),
+                Arg::I32(total as i32),
+                Arg::I32(w0.row_len as i32),
+                Arg::Ptr(x),
+                Arg::Ptr(self.ptr(nw)),
+                Arg::F32(eps),
+                Arg::I32(0),
+            ],
+        )
+    }
+
     /// Converts `n` rows of `k` activations at `x` to the 8-bit scratch; returns its pointers.
     fn quantize_acts(&self, x: u64, n: usize, k: usize) -> Result<Acts> {
         let mut scratch = lock(&self.scratch);
@@ -154,11 +200,15 @@ impl CudaBackend {
         {
             return Ok(false);
         }
-        let acts = self.norm_acts(self.ptr(x), norm, eps, n, self.ptr(xn), !float)?;
         let bias_ptr = |b: Option<&CudaWeight>| b.and_then(|b| b.vector.as_ref()).map_or(0, |v| self.ptr(v));
         let outs: Vec<u64> = qkv.iter().map(|o| self.ptr(*o)).collect();
         let segs: Vec<(&CudaWeight, u64, u64)> = (0..3).map(|i| (w[i], outs[i], bias_ptr(bias[i]))).collect();
-        if w.iter().all(|wi| wi.ty == w[0].ty) {
+        let same_type = w.iter().all(|wi| wi.ty == w[0].ty);
+        if n == 1 && same_type && k <= NORM_IN_BLOCK_MAX {
+            return self.matvec_norm_segs(&segs, self.ptr(x), norm, eps).map(|_| true);
+        }
+        let acts = self.norm_acts(self.ptr(x), norm, eps, n, self.ptr(xn), !float)?;
+        if same_type {
             self.matvec_segs(&segs, acts, n, false)?;
         } else {
             for seg in &segs {
@@ -261,6 +311,33 @@ impl CudaBackend {
         }
         self.check_len("ffn output", h.len(), n * g.rows)?;
         let float = quant::cuda::is_float(g.ty);
+        if n == 1 && k <= NORM_IN_BLOCK_MAX {
+            let nw = norm.vector.as_ref().ok_or_else(|| err("norm weight", "not a vector"))?;
+            let fns = self.funcs.weight(g.ty, &g.name)?;
+            return self
+                .launch_smem(
+                    &fns.glu1n,
+                    (g.rows.div_ceil(NORM_BLOCK_ROWS) as u32, 1, 1),
+                    32 * NORM_BLOCK_ROWS as u32,
+                    norm_smem(g.ty, k),
+                    &[
+                        Arg::Ptr(self.ptr(&g.data)),
+                        Arg::Ptr(self.ptr(&u.data)),
+                        Arg::Usize(g.row_bytes),
+                        Arg::I32(g.rows as i32),
+                        Arg::I32(k as i32),
+                        Arg::Ptr(self.ptr(x)),
+                        Arg::Ptr(self.ptr(nw)),
+                        Arg::F32(eps),
+                        Arg::Ptr(self.ptr(h)),
+                        Arg::I32(match act {
+                            Activation::Silu => 0,
+                            Activation::GeluTanh => 1,
+                        }),
+                    ],
+                )
+                .map(|_| true);
+        }
         let acts = self.norm_acts(self.ptr(x), norm, eps, n, self.ptr(xn), !float)?;
         let fns = self.funcs.weight(g.ty, &g.name)?;
         let f = if n == 1 { &fns.glu1 } else { &fns.glu8 };

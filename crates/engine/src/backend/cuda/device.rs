@@ -16,6 +16,9 @@ pub struct WeightFuncs {
     pub matvec8: CudaFunction,
     pub glu1: CudaFunction,
     pub glu8: CudaFunction,
+    /// Single-token products with the input's RMSNorm done in each block (no separate norm launch).
+    pub matvec1n: CudaFunction,
+    pub glu1n: CudaFunction,
     pub dequant: CudaFunction,
 }
 
@@ -64,6 +67,8 @@ impl Funcs {
                     matvec8: f(&format!("matvec8_{sfx}"))?,
                     glu1: f(&format!("glu1_{sfx}"))?,
                     glu8: f(&format!("glu8_{sfx}"))?,
+                    matvec1n: f(&format!("matvec1n_{sfx}"))?,
+                    glu1n: f(&format!("glu1n_{sfx}"))?,
                     dequant: f(&format!("dequant_{sfx}"))?,
                 },
             );

@@ -33,7 +33,7 @@ const SPLIT_QUANTUM: usize = 256;
 /// Most splits of one (token, head) in flash-decoding.
 const MAX_SPLITS: usize = 32;
 /// Keys per split of decode attention (before the split count is capped).
-const DECODE_SPLIT_KEYS: usize = 256;
+const DECODE_SPLIT_KEYS: usize = 1024;
 /// Tokens of one sequence from which attention runs through GEMMs.
 const PROMPT_ATTENTION_TOKENS: usize = 16;
 /// Token-head pairs from which a batch runs attention without splitting.
@@ -177,6 +177,11 @@ impl CudaBackend {
     }
 
     fn launch(&self, f: &CudaFunction, grid: (u32, u32, u32), block: u32, args: &[Arg]) -> Result<()> {
+        self.launch_smem(f, grid, block, 0, args)
+    }
+
+    /// A launch with `smem` bytes of dynamic shared memory.
+    fn launch_smem(&self, f: &CudaFunction, grid: (u32, u32, u32), block: u32, smem: u32, args: &[Arg]) -> Result<()> {
         let mut b = self.stream.launch_builder(f);
         for a in args {
             match a {
@@ -190,7 +195,7 @@ impl CudaBackend {
         let cfg = LaunchConfig {
             grid_dim: grid,
             block_dim: (block, 1, 1),
-            shared_mem_bytes: 0,
+            shared_mem_bytes: smem,
         };
         // SAFETY: every kernel's arguments are listed in its CUDA signature's order and types (pointers as u64);
         // buffer sizes are checked by the callers below against the shapes the kernels index.
@@ -454,9 +459,15 @@ impl Backend for CudaBackend {
                 found: info.dims.clone(),
             });
         }
-        let data = self
+        // 16 bytes of padding: kernels read 2-byte-aligned blocks as whole aligned words, up to 2 bytes past
+        // the last block.
+        let bytes = src.bytes();
+        let mut data = self
             .stream
-            .clone_htod(src.bytes())
+            .alloc_zeros::<u8>(bytes.len() + 16)
+            .map_err(|e| err(&format!("allocating {}", info.name), e))?;
+        self.stream
+            .memcpy_htod(bytes, &mut data.slice_mut(0..bytes.len()))
             .map_err(|e| err(&format!("uploading {}", info.name), e))?;
         self.loaded.fetch_add(src.bytes().len() as u64, Ordering::Relaxed);
         self.max_row_len.fetch_max(row_len, Ordering::Relaxed);

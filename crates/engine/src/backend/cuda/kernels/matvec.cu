@@ -249,16 +249,26 @@ __device__ __forceinline__ void dequant_rows(const u8* __restrict__ w, size_t ro
     Chunk k;
     F::load32(w + (size_t)src * row_bytes, c, k);
     size_t o = (size_t)r * K + 32 * c;
+    // Each thread writes its 32 values with 16-byte stores (2-byte stores strided 64 bytes apart across a warp
+    // would touch a sector per element).
+    u32 h2[16];
 #pragma unroll
     for (int j = 0; j < 8; j++) {
         float d = j < 4 ? k.d.x : k.d.y, m = j < 4 ? k.m.x : k.m.y;
+        float v[4];
 #pragma unroll
-        for (int b = 0; b < 4; b++) {
-            int q = (int)(i8)((k.v[j] >> (8 * b)) & 0xFF);
-            float v = (d * (float)q + m) * scale;
-            if (out_f32) out_f32[o + 4 * j + b] = v;
-            else out_f16[o + 4 * j + b] = f2h(v);
+        for (int b = 0; b < 4; b++) v[b] = (d * (float)(int)(i8)((k.v[j] >> (8 * b)) & 0xFF) + m) * scale;
+        if (out_f32) {
+            ((float4*)(out_f32 + o))[j] = make_float4(v[0], v[1], v[2], v[3]);
+        } else {
+            h2[2 * j] = (u32)f2h(v[0]) | ((u32)f2h(v[1]) << 16);
+            h2[2 * j + 1] = (u32)f2h(v[2]) | ((u32)f2h(v[3]) << 16);
         }
+    }
+    if (!out_f32) {
+        uint4* dst = (uint4*)(out_f16 + o);
+#pragma unroll
+        for (int j = 0; j < 4; j++) dst[j] = make_uint4(h2[4 * j], h2[4 * j + 1], h2[4 * j + 2], h2[4 * j + 3]);
     }
 }
 
@@ -281,6 +291,43 @@ __device__ __forceinline__ void dequant_rows_f(const u8* __restrict__ w, size_t 
     }
 }
 
+// One token's RMSNorm (and 8-bit conversion) done by every block into its own shared memory, so that single-token
+// decoding needs no separate norm launch: `sm` holds K floats (float weights) or K int8 + K/32 float4 (quantized).
+template <bool QUANT>
+__device__ __forceinline__ void block_norm(const float* __restrict__ x, const float* __restrict__ w, int K, float eps,
+                                           char* sm) {
+    __shared__ float partial[32];
+    int warp = threadIdx.x / 32, lane = threadIdx.x & 31, nw = blockDim.x / 32;
+    float s = 0.f;
+    for (int i = threadIdx.x; i < K; i += blockDim.x) s += x[i] * x[i];
+    s = warp_sum(s);
+    if (lane == 0) partial[warp] = s;
+    __syncthreads();
+    if (warp == 0) {
+        s = lane < nw ? partial[lane] : 0.f;
+        s = warp_sum(s);
+        if (lane == 0) partial[0] = s;
+    }
+    __syncthreads();
+    float scale = rsqrtf(partial[0] / K + eps);
+    for (int c = warp; c < K / 32; c += nw) {
+        int i = 32 * c + lane;
+        float v = x[i] * scale * w[i];
+        if (!QUANT) {
+            ((float*)sm)[i] = v;
+        } else {
+            float amax = warp_max(fabsf(v));
+            float d = amax / 127.f;
+            int q = amax == 0.f ? 0 : __float2int_rn(v / d);
+            ((i8*)sm)[i] = (i8)q;
+            float lo = warp_sum(lane < 16 ? (float)q : 0.f);
+            float hi = warp_sum(lane >= 16 ? (float)q : 0.f);
+            if (lane == 0) ((float4*)(sm + K))[c] = make_float4(d, d * lo, d * hi, 0.f);
+        }
+    }
+    __syncthreads();
+}
+
 #define QUARREL_QUANT_KERNELS(NAME, FMT)                                                                        \
     extern "C" __global__ void matvec1_##NAME(Segs s, size_t rb, int rows, int K, const i8* aq, const float4* am, \
                                               int n, int acc) {                                               \
@@ -301,6 +348,18 @@ __device__ __forceinline__ void dequant_rows_f(const u8* __restrict__ w, size_t 
     extern "C" __global__ void dequant_##NAME(const u8* w, size_t rb, int K, const int* ids, int n_rows,      \
                                               float scale, float* o32, u16* o16) {                            \
         dequant_rows<FMT>(w, rb, K, ids, n_rows, scale, o32, o16);                                             \
+    }                                                                                                          \
+    extern "C" __global__ void matvec1n_##NAME(Segs s, size_t rb, int rows, int K, const float* x,             \
+                                               const float* nw, float eps, int acc) {                         \
+        extern __shared__ char sm[];                                                                           \
+        block_norm<true>(x, nw, K, eps, sm);                                                                   \
+        matvec_q<FMT, 1>(s, rb, rows, K, (const i8*)sm, (const float4*)(sm + K), 1, acc);                     \
+    }                                                                                                          \
+    extern "C" __global__ void glu1n_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K,              \
+                                            const float* x, const float* nw, float eps, float* h, int act) {  \
+        extern __shared__ char sm[];                                                                           \
+        block_norm<true>(x, nw, K, eps, sm);                                                                   \
+        glu_q<FMT, 1>(g, u, rb, rows, K, (const i8*)sm, (const float4*)(sm + K), h, 1, act);                  \
     }
 
 #define QUARREL_FLOAT_KERNELS(NAME, FMT)                                                                        \
@@ -323,6 +382,18 @@ __device__ __forceinline__ void dequant_rows_f(const u8* __restrict__ w, size_t 
     extern "C" __global__ void dequant_##NAME(const u8* w, size_t rb, int K, const int* ids, int n_rows,      \
                                               float scale, float* o32, u16* o16) {                            \
         dequant_rows_f<FMT>(w, rb, K, ids, n_rows, scale, o32, o16);                                           \
+    }                                                                                                          \
+    extern "C" __global__ void matvec1n_##NAME(Segs s, size_t rb, int rows, int K, const float* x,             \
+                                               const float* nw, float eps, int acc) {                         \
+        extern __shared__ char sm[];                                                                           \
+        block_norm<false>(x, nw, K, eps, sm);                                                                  \
+        matvec_f<FMT, 1>(s, rb, rows, K, (const float*)sm, 1, acc);                                            \
+    }                                                                                                          \
+    extern "C" __global__ void glu1n_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K,              \
+                                            const float* x, const float* nw, float eps, float* h, int act) {  \
+        extern __shared__ char sm[];                                                                           \
+        block_norm<false>(x, nw, K, eps, sm);                                                                  \
+        glu_f<FMT, 1>(g, u, rb, rows, K, (const float*)sm, h, 1, act);                                         \
     }
 
 QUARREL_FLOAT_KERNELS(f32, FmtF32)
