@@ -208,6 +208,16 @@ fn compare_single(n_tokens: usize, block: usize, only: Option<String>) {
             let Some(gemm) = Gemm::new(&kern, k, simd) else {
                 continue;
             };
+            // With a fifth argument "generic": the plain integer route even where the exact one exists.
+            let gemm = match (
+                std::env::args().nth(5).as_deref(),
+                quarrel_quant::gemm::int_block_best(simd),
+            ) {
+                (Some("generic"), Some(block)) => {
+                    Gemm::with_tiles(&kern, k, simd, block, quarrel_quant::gemm::float_tile_reference).unwrap_or(gemm)
+                }
+                _ => gemm,
+            };
             let w = weights(ty, rows, k);
             let x: Vec<f32> = (0..n_tokens * k)
                 .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)

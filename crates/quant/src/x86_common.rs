@@ -158,6 +158,10 @@ pub unsafe fn f16_fields8(blocks: *const u8, block_bytes: usize, field: usize) -
 /// `scales8` gives the scales `d_w * d_a` of 8 consecutive block pairs, `scale1` that of one pair (for the tail),
 /// `block` the eight i32 partial sums of one pair's integer dot product; `extra8` adds the constant terms of 8
 /// pairs (`m_w * s_a` for Q4_1/Q5_1) to an accumulator and `extra1` gives that of one pair.
+///
+/// Block `b` goes into accumulator `b % 2` (two 8-lane accumulators, summed, then reduced as halves, quarters,
+/// pairs): the order the exact GEMM route ([`crate::gemm::exact`]) reproduces with one 16-lane accumulator per
+/// pair, so that prompts and decoding give the same bits.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub fn dot_blocks<W, A>(
@@ -169,7 +173,7 @@ pub fn dot_blocks<W, A>(
     extra8: impl Fn(&[W], &[A], __m256) -> __m256,
     extra1: impl Fn(&W, &A) -> f32,
 ) -> f32 {
-    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut acc = [_mm256_setzero_ps(); 2];
     let mut acc_extra = _mm256_setzero_ps();
     let (w_main, a_main) = (w.chunks_exact(8), a.chunks_exact(8));
     let (w_tail, a_tail) = (w_main.remainder(), a_main.remainder());
@@ -182,17 +186,18 @@ pub fn dot_blocks<W, A>(
         let scales = std::hint::black_box(&scales);
         for k in 0..8 {
             let sums = _mm256_cvtepi32_ps(block(&w8[k], &a8[k]));
-            acc[k % 4] = _mm256_fmadd_ps(sums, _mm256_broadcast_ss(&scales[k]), acc[k % 4]);
+            acc[k % 2] = _mm256_fmadd_ps(sums, _mm256_broadcast_ss(&scales[k]), acc[k % 2]);
         }
         acc_extra = extra8(w8, a8, acc_extra);
     }
     let mut tail_extra = 0f32;
-    for (wb, ab) in w_tail.iter().zip(a_tail) {
+    for (j, (wb, ab)) in w_tail.iter().zip(a_tail).enumerate() {
+        // The main part holds a multiple of 8 blocks: block parity is j's.
         let sums = _mm256_cvtepi32_ps(block(wb, ab));
-        acc[0] = _mm256_fmadd_ps(sums, _mm256_set1_ps(scale1(wb, ab)), acc[0]);
+        acc[j % 2] = _mm256_fmadd_ps(sums, _mm256_set1_ps(scale1(wb, ab)), acc[j % 2]);
         tail_extra += extra1(wb, ab);
     }
-    let total = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let total = _mm256_add_ps(acc[0], acc[1]);
     hsum_f32x8(_mm256_add_ps(total, acc_extra)) + tail_extra
 }
 

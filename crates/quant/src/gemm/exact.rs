@@ -4,13 +4,12 @@
 //! the logits of small models).
 //!
 //! The per-pair kernels (`x86_common::dot_blocks`) compute per 32-block eight exact i32 lanes (four products each),
-//! convert them, and fuse-multiply them by `d_w * d_a` into one of four 8-lane accumulators (block `b` of each
-//! group of eight into accumulator `b % 4`, the blocks after the last whole group into accumulator 0), then sum
-//! `(acc0 + acc1) + (acc2 + acc3)` and reduce the eight lanes as halves, quarters, pairs. Here a 64-element k-step
-//! holds blocks `2s` and `2s + 1` in the two halves of a 16-lane vector, so even steps feed `[acc0 | acc1]` and odd
-//! steps `[acc2 | acc3]`: two zmm accumulators per pair, a tile of 4 weight rows × 2 tokens. The exact i32 lanes
-//! come from one `vpdpbusd` on the unsigned codes starting from `-offset * Σ a` (precomputed per four activations in
-//! the activation panel).
+//! convert them, and fuse-multiply them by `d_w * d_a` into one of two 8-lane accumulators (block `b` into
+//! accumulator `b % 2`), then sum `acc0 + acc1` and reduce the eight lanes as halves, quarters, pairs. Here a
+//! 64-element k-step holds blocks `2s` and `2s + 1` in the two halves of a 16-lane vector: one accumulator
+//! `[acc0 | acc1]` per pair, a tile of 4 weight rows × 4 tokens as in the integer route. The exact i32 lanes come
+//! from one `vpdpbusd` on the unsigned codes starting from `-offset * Σ a` (precomputed per four activations in the
+//! activation panel).
 //!
 //! Activation rows: `⌈k / 64⌉` chunks of 192 bytes, `[64 i8 codes][16 f32 d_a][16 i32 -offset * Σ4 a]`. Weight
 //! rows: the integer panel of [`crate::gemm`] (codes `q + offset`, scales `d_w`; corrections unused).
@@ -25,7 +24,7 @@ pub const ACT_STEP_BYTES: usize = 192;
 /// Weight rows per tile.
 pub const XMR: usize = 4;
 /// Tokens per tile.
-pub const XNR: usize = 2;
+pub const XNR: usize = 4;
 
 /// Every tile of a block: `k` elements per row, weight panel rows (`w`, [n_rows, panel_row_bytes(k)]) against
 /// activation rows (`a`, [n_tokens, act_row_bytes(k)]), results to `out`'s rows from `r0`.
@@ -83,7 +82,7 @@ mod x86 {
 
     use super::{OutView, ACT_STEP_BYTES, STEP_BYTES, XMR, XNR};
     use crate::gemm::int::pair_lane;
-    use crate::gemm::int::x86::reduce_pairs;
+    use crate::gemm::int::x86::reduce_pairs16;
 
     pub fn block_vnni(k: usize, w: &[u8], a: &[u8], out: &OutView, r0: usize) {
         let steps = k.div_ceil(64);
@@ -94,18 +93,23 @@ mod x86 {
         }
         // SAFETY: w holds n_rows rows of wrb bytes and a n_tokens rows of arb bytes (divisions above); only
         // reachable through `best`, which checked the CPU.
-        unsafe { block(k.div_ceil(32), w.as_ptr(), n_rows, a.as_ptr(), n_tokens, out, r0) }
+        unsafe { block(steps, w.as_ptr(), n_rows, a.as_ptr(), n_tokens, out, r0) }
     }
 
     /// # Safety
-    /// `w` holds `n_rows` weight panel rows and `a` `n_tokens` activation rows of `nb` 32-blocks; the CPU runs
+    /// `w` holds `n_rows` weight panel rows and `a` `n_tokens` activation rows of `steps` k-steps; the CPU runs
     /// AVX-512 F/BW/VL/VNNI.
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn block(nb: usize, w: *const u8, n_rows: usize, a: *const u8, n_tokens: usize, out: &OutView, r0: usize) {
-        let steps = nb.div_ceil(2);
+    unsafe fn block(
+        steps: usize,
+        w: *const u8,
+        n_rows: usize,
+        a: *const u8,
+        n_tokens: usize,
+        out: &OutView,
+        r0: usize,
+    ) {
         let (wrb, arb) = (steps * STEP_BYTES, steps * ACT_STEP_BYTES);
-        // Steps made of blocks in whole groups of eight; the rest go to accumulator 0 alone.
-        let main_steps = nb / 8 * 4;
         let mut res = [[0f32; XMR]; XNR];
         for t0 in (0..n_tokens).step_by(XNR) {
             // SAFETY (both): indices below n_tokens / n_rows (the caller's promise).
@@ -113,7 +117,7 @@ mod x86 {
             for i0 in (0..n_rows).step_by(XMR) {
                 let wp: [*const u8; XMR] = std::array::from_fn(|j| unsafe { w.add((i0 + j).min(n_rows - 1) * wrb) });
                 // SAFETY: whole rows of `steps` steps, as `tile` needs.
-                let sums = unsafe { tile(steps, main_steps, wp, ap) };
+                let sums = unsafe { tile(steps, wp, ap) };
                 for (t, o) in res.iter_mut().enumerate() {
                     for (r, o) in o.iter_mut().enumerate() {
                         *o = sums[4 * r + t];
@@ -131,12 +135,11 @@ mod x86 {
     /// F/BW/VL/VNNI.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn tile(steps: usize, main_steps: usize, wp: [*const u8; XMR], ap: [*const u8; XNR]) -> [f32; 16] {
-        // acc[r][t][0] = [acc0 | acc1], acc[r][t][1] = [acc2 | acc3] of the per-pair kernel.
-        let mut acc = [[[_mm512_setzero_ps(); 2]; XNR]; XMR];
-        // The exact i32 lanes (converted) and the scale products of one step for every pair: each token's codes,
-        // scales and starting offsets and each row's codes and scales loaded once.
-        let terms = |s: usize| {
+    unsafe fn tile(steps: usize, wp: [*const u8; XMR], ap: [*const u8; XNR]) -> [f32; 16] {
+        // acc[r][t] = [acc0 | acc1] of the per-pair kernel. A last step holding one block adds 0 * 0 to acc1's
+        // lanes, which leaves them as they are (an accumulator is never -0).
+        let mut acc = [[_mm512_setzero_ps(); XNR]; XMR];
+        for s in 0..steps {
             let (wo, ao) = (s * STEP_BYTES, s * ACT_STEP_BYTES);
             // SAFETY: s < steps (the caller's promise); unaligned loads.
             let (acts, act_scales, starts): ([__m512i; XNR], [__m512; XNR], [__m512i; XNR]) = unsafe {
@@ -146,8 +149,7 @@ mod x86 {
                     std::array::from_fn(|t| _mm512_loadu_si512(ap[t].add(ao + 128).cast())),
                 )
             };
-            let mut out = [[(_mm512_setzero_ps(), _mm512_setzero_ps()); XNR]; XMR];
-            for (r, out_r) in out.iter_mut().enumerate() {
+            for (r, acc_r) in acc.iter_mut().enumerate() {
                 // SAFETY: as above.
                 let (codes, w_scale) = unsafe {
                     (
@@ -155,56 +157,24 @@ mod x86 {
                         _mm512_loadu_ps(wp[r].add(wo + 64).cast()),
                     )
                 };
-                for (t, o) in out_r.iter_mut().enumerate() {
+                for (t, acc_rt) in acc_r.iter_mut().enumerate() {
                     let sums = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(starts[t], codes, acts[t]));
-                    *o = (sums, _mm512_mul_ps(w_scale, act_scales[t]));
-                }
-            }
-            out
-        };
-        // main_steps is a multiple of 4: even steps into the first accumulator, odd ones into the second (constant
-        // indices, so that the accumulators stay in registers).
-        for s in (0..main_steps).step_by(2) {
-            for (half, s) in [s, s + 1].into_iter().enumerate() {
-                let step = terms(s);
-                for (acc_r, step_r) in acc.iter_mut().zip(&step) {
-                    for (acc_rt, &(sums, scale)) in acc_r.iter_mut().zip(step_r) {
-                        acc_rt[half] = _mm512_fmadd_ps(sums, scale, acc_rt[half]);
-                    }
+                    *acc_rt = _mm512_fmadd_ps(sums, _mm512_mul_ps(w_scale, act_scales[t]), *acc_rt);
                 }
             }
         }
-        for s in main_steps..steps {
-            let step = terms(s);
-            for (acc_r, step_r) in acc.iter_mut().zip(&step) {
-                for (acc_rt, &(sums, scale)) in acc_r.iter_mut().zip(step_r) {
-                    // Both blocks into accumulator 0 (the low half), first then second.
-                    let a0 = _mm512_castps512_ps256(acc_rt[0]);
-                    let a0 = _mm256_fmadd_ps(_mm512_castps512_ps256(sums), _mm512_castps512_ps256(scale), a0);
-                    let hi = |v: __m512| _mm512_castps512_ps256(_mm512_shuffle_f32x4::<0x4E>(v, v));
-                    let a0 = _mm256_fmadd_ps(hi(sums), hi(scale), a0);
-                    acc_rt[0] = _mm512_castpd_ps(_mm512_insertf64x4::<0>(
-                        _mm512_castps_pd(acc_rt[0]),
-                        _mm256_castps_pd(a0),
-                    ));
-                }
-            }
-        }
-        // (acc0 + acc1) + (acc2 + acc3) in both halves of a vector, per pair r * XNR + t.
-        let totals: [__m512; 8] = std::array::from_fn(|p| {
-            let (r, t) = (p / XNR, p % XNR);
-            let [z01, z23] = acc[r][t];
-            let w01 = _mm512_add_ps(z01, _mm512_shuffle_f32x4::<0x4E>(z01, z01));
-            let w23 = _mm512_add_ps(z23, _mm512_shuffle_f32x4::<0x4E>(z23, z23));
-            _mm512_add_ps(w01, w23)
+        // acc0 + acc1 in both halves of a vector, per pair p = r * XNR + t.
+        let totals: [__m512; 16] = std::array::from_fn(|p| {
+            let z = acc[p / XNR][p % XNR];
+            _mm512_add_ps(z, _mm512_shuffle_f32x4::<0x4E>(z, z))
         });
-        let z = reduce_pairs(totals);
+        let z = reduce_pairs16(totals);
         let mut lanes = [0f32; 16];
         // SAFETY: 16 writable floats.
         unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), z) };
         // Pair p's sum sits at lane pair_lane(p); return it at 4r + t.
         let mut sums = [0f32; 16];
-        for p in 0..8 {
+        for p in 0..16 {
             let (r, t) = (p / XNR, p % XNR);
             sums[4 * r + t] = lanes[pair_lane(p)];
         }

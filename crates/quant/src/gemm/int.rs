@@ -87,7 +87,7 @@ fn check(w: &Rows<'_>, wi: &[usize; MR], a: &Rows<'_>, ti: &[usize; NR]) {
     );
 }
 
-/// Where [`x86::reduce_pairs`] puts the sum of its input `p`.
+/// Where `x86::reduce_pairs16` puts the sum of its input `p`.
 pub const fn pair_lane(p: usize) -> usize {
     4 * (p % 4) + p / 4
 }
@@ -274,20 +274,14 @@ pub(crate) mod x86 {
         reduce_halves(w)
     }
 
-    /// Eight 8-lane sums (the low halves of `t`) at once, each as halves, quarters, pairs (the order of the
+    /// Sixteen 8-lane sums (the low halves of `t`) at once, each as halves, quarters, pairs (the order of the
     /// per-pair kernels' `hsum_f32x8`): the sum of `t[p]` lands in lane [`super::pair_lane`]`(p)`.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-    pub fn reduce_pairs(t: [__m512; 8]) -> __m512 {
-        let zero = _mm512_setzero_ps();
-        let w: [__m512; 8] = std::array::from_fn(|i| {
-            if i < 4 {
-                _mm512_shuffle_f32x4::<0x44>(t[2 * i], t[2 * i + 1])
-            } else {
-                zero
-            }
-        });
-        reduce_halves(w)
+    pub fn reduce_pairs16(t: [__m512; 16]) -> __m512 {
+        reduce_halves(std::array::from_fn(|i| {
+            _mm512_shuffle_f32x4::<0x44>(t[2 * i], t[2 * i + 1])
+        }))
     }
 
     /// The last three levels of [`reduce16`]: `w[i]` holds two 8-lane vectors `[h(2i) | h(2i + 1)]`; lane `4m + c`

@@ -47,7 +47,7 @@ pub(crate) mod x86;
 
 pub use buf::Aligned;
 pub use float::{float_tile_reference, FloatTileFn};
-pub use int::{int_block_reference, int_tile_reference, IntBlockFn, IntTileFn};
+pub use int::{best as int_block_best, int_block_reference, int_tile_reference, IntBlockFn, IntTileFn};
 
 use crate::{GgmlType, Kernels, SimdLevel};
 
