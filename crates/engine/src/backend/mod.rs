@@ -141,8 +141,9 @@ pub trait Backend: Send + Sync {
     fn matmul(&self, w: &Self::Weight, x: &Self::Buf, n_tokens: usize, out: &mut Self::Buf) -> Result<()>;
     /// `x[t, :] += bias`.  x: [n_tokens, len]
     fn add_bias(&self, x: &mut Self::Buf, bias: &Self::Weight, n_tokens: usize) -> Result<()>;
-    /// Attention input in one op: `xn = rms_norm(x)`, then `q, k, v = xn · [wq, wk, wv]ᵀ (+ biases)`. A device
-    /// may fuse the norm, the activation conversion and the three products; the default runs the plain ops.
+    /// Attention input in one op: `q, k, v = rms_norm(x) · [wq, wk, wv]ᵀ (+ biases)`; `xn` is scratch (its
+    /// contents afterwards are unspecified). A device may fuse the norm, the activation conversion and the three
+    /// products; the default runs the plain ops.
     #[allow(clippy::too_many_arguments)]
     fn attn_input(
         &self,
@@ -197,8 +198,8 @@ pub trait Backend: Send + Sync {
         self.matmul(w, x, n_tokens, tmp)?;
         self.add(out, tmp, len)
     }
-    /// Gated FFN input in one op: `xn = rms_norm(x)`, `h = act(xn · gateᵀ) * (xn · upᵀ)` over `len` elements;
-    /// `up_tmp` is scratch.
+    /// Gated FFN input in one op: `h = act(rms_norm(x) · gateᵀ) * (rms_norm(x) · upᵀ)` over `len` elements;
+    /// `xn` and `up_tmp` are scratch.
     #[allow(clippy::too_many_arguments)]
     fn ffn_input(
         &self,

@@ -393,7 +393,7 @@ fn check_fused<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng, ty: GgmlType) 
         let (a, b) = p.both(
             &batch,
             &x,
-            &vec![0.0; 3 * n * rows + n * k],
+            &vec![0.0; 3 * n * rows],
             |be, x, o| {
                 let mut q = be.alloc(n * rows)?;
                 let mut kk = be.alloc(n * rows)?;
@@ -405,7 +405,7 @@ fn check_fused<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng, ty: GgmlType) 
                     [None, None, None]
                 };
                 be.attn_input(x, &nc, 1e-6, n, [wc, wc, wc], bias, &mut xn, [&mut q, &mut kk, &mut v])?;
-                gather_into(be, o, &[(&q, n * rows), (&kk, n * rows), (&v, n * rows), (&xn, n * k)])
+                gather_into(be, o, &[(&q, n * rows), (&kk, n * rows), (&v, n * rows)])
             },
             |be, x, o| {
                 let mut q = be.alloc(n * rows)?;
@@ -418,7 +418,7 @@ fn check_fused<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng, ty: GgmlType) 
                     [None, None, None]
                 };
                 be.attn_input(x, &nd, 1e-6, n, [wd, wd, wd], bias, &mut xn, [&mut q, &mut kk, &mut v])?;
-                gather_into(be, o, &[(&q, n * rows), (&kk, n * rows), (&v, n * rows), (&xn, n * k)])
+                gather_into(be, o, &[(&q, n * rows), (&kk, n * rows), (&v, n * rows)])
             },
         )?;
         p.record(
@@ -545,7 +545,11 @@ fn check_attention<D: Backend>(
     for i in 0..40u32 {
         single.push(0, 520 + i, 1, i == 39);
     }
-    for (what, batch) in [("prompt batch", &mixed), ("decode batch", &decode), ("one-sequence prompt", &single)] {
+    for (what, batch) in [
+        ("prompt batch", &mixed),
+        ("decode batch", &decode),
+        ("one-sequence prompt", &single),
+    ] {
         for kind in [LayerKind::Global, LayerKind::Sliding { window: 16 }] {
             let q = random_acts(batch.len() * q_dim, rng);
             let params = AttentionParams {
