@@ -1,7 +1,7 @@
 //! Grouped bar charts with ± sd error bars (plotters), as SVG or PNG by the file's extension.
 //!
-//! Text needs a TrueType font: `$QUARREL_FONT`, else DejaVu Sans or Liberation Sans from the usual system
-//! directories, else the DejaVu Sans subset built into the binary (Latin-1 and common punctuation;
+//! Text needs a TrueType font: DejaVu Sans or Liberation Sans from the usual system directories, else the DejaVu
+//! Sans subset built into the binary (Latin-1 and common punctuation;
 //! `assets/DejaVu-LICENSE.txt`).
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -67,14 +67,6 @@ const BUILTIN_FONT: &[u8] = include_bytes!("../assets/DejaVuSans-subset.ttf");
 fn register_font() -> Result<()> {
     static DONE: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     DONE.get_or_init(|| {
-        let env = std::env::var("QUARREL_FONT").ok();
-        if let Some(p) = &env {
-            // An explicit choice must work.
-            let bytes = std::fs::read(p).map_err(|e| format!("QUARREL_FONT={p}: {e}"))?;
-            let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-            return plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
-                .map_err(|_| format!("QUARREL_FONT={p}: not a TrueType font"));
-        }
         for p in FONT_PATHS {
             if let Ok(bytes) = std::fs::read(p) {
                 let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());

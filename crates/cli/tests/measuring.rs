@@ -413,22 +413,6 @@ fn bench_sweeps_threads_and_lengths_with_statistics_and_a_plot() {
     assert_eq!(a[5]["n_threads"], 2);
     assert_svg(&plot, &["pp16", "tg4", "tokens / s"]);
     one_error_line(&quarrel(&["bench", "-m", &m, "--plot", "x.gif"]), ".svg or .png");
-    let o = Command::new(env!("CARGO_BIN_EXE_quarrel"))
-        .args([
-            "bench",
-            "-m",
-            &m,
-            "-p",
-            "8",
-            "-n",
-            "0",
-            "--plot",
-            tmp("f.svg").to_str().unwrap(),
-        ])
-        .env("QUARREL_FONT", "/nonexistent/font.ttf")
-        .output()
-        .unwrap();
-    one_error_line(&o, "QUARREL_FONT=/nonexistent/font.ttf");
 }
 
 #[test]
