@@ -6,6 +6,7 @@
 //! Token metadata (ids, positions, sequences, logit rows) is uploaded once per forward pass into device buffers
 //! that the kernels read, so a replayed graph sees the new tokens without new launch parameters.
 
+mod attention;
 mod decode;
 mod device;
 mod prefill;
@@ -14,7 +15,7 @@ pub mod runtime;
 use super::{AttentionParams, Backend, KvPrecision, KvShape, WeightSource};
 use crate::batch::Batch;
 use crate::error::{EngineError, Result};
-use crate::model::config::{Activation, LayerKind, RopeParams, RopeStyle};
+use crate::model::config::{Activation, RopeParams, RopeStyle};
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg};
 use device::{Funcs, Graphs, Meta, Scratch};
 use gguf::GgmlType;
@@ -264,116 +265,6 @@ impl CudaBackend {
             .map_err(|e| err("reading token ids", e))?;
         self.stream.synchronize().map_err(|e| err("synchronize", e))?;
         Ok(ids.into_iter().map(|i| i as u32).collect())
-    }
-
-    /// Prefill: the weight dequantized to f16 (or f32 for F32/BF16 weights) and one cuBLAS GEMM.
-    fn matmul_prefill(
-        &self,
-        w: &CudaWeight,
-        x: &CudaSlice<f32>,
-        n: usize,
-        out: &mut CudaSlice<f32>,
-        accumulate: bool,
-    ) -> Result<()> {
-        use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cublasOperation_t, cudaDataType};
-        let (rows, k) = (w.rows, w.row_len);
-        let fns = self.funcs.weight(w.ty, &w.name)?;
-        let mut scratch = lock(&self.scratch);
-        let wide = matches!(w.ty, GgmlType::F32 | GgmlType::BF16);
-        let (a_ptr, b_ptr, ab_type) = if wide {
-            let a = if w.ty == GgmlType::F32 {
-                self.ptr(&w.data)
-            } else {
-                scratch.ensure_w32(&self.stream, rows * k)?;
-                self.dequant(fns, w, rows, &scratch.w32, true)?;
-                self.ptr(&scratch.w32)
-            };
-            (a, self.ptr(x), cudaDataType::CUDA_R_32F)
-        } else {
-            let a = if w.ty == GgmlType::F16 {
-                self.ptr(&w.data)
-            } else {
-                scratch.ensure_w16(&self.stream, rows * k)?;
-                self.dequant(fns, w, rows, &scratch.w16, false)?;
-                self.ptr(&scratch.w16)
-            };
-            scratch.ensure_x16(&self.stream, n * k)?;
-            self.launch_1d(
-                &self.funcs.to_f16,
-                n * k,
-                &[
-                    Arg::Ptr(self.ptr(x)),
-                    Arg::Ptr(self.ptr(&scratch.x16)),
-                    Arg::Usize(n * k),
-                ],
-            )?;
-            (a, self.ptr(&scratch.x16), cudaDataType::CUDA_R_16F)
-        };
-        let (alpha, beta) = (1.0f32, if accumulate { 1.0f32 } else { 0.0 });
-        // Row-major out[n, rows] = x[n, k] · W[rows, k]ᵀ is column-major outᵀ[rows, n] = Wᵀ(op T of the
-        // column-major [k, rows] view) · x(column-major [k, n]).
-        // SAFETY: the pointers address buffers of at least rows*k, n*k and n*rows elements of the stated types
-        // (checked by the caller and the ensure_* calls); alpha/beta are host floats as the default pointer
-        // mode expects.
-        unsafe {
-            cudarc::cublas::result::gemm_ex(
-                *self.blas.handle(),
-                cublasOperation_t::CUBLAS_OP_T,
-                cublasOperation_t::CUBLAS_OP_N,
-                rows as i32,
-                n as i32,
-                k as i32,
-                (&alpha as *const f32).cast(),
-                a_ptr as *const std::ffi::c_void,
-                ab_type,
-                k as i32,
-                b_ptr as *const std::ffi::c_void,
-                ab_type,
-                k as i32,
-                (&beta as *const f32).cast(),
-                self.ptr(out) as *mut std::ffi::c_void,
-                cudaDataType::CUDA_R_32F,
-                rows as i32,
-                cublasComputeType_t::CUBLAS_COMPUTE_32F,
-                cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
-            )
-        }
-        .map_err(|e| err("cuBLAS GEMM", e))
-    }
-
-    /// Dequantizes the first `n_rows` rows of `w` into `dst` (f32 when `f32_out`, else f16).
-    fn dequant<T>(
-        &self,
-        fns: &device::WeightFuncs,
-        w: &CudaWeight,
-        n_rows: usize,
-        dst: &CudaSlice<T>,
-        f32_out: bool,
-    ) -> Result<()> {
-        let per_row = if quant::cuda::is_float(w.ty) {
-            w.row_len / 8
-        } else {
-            w.row_len / 32
-        };
-        let (o32, o16) = if f32_out {
-            (self.ptr(dst), 0)
-        } else {
-            (0, self.ptr(dst))
-        };
-        self.launch_1d(
-            &fns.dequant,
-            n_rows * per_row,
-            &[
-                Arg::Ptr(self.ptr(&w.data)),
-                Arg::Usize(w.row_bytes),
-                Arg::I32(w.row_len as i32),
-                Arg::Ptr(0),
-                Arg::I32(n_rows as i32),
-                Arg::F32(1.0),
-                Arg::Ptr(o32),
-                Arg::Ptr(o16),
-            ],
-        )
     }
 }
 
@@ -836,128 +727,7 @@ impl Backend for CudaBackend {
         p: AttentionParams,
         out: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        let s = kv.shape;
-        device::check_batch_fits(&s, batch)?;
-        let n = batch.len();
-        let pairs = n * p.n_heads;
-        self.check_len("attention queries", q.len(), pairs * p.head_dim)?;
-        self.check_len("attention output", out.len(), pairs * p.head_dim)?;
-        if p.head_dim != s.head_dim
-            || p.n_kv_heads == 0
-            || !p.n_heads.is_multiple_of(p.n_kv_heads)
-            || p.n_kv_heads != s.n_kv_heads
-        {
-            return Err(EngineError::BadSetting {
-                name: "attention heads",
-                value: format!(
-                    "{} heads, {} kv heads, head_dim {}",
-                    p.n_heads, p.n_kv_heads, p.head_dim
-                ),
-                reason: format!("cache has {} kv heads of {}", s.n_kv_heads, s.head_dim),
-            });
-        }
-        let window = match p.kind {
-            LayerKind::Global => 0,
-            LayerKind::Sliding { window } => window as i32,
-        };
-        let meta = lock(&self.meta);
-        // A prompt of one sequence in an F16 cache: scores and values through cuBLAS (tensor cores).
-        let one_seq = batch.seq_ids.windows(2).all(|w| w[0] == w[1]);
-        if s.precision == KvPrecision::F16 && one_seq && n >= PROMPT_ATTENTION_TOKENS {
-            drop(meta);
-            return self.attention_gemm(q, kv, batch, p, out);
-        }
-        if n <= MAX_DECODE_TOKENS {
-            // Decode: splits fixed by the cache size (not by positions), so a captured graph stays valid.
-            let n_splits = s
-                .n_ctx
-                .div_ceil(DECODE_SPLIT_KEYS)
-                .clamp(1, MAX_SPLITS)
-                .min(NO_SPLIT_PAIRS * MAX_SPLITS / pairs.max(1))
-                .max(1);
-            let f = match s.precision {
-                KvPrecision::F16 => &self.funcs.attn_decode_f16,
-                KvPrecision::F32 => &self.funcs.attn_decode_f32,
-            };
-            self.launch(
-                f,
-                (pairs as u32, n_splits as u32, 1),
-                128,
-                &[
-                    Arg::Ptr(self.ptr(q)),
-                    Arg::Ptr(self.ptr(&kv.k)),
-                    Arg::Ptr(self.ptr(&kv.v)),
-                    Arg::Ptr(self.ptr(&meta.pos)),
-                    Arg::Ptr(self.ptr(&meta.seq)),
-                    Arg::Ptr(self.ptr(out)),
-                    Arg::Ptr(self.ptr(&kv.part)),
-                    Arg::I32(p.n_heads as i32),
-                    Arg::I32(p.n_kv_heads as i32),
-                    Arg::I32(p.head_dim as i32),
-                    Arg::I32(s.n_ctx as i32),
-                    Arg::I32(s.n_seqs as i32),
-                    Arg::I32(p.layer as i32),
-                    Arg::F32(p.scale),
-                    Arg::I32(window),
-                ],
-            )?;
-            if n_splits > 1 {
-                self.launch(
-                    &self.funcs.attn_combine,
-                    (pairs as u32, 1, 1),
-                    p.head_dim as u32,
-                    &[
-                        Arg::Ptr(self.ptr(&kv.part)),
-                        Arg::Ptr(self.ptr(out)),
-                        Arg::I32(n_splits as i32),
-                        Arg::I32(p.head_dim as i32),
-                    ],
-                )?;
-            }
-            return Ok(());
-        }
-        let (split_len, n_splits) = Self::split_plan(kv, batch, p.n_heads);
-        let f = match s.precision {
-            KvPrecision::F16 => &self.funcs.attn_f16,
-            KvPrecision::F32 => &self.funcs.attn_f32,
-        };
-        self.launch(
-            f,
-            (pairs as u32, n_splits as u32, 1),
-            32,
-            &[
-                Arg::Ptr(self.ptr(q)),
-                Arg::Ptr(self.ptr(&kv.k)),
-                Arg::Ptr(self.ptr(&kv.v)),
-                Arg::Ptr(self.ptr(&meta.pos)),
-                Arg::Ptr(self.ptr(&meta.seq)),
-                Arg::Ptr(self.ptr(out)),
-                Arg::Ptr(self.ptr(&kv.part)),
-                Arg::I32(p.n_heads as i32),
-                Arg::I32(p.n_kv_heads as i32),
-                Arg::I32(p.head_dim as i32),
-                Arg::I32(s.n_ctx as i32),
-                Arg::I32(s.n_seqs as i32),
-                Arg::I32(p.layer as i32),
-                Arg::F32(p.scale),
-                Arg::I32(window),
-                Arg::I32(split_len as i32),
-            ],
-        )?;
-        if n_splits > 1 {
-            self.launch(
-                &self.funcs.attn_combine,
-                (pairs as u32, 1, 1),
-                p.head_dim as u32,
-                &[
-                    Arg::Ptr(self.ptr(&kv.part)),
-                    Arg::Ptr(self.ptr(out)),
-                    Arg::I32(n_splits as i32),
-                    Arg::I32(p.head_dim as i32),
-                ],
-            )?;
-        }
-        Ok(())
+        self.attention_any(q, kv, batch, p, out)
     }
 
     fn gated_activation(

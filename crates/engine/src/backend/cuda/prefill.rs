@@ -3,12 +3,14 @@
 //! gives P V straight into the output rows. Tensor cores do the O(n²) work; used for prompts of one sequence on an
 //! F16 cache.
 
-use super::{err, lock, Arg, CudaBackend, CudaKv};
+use super::device::WeightFuncs;
+use super::{err, lock, Arg, CudaBackend, CudaKv, CudaWeight};
 use crate::backend::AttentionParams;
 use crate::batch::Batch;
 use crate::error::Result;
 use crate::model::config::LayerKind;
 use cudarc::driver::CudaSlice;
+use gguf::GgmlType;
 
 impl CudaBackend {
     pub(super) fn attention_gemm(
@@ -135,5 +137,115 @@ impl CudaBackend {
             .map_err(|e| err("attention values GEMM", e))?;
         }
         Ok(())
+    }
+
+    /// Prefill: the weight dequantized to f16 (or f32 for F32/BF16 weights) and one cuBLAS GEMM.
+    pub(super) fn matmul_prefill(
+        &self,
+        w: &CudaWeight,
+        x: &CudaSlice<f32>,
+        n: usize,
+        out: &mut CudaSlice<f32>,
+        accumulate: bool,
+    ) -> Result<()> {
+        use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cublasOperation_t, cudaDataType};
+        let (rows, k) = (w.rows, w.row_len);
+        let fns = self.funcs.weight(w.ty, &w.name)?;
+        let mut scratch = lock(&self.scratch);
+        let wide = matches!(w.ty, GgmlType::F32 | GgmlType::BF16);
+        let (a_ptr, b_ptr, ab_type) = if wide {
+            let a = if w.ty == GgmlType::F32 {
+                self.ptr(&w.data)
+            } else {
+                scratch.ensure_w32(&self.stream, rows * k)?;
+                self.dequant(fns, w, rows, &scratch.w32, true)?;
+                self.ptr(&scratch.w32)
+            };
+            (a, self.ptr(x), cudaDataType::CUDA_R_32F)
+        } else {
+            let a = if w.ty == GgmlType::F16 {
+                self.ptr(&w.data)
+            } else {
+                scratch.ensure_w16(&self.stream, rows * k)?;
+                self.dequant(fns, w, rows, &scratch.w16, false)?;
+                self.ptr(&scratch.w16)
+            };
+            scratch.ensure_x16(&self.stream, n * k)?;
+            self.launch_1d(
+                &self.funcs.to_f16,
+                n * k,
+                &[
+                    Arg::Ptr(self.ptr(x)),
+                    Arg::Ptr(self.ptr(&scratch.x16)),
+                    Arg::Usize(n * k),
+                ],
+            )?;
+            (a, self.ptr(&scratch.x16), cudaDataType::CUDA_R_16F)
+        };
+        let (alpha, beta) = (1.0f32, if accumulate { 1.0f32 } else { 0.0 });
+        // Row-major out[n, rows] = x[n, k] · W[rows, k]ᵀ is column-major outᵀ[rows, n] = Wᵀ(op T of the
+        // column-major [k, rows] view) · x(column-major [k, n]).
+        // SAFETY: the pointers address buffers of at least rows*k, n*k and n*rows elements of the stated types
+        // (checked by the caller and the ensure_* calls); alpha/beta are host floats as the default pointer
+        // mode expects.
+        unsafe {
+            cudarc::cublas::result::gemm_ex(
+                *self.blas.handle(),
+                cublasOperation_t::CUBLAS_OP_T,
+                cublasOperation_t::CUBLAS_OP_N,
+                rows as i32,
+                n as i32,
+                k as i32,
+                (&alpha as *const f32).cast(),
+                a_ptr as *const std::ffi::c_void,
+                ab_type,
+                k as i32,
+                b_ptr as *const std::ffi::c_void,
+                ab_type,
+                k as i32,
+                (&beta as *const f32).cast(),
+                self.ptr(out) as *mut std::ffi::c_void,
+                cudaDataType::CUDA_R_32F,
+                rows as i32,
+                cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+            )
+        }
+        .map_err(|e| err("cuBLAS GEMM", e))
+    }
+
+    /// Dequantizes the first `n_rows` rows of `w` into `dst` (f32 when `f32_out`, else f16).
+    fn dequant<T>(
+        &self,
+        fns: &WeightFuncs,
+        w: &CudaWeight,
+        n_rows: usize,
+        dst: &CudaSlice<T>,
+        f32_out: bool,
+    ) -> Result<()> {
+        let per_row = if quant::cuda::is_float(w.ty) {
+            w.row_len / 8
+        } else {
+            w.row_len / 32
+        };
+        let (o32, o16) = if f32_out {
+            (self.ptr(dst), 0)
+        } else {
+            (0, self.ptr(dst))
+        };
+        self.launch_1d(
+            &fns.dequant,
+            n_rows * per_row,
+            &[
+                Arg::Ptr(self.ptr(&w.data)),
+                Arg::Usize(w.row_bytes),
+                Arg::I32(w.row_len as i32),
+                Arg::Ptr(0),
+                Arg::I32(n_rows as i32),
+                Arg::F32(1.0),
+                Arg::Ptr(o32),
+                Arg::Ptr(o16),
+            ],
+        )
     }
 }

@@ -1,0 +1,147 @@
+//! Attention over the device KV cache: decode batches through the split decode kernel (graph-stable launch
+//! shapes), prompts of one sequence through cuBLAS GEMMs (`prefill.rs`), anything else through the warp-per-query
+//! kernel.
+
+use super::{
+    device, lock, Arg, CudaBackend, CudaKv, DECODE_SPLIT_KEYS, MAX_DECODE_TOKENS, MAX_SPLITS, NO_SPLIT_PAIRS,
+    PROMPT_ATTENTION_TOKENS,
+};
+use crate::backend::{AttentionParams, KvPrecision};
+use crate::batch::Batch;
+use crate::error::{EngineError, Result};
+use crate::model::config::LayerKind;
+use cudarc::driver::CudaSlice;
+
+impl CudaBackend {
+    pub(super) fn attention_any(
+        &self,
+        q: &CudaSlice<f32>,
+        kv: &CudaKv,
+        batch: &Batch,
+        p: AttentionParams,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let s = kv.shape;
+        device::check_batch_fits(&s, batch)?;
+        let n = batch.len();
+        let pairs = n * p.n_heads;
+        self.check_len("attention queries", q.len(), pairs * p.head_dim)?;
+        self.check_len("attention output", out.len(), pairs * p.head_dim)?;
+        if p.head_dim != s.head_dim
+            || p.n_kv_heads == 0
+            || !p.n_heads.is_multiple_of(p.n_kv_heads)
+            || p.n_kv_heads != s.n_kv_heads
+        {
+            return Err(EngineError::BadSetting {
+                name: "attention heads",
+                value: format!(
+                    "{} heads, {} kv heads, head_dim {}",
+                    p.n_heads, p.n_kv_heads, p.head_dim
+                ),
+                reason: format!("cache has {} kv heads of {}", s.n_kv_heads, s.head_dim),
+            });
+        }
+        let window = match p.kind {
+            LayerKind::Global => 0,
+            LayerKind::Sliding { window } => window as i32,
+        };
+        let meta = lock(&self.meta);
+        // A prompt of one sequence in an F16 cache: scores and values through cuBLAS (tensor cores).
+        let one_seq = batch.seq_ids.windows(2).all(|w| w[0] == w[1]);
+        if s.precision == KvPrecision::F16 && one_seq && n >= PROMPT_ATTENTION_TOKENS {
+            drop(meta);
+            return self.attention_gemm(q, kv, batch, p, out);
+        }
+        if n <= MAX_DECODE_TOKENS {
+            // Decode: splits fixed by the cache size (not by positions), so a captured graph stays valid.
+            let n_splits = s
+                .n_ctx
+                .div_ceil(DECODE_SPLIT_KEYS)
+                .clamp(1, MAX_SPLITS)
+                .min(NO_SPLIT_PAIRS * MAX_SPLITS / pairs.max(1))
+                .max(1);
+            let f = match s.precision {
+                KvPrecision::F16 => &self.funcs.attn_decode_f16,
+                KvPrecision::F32 => &self.funcs.attn_decode_f32,
+            };
+            self.launch(
+                f,
+                (pairs as u32, n_splits as u32, 1),
+                128,
+                &[
+                    Arg::Ptr(self.ptr(q)),
+                    Arg::Ptr(self.ptr(&kv.k)),
+                    Arg::Ptr(self.ptr(&kv.v)),
+                    Arg::Ptr(self.ptr(&meta.pos)),
+                    Arg::Ptr(self.ptr(&meta.seq)),
+                    Arg::Ptr(self.ptr(out)),
+                    Arg::Ptr(self.ptr(&kv.part)),
+                    Arg::I32(p.n_heads as i32),
+                    Arg::I32(p.n_kv_heads as i32),
+                    Arg::I32(p.head_dim as i32),
+                    Arg::I32(s.n_ctx as i32),
+                    Arg::I32(s.n_seqs as i32),
+                    Arg::I32(p.layer as i32),
+                    Arg::F32(p.scale),
+                    Arg::I32(window),
+                ],
+            )?;
+            if n_splits > 1 {
+                self.launch(
+                    &self.funcs.attn_combine,
+                    (pairs as u32, 1, 1),
+                    p.head_dim as u32,
+                    &[
+                        Arg::Ptr(self.ptr(&kv.part)),
+                        Arg::Ptr(self.ptr(out)),
+                        Arg::I32(n_splits as i32),
+                        Arg::I32(p.head_dim as i32),
+                    ],
+                )?;
+            }
+            return Ok(());
+        }
+        let (split_len, n_splits) = Self::split_plan(kv, batch, p.n_heads);
+        let f = match s.precision {
+            KvPrecision::F16 => &self.funcs.attn_f16,
+            KvPrecision::F32 => &self.funcs.attn_f32,
+        };
+        self.launch(
+            f,
+            (pairs as u32, n_splits as u32, 1),
+            32,
+            &[
+                Arg::Ptr(self.ptr(q)),
+                Arg::Ptr(self.ptr(&kv.k)),
+                Arg::Ptr(self.ptr(&kv.v)),
+                Arg::Ptr(self.ptr(&meta.pos)),
+                Arg::Ptr(self.ptr(&meta.seq)),
+                Arg::Ptr(self.ptr(out)),
+                Arg::Ptr(self.ptr(&kv.part)),
+                Arg::I32(p.n_heads as i32),
+                Arg::I32(p.n_kv_heads as i32),
+                Arg::I32(p.head_dim as i32),
+                Arg::I32(s.n_ctx as i32),
+                Arg::I32(s.n_seqs as i32),
+                Arg::I32(p.layer as i32),
+                Arg::F32(p.scale),
+                Arg::I32(window),
+                Arg::I32(split_len as i32),
+            ],
+        )?;
+        if n_splits > 1 {
+            self.launch(
+                &self.funcs.attn_combine,
+                (pairs as u32, 1, 1),
+                p.head_dim as u32,
+                &[
+                    Arg::Ptr(self.ptr(&kv.part)),
+                    Arg::Ptr(self.ptr(out)),
+                    Arg::I32(n_splits as i32),
+                    Arg::I32(p.head_dim as i32),
+                ],
+            )?;
+        }
+        Ok(())
+    }
+}
