@@ -10,6 +10,7 @@ use crate::batch::Batch;
 use crate::model::config::LayerKind;
 use half::f16;
 use half::slice::HalfFloatSliceExt;
+use quant::SimdLevel;
 
 /// Per-task scratch: scores [n_ctx], one converted row [head_dim], the rounded query [head_dim].
 struct Scratch {
@@ -122,8 +123,17 @@ impl Rows<'_> {
 }
 
 /// q, out: [n_tokens, n_heads * head_dim]
-pub fn attention(pool: &WorkPool, q: &[f32], kv: &CpuKv, batch: &Batch, p: AttentionParams, out: &mut [f32]) {
+pub fn attention(
+    pool: &WorkPool,
+    simd: SimdLevel,
+    q: &[f32],
+    kv: &CpuKv,
+    batch: &Batch,
+    p: AttentionParams,
+    out: &mut [f32],
+) {
     let hd = p.head_dim;
+    let ops = VecOps::new(simd);
     // With several query tokens per sequence (a prompt), widen the cache rows once instead of once per (token,
     // head). A batch of one token per sequence (batched decoding) reads each row once per head anyway.
     let widen = matches!(kv.k, KvData::F16(_)) && worth_widening(kv, batch);
@@ -145,7 +155,7 @@ pub fn attention(pool: &WorkPool, q: &[f32], kv: &CpuKv, batch: &Batch, p: Atten
         for i in task * per_task..((task + 1) * per_task).min(n) {
             // SAFETY: row i of out belongs to this task alone and lies inside out[..n * hd].
             let o = unsafe { std::slice::from_raw_parts_mut(out_rows.at(i * hd), hd) };
-            head(q, kv, &rows, batch, &p, i, o, &mut s);
+            head(q, kv, &rows, batch, &p, i, o, &mut s, &ops);
         }
     });
 }
@@ -161,6 +171,7 @@ fn head(
     i: usize,
     o: &mut [f32],
     s: &mut Scratch,
+    ops: &VecOps,
 ) {
     let hd = p.head_dim;
     let group = p.n_heads / p.n_kv_heads;
@@ -187,26 +198,21 @@ fn head(
     let mut max = f32::NEG_INFINITY;
     for (j, sc) in (start..=pos).zip(scores.iter_mut()) {
         let krow = rows.k(base + j * hd, hd, &mut s.row);
-        *sc = dot(&s.q, krow) * p.scale;
+        *sc = (ops.dot)(&s.q, krow) * p.scale;
         max = max.max(*sc);
     }
-    let mut sum = 0.0f32;
-    for sc in scores.iter_mut() {
-        *sc = (*sc - max).exp();
-        sum += *sc;
-    }
+    let sum = exp_sum(scores, max);
     let inv = 1.0 / sum;
     // With an F16 cache ggml multiplies V by the probabilities rounded to f16; so do we.
     let round = matches!(kv.v, KvData::F16(_));
+    scores.iter_mut().for_each(|sc| *sc *= inv);
+    if round {
+        (ops.round_f16)(scores);
+    }
     o.fill(0.0);
-    for (j, &sc) in (start..=pos).zip(scores.iter()) {
-        let w = if round {
-            f16::from_f32(sc * inv).to_f32()
-        } else {
-            sc * inv
-        };
+    for (j, &w) in (start..=pos).zip(scores.iter()) {
         let vrow = rows.v(base + j * hd, hd, &mut s.row);
-        o.iter_mut().zip(vrow).for_each(|(a, &b)| *a += w * b);
+        (ops.axpy)(o, w, vrow);
     }
 }
 
@@ -217,6 +223,123 @@ fn read_row<'a>(data: &'a KvData, at: usize, n: usize, tmp: &'a mut [f32]) -> &'
             d[at..at + n].convert_to_f32_slice(tmp);
             tmp
         }
+    }
+}
+
+/// The vector kernels of attention at one SIMD level. Every level gives the same bits: eight dot-product lanes
+/// summed in lane order, products rounded before they are added (no FMA), f16 rounding to nearest even. (A SIMD
+/// exp was measured no faster here and stays out, so scores keep std's exp.)
+struct VecOps {
+    dot: fn(&[f32], &[f32]) -> f32,
+    axpy: fn(&mut [f32], f32, &[f32]),
+    round_f16: fn(&mut [f32]),
+}
+
+impl VecOps {
+    fn new(simd: SimdLevel) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if simd >= SimdLevel::Avx2 {
+            return Self {
+                dot: x86::dot,
+                axpy: x86::axpy,
+                round_f16: x86::round_f16,
+            };
+        }
+        let _ = simd;
+        Self { dot, axpy, round_f16 }
+    }
+}
+
+/// `x = exp(x - max)` in place; returns the sum in element order.
+fn exp_sum(x: &mut [f32], max: f32) -> f32 {
+    let mut sum = 0.0f32;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    sum
+}
+
+fn axpy(o: &mut [f32], w: f32, v: &[f32]) {
+    o.iter_mut().zip(v).for_each(|(a, &b)| *a += w * b);
+}
+
+fn round_f16(x: &mut [f32]) {
+    x.iter_mut().for_each(|v| *v = f16::from_f32(*v).to_f32());
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: chosen only when AVX2/FMA/F16C were detected (SimdLevel::Avx2 or better).
+        unsafe { dot_avx2(a, b) }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let mut acc = _mm256_setzero_ps();
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n, both slices hold n elements; unaligned loads.
+            let (x, y) = unsafe { (_mm256_loadu_ps(a.as_ptr().add(i)), _mm256_loadu_ps(b.as_ptr().add(i))) };
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(x, y));
+            i += 8;
+        }
+        let mut lanes = [0f32; 8];
+        // SAFETY: 8 writable floats.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+        lanes.iter().sum::<f32>() + a[i..n].iter().zip(&b[i..n]).map(|(x, y)| x * y).sum::<f32>()
+    }
+
+    pub fn axpy(o: &mut [f32], w: f32, v: &[f32]) {
+        // SAFETY: as in `dot`.
+        unsafe { axpy_avx2(o, w, v) }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn axpy_avx2(o: &mut [f32], w: f32, v: &[f32]) {
+        let n = o.len().min(v.len());
+        let wv = _mm256_set1_ps(w);
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n for both slices.
+            unsafe {
+                let p = o.as_mut_ptr().add(i);
+                let x = _mm256_add_ps(
+                    _mm256_loadu_ps(p),
+                    _mm256_mul_ps(wv, _mm256_loadu_ps(v.as_ptr().add(i))),
+                );
+                _mm256_storeu_ps(p, x);
+            }
+            i += 8;
+        }
+        for (a, &b) in o[i..n].iter_mut().zip(&v[i..n]) {
+            *a += w * b;
+        }
+    }
+
+    pub fn round_f16(x: &mut [f32]) {
+        // SAFETY: as in `dot`.
+        unsafe { round_f16_f16c(x) }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn round_f16_f16c(x: &mut [f32]) {
+        let n = x.len();
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n.
+            unsafe {
+                let p = x.as_mut_ptr().add(i);
+                let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(p));
+                _mm256_storeu_ps(p, _mm256_cvtph_ps(h));
+            }
+            i += 8;
+        }
+        super::round_f16(&mut x[i..]);
     }
 }
 
@@ -231,4 +354,30 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + ra.iter().zip(rb).map(|(x, y)| x * y).sum::<f32>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_simd_level_gives_the_scalar_bits() {
+        let scalar = VecOps::new(SimdLevel::Scalar);
+        for level in SimdLevel::available() {
+            let ops = VecOps::new(level);
+            for n in [1usize, 7, 8, 64, 100, 256] {
+                let a: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013).collect();
+                let b: Vec<f32> = (0..n).map(|i| ((i * 53 % 97) as f32 - 48.0) * 0.021).collect();
+                assert_eq!((ops.dot)(&a, &b).to_bits(), (scalar.dot)(&a, &b).to_bits(), "{level:?} dot {n}");
+                let (mut x, mut y) = (a.clone(), a.clone());
+                (ops.axpy)(&mut x, 0.37, &b);
+                (scalar.axpy)(&mut y, 0.37, &b);
+                assert_eq!(x, y, "{level:?} axpy {n}");
+                let (mut x, mut y) = (b.clone(), b.clone());
+                (ops.round_f16)(&mut x);
+                (scalar.round_f16)(&mut y);
+                assert_eq!(x, y, "{level:?} f16 rounding {n}");
+            }
+        }
+    }
 }

@@ -274,7 +274,7 @@ impl Backend for CpuBackend {
         params: AttentionParams,
         out: &mut Vec<f32>,
     ) -> Result<()> {
-        attention::attention(&self.work, q, kv, batch, params, out);
+        attention::attention(&self.work, self.simd, q, kv, batch, params, out);
         Ok(())
     }
 

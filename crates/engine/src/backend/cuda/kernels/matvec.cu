@@ -20,17 +20,15 @@ extern "C" __global__ void quantize_q8(const float* __restrict__ x, i8* __restri
     if (lane == 0) am[chunk] = make_float4(d, d * lo, d * hi, 0.f);
 }
 
-// acc[t] += row · activations of token t, summed over the warp's lanes (every lane ends with the total).
-// RMSNorm of each token row times w into xn (f32), and, when aq is not null, quantized to 8 bits per 32 elements
-// as quantize_q8 does: the norm and the activation conversion of a matmul's input in one launch. A block per row.
-extern "C" __global__ void norm_quant(const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ xn,
-                                      i8* __restrict__ aq, float4* __restrict__ am, int K, float eps) {
+// One row's RMSNorm times w, written as f32 (when xo is not null) and/or converted to 8 bits per 32 elements
+// (when aqo is not null) the way quantize_q8 does. The whole block works on the row; K % 32 == 0.
+__device__ __forceinline__ void norm_row(const float* __restrict__ x, const float* __restrict__ w, int K, float eps,
+                                         float* xo, i8* aqo, float4* amo) {
     __shared__ float partial[32];
-    const float* xr = x + (size_t)blockIdx.x * K;
-    float s = 0.f;
-    for (int i = threadIdx.x; i < K; i += blockDim.x) s += xr[i] * xr[i];
-    s = warp_sum(s);
     int warp = threadIdx.x / 32, lane = threadIdx.x & 31, nw = blockDim.x / 32;
+    float s = 0.f;
+    for (int i = threadIdx.x; i < K; i += blockDim.x) s += x[i] * x[i];
+    s = warp_sum(s);
     if (lane == 0) partial[warp] = s;
     __syncthreads();
     if (warp == 0) {
@@ -42,20 +40,30 @@ extern "C" __global__ void norm_quant(const float* __restrict__ x, const float* 
     float scale = rsqrtf(partial[0] / K + eps);
     for (int c = warp; c < K / 32; c += nw) {
         int i = 32 * c + lane;
-        float v = xr[i] * scale * w[i];
-        xn[(size_t)blockIdx.x * K + i] = v;
-        if (aq) {
+        float v = x[i] * scale * w[i];
+        if (xo) xo[i] = v;
+        if (aqo) {
             float amax = warp_max(fabsf(v));
             float d = amax / 127.f;
             int q = amax == 0.f ? 0 : __float2int_rn(v / d);
-            aq[(size_t)blockIdx.x * K + i] = (i8)q;
+            aqo[i] = (i8)q;
             float lo = warp_sum(lane < 16 ? (float)q : 0.f);
             float hi = warp_sum(lane >= 16 ? (float)q : 0.f);
-            if (lane == 0) am[(size_t)blockIdx.x * (K / 32) + c] = make_float4(d, d * lo, d * hi, 0.f);
+            if (lane == 0) amo[c] = make_float4(d, d * lo, d * hi, 0.f);
         }
     }
+    __syncthreads();
 }
 
+// RMSNorm of each token row into xn, and into the 8-bit activations when aq is not null: the norm and the
+// activation conversion of a matmul's input in one launch. A block per row.
+extern "C" __global__ void norm_quant(const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ xn,
+                                      i8* __restrict__ aq, float4* __restrict__ am, int K, float eps) {
+    size_t r = blockIdx.x;
+    norm_row(x + r * K, w, K, eps, xn + r * K, aq ? aq + r * K : nullptr, aq ? am + r * (K / 32) : nullptr);
+}
+
+// acc[t] += row · activations of token t, summed over the warp's lanes (every lane ends with the total).
 template <class F, int NT>
 __device__ __forceinline__ void dot_q(const u8* __restrict__ wr, int K, const i8* __restrict__ aq,
                                       const float4* __restrict__ am, int n_tokens, float acc[NT]) {
@@ -299,36 +307,8 @@ __device__ __forceinline__ void dequant_rows_f(const u8* __restrict__ w, size_t 
 template <bool QUANT>
 __device__ __forceinline__ void block_norm(const float* __restrict__ x, const float* __restrict__ w, int K, float eps,
                                            char* sm) {
-    __shared__ float partial[32];
-    int warp = threadIdx.x / 32, lane = threadIdx.x & 31, nw = blockDim.x / 32;
-    float s = 0.f;
-    for (int i = threadIdx.x; i < K; i += blockDim.x) s += x[i] * x[i];
-    s = warp_sum(s);
-    if (lane == 0) partial[warp] = s;
-    __syncthreads();
-    if (warp == 0) {
-        s = lane < nw ? partial[lane] : 0.f;
-        s = warp_sum(s);
-        if (lane == 0) partial[0] = s;
-    }
-    __syncthreads();
-    float scale = rsqrtf(partial[0] / K + eps);
-    for (int c = warp; c < K / 32; c += nw) {
-        int i = 32 * c + lane;
-        float v = x[i] * scale * w[i];
-        if (!QUANT) {
-            ((float*)sm)[i] = v;
-        } else {
-            float amax = warp_max(fabsf(v));
-            float d = amax / 127.f;
-            int q = amax == 0.f ? 0 : __float2int_rn(v / d);
-            ((i8*)sm)[i] = (i8)q;
-            float lo = warp_sum(lane < 16 ? (float)q : 0.f);
-            float hi = warp_sum(lane >= 16 ? (float)q : 0.f);
-            if (lane == 0) ((float4*)(sm + K))[c] = make_float4(d, d * lo, d * hi, 0.f);
-        }
-    }
-    __syncthreads();
+    if (QUANT) norm_row(x, w, K, eps, nullptr, (i8*)sm, (float4*)(sm + K));
+    else norm_row(x, w, K, eps, (float*)sm, nullptr, nullptr);
 }
 
 #define QUARREL_QUANT_KERNELS(NAME, FMT)                                                                        \
