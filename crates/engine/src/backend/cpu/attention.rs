@@ -142,6 +142,9 @@ pub fn attention(
         Some(w) => Rows::Wide(w),
         None => Rows::Cache(kv),
     };
+    if let Some(w) = &wide {
+        return attention_tiled(pool, &ops, q, kv, w, batch, p, out);
+    }
     let n = batch.len() * p.n_heads;
     let n_tasks = (pool.n_threads() * 4).min(n).max(1);
     let per_task = n.div_ceil(n_tasks);
@@ -156,6 +159,99 @@ pub fn attention(
             // SAFETY: row i of out belongs to this task alone and lies inside out[..n * hd].
             let o = unsafe { std::slice::from_raw_parts_mut(out_rows.at(i * hd), hd) };
             head(q, kv, &rows, batch, &p, i, o, &mut s, &ops);
+        }
+    });
+}
+
+/// Consecutive batch tokens of one sequence that share K/V row reads in a prompt.
+const TOKEN_TILE: usize = 4;
+
+/// Prompt attention over widened rows: a task takes up to TOKEN_TILE consecutive tokens of one sequence and the
+/// query heads of one KV head, so that each K and V row is read once for all of them. Every query's arithmetic is
+/// [`head`]'s, in the same order (scores by increasing position, the same max, exp, normalization and rounding,
+/// values accumulated by increasing position), so the results are bit for bit those of the per-head path.
+#[allow(clippy::too_many_arguments)]
+fn attention_tiled(
+    pool: &WorkPool,
+    ops: &VecOps,
+    q: &[f32],
+    kv: &CpuKv,
+    w: &Wide,
+    batch: &Batch,
+    p: AttentionParams,
+    out: &mut [f32],
+) {
+    let hd = p.head_dim;
+    let group = p.n_heads / p.n_kv_heads;
+    // Runs of consecutive tokens of one sequence, at most TOKEN_TILE long.
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for t in 0..batch.len() {
+        match runs.last_mut() {
+            Some((a, b)) if *b == t && *b - *a < TOKEN_TILE && batch.seq_ids[*a] == batch.seq_ids[t] => *b += 1,
+            _ => runs.push((t, t + 1)),
+        }
+    }
+    let n_tasks = runs.len() * p.n_kv_heads;
+    let out_rows = OutRows(out[..batch.len() * p.n_heads * hd].as_mut_ptr());
+    let round_q = matches!(kv.k, KvData::F16(_));
+    let round_p = matches!(kv.v, KvData::F16(_));
+    pool.run(n_tasks, &|task| {
+        let ((t0, t1), kvh) = (runs[task / p.n_kv_heads], task % p.n_kv_heads);
+        let n_q = (t1 - t0) * group;
+        // [n_q, hd] rounded queries, [n_q, n_rows] scores, per query (out index, start, pos)
+        let mut qs = vec![0f32; n_q * hd];
+        let mut scores = vec![0f32; n_q * w.n_rows];
+        let mut spans = Vec::with_capacity(n_q);
+        for t in t0..t1 {
+            let pos = batch.positions[t] as usize;
+            let start = match p.kind {
+                LayerKind::Global => 0,
+                LayerKind::Sliding { window } => (pos + 1).saturating_sub(window as usize),
+            };
+            for g in 0..group {
+                let i = t * p.n_heads + kvh * group + g;
+                let qd = &mut qs[spans.len() * hd..(spans.len() + 1) * hd];
+                let qh = &q[i * hd..(i + 1) * hd];
+                if round_q {
+                    qd.iter_mut().zip(qh).for_each(|(d, &v)| *d = f16::from_f32(v).to_f32());
+                } else {
+                    qd.copy_from_slice(qh);
+                }
+                spans.push((i, start, pos));
+            }
+        }
+        let seq = batch.seq_ids[t0] as usize;
+        let base = w.base(seq, kvh, p.n_kv_heads, hd);
+        let lo = spans.iter().map(|s| s.1).min().unwrap_or(0);
+        let hi = spans.iter().map(|s| s.2).max().unwrap_or(0);
+        for j in lo..=hi {
+            let krow = &w.k[base + j * hd..base + (j + 1) * hd];
+            for (qi, &(_, start, pos)) in spans.iter().enumerate() {
+                if (start..=pos).contains(&j) {
+                    scores[qi * w.n_rows + j] = (ops.dot)(&qs[qi * hd..(qi + 1) * hd], krow) * p.scale;
+                }
+            }
+        }
+        for (qi, &(_, start, pos)) in spans.iter().enumerate() {
+            let sc = &mut scores[qi * w.n_rows + start..=qi * w.n_rows + pos];
+            let max = sc.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            let inv = 1.0 / exp_sum(sc, max);
+            sc.iter_mut().for_each(|v| *v *= inv);
+            if round_p {
+                (ops.round_f16)(sc);
+            }
+            // SAFETY: output row i belongs to this task alone (its token and head) and lies inside out.
+            unsafe { std::slice::from_raw_parts_mut(out_rows.at(spans[qi].0 * hd), hd) }.fill(0.0);
+        }
+        for j in lo..=hi {
+            let vrow = &w.v[base + j * hd..base + (j + 1) * hd];
+            for (qi, &(i, start, pos)) in spans.iter().enumerate() {
+                if (start..=pos).contains(&j) {
+                    // SAFETY: as above.
+                    let o = unsafe { std::slice::from_raw_parts_mut(out_rows.at(i * hd), hd) };
+                    (ops.axpy)(o, scores[qi * w.n_rows + j], vrow);
+                }
+            }
         }
     });
 }
@@ -368,7 +464,11 @@ mod tests {
             for n in [1usize, 7, 8, 64, 100, 256] {
                 let a: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013).collect();
                 let b: Vec<f32> = (0..n).map(|i| ((i * 53 % 97) as f32 - 48.0) * 0.021).collect();
-                assert_eq!((ops.dot)(&a, &b).to_bits(), (scalar.dot)(&a, &b).to_bits(), "{level:?} dot {n}");
+                assert_eq!(
+                    (ops.dot)(&a, &b).to_bits(),
+                    (scalar.dot)(&a, &b).to_bits(),
+                    "{level:?} dot {n}"
+                );
                 let (mut x, mut y) = (a.clone(), a.clone());
                 (ops.axpy)(&mut x, 0.37, &b);
                 (scalar.axpy)(&mut y, 0.37, &b);
@@ -378,6 +478,80 @@ mod tests {
                 (scalar.round_f16)(&mut y);
                 assert_eq!(x, y, "{level:?} f16 rounding {n}");
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tiled_tests {
+    use super::*;
+    use crate::backend::{KvPrecision, KvShape};
+
+    /// The tiled prompt path against the per-head path on the same cache and queries: bit for bit.
+    #[test]
+    fn tiled_prompt_attention_equals_the_per_head_path() {
+        let pool = WorkPool::new(2).expect("pool");
+        for (precision, kind) in [
+            (KvPrecision::F16, LayerKind::Global),
+            (KvPrecision::F16, LayerKind::Sliding { window: 5 }),
+        ] {
+            let shape = KvShape {
+                n_layers: 1,
+                n_seqs: 2,
+                n_ctx: 32,
+                n_kv_heads: 2,
+                head_dim: 16,
+                precision,
+            };
+            let mut kv = CpuKv::new(shape);
+            let mut batch = Batch::new();
+            for i in 0..11u32 {
+                batch.push(0, i, 0, false);
+                if i < 6 {
+                    batch.push(0, i, 1, false);
+                }
+            }
+            let kv_dim = 2 * 16;
+            let vals = |n: usize, salt: usize| -> Vec<f32> {
+                (0..n)
+                    .map(|i| (((i * 31 + salt * 17) % 97) as f32 - 48.0) * 0.03)
+                    .collect()
+            };
+            kv.store(
+                0,
+                &vals(batch.len() * kv_dim, 1),
+                &vals(batch.len() * kv_dim, 2),
+                &batch,
+            )
+            .unwrap();
+            let p = AttentionParams {
+                layer: 0,
+                n_heads: 6,
+                n_kv_heads: 2,
+                head_dim: 16,
+                scale: 0.25,
+                kind,
+            };
+            let q = vals(batch.len() * 6 * 16, 3);
+            let mut tiled = vec![0f32; q.len()];
+            attention(&pool, SimdLevel::detect(), &q, &kv, &batch, p, &mut tiled);
+            // The per-head path: decode-shaped calls (one token each) never widen.
+            let mut per_head = vec![0f32; q.len()];
+            for t in 0..batch.len() {
+                let mut one = Batch::new();
+                one.push(0, batch.positions[t], batch.seq_ids[t], false);
+                let qt = &q[t * 96..(t + 1) * 96];
+                attention(
+                    &pool,
+                    SimdLevel::detect(),
+                    qt,
+                    &kv,
+                    &one,
+                    p,
+                    &mut per_head[t * 96..(t + 1) * 96],
+                );
+            }
+            assert_eq!(tiled, per_head, "{precision:?} {kind:?}");
         }
     }
 }
