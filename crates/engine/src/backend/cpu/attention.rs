@@ -224,11 +224,23 @@ fn attention_tiled(
         let base = w.base(seq, kvh, p.n_kv_heads, hd);
         let lo = spans.iter().map(|s| s.1).min().unwrap_or(0);
         let hi = spans.iter().map(|s| s.2).max().unwrap_or(0);
-        for j in lo..=hi {
-            let krow = &w.k[base + j * hd..base + (j + 1) * hd];
+        // Keys in blocks of 8: a query whose range covers the whole block takes the 8 dot products at once.
+        for jb in (lo..=hi).step_by(8) {
+            let je = (jb + 8).min(hi + 1);
             for (qi, &(_, start, pos)) in spans.iter().enumerate() {
-                if (start..=pos).contains(&j) {
-                    scores[qi * w.n_rows + j] = (ops.dot)(&qs[qi * hd..(qi + 1) * hd], krow) * p.scale;
+                let qv = &qs[qi * hd..(qi + 1) * hd];
+                let row = qi * w.n_rows;
+                if je - jb == 8 && start <= jb && je - 1 <= pos {
+                    let mut d8 = [0f32; 8];
+                    (ops.dot8)(qv, &w.k[base + jb * hd..base + (jb + 8) * hd], &mut d8);
+                    for (sc, d) in scores[row + jb..row + jb + 8].iter_mut().zip(d8) {
+                        *sc = d * p.scale;
+                    }
+                } else {
+                    for j in jb.max(start)..je.min(pos + 1) {
+                        let krow = &w.k[base + j * hd..base + (j + 1) * hd];
+                        scores[row + j] = (ops.dot)(qv, krow) * p.scale;
+                    }
                 }
             }
         }
@@ -243,13 +255,20 @@ fn attention_tiled(
             // SAFETY: output row i belongs to this task alone (its token and head) and lies inside out.
             unsafe { std::slice::from_raw_parts_mut(out_rows.at(spans[qi].0 * hd), hd) }.fill(0.0);
         }
-        for j in lo..=hi {
-            let vrow = &w.v[base + j * hd..base + (j + 1) * hd];
+        for jb in (lo..=hi).step_by(8) {
+            let je = (jb + 8).min(hi + 1);
             for (qi, &(i, start, pos)) in spans.iter().enumerate() {
-                if (start..=pos).contains(&j) {
-                    // SAFETY: as above.
-                    let o = unsafe { std::slice::from_raw_parts_mut(out_rows.at(i * hd), hd) };
-                    (ops.axpy)(o, scores[qi * w.n_rows + j], vrow);
+                // SAFETY: as above.
+                let o = unsafe { std::slice::from_raw_parts_mut(out_rows.at(i * hd), hd) };
+                let row = qi * w.n_rows;
+                if je - jb == 8 && start <= jb && je - 1 <= pos {
+                    let mut p8 = [0f32; 8];
+                    p8.copy_from_slice(&scores[row + jb..row + jb + 8]);
+                    (ops.axpy8)(o, &p8, &w.v[base + jb * hd..base + (jb + 8) * hd]);
+                } else {
+                    for j in jb.max(start)..je.min(pos + 1) {
+                        (ops.axpy)(o, scores[row + j], &w.v[base + j * hd..base + (j + 1) * hd]);
+                    }
                 }
             }
         }
@@ -327,7 +346,11 @@ fn read_row<'a>(data: &'a KvData, at: usize, n: usize, tmp: &'a mut [f32]) -> &'
 /// exp was measured no faster here and stays out, so scores keep std's exp.)
 struct VecOps {
     dot: fn(&[f32], &[f32]) -> f32,
+    /// `out[j] = dot(q, rows[j * q.len()..])` for 8 consecutive rows, each exactly as `dot` computes it.
+    dot8: fn(&[f32], &[f32], &mut [f32; 8]),
     axpy: fn(&mut [f32], f32, &[f32]),
+    /// `axpy` of 8 consecutive rows in order (each element gets the same adds in the same order).
+    axpy8: fn(&mut [f32], &[f32; 8], &[f32]),
     round_f16: fn(&mut [f32]),
 }
 
@@ -337,12 +360,34 @@ impl VecOps {
         if simd >= SimdLevel::Avx2 {
             return Self {
                 dot: x86::dot,
+                dot8: x86::dot8,
+                axpy8: x86::axpy8,
                 axpy: x86::axpy,
                 round_f16: x86::round_f16,
             };
         }
         let _ = simd;
-        Self { dot, axpy, round_f16 }
+        Self {
+            dot,
+            dot8,
+            axpy,
+            axpy8,
+            round_f16,
+        }
+    }
+}
+
+fn dot8(q: &[f32], rows: &[f32], out: &mut [f32; 8]) {
+    let n = q.len();
+    for (j, o) in out.iter_mut().enumerate() {
+        *o = dot(q, &rows[j * n..(j + 1) * n]);
+    }
+}
+
+fn axpy8(o: &mut [f32], p: &[f32; 8], rows: &[f32]) {
+    let n = o.len();
+    for (j, &w) in p.iter().enumerate() {
+        axpy(o, w, &rows[j * n..(j + 1) * n]);
     }
 }
 
@@ -388,6 +433,97 @@ mod x86 {
         // SAFETY: 8 writable floats.
         unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
         lanes.iter().sum::<f32>() + a[i..n].iter().zip(&b[i..n]).map(|(x, y)| x * y).sum::<f32>()
+    }
+
+    pub fn dot8(q: &[f32], rows: &[f32], out: &mut [f32; 8]) {
+        if !q.len().is_multiple_of(8) || rows.len() < 8 * q.len() {
+            return super::dot8(q, rows, out);
+        }
+        // SAFETY: as in `dot`; lengths checked above.
+        unsafe { dot8_avx2(q, rows, out) }
+    }
+
+    /// Eight dot products with eight lanes each, then an 8x8 transpose so that every key's lanes are summed in
+    /// lane order (0 + 1, + 2, ... + 7) exactly as `dot` sums them, eight keys per vector add.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn dot8_avx2(q: &[f32], rows: &[f32], out: &mut [f32; 8]) {
+        let n = q.len();
+        let mut acc = [_mm256_setzero_ps(); 8];
+        let mut i = 0;
+        while i < n {
+            // SAFETY: i + 8 <= n (n is a multiple of 8) and rows holds 8 rows of n.
+            unsafe {
+                let x = _mm256_loadu_ps(q.as_ptr().add(i));
+                for (j, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_add_ps(*a, _mm256_mul_ps(x, _mm256_loadu_ps(rows.as_ptr().add(j * n + i))));
+                }
+            }
+            i += 8;
+        }
+        // Transpose: t[l] holds lane l of the eight accumulators.
+        let t0 = _mm256_unpacklo_ps(acc[0], acc[1]);
+        let t1 = _mm256_unpackhi_ps(acc[0], acc[1]);
+        let t2 = _mm256_unpacklo_ps(acc[2], acc[3]);
+        let t3 = _mm256_unpackhi_ps(acc[2], acc[3]);
+        let t4 = _mm256_unpacklo_ps(acc[4], acc[5]);
+        let t5 = _mm256_unpackhi_ps(acc[4], acc[5]);
+        let t6 = _mm256_unpacklo_ps(acc[6], acc[7]);
+        let t7 = _mm256_unpackhi_ps(acc[6], acc[7]);
+        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        let l = [
+            _mm256_permute2f128_ps::<0x20>(u0, u4),
+            _mm256_permute2f128_ps::<0x20>(u1, u5),
+            _mm256_permute2f128_ps::<0x20>(u2, u6),
+            _mm256_permute2f128_ps::<0x20>(u3, u7),
+            _mm256_permute2f128_ps::<0x31>(u0, u4),
+            _mm256_permute2f128_ps::<0x31>(u1, u5),
+            _mm256_permute2f128_ps::<0x31>(u2, u6),
+            _mm256_permute2f128_ps::<0x31>(u3, u7),
+        ];
+        let mut sum = l[0];
+        for v in &l[1..] {
+            sum = _mm256_add_ps(sum, *v);
+        }
+        // SAFETY: 8 writable floats.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), sum) };
+    }
+
+    pub fn axpy8(o: &mut [f32], p: &[f32; 8], rows: &[f32]) {
+        if !o.len().is_multiple_of(64) || rows.len() < 8 * o.len() {
+            return super::axpy8(o, p, rows);
+        }
+        // SAFETY: as in `dot`; lengths checked above.
+        unsafe { axpy8_avx2(o, p, rows) }
+    }
+
+    /// 64 output elements at a time held in registers while the 8 rows are added in order.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn axpy8_avx2(o: &mut [f32], p: &[f32; 8], rows: &[f32]) {
+        let n = o.len();
+        let w: [__m256; 8] = std::array::from_fn(|j| _mm256_set1_ps(p[j]));
+        for c in (0..n).step_by(64) {
+            // SAFETY: c + 64 <= n (n is a multiple of 64); rows holds 8 rows of n.
+            unsafe {
+                let op = o.as_mut_ptr().add(c);
+                let mut acc: [__m256; 8] = std::array::from_fn(|k| _mm256_loadu_ps(op.add(8 * k)));
+                for (j, wj) in w.iter().enumerate() {
+                    let rp = rows.as_ptr().add(j * n + c);
+                    for (k, a) in acc.iter_mut().enumerate() {
+                        *a = _mm256_add_ps(*a, _mm256_mul_ps(*wj, _mm256_loadu_ps(rp.add(8 * k))));
+                    }
+                }
+                for (k, a) in acc.iter().enumerate() {
+                    _mm256_storeu_ps(op.add(8 * k), *a);
+                }
+            }
+        }
     }
 
     pub fn axpy(o: &mut [f32], w: f32, v: &[f32]) {
@@ -461,7 +597,7 @@ mod tests {
         let scalar = VecOps::new(SimdLevel::Scalar);
         for level in SimdLevel::available() {
             let ops = VecOps::new(level);
-            for n in [1usize, 7, 8, 64, 100, 256] {
+            for n in [1usize, 7, 8, 64, 100, 128, 256] {
                 let a: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013).collect();
                 let b: Vec<f32> = (0..n).map(|i| ((i * 53 % 97) as f32 - 48.0) * 0.021).collect();
                 assert_eq!(
@@ -473,6 +609,24 @@ mod tests {
                 (ops.axpy)(&mut x, 0.37, &b);
                 (scalar.axpy)(&mut y, 0.37, &b);
                 assert_eq!(x, y, "{level:?} axpy {n}");
+                if n % 8 == 0 {
+                    let rows: Vec<f32> = (0..8 * n).map(|i| ((i * 29 % 89) as f32 - 44.0) * 0.017).collect();
+                    let (mut d, mut e) = ([0f32; 8], [0f32; 8]);
+                    (ops.dot8)(&a, &rows, &mut d);
+                    (scalar.dot8)(&a, &rows, &mut e);
+                    let singles: Vec<u32> = (0..8)
+                        .map(|j| (scalar.dot)(&a, &rows[j * n..(j + 1) * n]).to_bits())
+                        .collect();
+                    assert_eq!(d.map(f32::to_bits).to_vec(), singles, "{level:?} dot8 {n}");
+                    assert_eq!(e.map(f32::to_bits).to_vec(), singles, "scalar dot8 {n}");
+                    let p8 = [0.1f32, -0.3, 0.25, 0.0, 1.5, -2.0, 0.7, 0.01];
+                    let (mut x, mut y) = (a.clone(), a.clone());
+                    (ops.axpy8)(&mut x, &p8, &rows);
+                    for (j, &w) in p8.iter().enumerate() {
+                        (scalar.axpy)(&mut y, w, &rows[j * n..(j + 1) * n]);
+                    }
+                    assert_eq!(x, y, "{level:?} axpy8 {n}");
+                }
                 let (mut x, mut y) = (b.clone(), b.clone());
                 (ops.round_f16)(&mut x);
                 (scalar.round_f16)(&mut y);
