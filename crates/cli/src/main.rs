@@ -13,8 +13,8 @@ mod report;
 mod run;
 mod score;
 mod synth;
-mod test_backend;
 mod sysinfo;
+mod test_backend;
 mod tokenize;
 
 use clap::{Parser, Subcommand};

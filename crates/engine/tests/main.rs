@@ -4,6 +4,6 @@ extern crate quarrel_engine as engine;
 
 mod batching;
 mod common;
+mod cuda_kernels;
 mod perplexity;
 mod real_models;
-mod cuda_kernels;
