@@ -212,10 +212,9 @@ fn attention_tiled(
                 let i = t * p.n_heads + kvh * group + g;
                 let qd = &mut qs[spans.len() * hd..(spans.len() + 1) * hd];
                 let qh = &q[i * hd..(i + 1) * hd];
+                qd.copy_from_slice(qh);
                 if round_q {
-                    qd.iter_mut().zip(qh).for_each(|(d, &v)| *d = f16::from_f32(v).to_f32());
-                } else {
-                    qd.copy_from_slice(qh);
+                    (ops.round_f16)(qd);
                 }
                 spans.push((i, start, pos));
             }
@@ -301,13 +300,9 @@ fn head(
         Rows::Wide(w) => w.base(seq, h / group, p.n_kv_heads, hd),
     };
     let qh = &q[i * hd..(i + 1) * hd];
-    match &kv.k {
-        KvData::F16(_) => {
-            s.q.iter_mut()
-                .zip(qh)
-                .for_each(|(d, &v)| *d = f16::from_f32(v).to_f32())
-        }
-        KvData::F32(_) => s.q.copy_from_slice(qh),
+    s.q.copy_from_slice(qh);
+    if matches!(kv.k, KvData::F16(_)) {
+        (ops.round_f16)(&mut s.q);
     }
     let scores = &mut s.scores[start..=pos];
     let mut max = f32::NEG_INFINITY;
