@@ -142,6 +142,40 @@ __device__ __forceinline__ float glu_act(float g, int act) {
     return 0.5f * g * (1.f + tanhf(c * (g + 0.044715f * g * g * g)));
 }
 
+// Two rows against the same activations in one pass: both rows' loads are in flight together and each activation
+// chunk is read once for both (the gate and up rows of the gated FFN).
+template <class F, int NT>
+__device__ __forceinline__ void dot2_q(const u8* __restrict__ wa, const u8* __restrict__ wb, int K,
+                                       const i8* __restrict__ aq, const float4* __restrict__ am, int n_tokens,
+                                       float acc_a[NT], float acc_b[NT]) {
+    int lane = threadIdx.x & 31;
+    int n_chunks = K / 32;
+    for (int c = lane; c < n_chunks; c += 32) {
+        Chunk ka, kb;
+        F::load32(wa, c, ka);
+        F::load32(wb, c, kb);
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            if (t < n_tokens) {
+                const int4* a = (const int4*)(aq + (size_t)t * K + 32 * c);
+                int4 a0 = a[0], a1 = a[1];
+                float4 m = am[(size_t)t * n_chunks + c];
+                int x0 = dp4a(ka.v[0], a0.x, dp4a(ka.v[1], a0.y, dp4a(ka.v[2], a0.z, dp4a(ka.v[3], a0.w, 0))));
+                int x1 = dp4a(ka.v[4], a1.x, dp4a(ka.v[5], a1.y, dp4a(ka.v[6], a1.z, dp4a(ka.v[7], a1.w, 0))));
+                int y0 = dp4a(kb.v[0], a0.x, dp4a(kb.v[1], a0.y, dp4a(kb.v[2], a0.z, dp4a(kb.v[3], a0.w, 0))));
+                int y1 = dp4a(kb.v[4], a1.x, dp4a(kb.v[5], a1.y, dp4a(kb.v[6], a1.z, dp4a(kb.v[7], a1.w, 0))));
+                acc_a[t] += m.x * (ka.d.x * (float)x0 + ka.d.y * (float)x1) + ka.m.x * m.y + ka.m.y * m.z;
+                acc_b[t] += m.x * (kb.d.x * (float)y0 + kb.d.y * (float)y1) + kb.m.x * m.y + kb.m.y * m.z;
+            }
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        acc_a[t] = warp_sum(acc_a[t]);
+        acc_b[t] = warp_sum(acc_b[t]);
+    }
+}
+
 // Gated FFN input: a warp takes row r of gate and of up, h[t, r] = act(gate_r · x_t) * (up_r · x_t).
 template <class F, int NT>
 __device__ __forceinline__ void glu_q(const u8* __restrict__ gate, const u8* __restrict__ up, size_t row_bytes,
@@ -152,8 +186,7 @@ __device__ __forceinline__ void glu_q(const u8* __restrict__ gate, const u8* __r
     float g[NT], u[NT];
 #pragma unroll
     for (int t = 0; t < NT; t++) g[t] = u[t] = 0.f;
-    dot_q<F, NT>(gate + row * row_bytes, K, aq, am, n_tokens, g);
-    dot_q<F, NT>(up + row * row_bytes, K, aq, am, n_tokens, u);
+    dot2_q<F, NT>(gate + row * row_bytes, up + row * row_bytes, K, aq, am, n_tokens, g, u);
     if ((threadIdx.x & 31) == 0)
 #pragma unroll
         for (int t = 0; t < NT; t++)
