@@ -246,7 +246,7 @@ fn attention_tiled(
         for (qi, &(_, start, pos)) in spans.iter().enumerate() {
             let sc = &mut scores[qi * w.n_rows + start..=qi * w.n_rows + pos];
             let max = sc.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-            let inv = 1.0 / exp_sum(sc, max);
+            let inv = 1.0 / (ops.exp_sum)(sc, max);
             sc.iter_mut().for_each(|v| *v *= inv);
             if round_p {
                 (ops.round_f16)(sc);
@@ -311,7 +311,7 @@ fn head(
         *sc = (ops.dot)(&s.q, krow) * p.scale;
         max = max.max(*sc);
     }
-    let sum = exp_sum(scores, max);
+    let sum = (ops.exp_sum)(scores, max);
     let inv = 1.0 / sum;
     // With an F16 cache ggml multiplies V by the probabilities rounded to f16; so do we.
     let round = matches!(kv.v, KvData::F16(_));
@@ -340,6 +340,8 @@ fn read_row<'a>(data: &'a KvData, at: usize, n: usize, tmp: &'a mut [f32]) -> &'
 /// summed in lane order, products rounded before they are added (no FMA), f16 rounding to nearest even. (A SIMD
 /// exp was measured no faster here and stays out, so scores keep std's exp.)
 struct VecOps {
+    /// `x = exp(x - max)` in place; returns the sum in element order.
+    exp_sum: fn(&mut [f32], f32) -> f32,
     dot: fn(&[f32], &[f32]) -> f32,
     /// `out[j] = dot(q, rows[j * q.len()..])` for 8 consecutive rows, each exactly as `dot` computes it.
     dot8: fn(&[f32], &[f32], &mut [f32; 8]),
@@ -354,6 +356,7 @@ impl VecOps {
         #[cfg(target_arch = "x86_64")]
         if simd >= SimdLevel::Avx2 {
             return Self {
+                exp_sum: x86::exp_sum,
                 dot: x86::dot,
                 dot8: x86::dot8,
                 axpy8: x86::axpy8,
@@ -363,6 +366,7 @@ impl VecOps {
         }
         let _ = simd;
         Self {
+            exp_sum,
             dot,
             dot8,
             axpy,
@@ -490,6 +494,54 @@ mod x86 {
         unsafe { _mm256_storeu_ps(out.as_mut_ptr(), sum) };
     }
 
+    pub fn exp_sum(x: &mut [f32], max: f32) -> f32 {
+        // SAFETY: as in `dot`.
+        unsafe { exp_sum_avx2(x, max) }
+    }
+
+    /// ln of the smallest normal f32: below it exp is 0 here (the true value is subnormal).
+    const LOWEST: f32 = -87.336_54;
+
+    /// exp(x) for x <= 0 (scores minus their maximum): 2^(x·log2 e) split into an integer power of two and a
+    /// degree-6 polynomial of the remainder, within a few ulp of f32 exp; below [`LOWEST`] the result is 0.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn exp8(x_in: __m256) -> __m256 {
+        let tiny = _mm256_cmp_ps::<_CMP_LT_OQ>(x_in, _mm256_set1_ps(LOWEST));
+        let x = _mm256_max_ps(x_in, _mm256_set1_ps(LOWEST));
+        let t = _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E));
+        let k = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(t);
+        let r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693_145_75), x);
+        let r = _mm256_fnmadd_ps(k, _mm256_set1_ps(1.428_606_8e-6), r);
+        let mut p = _mm256_set1_ps(1.0 / 720.0);
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0 / 120.0));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0 / 24.0));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0 / 6.0));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0));
+        let pow2 = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)));
+        _mm256_andnot_ps(tiny, _mm256_mul_ps(p, _mm256_castsi256_ps(pow2)))
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn exp_sum_avx2(x: &mut [f32], max: f32) -> f32 {
+        let n = x.len();
+        let m = _mm256_set1_ps(max);
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n.
+            unsafe {
+                let p = x.as_mut_ptr().add(i);
+                _mm256_storeu_ps(p, exp8(_mm256_sub_ps(_mm256_loadu_ps(p), m)));
+            }
+            i += 8;
+        }
+        for v in x[i..].iter_mut() {
+            *v = (*v - max).exp();
+        }
+        x.iter().sum()
+    }
+
     pub fn axpy8(o: &mut [f32], p: &[f32; 8], rows: &[f32]) {
         if !o.len().is_multiple_of(64) || rows.len() < 8 * o.len() {
             return super::axpy8(o, p, rows);
@@ -586,6 +638,21 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn simd_exp_stays_within_a_few_ulp_of_std() {
+        for level in SimdLevel::available() {
+            let ops = VecOps::new(level);
+            let mut x: Vec<f32> = (0..20_000).map(|i| -(i as f32) * 0.0045).collect();
+            let want: Vec<f32> = x.iter().map(|v| v.exp()).collect();
+            let sum = (ops.exp_sum)(&mut x, 0.0);
+            for (i, (&g, &w)) in x.iter().zip(&want).enumerate() {
+                let tol = 4.0 * f32::EPSILON * w + f32::MIN_POSITIVE;
+                assert!((g - w).abs() <= tol, "{level:?} exp({}) = {g}, std {w}", -(i as f32) * 0.0045);
+            }
+            assert!((sum - want.iter().sum::<f32>()).abs() <= 1e-4 * sum, "{level:?} sum");
+        }
+    }
 
     #[test]
     fn every_simd_level_gives_the_scalar_bits() {
