@@ -648,7 +648,11 @@ mod tests {
             let sum = (ops.exp_sum)(&mut x, 0.0);
             for (i, (&g, &w)) in x.iter().zip(&want).enumerate() {
                 let tol = 4.0 * f32::EPSILON * w + f32::MIN_POSITIVE;
-                assert!((g - w).abs() <= tol, "{level:?} exp({}) = {g}, std {w}", -(i as f32) * 0.0045);
+                assert!(
+                    (g - w).abs() <= tol,
+                    "{level:?} exp({}) = {g}, std {w}",
+                    -(i as f32) * 0.0045
+                );
             }
             assert!((sum - want.iter().sum::<f32>()).abs() <= 1e-4 * sum, "{level:?} sum");
         }
