@@ -320,21 +320,29 @@ fn l1_tiles() {
         let Some(tile) = quarrel_quant::gemm::float::best(simd) else {
             break;
         };
-        let wv: Vec<f32> = (0..4 * k).map(|i| (i % 7) as f32 * 0.1).collect();
-        let av: Vec<f32> = (0..4 * k).map(|i| (i % 5) as f32 * 0.1).collect();
+        use quarrel_quant::gemm::float::{FMR, FNR};
+        let wv: Vec<f32> = (0..FMR * k).map(|i| (i % 7) as f32 * 0.1).collect();
+        let av: Vec<f32> = (0..FNR * k).map(|i| (i % 5) as f32 * 0.1).collect();
         let w = quarrel_quant::gemm::float::Rows { x: &wv, ld: k };
         let a = quarrel_quant::gemm::float::Rows { x: &av, ld: k };
-        let mut res = [[0f32; 4]; 4];
+        let mut res = [[0f32; FMR]; FNR];
         let iters = 500_000 * 1024 / k;
         let t = cpu_seconds();
         for _ in 0..iters {
-            tile(k, &w, [0, 1, 2, 3], &a, [0, 1, 2, 3], &mut res);
+            tile(
+                k,
+                &w,
+                std::array::from_fn(|r| r),
+                &a,
+                std::array::from_fn(|t| t),
+                &mut res,
+            );
             std::hint::black_box(&mut res);
         }
         let secs = cpu_seconds() - t;
         println!(
             "float tile alone, k={k}: {:.1} GMAC/s",
-            (iters * 16 * k) as f64 / secs / 1e9
+            (iters * FMR * FNR * k) as f64 / secs / 1e9
         );
     }
 }

@@ -1,7 +1,12 @@
-//! The float microkernel: [`MR`] f32 weight rows × [`NR`] f32 activation rows, 16-lane FMA accumulators, one
+//! The float microkernel: [`FMR`] f32 weight rows × [`FNR`] f32 activation rows, 16-lane FMA accumulators, one
 //! horizontal sum per pair at the end.
 
-use super::{MR, NR};
+/// Weight rows per float tile: 6 × 4 = 24 accumulators, with 4 activation vectors and 1 weight vector in flight
+/// (29 of AVX-512's 32 registers); 10 loads per 24 FMAs where a 4 × 4 tile takes 8 per 16.
+pub const FMR: usize = 6;
+/// Activation rows (tokens) per float tile. The reduction's lane order assumes 4.
+pub const FNR: usize = 4;
+const _: () = assert!(FNR == 4);
 use crate::SimdLevel;
 
 /// Rows of floats: row `i` is `x[i * ld..i * ld + k]`.
@@ -15,7 +20,7 @@ pub struct Rows<'a> {
 /// # Panics
 /// When a row index lies outside its rows or a row is shorter than `k` (caller bugs).
 pub type FloatTileFn =
-    fn(k: usize, w: &Rows<'_>, wi: [usize; MR], a: &Rows<'_>, ti: [usize; NR], out: &mut [[f32; MR]; NR]);
+    fn(k: usize, w: &Rows<'_>, wi: [usize; FMR], a: &Rows<'_>, ti: [usize; FNR], out: &mut [[f32; FMR]; FNR]);
 
 /// The best float microkernel at `simd` (lowered to what this CPU runs), or `None` below AVX-512.
 pub fn best(simd: SimdLevel) -> Option<FloatTileFn> {
@@ -41,10 +46,10 @@ fn check(k: usize, rows: &Rows<'_>, idx: &[usize]) {
 pub fn float_tile_reference(
     k: usize,
     w: &Rows<'_>,
-    wi: [usize; MR],
+    wi: [usize; FMR],
     a: &Rows<'_>,
-    ti: [usize; NR],
-    out: &mut [[f32; MR]; NR],
+    ti: [usize; FNR],
+    out: &mut [[f32; FMR]; FNR],
 ) {
     check(k, w, &wi);
     check(k, a, &ti);
@@ -65,16 +70,16 @@ pub fn float_tile_reference(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{check, Rows, MR, NR};
+    use super::{check, Rows, FMR, FNR};
     use crate::gemm::int::x86::reduce16;
 
     pub fn float_tile_avx512(
         k: usize,
         w: &Rows<'_>,
-        wi: [usize; MR],
+        wi: [usize; FMR],
         a: &Rows<'_>,
-        ti: [usize; NR],
-        out: &mut [[f32; MR]; NR],
+        ti: [usize; FNR],
+        out: &mut [[f32; FMR]; FNR],
     ) {
         check(k, w, &wi);
         check(k, a, &ti);
@@ -85,7 +90,7 @@ mod x86 {
         let sums = unsafe { tile(k, wp, ap) };
         for (t, o) in out.iter_mut().enumerate() {
             for (r, o) in o.iter_mut().enumerate() {
-                *o = sums[4 * t + r];
+                *o = sums[r * FNR + t];
             }
         }
     }
@@ -93,26 +98,35 @@ mod x86 {
     /// # Safety
     /// Every pointer points to `k` readable floats; the CPU runs AVX-512 F.
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn tile(k: usize, wp: [*const f32; MR], ap: [*const f32; NR]) -> [f32; 16] {
-        let mut acc = [[_mm512_setzero_ps(); NR]; MR];
+    unsafe fn tile(k: usize, wp: [*const f32; FMR], ap: [*const f32; FNR]) -> [f32; FMR * FNR] {
+        let mut acc = [[_mm512_setzero_ps(); FNR]; FMR];
         let mut i = 0;
         while i < k {
             let mask: u16 = if k - i >= 16 { 0xFFFF } else { (1u16 << (k - i)) - 1 };
             // SAFETY: the mask keeps every access below k (the caller's promise).
-            let av: [__m512; NR] = std::array::from_fn(|t| unsafe { _mm512_maskz_loadu_ps(mask, ap[t].add(i)) });
-            for r in 0..MR {
+            let av: [__m512; FNR] = std::array::from_fn(|t| unsafe { _mm512_maskz_loadu_ps(mask, ap[t].add(i)) });
+            for r in 0..FMR {
                 // SAFETY: as above.
                 let wv = unsafe { _mm512_maskz_loadu_ps(mask, wp[r].add(i)) };
-                for t in 0..NR {
+                for t in 0..FNR {
                     acc[r][t] = _mm512_fmadd_ps(wv, av[t], acc[r][t]);
                 }
             }
             i += 16;
         }
-        let v: [__m512; 16] = std::array::from_fn(|i| acc[i / 4][i % 4]);
-        let mut lanes = [0f32; 16];
-        // SAFETY: 16 writable floats.
-        unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), reduce16(v)) };
-        lanes
+        // Pair p = r * FNR + t; reduced 16 at a time (each pair's lanes by the same tree as the reference).
+        let flat: [__m512; FMR * FNR] = std::array::from_fn(|p| acc[p / FNR][p % FNR]);
+        let mut sums = [0f32; FMR * FNR];
+        for (c, chunk) in flat.chunks(16).enumerate() {
+            let v: [__m512; 16] = std::array::from_fn(|j| chunk.get(j).copied().unwrap_or(_mm512_setzero_ps()));
+            let mut lanes = [0f32; 16];
+            // SAFETY: 16 writable floats.
+            unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), reduce16(v)) };
+            // reduce16 puts the sum of input 4a + b in lane 4b + a.
+            for q in 0..chunk.len() {
+                sums[16 * c + q] = lanes[4 * (q % 4) + q / 4];
+            }
+        }
+        sums
     }
 }

@@ -600,13 +600,13 @@ impl Gemm {
                     ld: k,
                 };
                 let n_tokens = out.n_tokens;
-                let mut res = [[0f32; MR]; NR];
-                for t0 in (0..n_tokens).step_by(NR) {
-                    for i0 in (0..n_rows).step_by(MR) {
+                let mut res = [[0f32; float::FMR]; float::FNR];
+                for t0 in (0..n_tokens).step_by(float::FNR) {
+                    for i0 in (0..n_rows).step_by(float::FMR) {
                         let wi = std::array::from_fn(|j| (i0 + j).min(n_rows - 1));
                         let ti = std::array::from_fn(|j| (t0 + j).min(n_tokens - 1));
                         tile(k, &w, wi, &av, ti, &mut res);
-                        out.write_tile(t0, r0 + i0, (r0 + i0 + MR).min(r1), &res);
+                        out.write_tile(t0, r0 + i0, (r0 + i0 + float::FMR).min(r1), &res);
                     }
                 }
             }

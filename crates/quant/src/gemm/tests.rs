@@ -132,11 +132,11 @@ fn reduce_order_matches_the_tree() {
     let wf: Vec<f32> = (0..4 * 37).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
     let af: Vec<f32> = (0..5 * 37).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
     let (wr, ar) = (float::Rows { x: &wf, ld: 37 }, float::Rows { x: &af, ld: 37 });
-    let mut want = [[0f32; MR]; NR];
-    float_tile_reference(37, &wr, [3, 1, 2, 0], &ar, [4, 0, 1, 4], &mut want);
+    let mut want = [[0f32; float::FMR]; float::FNR];
+    float_tile_reference(37, &wr, [3, 1, 2, 0, 2, 3], &ar, [4, 0, 1, 4], &mut want);
     if let Some(tile) = float::best(SimdLevel::detect()) {
-        let mut got = [[0f32; MR]; NR];
-        tile(37, &wr, [3, 1, 2, 0], &ar, [4, 0, 1, 4], &mut got);
+        let mut got = [[0f32; float::FMR]; float::FNR];
+        tile(37, &wr, [3, 1, 2, 0, 2, 3], &ar, [4, 0, 1, 4], &mut got);
         assert_eq!(got, want, "SIMD float tile differs from the reference");
     }
 }
