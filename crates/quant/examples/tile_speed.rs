@@ -1,7 +1,7 @@
 //! Times `vec_dot` four times against `vec_dot_x4` once on a prompt-shaped tile (64 tokens x 16 weight rows).
 //! Usage: cargo run --release -p quarrel-quant --example tile_speed [n]
 
-use quarrel_quant::{f16, kernels, q4_0, q5_0, q8_0, GgmlType, SimdLevel};
+use quarrel_quant::{kernels, GgmlType, SimdLevel};
 
 /// CPU seconds this process has run (user + system, from /proc/self/stat at 100 ticks a second): unlike wall time,
 /// not inflated when other processes share the cores.
@@ -17,7 +17,8 @@ fn main() {
     let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(896);
     let tokens: usize = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(64);
     let rows = 16;
-    for ty in [GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::F16] {
+    // The formats whose kernel table has a tile kernel (the legacy formats' products go through the GEMM).
+    for ty in [GgmlType::F16, GgmlType::Q4_K, GgmlType::Q6_K] {
         let Some(k) = kernels(ty, SimdLevel::detect()) else {
             continue;
         };
@@ -48,11 +49,8 @@ fn main() {
         }
         let single = cpu_seconds() - t;
         let sum1: f32 = out.iter().sum();
-        let x4 = match ty {
-            GgmlType::Q4_0 => q4_0::dot_x4(SimdLevel::detect()),
-            GgmlType::Q5_0 => q5_0::dot_x4(SimdLevel::detect()),
-            GgmlType::Q8_0 => q8_0::dot_x4(SimdLevel::detect()),
-            _ => f16::dot_x4(SimdLevel::detect()),
+        let Some(x4) = k.vec_dot_x4 else {
+            continue;
         };
         let t = cpu_seconds();
         for _ in 0..iters {

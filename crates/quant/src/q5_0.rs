@@ -9,7 +9,6 @@ use crate::legacy_common::{
     view_blocks, view_blocks_mut, DequantizeFn, DotFn, PlainBlock, QK,
 };
 use crate::q8_0::{self, BlockQ8_0};
-use crate::tile::DotX4Fn;
 use crate::{GgmlType, Kernels, SimdLevel};
 
 /// One Q5_0 block: 22 bytes, laid out as in GGUF.
@@ -48,24 +47,9 @@ pub fn kernels(simd: SimdLevel) -> Option<Kernels> {
         dequantize_row,
         quantize_act_row: q8_0::act_quantizer(simd),
         vec_dot,
-        // The tile kernel ([`dot_x4`]) measured no faster than four `vec_dot` calls here (the per-pair scale, convert
-        // and FMA dominate once the weight unpacking is shared), so matrix products keep `vec_dot`.
+        // Prompt-sized products go through the register-tiled GEMM (`crate::gemm`) instead.
         vec_dot_x4: None,
     })
-}
-
-/// The tile kernel (one weight row against four activation rows) at `simd`, lowered to what this CPU runs. Not in
-/// the [`Kernels`] table (see there); kept, tested against [`vec_dot_x4_scalar`], for wider tiles to build on.
-pub fn dot_x4(simd: SimdLevel) -> DotX4Fn {
-    match usable(simd) {
-        SimdLevel::Scalar => vec_dot_x4_scalar,
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 => x86::vec_dot_x4_avx2,
-        #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 => x86::vec_dot_x4_avx512,
-        #[cfg(not(target_arch = "x86_64"))]
-        _ => vec_dot_x4_scalar,
-    }
 }
 
 /// Dequantizes `dst.len() / 32` blocks: the reference.
@@ -91,11 +75,6 @@ pub fn vec_dot_scalar(n: usize, weight_row: &[u8], act_row: &[u8]) -> f32 {
         sum += sumi as f32 * (f16_le(wb.d) * f16_le(ab.d));
     }
     sum
-}
-
-/// [`vec_dot_scalar`] for four activation rows at once: the reference of the tile kernels.
-pub fn vec_dot_x4_scalar(n: usize, weight_row: &[u8], act_rows: &[u8], act_row_bytes: usize, out: &mut [f32; 4]) {
-    crate::tile::x4_by_rows(vec_dot_scalar, n, weight_row, act_rows, act_row_bytes, out)
 }
 
 /// Quantizes `src` (a whole number of blocks) into Q5_0 blocks with ggml's reference round-to-nearest
@@ -133,9 +112,6 @@ pub fn unpack_gemm_row(row: &[u8], k: usize, dst: &mut [u8], mw: &mut [f32]) {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
-
-    use crate::tile::q8_0_rows4;
-    use crate::tile::x86::{legacy_x4_avx2, legacy_x4_vnni};
 
     use super::BlockQ5_0;
     use crate::legacy_common::{blocks_in, view_blocks, QK};
@@ -249,30 +225,6 @@ mod x86 {
             |_, _, acc| acc,
             |_, _| 0.0,
         )
-    }
-
-    pub fn vec_dot_x4_avx2(n: usize, weight_row: &[u8], act_rows: &[u8], act_row_bytes: usize, out: &mut [f32; 4]) {
-        let w = view_blocks::<BlockQ5_0>(weight_row, blocks_in(n));
-        let acts = q8_0_rows4(n, act_rows, act_row_bytes);
-        // SAFETY: only reachable through `kernels`, which checked the CPU features.
-        unsafe { dot_x4_avx2(w, acts, out) }
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn dot_x4_avx2(w: &[BlockQ5_0], acts: [&[BlockQ8_0]; 4], out: &mut [f32; 4]) {
-        legacy_x4_avx2(w, acts, |wb| wb.d, |wb| signed_values(wb), out)
-    }
-
-    pub fn vec_dot_x4_avx512(n: usize, weight_row: &[u8], act_rows: &[u8], act_row_bytes: usize, out: &mut [f32; 4]) {
-        let w = view_blocks::<BlockQ5_0>(weight_row, blocks_in(n));
-        let acts = q8_0_rows4(n, act_rows, act_row_bytes);
-        // SAFETY: only reachable through `kernels`, which checked the CPU features.
-        unsafe { dot_x4_avx512(w, acts, out) }
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-    fn dot_x4_avx512(w: &[BlockQ5_0], acts: [&[BlockQ8_0]; 4], out: &mut [f32; 4]) {
-        legacy_x4_vnni(w, acts, |wb| wb.d, |wb| signed_values(wb), out)
     }
 
     pub fn unpack_gemm_row_avx512(row: &[u8], k: usize, dst: &mut [u8], mw: &mut [f32]) {

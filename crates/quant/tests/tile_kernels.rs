@@ -6,12 +6,12 @@
 //! elements for F16, plus a few for the final reductions).
 
 use quarrel_quant::tile::DotX4Fn;
-use quarrel_quant::{dequantize_row_reference, f16, kernels, q4_0, q5_0, q8_0, GgmlType, Kernels, SimdLevel};
+use quarrel_quant::{dequantize_row_reference, f16, kernels, GgmlType, Kernels, SimdLevel};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-/// The formats with tile kernels.
-const FORMATS: [GgmlType; 4] = [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::F16];
+/// The formats with tile kernels tested here (Q4_K and Q6_K have theirs tested with the K-quant formats).
+const FORMATS: [GgmlType; 1] = [GgmlType::F16];
 
 /// Row lengths: one block, a few, not a multiple of the SIMD loops' strides, and long rows.
 const LENGTHS: [usize; 8] = [32, 64, 96, 224, 288, 896, 1056, 4096];
@@ -95,9 +95,6 @@ fn activation_rows(k: &Kernels, n: usize, stride: usize, rng: &mut StdRng) -> Ve
 /// The tile kernel of `ty` at `level`.
 fn dot_x4_at(ty: GgmlType, level: SimdLevel) -> DotX4Fn {
     match ty {
-        GgmlType::Q4_0 => q4_0::dot_x4(level),
-        GgmlType::Q5_0 => q5_0::dot_x4(level),
-        GgmlType::Q8_0 => q8_0::dot_x4(level),
         GgmlType::F16 => f16::dot_x4(level),
         _ => panic!("{ty} has no tile kernel"),
     }
