@@ -52,8 +52,9 @@ impl CudaBackend {
             drop(meta);
             return self.attention_gemm(q, kv, batch, p, out);
         }
-        if n <= MAX_DECODE_TOKENS {
-            // Decode: splits fixed by the cache size (not by positions), so a captured graph stays valid.
+        // Decode batches: the 4-warp kernel with splits fixed by the cache size (not by positions), so that a captured
+        // graph stays valid. Other batches: a warp per (token, head), split by the batch's positions.
+        let (f, threads, n_splits, split_len) = if n <= MAX_DECODE_TOKENS {
             let n_splits = s
                 .n_ctx
                 .div_ceil(DECODE_SPLIT_KEYS)
@@ -64,71 +65,34 @@ impl CudaBackend {
                 KvPrecision::F16 => &self.funcs.attn_decode_f16,
                 KvPrecision::F32 => &self.funcs.attn_decode_f32,
             };
-            self.launch(
-                f,
-                (pairs as u32, n_splits as u32, 1),
-                128,
-                &[
-                    Arg::Ptr(self.ptr(q)),
-                    Arg::Ptr(self.ptr(&kv.k)),
-                    Arg::Ptr(self.ptr(&kv.v)),
-                    Arg::Ptr(self.ptr(&meta.pos)),
-                    Arg::Ptr(self.ptr(&meta.seq)),
-                    Arg::Ptr(self.ptr(out)),
-                    Arg::Ptr(self.ptr(&kv.part)),
-                    Arg::I32(p.n_heads as i32),
-                    Arg::I32(p.n_kv_heads as i32),
-                    Arg::I32(p.head_dim as i32),
-                    Arg::I32(s.n_ctx as i32),
-                    Arg::I32(s.n_seqs as i32),
-                    Arg::I32(p.layer as i32),
-                    Arg::F32(p.scale),
-                    Arg::I32(window),
-                ],
-            )?;
-            if n_splits > 1 {
-                self.launch(
-                    &self.funcs.attn_combine,
-                    (pairs as u32, 1, 1),
-                    p.head_dim as u32,
-                    &[
-                        Arg::Ptr(self.ptr(&kv.part)),
-                        Arg::Ptr(self.ptr(out)),
-                        Arg::I32(n_splits as i32),
-                        Arg::I32(p.head_dim as i32),
-                    ],
-                )?;
-            }
-            return Ok(());
-        }
-        let (split_len, n_splits) = Self::split_plan(kv, batch, p.n_heads);
-        let f = match s.precision {
-            KvPrecision::F16 => &self.funcs.attn_f16,
-            KvPrecision::F32 => &self.funcs.attn_f32,
+            (f, 128, n_splits, None)
+        } else {
+            let (split_len, n_splits) = Self::split_plan(kv, batch, p.n_heads);
+            let f = match s.precision {
+                KvPrecision::F16 => &self.funcs.attn_f16,
+                KvPrecision::F32 => &self.funcs.attn_f32,
+            };
+            (f, 32, n_splits, Some(split_len))
         };
-        self.launch(
-            f,
-            (pairs as u32, n_splits as u32, 1),
-            32,
-            &[
-                Arg::Ptr(self.ptr(q)),
-                Arg::Ptr(self.ptr(&kv.k)),
-                Arg::Ptr(self.ptr(&kv.v)),
-                Arg::Ptr(self.ptr(&meta.pos)),
-                Arg::Ptr(self.ptr(&meta.seq)),
-                Arg::Ptr(self.ptr(out)),
-                Arg::Ptr(self.ptr(&kv.part)),
-                Arg::I32(p.n_heads as i32),
-                Arg::I32(p.n_kv_heads as i32),
-                Arg::I32(p.head_dim as i32),
-                Arg::I32(s.n_ctx as i32),
-                Arg::I32(s.n_seqs as i32),
-                Arg::I32(p.layer as i32),
-                Arg::F32(p.scale),
-                Arg::I32(window),
-                Arg::I32(split_len as i32),
-            ],
-        )?;
+        let mut args = vec![
+            Arg::Ptr(self.ptr(q)),
+            Arg::Ptr(self.ptr(&kv.k)),
+            Arg::Ptr(self.ptr(&kv.v)),
+            Arg::Ptr(self.ptr(&meta.pos)),
+            Arg::Ptr(self.ptr(&meta.seq)),
+            Arg::Ptr(self.ptr(out)),
+            Arg::Ptr(self.ptr(&kv.part)),
+            Arg::I32(p.n_heads as i32),
+            Arg::I32(p.n_kv_heads as i32),
+            Arg::I32(p.head_dim as i32),
+            Arg::I32(s.n_ctx as i32),
+            Arg::I32(s.n_seqs as i32),
+            Arg::I32(p.layer as i32),
+            Arg::F32(p.scale),
+            Arg::I32(window),
+        ];
+        args.extend(split_len.map(|l| Arg::I32(l as i32)));
+        self.launch(f, (pairs as u32, n_splits as u32, 1), threads, &args)?;
         if n_splits > 1 {
             self.launch(
                 &self.funcs.attn_combine,

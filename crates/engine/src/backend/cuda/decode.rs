@@ -46,19 +46,24 @@ fn norm_smem(ty: gguf::GgmlType, k: usize) -> u32 {
 }
 
 impl CudaBackend {
-    /// Single-token product of up to three weights of one format with the RMSNorm of `x` done in each block.
-    fn matvec_norm_segs(&self, ws: &[(&CudaWeight, u64, u64)], x: u64, norm: &CudaWeight, eps: f32) -> Result<()> {
-        let w0 = ws[0].0;
-        let nw = norm.vector.as_ref().ok_or_else(|| err("norm weight", "not a vector"))?;
-        let fns = self.funcs.weight(w0.ty, &w0.name)?;
+    /// The segment table of up to three (weight, output, bias) triples, and their rows in all.
+    fn segs(&self, ws: &[(&CudaWeight, u64, u64)]) -> (Segs, usize) {
         let mut segs = Segs::default();
-        for (i, &(w, out, bias)) in ws.iter().enumerate() {
+        for (i, &(w, out, bias)) in ws.iter().enumerate().take(3) {
             segs.w[i] = self.ptr(&w.data);
             segs.out[i] = out;
             segs.bias[i] = bias;
             segs.rows[i] = w.rows as i32;
         }
-        let total: usize = ws.iter().map(|(w, _, _)| w.rows).sum();
+        (segs, ws.iter().take(3).map(|(w, _, _)| w.rows).sum())
+    }
+
+    /// Single-token product of up to three weights of one format with the RMSNorm of `x` done in each block.
+    fn matvec_norm_segs(&self, ws: &[(&CudaWeight, u64, u64)], x: u64, norm: &CudaWeight, eps: f32) -> Result<()> {
+        let w0 = ws[0].0;
+        let nw = norm.vector.as_ref().ok_or_else(|| err("norm weight", "not a vector"))?;
+        let fns = self.funcs.weight(w0.ty, &w0.name)?;
+        let (segs, total) = self.segs(ws);
         self.launch_smem(
             &fns.matvec1n,
             (total.div_ceil(NORM_BLOCK_ROWS) as u32, 1, 1),
@@ -135,14 +140,7 @@ impl CudaBackend {
         let w0 = ws[0].0;
         let fns = self.funcs.weight(w0.ty, &w0.name)?;
         let f = if n == 1 { &fns.matvec1 } else { &fns.matvec8 };
-        let mut segs = Segs::default();
-        for (i, &(w, out, bias)) in ws.iter().enumerate() {
-            segs.w[i] = self.ptr(&w.data);
-            segs.out[i] = out;
-            segs.bias[i] = bias;
-            segs.rows[i] = w.rows as i32;
-        }
-        let total: usize = ws.iter().map(|(w, _, _)| w.rows).sum();
+        let (segs, total) = self.segs(ws);
         let grid = (total.div_ceil((MATVEC_THREADS / 32) as usize) as u32, 1, 1);
         let mut args = vec![
             Arg::Segs(segs),
