@@ -156,14 +156,7 @@ pub trait Backend: Send + Sync {
         xn: &mut Self::Buf,
         qkv: [&mut Self::Buf; 3],
     ) -> Result<()> {
-        self.rms_norm(x, norm, eps, n_tokens, xn)?;
-        for ((wi, bi), out) in w.into_iter().zip(bias).zip(qkv) {
-            self.matmul(wi, xn, n_tokens, out)?;
-            if let Some(b) = bi {
-                self.add_bias(out, b, n_tokens)?;
-            }
-        }
-        Ok(())
+        plain_attn_input(self, x, norm, eps, n_tokens, w, bias, xn, qkv)
     }
     /// RoPE on q and k, then k and v into the cache at `layer` (one launch on a device).
     #[allow(clippy::too_many_arguments)]
@@ -214,10 +207,7 @@ pub trait Backend: Send + Sync {
         up_tmp: &mut Self::Buf,
         len: usize,
     ) -> Result<()> {
-        self.rms_norm(x, norm, eps, n_tokens, xn)?;
-        self.matmul(gate_up[0], xn, n_tokens, h)?;
-        self.matmul(gate_up[1], xn, n_tokens, up_tmp)?;
-        self.gated_activation(h, up_tmp, len, act)
+        plain_ffn_input(self, x, norm, eps, n_tokens, gate_up, act, xn, h, up_tmp, len)
     }
     /// Rotates each head of x: [n_tokens, n_heads, head_dim] by its token's position.
     #[allow(clippy::too_many_arguments)]
@@ -251,4 +241,49 @@ pub trait Backend: Send + Sync {
     fn gather_rows(&self, x: &Self::Buf, rows: &[usize], row_len: usize, out: &mut Self::Buf) -> Result<()>;
     /// Copies positions `[from, from + n)` of sequence `src_seq` over the same positions of `dst_seq`.
     fn kv_copy_seq(&self, kv: &mut Self::Kv, src_seq: usize, dst_seq: usize, from: usize, n: usize) -> Result<()>;
+}
+
+/// [`Backend::attn_input`] through the plain ops: the default, and a fused backend's fallback for shapes it does not
+/// fuse.
+#[allow(clippy::too_many_arguments)]
+pub fn plain_attn_input<B: Backend + ?Sized>(
+    be: &B,
+    x: &B::Buf,
+    norm: &B::Weight,
+    eps: f32,
+    n_tokens: usize,
+    w: [&B::Weight; 3],
+    bias: [Option<&B::Weight>; 3],
+    xn: &mut B::Buf,
+    qkv: [&mut B::Buf; 3],
+) -> Result<()> {
+    be.rms_norm(x, norm, eps, n_tokens, xn)?;
+    for ((wi, bi), out) in w.into_iter().zip(bias).zip(qkv) {
+        be.matmul(wi, xn, n_tokens, out)?;
+        if let Some(b) = bi {
+            be.add_bias(out, b, n_tokens)?;
+        }
+    }
+    Ok(())
+}
+
+/// [`Backend::ffn_input`] through the plain ops: the default, and a fused backend's fallback.
+#[allow(clippy::too_many_arguments)]
+pub fn plain_ffn_input<B: Backend + ?Sized>(
+    be: &B,
+    x: &B::Buf,
+    norm: &B::Weight,
+    eps: f32,
+    n_tokens: usize,
+    gate_up: [&B::Weight; 2],
+    act: Activation,
+    xn: &mut B::Buf,
+    h: &mut B::Buf,
+    up_tmp: &mut B::Buf,
+    len: usize,
+) -> Result<()> {
+    be.rms_norm(x, norm, eps, n_tokens, xn)?;
+    be.matmul(gate_up[0], xn, n_tokens, h)?;
+    be.matmul(gate_up[1], xn, n_tokens, up_tmp)?;
+    be.gated_activation(h, up_tmp, len, act)
 }

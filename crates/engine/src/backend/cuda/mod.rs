@@ -559,14 +559,7 @@ impl Backend for CudaBackend {
         if self.attn_input_fused(x, norm, eps, n_tokens, w, bias, xn, [&mut *q, &mut *k, &mut *v])? {
             return Ok(());
         }
-        self.rms_norm(x, norm, eps, n_tokens, xn)?;
-        for ((wi, bi), out) in w.into_iter().zip(bias).zip([q, k, v]) {
-            self.matmul(wi, xn, n_tokens, out)?;
-            if let Some(b) = bi {
-                self.add_bias(out, b, n_tokens)?;
-            }
-        }
-        Ok(())
+        super::plain_attn_input(self, x, norm, eps, n_tokens, w, bias, xn, [q, k, v])
     }
 
     fn rope_store(
@@ -623,10 +616,7 @@ impl Backend for CudaBackend {
         if self.ffn_input_fused(x, norm, eps, n_tokens, gate_up, act, xn, h)? {
             return Ok(());
         }
-        self.rms_norm(x, norm, eps, n_tokens, xn)?;
-        self.matmul(gate_up[0], xn, n_tokens, h)?;
-        self.matmul(gate_up[1], xn, n_tokens, up_tmp)?;
-        self.gated_activation(h, up_tmp, len, act)
+        super::plain_ffn_input(self, x, norm, eps, n_tokens, gate_up, act, xn, h, up_tmp, len)
     }
 
     fn add_bias(&self, x: &mut CudaSlice<f32>, bias: &CudaWeight, n_tokens: usize) -> Result<()> {
