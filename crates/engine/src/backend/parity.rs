@@ -227,7 +227,7 @@ pub fn run_all<D: Backend>(cpu: &CpuBackend, dev: &D, seed: u64) -> Result<Vec<C
     };
     check_matmuls(&mut p, &mut rng)?;
     check_elementwise(&mut p, &mut rng)?;
-    for ty in [GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_K] {
+    for ty in [GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K] {
         check_fused(&mut p, &mut rng, ty)?;
     }
     for precision in [KvPrecision::F16, KvPrecision::F32] {
@@ -367,7 +367,7 @@ fn check_elementwise<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng) -> Resul
 }
 
 /// The fused decoder ops (norm + Q/K/V with biases, products added into the residual, the gated FFN input) at
-/// decode and prompt batch sizes, for one float, one legacy and one K-quant format.
+/// decode and prompt batch sizes, for one float, one legacy and two K-quant formats; and the whole gated FFN.
 fn check_fused<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng, ty: GgmlType) -> Result<()> {
     let bound = FORMATS.iter().find(|(t, _)| *t == ty).map_or(5e-2, |(_, b)| *b);
     let sh = shapes(ty);
@@ -385,6 +385,8 @@ fn check_fused<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng, ty: GgmlType) 
     // Three weights of row length k (the formats' first shape family shares it only for the first shape, so
     // the same weight serves as Q, K and V: the op still runs three products and three bias adds).
     let ((wc, wd), rows) = (&ws[0].0, ws[0].1);
+    // A down projection whose row length is the gated output's (64 rows in each format's first shape).
+    let down = load(p, format!("w.{}.64x{rows}", GgmlType::Q8_0.name()))?;
     let (bc, bd) = load(p, "v.64".into())?;
     for n in [1usize, 3, 12] {
         let x = random_acts(n * k, rng);
@@ -474,6 +476,61 @@ fn check_fused<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng, ty: GgmlType) 
                 2.0 * bound,
             );
         }
+        // The whole FFN at decode sizes: gated input, then a Q8_0 down projection added into the residual (a
+        // single token's gated output reaches it already in 8 bits on CUDA). Its error is the larger format's.
+        if n > 8 {
+            continue;
+        }
+        let q8_bound = FORMATS
+            .iter()
+            .find(|(t, _)| *t == GgmlType::Q8_0)
+            .map_or(5e-2, |(_, b)| *b);
+        let resid = random_acts(n * 64, rng);
+        let (a, b) = p.both(
+            &batch,
+            &x,
+            &resid,
+            |be, x, o| {
+                let (mut xn, mut h, mut up) = (be.alloc(n * k)?, be.alloc(n * rows)?, be.alloc(n * rows)?);
+                be.ffn_input(
+                    x,
+                    &nc,
+                    1e-6,
+                    n,
+                    [wc, wc],
+                    Activation::Silu,
+                    &mut xn,
+                    &mut h,
+                    &mut up,
+                    n * rows,
+                )?;
+                be.matmul_add(&down.0, &h, n, &mut up, o, n * 64)
+            },
+            |be, x, o| {
+                let (mut xn, mut h, mut up) = (be.alloc(n * k)?, be.alloc(n * rows)?, be.alloc(n * rows)?);
+                be.ffn_input(
+                    x,
+                    &nd,
+                    1e-6,
+                    n,
+                    [wd, wd],
+                    Activation::Silu,
+                    &mut xn,
+                    &mut h,
+                    &mut up,
+                    n * rows,
+                )?;
+                be.matmul_add(&down.1, &h, n, &mut up, o, n * 64)
+            },
+        )?;
+        p.record(
+            "ffn (gated + q8_0 down)",
+            ty.name(),
+            format!("{rows}x{k} then 64x{rows}, {n} tokens"),
+            &b,
+            &a,
+            2.0 * bound.max(q8_bound),
+        );
     }
     Ok(())
 }

@@ -118,9 +118,10 @@ impl CudaBackend {
         } else {
             (0, 0)
         };
+        // A block of 8 warps per 256 elements of each row (each block redoes the row's sum of squares).
         self.launch(
             &self.funcs.norm_quant,
-            (n as u32, 1, 1),
+            (n as u32, k.div_ceil(256) as u32, 1),
             256,
             &[
                 Arg::Ptr(x),
@@ -156,10 +157,18 @@ impl CudaBackend {
         self.launch(f, grid, MATVEC_THREADS, &args)
     }
 
-    /// The activations a weight's kernels read, converting `x` if the format needs it.
+    /// The activations a weight's kernels read, converting `x` if the format needs it (unless the kernel that
+    /// wrote `x` left its 8-bit form behind).
     fn acts_for(&self, w: &CudaWeight, x: u64, n: usize) -> Result<Acts> {
+        let converted = lock(&self.scratch).h_converted.take();
         if quant::cuda::is_float(w.ty) {
             Ok(Acts::F32(x))
+        } else if n == 1 && converted == Some((x, w.row_len)) {
+            let scratch = lock(&self.scratch);
+            Ok(Acts::Q8 {
+                aq: self.ptr(&scratch.hq),
+                am: self.ptr(&scratch.hm),
+            })
         } else {
             self.quantize_acts(x, n, w.row_len)
         }
@@ -310,6 +319,25 @@ impl CudaBackend {
         }
         self.check_len("ffn output", h.len(), n * g.rows)?;
         let float = quant::cuda::is_float(g.ty);
+        // A single token's output is also left in 8 bits for the down projection (the last block to finish each
+        // 32-row chunk converts it), which then needs no conversion launch.
+        let (hq, hm, h_done) = {
+            let mut scratch = lock(&self.scratch);
+            scratch.h_converted = None;
+            if n == 1 && g.rows.is_multiple_of(32) {
+                if scratch.ensure_q8(&self.stream, g.rows)? {
+                    lock(&self.graphs).clear();
+                }
+                scratch.h_converted = Some((self.ptr(h), g.rows));
+                (self.ptr(&scratch.hq), self.ptr(&scratch.hm), self.ptr(&scratch.h_done))
+            } else {
+                (0, 0, 0)
+            }
+        };
+        let act = match act {
+            Activation::Silu => 0,
+            Activation::GeluTanh => 1,
+        };
         if n == 1 && k <= NORM_IN_BLOCK_MAX {
             let nw = norm.vector.as_ref().ok_or_else(|| err("norm weight", "not a vector"))?;
             let fns = self.funcs.weight(g.ty, &g.name)?;
@@ -329,10 +357,10 @@ impl CudaBackend {
                         Arg::Ptr(self.ptr(nw)),
                         Arg::F32(eps),
                         Arg::Ptr(self.ptr(h)),
-                        Arg::I32(match act {
-                            Activation::Silu => 0,
-                            Activation::GeluTanh => 1,
-                        }),
+                        Arg::I32(act),
+                        Arg::Ptr(hq),
+                        Arg::Ptr(hm),
+                        Arg::Ptr(h_done),
                     ],
                 )
                 .map(|_| true);
@@ -351,14 +379,10 @@ impl CudaBackend {
             Acts::F32(xp) => args.push(Arg::Ptr(xp)),
             Acts::Q8 { aq, am } => args.extend([Arg::Ptr(aq), Arg::Ptr(am)]),
         }
-        args.extend([
-            Arg::Ptr(self.ptr(h)),
-            Arg::I32(n as i32),
-            Arg::I32(match act {
-                Activation::Silu => 0,
-                Activation::GeluTanh => 1,
-            }),
-        ]);
+        args.extend([Arg::Ptr(self.ptr(h)), Arg::I32(n as i32), Arg::I32(act)]);
+        if n == 1 {
+            args.extend([Arg::Ptr(hq), Arg::Ptr(hm), Arg::Ptr(h_done)]);
+        }
         let grid = (g.rows.div_ceil((MATVEC_THREADS / 32) as usize) as u32, 1, 1);
         self.launch(f, grid, MATVEC_THREADS, &args)?;
         Ok(true)

@@ -159,6 +159,7 @@ __device__ __forceinline__ void attn_decode(const float* __restrict__ q, const T
         if (valid) {
             const T* row = kc + base + (size_t)key * head_dim;
             s = 0.f;
+#pragma unroll 4
             for (int d = 0; d < head_dim; d += 8) s += kv_dot8<T>(row, d, qs);
         }
         float m_tile = warp_max(s);
@@ -168,13 +169,25 @@ __device__ __forceinline__ void attn_decode(const float* __restrict__ q, const T
         l = l * corr + warp_sum(e);
 #pragma unroll
         for (int j = 0; j < 8; j++) acc[j] *= corr;
+        // Values 8 keys at a time, every load of the 8 rows issued before the first use (one memory latency per
+        // 8 keys, not per key).
         int n_keys = min(32, end - k0);
-        for (int r = 0; r < n_keys; r++) {
-            float pr = __shfl_sync(0xffffffffu, e, r);
-            const T* vrow = vc + base + (size_t)(k0 + r) * head_dim + lane;
+        for (int r0 = 0; r0 < n_keys; r0 += 8) {
+            float vv[8][8];
 #pragma unroll
-            for (int j = 0; j < 8; j++)
-                if (j < nj) acc[j] += pr * kv_at<T>(vrow, 32 * j);
+            for (int u = 0; u < 8; u++) {
+                const T* vrow = vc + base + (size_t)(k0 + min(r0 + u, n_keys - 1)) * head_dim + lane;
+#pragma unroll
+                for (int j = 0; j < 8; j++) vv[u][j] = j < nj ? kv_at<T>(vrow, 32 * j) : 0.f;
+            }
+#pragma unroll
+            for (int u = 0; u < 8; u++) {
+                float pr = __shfl_sync(0xffffffffu, e, (r0 + u) & 31);
+                if (r0 + u < n_keys) {
+#pragma unroll
+                    for (int j = 0; j < 8; j++) acc[j] += pr * vv[u][j];
+                }
+            }
         }
         m = m_new;
     }

@@ -4,30 +4,37 @@
 // Activations, per token t: aq [n_tokens, K] int8 and am [n_tokens, K/32] float4 {d, d*sum(q[0..16]),
 // d*sum(q[16..32]), 0}.
 
+// One warp's 32 consecutive values v (one per lane) to 8 bits: aq[lane] and the chunk's {d, d*sum(q[0..16]),
+// d*sum(q[16..32]), 0} in *am (written by lane 0). The one conversion every activation goes through.
+__device__ __forceinline__ void quant_chunk(float v, i8* aq, float4* am) {
+    int lane = threadIdx.x & 31;
+    float amax = warp_max(fabsf(v));
+    float d = amax / 127.f;
+    int q = amax == 0.f ? 0 : __float2int_rn(v / d);
+    aq[lane] = (i8)q;
+    float lo = warp_sum(lane < 16 ? (float)q : 0.f);
+    float hi = warp_sum(lane >= 16 ? (float)q : 0.f);
+    if (lane == 0) *am = make_float4(d, d * lo, d * hi, 0.f);
+}
+
 // x: [n_tokens, K] f32 -> aq, am. One warp per 32-element chunk.
 extern "C" __global__ void quantize_q8(const float* __restrict__ x, i8* __restrict__ aq, float4* __restrict__ am,
                                        int K, int n_chunks_total) {
     int chunk = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    int lane = threadIdx.x & 31;
     if (chunk >= n_chunks_total) return;
-    float v = x[(size_t)chunk * 32 + lane];
-    float amax = warp_max(fabsf(v));
-    float d = amax / 127.f;
-    int q = amax == 0.f ? 0 : __float2int_rn(v / d);
-    aq[(size_t)chunk * 32 + lane] = (i8)q;
-    float lo = warp_sum(lane < 16 ? (float)q : 0.f);
-    float hi = warp_sum(lane >= 16 ? (float)q : 0.f);
-    if (lane == 0) am[chunk] = make_float4(d, d * lo, d * hi, 0.f);
+    quant_chunk(x[(size_t)chunk * 32 + (threadIdx.x & 31)], aq + (size_t)chunk * 32, am + chunk);
 }
 
-// One row's RMSNorm times w, written as f32 (when xo is not null) and/or converted to 8 bits per 32 elements
-// (when aqo is not null) the way quantize_q8 does. The whole block works on the row; K % 32 == 0.
-__device__ __forceinline__ void norm_row(const float* __restrict__ x, const float* __restrict__ w, int K, float eps,
-                                         float* xo, i8* aqo, float4* amo) {
+// rsqrt(mean(x^2) + eps) of one row, computed by the whole block (every thread gets it). K % 4 == 0 and x 16-byte
+// aligned. Every block that calls it on the same row gets the same value (same order of summation).
+__device__ __forceinline__ float block_rms_scale(const float* __restrict__ x, int K, float eps) {
     __shared__ float partial[32];
     int warp = threadIdx.x / 32, lane = threadIdx.x & 31, nw = blockDim.x / 32;
     float s = 0.f;
-    for (int i = threadIdx.x; i < K; i += blockDim.x) s += x[i] * x[i];
+    for (int i = 4 * threadIdx.x; i < K; i += 4 * blockDim.x) {
+        float4 v = *(const float4*)(x + i);
+        s += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    }
     s = warp_sum(s);
     if (lane == 0) partial[warp] = s;
     __syncthreads();
@@ -38,29 +45,40 @@ __device__ __forceinline__ void norm_row(const float* __restrict__ x, const floa
     }
     __syncthreads();
     float scale = rsqrtf(partial[0] / K + eps);
+    __syncthreads();  // partial is reused by the next call
+    return scale;
+}
+
+// One row's RMSNorm times w, written as f32 (when xo is not null) and/or converted to 8 bits per 32 elements
+// (when aqo is not null) the way quantize_q8 does. The whole block works on the row; K % 32 == 0.
+__device__ __forceinline__ void norm_row(const float* __restrict__ x, const float* __restrict__ w, int K, float eps,
+                                         float* xo, i8* aqo, float4* amo) {
+    int warp = threadIdx.x / 32, lane = threadIdx.x & 31, nw = blockDim.x / 32;
+    float scale = block_rms_scale(x, K, eps);
     for (int c = warp; c < K / 32; c += nw) {
         int i = 32 * c + lane;
         float v = x[i] * scale * w[i];
         if (xo) xo[i] = v;
-        if (aqo) {
-            float amax = warp_max(fabsf(v));
-            float d = amax / 127.f;
-            int q = amax == 0.f ? 0 : __float2int_rn(v / d);
-            aqo[i] = (i8)q;
-            float lo = warp_sum(lane < 16 ? (float)q : 0.f);
-            float hi = warp_sum(lane >= 16 ? (float)q : 0.f);
-            if (lane == 0) amo[c] = make_float4(d, d * lo, d * hi, 0.f);
-        }
+        if (aqo) quant_chunk(v, aqo + 32 * c, amo + c);
     }
     __syncthreads();
 }
 
 // RMSNorm of each token row into xn, and into the 8-bit activations when aq is not null: the norm and the
-// activation conversion of a matmul's input in one launch. A block per row.
+// activation conversion of a matmul's input in one launch. Grid (rows, K / (32 * warps)): every block of a row
+// redoes the row's sum of squares (K floats from L2) and converts a warp's chunk, so a long row is spread over
+// many SMs instead of one block walking it.
 extern "C" __global__ void norm_quant(const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ xn,
                                       i8* __restrict__ aq, float4* __restrict__ am, int K, float eps) {
     size_t r = blockIdx.x;
-    norm_row(x + r * K, w, K, eps, xn + r * K, aq ? aq + r * K : nullptr, aq ? am + r * (K / 32) : nullptr);
+    const float* xr = x + r * K;
+    float scale = block_rms_scale(xr, K, eps);
+    int c = blockIdx.y * (blockDim.x / 32) + threadIdx.x / 32;
+    if (c >= K / 32) return;
+    int i = 32 * c + (threadIdx.x & 31);
+    float v = xr[i] * scale * w[i];
+    xn[r * K + i] = v;
+    if (aq) quant_chunk(v, aq + r * K + 32 * c, am + r * (K / 32) + c);
 }
 
 // acc[t] += row · activations of token t, summed over the warp's lanes (every lane ends with the total).
@@ -69,8 +87,8 @@ __device__ __forceinline__ void dot_q(const u8* __restrict__ wr, int K, const i8
                                       const float4* __restrict__ am, int n_tokens, float acc[NT]) {
     int lane = threadIdx.x & 31;
     int n_chunks = K / 32;
-    // Two chunks in flight per lane: the loads of the next one overlap the dot products of this one.
-#pragma unroll 2
+    // Four chunks in flight per lane: the loads of the next ones overlap the dot products of this one.
+#pragma unroll 4
     for (int c = lane; c < n_chunks; c += 32) {
         Chunk k;
         F::load32(wr, c, k);
@@ -150,6 +168,7 @@ __device__ __forceinline__ void dot2_q(const u8* __restrict__ wa, const u8* __re
                                        float acc_a[NT], float acc_b[NT]) {
     int lane = threadIdx.x & 31;
     int n_chunks = K / 32;
+#pragma unroll 2
     for (int c = lane; c < n_chunks; c += 32) {
         Chunk ka, kb;
         F::load32(wa, c, ka);
@@ -176,21 +195,47 @@ __device__ __forceinline__ void dot2_q(const u8* __restrict__ wa, const u8* __re
     }
 }
 
-// Gated FFN input: a warp takes row r of gate and of up, h[t, r] = act(gate_r · x_t) * (up_r · x_t).
+// Called by every thread of a block of single-token gated products after its warps wrote rows
+// blockIdx.x * warps.. of h (32 % warps == 0): the block that completes a 32-row chunk converts it to the 8-bit
+// activations of the next product (hq [rows] int8, hm [rows / 32] float4), which then needs no conversion launch.
+// done[chunk] counts the chunk's finished blocks and is reset by the last one, so a graph replays it.
+__device__ __forceinline__ void convert_when_complete(const float* h, i8* hq, float4* hm, int* done) {
+    __shared__ int last;
+    int nw = blockDim.x / 32;
+    int chunk = blockIdx.x * nw / 32;
+    __threadfence();  // this block's rows of h, visible before the count says so
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        int prev = atomicAdd(done + chunk, 1);
+        last = prev == 32 / nw - 1;
+        if (last) done[chunk] = 0;
+    }
+    __syncthreads();
+    if (last && threadIdx.x < 32) {
+        __threadfence();
+        float v = ((const volatile float*)h)[32 * chunk + threadIdx.x];
+        quant_chunk(v, hq + 32 * chunk, hm + chunk);
+    }
+}
+
+// Gated FFN input: a warp takes row r of gate and of up, h[t, r] = act(gate_r · x_t) * (up_r · x_t). With hq not
+// null (single token, rows % 32 == 0) the output is also left in 8 bits (convert_when_complete).
 template <class F, int NT>
 __device__ __forceinline__ void glu_q(const u8* __restrict__ gate, const u8* __restrict__ up, size_t row_bytes,
                                       int rows, int K, const i8* __restrict__ aq, const float4* __restrict__ am,
-                                      float* __restrict__ h, int n_tokens, int act) {
+                                      float* __restrict__ h, int n_tokens, int act, i8* hq, float4* hm, int* done) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    if (row >= rows) return;
-    float g[NT], u[NT];
+    if (row < rows) {
+        float g[NT], u[NT];
 #pragma unroll
-    for (int t = 0; t < NT; t++) g[t] = u[t] = 0.f;
-    dot2_q<F, NT>(gate + row * row_bytes, up + row * row_bytes, K, aq, am, n_tokens, g, u);
-    if ((threadIdx.x & 31) == 0)
+        for (int t = 0; t < NT; t++) g[t] = u[t] = 0.f;
+        dot2_q<F, NT>(gate + row * row_bytes, up + row * row_bytes, K, aq, am, n_tokens, g, u);
+        if ((threadIdx.x & 31) == 0)
 #pragma unroll
-        for (int t = 0; t < NT; t++)
-            if (t < n_tokens) h[(size_t)t * rows + row] = glu_act(g[t], act) * u[t];
+            for (int t = 0; t < NT; t++)
+                if (t < n_tokens) h[(size_t)t * rows + row] = glu_act(g[t], act) * u[t];
+    }
+    if (NT == 1 && hq) convert_when_complete(h, hq, hm, done);
 }
 
 // Float weights (F32, F16, BF16) against f32 activations, 8 elements a lane at a time; K % 8 == 0.
@@ -228,7 +273,7 @@ template <class F, int NT>
 __device__ __forceinline__ void dot_f(const u8* __restrict__ wr, int K, const float* __restrict__ x, int n_tokens,
                                       float acc[NT]) {
     int lane = threadIdx.x & 31;
-#pragma unroll 2
+#pragma unroll 4
     for (int i = 8 * lane; i < K; i += 256) {
         float f[8];
         F::load8(wr, i, f);
@@ -244,6 +289,35 @@ __device__ __forceinline__ void dot_f(const u8* __restrict__ wr, int K, const fl
     }
 #pragma unroll
     for (int t = 0; t < NT; t++) acc[t] = warp_sum(acc[t]);
+}
+
+// Two float rows against the same activations in one pass (gate and up): both rows' loads in flight together.
+template <class F, int NT>
+__device__ __forceinline__ void dot2_f(const u8* __restrict__ wa, const u8* __restrict__ wb, int K,
+                                       const float* __restrict__ x, int n_tokens, float acc_a[NT], float acc_b[NT]) {
+    int lane = threadIdx.x & 31;
+#pragma unroll 2
+    for (int i = 8 * lane; i < K; i += 256) {
+        float fa[8], fb[8];
+        F::load8(wa, i, fa);
+        F::load8(wb, i, fb);
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            if (t < n_tokens) {
+                const float4* a = (const float4*)(x + (size_t)t * K + i);
+                float4 a0 = a[0], a1 = a[1];
+                acc_a[t] += fa[0] * a0.x + fa[1] * a0.y + fa[2] * a0.z + fa[3] * a0.w + fa[4] * a1.x +
+                            fa[5] * a1.y + fa[6] * a1.z + fa[7] * a1.w;
+                acc_b[t] += fb[0] * a0.x + fb[1] * a0.y + fb[2] * a0.z + fb[3] * a0.w + fb[4] * a1.x +
+                            fb[5] * a1.y + fb[6] * a1.z + fb[7] * a1.w;
+            }
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        acc_a[t] = warp_sum(acc_a[t]);
+        acc_b[t] = warp_sum(acc_b[t]);
+    }
 }
 
 template <class F, int NT>
@@ -265,18 +339,19 @@ __device__ __forceinline__ void matvec_f(Segs s, size_t row_bytes, int total_row
 template <class F, int NT>
 __device__ __forceinline__ void glu_f(const u8* __restrict__ gate, const u8* __restrict__ up, size_t row_bytes,
                                       int rows, int K, const float* __restrict__ x, float* __restrict__ h,
-                                      int n_tokens, int act) {
+                                      int n_tokens, int act, i8* hq, float4* hm, int* done) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    if (row >= rows) return;
-    float g[NT], u[NT];
+    if (row < rows) {
+        float g[NT], u[NT];
 #pragma unroll
-    for (int t = 0; t < NT; t++) g[t] = u[t] = 0.f;
-    dot_f<F, NT>(gate + row * row_bytes, K, x, n_tokens, g);
-    dot_f<F, NT>(up + row * row_bytes, K, x, n_tokens, u);
-    if ((threadIdx.x & 31) == 0)
+        for (int t = 0; t < NT; t++) g[t] = u[t] = 0.f;
+        dot2_f<F, NT>(gate + row * row_bytes, up + row * row_bytes, K, x, n_tokens, g, u);
+        if ((threadIdx.x & 31) == 0)
 #pragma unroll
-        for (int t = 0; t < NT; t++)
-            if (t < n_tokens) h[(size_t)t * rows + row] = glu_act(g[t], act) * u[t];
+            for (int t = 0; t < NT; t++)
+                if (t < n_tokens) h[(size_t)t * rows + row] = glu_act(g[t], act) * u[t];
+    }
+    if (NT == 1 && hq) convert_when_complete(h, hq, hm, done);
 }
 
 // Dequantizes rows of a quantized weight to f16 (prefill through cuBLAS) or f32 (embedding lookups): one
@@ -354,12 +429,12 @@ __device__ __forceinline__ void block_norm(const float* __restrict__ x, const fl
         matvec_q<FMT, 8>(s, rb, rows, K, aq, am, n, acc);                                                      \
     }                                                                                                          \
     extern "C" __global__ void glu1_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K, const i8* aq,    \
-                                           const float4* am, float* h, int n, int act) {                      \
-        glu_q<FMT, 1>(g, u, rb, rows, K, aq, am, h, n, act);                                                   \
+                                           const float4* am, float* h, int n, int act, i8* hq, float4* hm, int* dn) {  \
+        glu_q<FMT, 1>(g, u, rb, rows, K, aq, am, h, n, act, hq, hm, dn);                                           \
     }                                                                                                          \
     extern "C" __global__ void glu8_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K, const i8* aq,    \
                                            const float4* am, float* h, int n, int act) {                      \
-        glu_q<FMT, 8>(g, u, rb, rows, K, aq, am, h, n, act);                                                   \
+        glu_q<FMT, 8>(g, u, rb, rows, K, aq, am, h, n, act, nullptr, nullptr, nullptr);                                 \
     }                                                                                                          \
     extern "C" __global__ void dequant_##NAME(const u8* w, size_t rb, int K, const int* ids, int n_rows,      \
                                               float scale, float* o32, u16* o16) {                            \
@@ -372,10 +447,11 @@ __device__ __forceinline__ void block_norm(const float* __restrict__ x, const fl
         matvec_q<FMT, 1>(s, rb, rows, K, (const i8*)sm, (const float4*)(sm + K), 1, acc);                     \
     }                                                                                                          \
     extern "C" __global__ void glu1n_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K,              \
-                                            const float* x, const float* nw, float eps, float* h, int act) {  \
+                                            const float* x, const float* nw, float eps, float* h, int act,    \
+                                            i8* hq, float4* hm, int* dn) {                                           \
         extern __shared__ char sm[];                                                                           \
         block_norm<true>(x, nw, K, eps, sm);                                                                   \
-        glu_q<FMT, 1>(g, u, rb, rows, K, (const i8*)sm, (const float4*)(sm + K), h, 1, act);                  \
+        glu_q<FMT, 1>(g, u, rb, rows, K, (const i8*)sm, (const float4*)(sm + K), h, 1, act, hq, hm, dn);          \
     }
 
 #define QUARREL_FLOAT_KERNELS(NAME, FMT)                                                                        \
@@ -388,12 +464,12 @@ __device__ __forceinline__ void block_norm(const float* __restrict__ x, const fl
         matvec_f<FMT, 8>(s, rb, rows, K, x, n, acc);                                                           \
     }                                                                                                          \
     extern "C" __global__ void glu1_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K, const float* x,  \
-                                           float* h, int n, int act) {                                        \
-        glu_f<FMT, 1>(g, u, rb, rows, K, x, h, n, act);                                                        \
+                                           float* h, int n, int act, i8* hq, float4* hm, int* dn) {                    \
+        glu_f<FMT, 1>(g, u, rb, rows, K, x, h, n, act, hq, hm, dn);                                                \
     }                                                                                                          \
     extern "C" __global__ void glu8_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K, const float* x,  \
                                            float* h, int n, int act) {                                        \
-        glu_f<FMT, 8>(g, u, rb, rows, K, x, h, n, act);                                                        \
+        glu_f<FMT, 8>(g, u, rb, rows, K, x, h, n, act, nullptr, nullptr, nullptr);                                      \
     }                                                                                                          \
     extern "C" __global__ void dequant_##NAME(const u8* w, size_t rb, int K, const int* ids, int n_rows,      \
                                               float scale, float* o32, u16* o16) {                            \
@@ -406,10 +482,11 @@ __device__ __forceinline__ void block_norm(const float* __restrict__ x, const fl
         matvec_f<FMT, 1>(s, rb, rows, K, (const float*)sm, 1, acc);                                            \
     }                                                                                                          \
     extern "C" __global__ void glu1n_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K,              \
-                                            const float* x, const float* nw, float eps, float* h, int act) {  \
+                                            const float* x, const float* nw, float eps, float* h, int act,    \
+                                            i8* hq, float4* hm, int* dn) {                                           \
         extern __shared__ char sm[];                                                                           \
         block_norm<false>(x, nw, K, eps, sm);                                                                  \
-        glu_f<FMT, 1>(g, u, rb, rows, K, (const float*)sm, h, 1, act);                                         \
+        glu_f<FMT, 1>(g, u, rb, rows, K, (const float*)sm, h, 1, act, hq, hm, dn);                                 \
     }
 
 QUARREL_FLOAT_KERNELS(f32, FmtF32)
