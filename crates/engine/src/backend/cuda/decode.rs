@@ -66,7 +66,7 @@ impl CudaBackend {
         let (segs, total) = self.segs(ws);
         self.launch_smem(
             &fns.matvec1n,
-            (total.div_ceil(NORM_BLOCK_ROWS) as u32, 1, 1),
+            (total.div_ceil(2 * NORM_BLOCK_ROWS) as u32, 1, 1),
             32 * NORM_BLOCK_ROWS as u32,
             norm_smem(w0.ty, w0.row_len),
             &[
@@ -142,7 +142,13 @@ impl CudaBackend {
         let fns = self.funcs.weight(w0.ty, &w0.name)?;
         let f = if n == 1 { &fns.matvec1 } else { &fns.matvec8 };
         let (segs, total) = self.segs(ws);
-        let grid = (total.div_ceil((MATVEC_THREADS / 32) as usize) as u32, 1, 1);
+        // Single-token kernels take two rows a warp.
+        let rows_per_warp = if n == 1 { 2 } else { 1 };
+        let grid = (
+            total.div_ceil(rows_per_warp * (MATVEC_THREADS / 32) as usize) as u32,
+            1,
+            1,
+        );
         let mut args = vec![
             Arg::Segs(segs),
             Arg::Usize(w0.row_bytes),

@@ -87,8 +87,8 @@ __device__ __forceinline__ void dot_q(const u8* __restrict__ wr, int K, const i8
                                       const float4* __restrict__ am, int n_tokens, float acc[NT]) {
     int lane = threadIdx.x & 31;
     int n_chunks = K / 32;
-    // Four chunks in flight per lane: the loads of the next ones overlap the dot products of this one.
-#pragma unroll 4
+    // Several chunks in flight per lane: the loads of the next ones overlap the dot products of this one.
+#pragma unroll(NT == 1 ? 8 : 4)
     for (int c = lane; c < n_chunks; c += 32) {
         Chunk k;
         F::load32(wr, c, k);
@@ -139,8 +139,37 @@ __device__ __forceinline__ void seg_store(const Segs& s, int seg, int row, int t
 }
 
 template <class F, int NT>
+__device__ __forceinline__ void dot2_q(const u8* __restrict__ wa, const u8* __restrict__ wb, int K,
+                                       const i8* __restrict__ aq, const float4* __restrict__ am, int n_tokens,
+                                       float acc_a[NT], float acc_b[NT]);
+
+// Single-token products give each warp two rows (rows 2w and 2w + 1 of the launch, through any segments), both
+// rows' loads in flight together; the launch has half as many warps as rows.
+template <class Dot2>
+__device__ __forceinline__ void matvec_two_rows(const Segs& s, size_t row_bytes, int total_rows, int accumulate,
+                                                Dot2 dot2) {
+    int r0 = 2 * (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32);
+    if (r0 >= total_rows) return;
+    int r1 = min(r0 + 1, total_rows - 1);  // a lone last row is computed twice and stored once
+    int row0 = r0, row1 = r1;
+    int s0 = seg_of(s, row0), s1 = seg_of(s, row1);
+    float a[1] = {0.f}, b[1] = {0.f};
+    dot2((const u8*)s.w[s0] + row0 * row_bytes, (const u8*)s.w[s1] + row1 * row_bytes, a, b);
+    if ((threadIdx.x & 31) == 0) {
+        seg_store(s, s0, row0, 0, a[0], accumulate);
+        if (r1 != r0) seg_store(s, s1, row1, 0, b[0], accumulate);
+    }
+}
+
+template <class F, int NT>
 __device__ __forceinline__ void matvec_q(Segs s, size_t row_bytes, int total_rows, int K, const i8* __restrict__ aq,
                                          const float4* __restrict__ am, int n_tokens, int accumulate) {
+    if (NT == 1) {
+        matvec_two_rows(s, row_bytes, total_rows, accumulate, [&](const u8* wa, const u8* wb, float* a, float* b) {
+            dot2_q<F, 1>(wa, wb, K, aq, am, 1, a, b);
+        });
+        return;
+    }
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     if (row >= total_rows) return;
     int seg = seg_of(s, row);
@@ -168,7 +197,7 @@ __device__ __forceinline__ void dot2_q(const u8* __restrict__ wa, const u8* __re
                                        float acc_a[NT], float acc_b[NT]) {
     int lane = threadIdx.x & 31;
     int n_chunks = K / 32;
-#pragma unroll 2
+#pragma unroll(NT == 1 ? 4 : 2)
     for (int c = lane; c < n_chunks; c += 32) {
         Chunk ka, kb;
         F::load32(wa, c, ka);
@@ -273,7 +302,7 @@ template <class F, int NT>
 __device__ __forceinline__ void dot_f(const u8* __restrict__ wr, int K, const float* __restrict__ x, int n_tokens,
                                       float acc[NT]) {
     int lane = threadIdx.x & 31;
-#pragma unroll 4
+#pragma unroll(NT == 1 ? 8 : 4)
     for (int i = 8 * lane; i < K; i += 256) {
         float f[8];
         F::load8(wr, i, f);
@@ -296,7 +325,7 @@ template <class F, int NT>
 __device__ __forceinline__ void dot2_f(const u8* __restrict__ wa, const u8* __restrict__ wb, int K,
                                        const float* __restrict__ x, int n_tokens, float acc_a[NT], float acc_b[NT]) {
     int lane = threadIdx.x & 31;
-#pragma unroll 2
+#pragma unroll(NT == 1 ? 4 : 2)
     for (int i = 8 * lane; i < K; i += 256) {
         float fa[8], fb[8];
         F::load8(wa, i, fa);
@@ -323,6 +352,12 @@ __device__ __forceinline__ void dot2_f(const u8* __restrict__ wa, const u8* __re
 template <class F, int NT>
 __device__ __forceinline__ void matvec_f(Segs s, size_t row_bytes, int total_rows, int K, const float* __restrict__ x,
                                          int n_tokens, int accumulate) {
+    if (NT == 1) {
+        matvec_two_rows(s, row_bytes, total_rows, accumulate, [&](const u8* wa, const u8* wb, float* a, float* b) {
+            dot2_f<F, 1>(wa, wb, K, x, 1, a, b);
+        });
+        return;
+    }
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     if (row >= total_rows) return;
     int seg = seg_of(s, row);
