@@ -82,6 +82,50 @@ impl SamplerConfig {
     }
 }
 
+/// The `n` largest logits of one row, sorted (descending, ties by the smaller id), with the row's softmax
+/// normalizer: what a device hands back instead of the whole row when the sampler needs only the head of the
+/// distribution (a few hundred bytes instead of the vocabulary's floats).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidates {
+    pub ids: Vec<u32>,
+    pub logits: Vec<f32>,
+    /// The row's largest logit, and sum(exp(l - max)) over the whole row.
+    pub max: f32,
+    pub sum_exp: f32,
+    /// Length of the row they were taken from (the vocabulary).
+    pub row_len: usize,
+}
+
+impl Candidates {
+    /// The top `n` of `row`, computed on the host: the reference a device's version is checked against, and the
+    /// fallback where a backend has none.
+    pub fn from_logits(row: &[f32], n: usize) -> Self {
+        let by_logit = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        let mut all: Vec<(u32, f32)> = row.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+        let n = n.min(all.len());
+        if n > 0 && n < all.len() {
+            all.select_nth_unstable_by(n - 1, by_logit);
+        }
+        all.truncate(n);
+        all.sort_unstable_by(by_logit);
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum_exp = row.iter().map(|&l| (l - max).exp()).sum();
+        Self {
+            ids: all.iter().map(|c| c.0).collect(),
+            logits: all.iter().map(|c| c.1).collect(),
+            max,
+            sum_exp,
+            row_len: row.len(),
+        }
+    }
+}
+
+/// Most candidates a device is asked for (top-k beyond it samples from the whole row).
+pub const MAX_CANDIDATES: usize = 1024;
+/// Candidates asked for when top-k is off but top-p or min-p cut the tail: enough for any ordinary distribution;
+/// a flatter one, whose cut falls past them, is sampled from the whole row instead.
+pub const OPEN_CANDIDATES: usize = 256;
+
 pub struct Sampler {
     cfg: SamplerConfig,
     rng: StdRng,
@@ -137,6 +181,49 @@ impl Sampler {
         c.temperature <= 0.0 && !penalize
     }
 
+    fn penalizes(&self) -> bool {
+        let c = &self.cfg;
+        c.repeat_penalty != 1.0 || c.presence_penalty != 0.0 || c.frequency_penalty != 0.0
+    }
+
+    /// How many top candidates of a row of `vocab` logits this sampler needs, when such a list can stand in for
+    /// the whole row (sampling at a temperature, no penalties, top-k within [`MAX_CANDIDATES`] or a top-p / min-p
+    /// cut); `None`: it needs the row (or is plain greedy).
+    pub fn candidates_wanted(&self, vocab: usize) -> Option<usize> {
+        let c = &self.cfg;
+        if c.temperature <= 0.0 || self.penalizes() || vocab == 0 {
+            return None;
+        }
+        if c.top_k > 0 {
+            let k = c.top_k.min(vocab);
+            return (k <= MAX_CANDIDATES).then_some(k);
+        }
+        if c.top_p >= 1.0 && c.min_p <= 0.0 {
+            return None;
+        }
+        Some(OPEN_CANDIDATES.min(vocab))
+    }
+
+    /// Picks the next token from a row's top candidates, exactly as [`Sampler::sample`] would from the whole row;
+    /// `None` (drawing nothing) when the list is too short for this sampler's cuts: then sample the row.
+    pub fn sample_candidates(&mut self, cands: &Candidates) -> Option<u32> {
+        let c = &self.cfg;
+        if c.temperature <= 0.0 || self.penalizes() || cands.ids.is_empty() {
+            return None;
+        }
+        let list: Vec<(u32, f32)> = cands.ids.iter().copied().zip(cands.logits.iter().copied()).collect();
+        let whole_row = list.len() >= cands.row_len;
+        if c.top_k > 0 {
+            let k = c.top_k.min(cands.row_len);
+            if list.len() < k {
+                return None;
+            }
+            return cut_and_draw(c, &list[..k], None, &mut self.rng);
+        }
+        let total = (!whole_row).then_some((cands.max, cands.sum_exp));
+        cut_and_draw(c, &list, total, &mut self.rng)
+    }
+
     /// Picks the next token from one row of logits.
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
         let c = &self.cfg;
@@ -184,35 +271,53 @@ impl Sampler {
             self.cand.truncate(k);
         }
         self.cand.sort_unstable_by(by_logit);
-        // Probabilities at temperature 1 for top-p / min-p, as llama.cpp's chain does before temperature.
-        let probs = softmax(self.cand.iter().map(|c| c.1), 1.0);
-        let mut keep = self.cand.len();
-        if c.top_p < 1.0 {
-            let mut cum = 0.0;
-            for (i, p) in probs.iter().enumerate() {
-                cum += p;
-                if cum >= c.top_p {
-                    keep = i + 1;
-                    break;
-                }
-            }
-        }
-        if c.min_p > 0.0 {
-            let floor = probs[0] * c.min_p;
-            keep = keep.min(probs.iter().take_while(|&&p| p >= floor).count().max(1));
-        }
-        self.cand.truncate(keep.max(1));
-        let probs = softmax(self.cand.iter().map(|c| c.1), c.temperature);
-        let r: f32 = self.rng.gen();
+        // The whole sorted list is the distribution: the cuts always fall inside it.
+        cut_and_draw(&self.cfg, &self.cand, None, &mut self.rng).unwrap_or(self.cand[0].0)
+    }
+}
+
+/// The chain after top-k, on candidates sorted by logit: top-p, min-p, temperature, draw. Probabilities for the
+/// cuts are at temperature 1, as llama.cpp's chain takes them. `total` is the normalizer (max logit,
+/// sum(exp(l - max))) of the row the candidates head, when they are not the whole distribution; a cut that would
+/// need candidates past their end gives `None` before anything is drawn.
+fn cut_and_draw(c: &SamplerConfig, cand: &[(u32, f32)], total: Option<(f32, f32)>, rng: &mut StdRng) -> Option<u32> {
+    let probs = match total {
+        None => softmax(cand.iter().map(|c| c.1), 1.0),
+        Some((max, sum)) => cand.iter().map(|c| (c.1 - max).exp() / sum).collect(),
+    };
+    let mut keep = cand.len();
+    let mut cut = false;
+    if c.top_p < 1.0 {
         let mut cum = 0.0;
         for (i, p) in probs.iter().enumerate() {
             cum += p;
-            if r < cum {
-                return self.cand[i].0;
+            if cum >= c.top_p {
+                keep = i + 1;
+                cut = true;
+                break;
             }
         }
-        self.cand[self.cand.len() - 1].0
     }
+    if c.min_p > 0.0 {
+        let floor = probs[0] * c.min_p;
+        let above = probs.iter().take_while(|&&p| p >= floor).count();
+        cut |= above < probs.len();
+        keep = keep.min(above.max(1));
+    }
+    if total.is_some() && !cut {
+        return None;
+    }
+    let kept = &cand[..keep.max(1)];
+    let probs = softmax(kept.iter().map(|c| c.1), c.temperature);
+    let r: f32 = rng.gen();
+    let mut cum = 0.0;
+    for (i, p) in probs.iter().enumerate() {
+        cum += p;
+        if r < cum {
+            return Some(kept[i].0);
+        }
+    }
+    Some(kept[kept.len() - 1].0)
 }
 
 fn softmax(logits: impl Iterator<Item = f32> + Clone, temperature: f32) -> Vec<f32> {
@@ -303,6 +408,112 @@ mod tests {
         let mut s = Sampler::new(cfg).unwrap();
         s.accept(1);
         assert_eq!(s.sample(&logits()), 4);
+    }
+
+    /// A vocabulary-sized row with a long tail (p ~ 1/rank^2), shuffled, with exact ties.
+    fn peaked_row(n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut row: Vec<f32> = (0..n).map(|i| -2.0 * ((i / 2 + 1) as f32).ln()).collect();
+        for i in (1..n).rev() {
+            row.swap(i, rng.gen_range(0..=i));
+        }
+        row
+    }
+
+    #[test]
+    fn top_candidates_sample_as_the_whole_row_does() {
+        let configs = [
+            SamplerConfig::default(),
+            SamplerConfig {
+                top_k: 0,
+                top_p: 0.9,
+                min_p: 0.0,
+                ..Default::default()
+            },
+            SamplerConfig {
+                top_k: 0,
+                top_p: 1.0,
+                min_p: 0.05,
+                temperature: 1.3,
+                ..Default::default()
+            },
+            SamplerConfig {
+                top_k: 700,
+                top_p: 0.97,
+                min_p: 0.0,
+                ..Default::default()
+            },
+        ];
+        for (ci, cfg) in configs.into_iter().enumerate() {
+            let row = peaked_row(5000, ci as u64);
+            let n = Sampler::new(cfg.clone()).unwrap().candidates_wanted(row.len()).unwrap();
+            let cands = Candidates::from_logits(&row, n);
+            assert_eq!(cands.ids.len(), n);
+            let (mut full, mut head) = (Sampler::new(cfg.clone()).unwrap(), Sampler::new(cfg.clone()).unwrap());
+            let drawn: Vec<u32> = (0..200).map(|_| full.sample(&row)).collect();
+            let from_head: Vec<Option<u32>> = (0..200).map(|_| head.sample_candidates(&cands)).collect();
+            assert_eq!(
+                drawn.iter().map(|&t| Some(t)).collect::<Vec<_>>(),
+                from_head,
+                "config {ci}: {cfg:?}"
+            );
+            assert!(
+                drawn.iter().any(|&t| t != drawn[0]),
+                "config {ci} samples more than one token"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cut_past_the_candidates_draws_nothing_and_the_row_decides() {
+        // A flat row: top-p 0.9 needs far more than 256 candidates.
+        let mut rng = StdRng::seed_from_u64(5);
+        let row: Vec<f32> = (0..5000).map(|_| rng.gen_range(-0.5f32..0.5)).collect();
+        let cfg = SamplerConfig {
+            top_k: 0,
+            top_p: 0.9,
+            min_p: 0.0,
+            ..Default::default()
+        };
+        let mut head = Sampler::new(cfg.clone()).unwrap();
+        let cands = Candidates::from_logits(&row, head.candidates_wanted(row.len()).unwrap());
+        assert_eq!(head.sample_candidates(&cands), None);
+        // Nothing was drawn: the same sampler then follows the whole-row sampler draw for draw.
+        let mut full = Sampler::new(cfg).unwrap();
+        assert_eq!(head.sample(&row), full.sample(&row));
+    }
+
+    #[test]
+    fn candidates_stand_in_only_where_the_chain_allows() {
+        let wanted = |cfg: SamplerConfig| Sampler::new(cfg).unwrap().candidates_wanted(50_000);
+        assert_eq!(wanted(SamplerConfig::default()), Some(40));
+        assert_eq!(wanted(SamplerConfig::greedy()), None);
+        let penalized = SamplerConfig {
+            repeat_penalty: 1.1,
+            ..Default::default()
+        };
+        assert_eq!(
+            wanted(penalized),
+            None,
+            "penalties change logits the device does not know about"
+        );
+        let whole = SamplerConfig {
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            ..Default::default()
+        };
+        assert_eq!(wanted(whole), None, "no cut: every token can be drawn");
+        let big_k = SamplerConfig {
+            top_k: MAX_CANDIDATES + 1,
+            ..Default::default()
+        };
+        assert_eq!(wanted(big_k), None);
+        let open = SamplerConfig {
+            top_k: 0,
+            ..Default::default()
+        };
+        assert_eq!(wanted(open), Some(OPEN_CANDIDATES));
     }
 
     #[test]

@@ -190,6 +190,40 @@ impl<'m, B: Backend> Session<'m, B> {
         })
     }
 
+    /// Feeds one token to `seq` and returns the token `sampler` draws after it. Where the sampler can work from a
+    /// row's top candidates, the device picks them and only they cross to the host; the whole row is read only
+    /// when the sampler's cut falls past them.
+    pub fn decode_step_sampled(&mut self, seq: u32, token: u32, sampler: &mut Sampler) -> Result<u32> {
+        let vocab = self.model.config.vocab;
+        let Some(n) = sampler.candidates_wanted(vocab) else {
+            return Ok(sampler.sample(self.decode_step(seq, token)?));
+        };
+        let pos = self.seq_len(seq);
+        let batch = Batch::for_sequence(&[token], seq, pos);
+        self.check_batch(&batch)?;
+        let m = self.model;
+        let cands = decoder::forward_candidates(
+            &m.backend,
+            &m.config,
+            &m.weights,
+            &mut self.state,
+            &batch,
+            n,
+            &mut self.logits,
+        )?;
+        self.commit(&batch);
+        let first = cands.first().ok_or(EngineError::BadSetting {
+            name: "sampling step",
+            value: "0 rows".into(),
+            reason: "the forward pass returned no candidates".into(),
+        })?;
+        if let Some(t) = sampler.sample_candidates(first) {
+            return Ok(t);
+        }
+        decoder::read_logits(&m.backend, &self.state, 1, vocab, &mut self.logits)?;
+        Ok(sampler.sample(&self.logits[..vocab]))
+    }
+
     /// Feeds `tokens` to sequence `seq` in batches of at most `max_batch`; returns the last token's logits.
     pub fn prefill(&mut self, seq: u32, tokens: &[u32]) -> Result<&[f32]> {
         if tokens.is_empty() {
@@ -280,7 +314,7 @@ impl<'m, B: Backend> Session<'m, B> {
             token = if sampler.is_plain_greedy() {
                 self.decode_step_greedy(seq, token)?
             } else {
-                sampler.sample(self.decode_step(seq, token)?)
+                self.decode_step_sampled(seq, token, sampler)?
             };
         }
         Ok(GenerationStats {

@@ -119,6 +119,18 @@ pub trait Backend: Send + Sync {
     fn argmax_rows(&self, _logits: &Self::Buf, _n_rows: usize, _vocab: usize) -> Result<Option<Vec<u32>>> {
         Ok(None)
     }
+    /// The top `n` candidates of each of the first `n_rows` rows of `logits` ([n_rows, vocab]) with each row's
+    /// softmax normalizer, when the device can pick them itself (so that only they cross to the host); `None`
+    /// means: read the logits back instead.
+    fn top_candidates(
+        &self,
+        _logits: &Self::Buf,
+        _n_rows: usize,
+        _vocab: usize,
+        _n: usize,
+    ) -> Result<Option<Vec<crate::sampling::Candidates>>> {
+        Ok(None)
+    }
     /// Copies `src` from the host into the first `src.len()` floats of `dst`.
     fn write(&self, dst: &mut Self::Buf, src: &[f32]) -> Result<()>;
     /// Copies the first `dst.len()` floats of `src` to the host.

@@ -6,6 +6,7 @@ use super::weights::Weights;
 use crate::backend::{AttentionParams, Backend, KvShape};
 use crate::batch::Batch;
 use crate::error::{EngineError, Result};
+use crate::sampling::Candidates;
 
 /// Batch limits the scratch space is sized for, once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +67,9 @@ pub enum Output<'a> {
     /// Their argmax (greedy tokens), picked on the device where it can; the slice is host scratch for the logits
     /// where it cannot ([n_wanted, vocab]).
     Greedy(&'a mut Vec<u32>, &'a mut [f32]),
+    /// Their top `n` sampling candidates, picked on the device where it can; the slice is host scratch for the
+    /// logits where it cannot ([n_wanted, vocab]).
+    Candidates(usize, &'a mut Vec<Candidates>, &'a mut [f32]),
 }
 
 /// Runs `batch` through the model. Logits of the tokens with `want_logits` are written to `logits_out`
@@ -79,6 +83,33 @@ pub fn forward<B: Backend>(
     logits_out: &mut [f32],
 ) -> Result<()> {
     run(be, cfg, w, st, batch, Output::Logits(logits_out))
+}
+
+/// Runs `batch` and returns the top `n` sampling candidates of each token with `want_logits`, in batch order.
+pub fn forward_candidates<B: Backend>(
+    be: &B,
+    cfg: &ArchConfig,
+    w: &Weights<B::Weight>,
+    st: &mut DecoderState<B>,
+    batch: &Batch,
+    n: usize,
+    logits_scratch: &mut [f32],
+) -> Result<Vec<Candidates>> {
+    let mut cands = Vec::new();
+    run(be, cfg, w, st, batch, Output::Candidates(n, &mut cands, logits_scratch))?;
+    Ok(cands)
+}
+
+/// Copies the logits of the last forward pass's first `n_rows` wanted rows to `out` ([n_rows, vocab]): for a
+/// sampler that found the candidates too few.
+pub fn read_logits<B: Backend>(
+    be: &B,
+    st: &DecoderState<B>,
+    n_rows: usize,
+    vocab: usize,
+    out: &mut [f32],
+) -> Result<()> {
+    be.read(&st.logits, &mut out[..n_rows * vocab])
 }
 
 /// Runs `batch` and returns the greedy token of each token with `want_logits`, in batch order.
@@ -105,7 +136,7 @@ fn run<B: Backend>(
 ) -> Result<()> {
     let logits_len = match &output {
         Output::Logits(l) => l.len(),
-        Output::Greedy(_, l) => l.len(),
+        Output::Greedy(_, l) | Output::Candidates(_, _, l) => l.len(),
     };
     let n = batch.len();
     if n > st.limits.max_batch {
@@ -230,6 +261,19 @@ fn run<B: Backend>(
                     scratch[..n_logits]
                         .chunks_exact(cfg.vocab)
                         .map(crate::sampling::argmax)
+                        .collect()
+                }
+            };
+            Ok(())
+        }
+        Output::Candidates(k, cands, scratch) => {
+            *cands = match be.top_candidates(&st.logits, rows.len(), cfg.vocab, k)? {
+                Some(c) => c,
+                None => {
+                    be.read(&st.logits, &mut scratch[..n_logits])?;
+                    scratch[..n_logits]
+                        .chunks_exact(cfg.vocab)
+                        .map(|row| Candidates::from_logits(row, k))
                         .collect()
                 }
             };

@@ -39,6 +39,7 @@ pub struct Funcs {
     pub gather_rows: CudaFunction,
     pub to_f16: CudaFunction,
     pub argmax_rows: CudaFunction,
+    pub top_candidates: CudaFunction,
     pub attn_f16: CudaFunction,
     pub attn_f32: CudaFunction,
     pub attn_combine: CudaFunction,
@@ -89,6 +90,7 @@ impl Funcs {
             gather_rows: f("gather_rows")?,
             to_f16: f("to_f16")?,
             argmax_rows: f("argmax_rows")?,
+            top_candidates: f("top_candidates")?,
             attn_f16: f("attn_f16")?,
             attn_f32: f("attn_f32")?,
             attn_combine: f("attn_combine")?,
@@ -213,8 +215,11 @@ pub struct Scratch {
     pub x16: CudaSlice<u16>,
     pub w16: CudaSlice<u16>,
     pub w32: CudaSlice<f32>,
-    /// Sampled token ids
+    /// Sampled token ids, or candidate ids [n_rows, n]
     pub ids: CudaSlice<i32>,
+    /// Candidate logits [n_rows, n] and each row's {max, sum(exp(l - max))} [n_rows, 2]
+    pub cand_vals: CudaSlice<f32>,
+    pub cand_stats: CudaSlice<f32>,
     /// Prompt attention: scores [n_heads, n_tokens, n_keys] f32 and probabilities f16
     pub att_s: CudaSlice<f32>,
     pub att_p: CudaSlice<u16>,
@@ -245,6 +250,8 @@ impl Scratch {
             w16: alloc(stream, 1)?,
             w32: alloc(stream, 1)?,
             ids: alloc(stream, 1)?,
+            cand_vals: alloc(stream, 1)?,
+            cand_stats: alloc(stream, 1)?,
             att_s: alloc(stream, 1)?,
             att_p: alloc(stream, 1)?,
         })
@@ -273,6 +280,12 @@ impl Scratch {
     }
     pub fn ensure_ids(&mut self, stream: &Arc<CudaStream>, n: usize) -> Result<()> {
         grow(stream, &mut self.ids, n).map(|_| ())
+    }
+    /// Room for `n` candidates in all over `rows` rows.
+    pub fn ensure_candidates(&mut self, stream: &Arc<CudaStream>, n: usize, rows: usize) -> Result<()> {
+        grow(stream, &mut self.ids, n)?;
+        grow(stream, &mut self.cand_vals, n)?;
+        grow(stream, &mut self.cand_stats, 2 * rows).map(|_| ())
     }
 }
 

@@ -10,10 +10,11 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// The engine's own kernels, concatenated after the format sources.
-const ENGINE_KERNELS: [(&str, &str); 3] = [
+const ENGINE_KERNELS: [(&str, &str); 4] = [
     ("matvec.cu", include_str!("kernels/matvec.cu")),
     ("ops.cu", include_str!("kernels/ops.cu")),
     ("attention.cu", include_str!("kernels/attention.cu")),
+    ("sampling.cu", include_str!("kernels/sampling.cu")),
 ];
 
 /// The complete CUDA C source of every kernel: the shared header, the formats' device code, the engine's kernels.
@@ -211,6 +212,8 @@ mod tests {
         ] {
             assert!(src.contains(&format!("void {k}(")), "{k} missing");
         }
+        // Declared with launch bounds: `__launch_bounds__(...) top_candidates(`.
+        assert!(src.contains(") top_candidates("), "top_candidates missing");
         assert!(!src.contains("#include"), "kernels must not include toolkit headers");
     }
 

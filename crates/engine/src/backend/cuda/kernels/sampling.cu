@@ -1,0 +1,156 @@
+// Sampling on the device: the top n candidates of each row of logits, so that only they cross to the host (the
+// host's sampler finishes the chain on them; see sampling.rs). One block of 1024 threads per row.
+//
+// logits: [n_rows, vocab]; ids, vals: [n_rows, n] (sorted by logit, descending, ties by the smaller id);
+// stats: [n_rows, 2] = {max logit, sum(exp(l - max)) over the row}. n <= TOPK_MAX.
+
+#define TOPK_MAX 1024
+#define TOPK_THREADS 1024
+
+// Order-preserving map of a float to an unsigned key: a larger float has a larger key.
+__device__ __forceinline__ u32 order_key(float f) {
+    u32 u = __float_as_uint(f);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+// Exclusive prefix count of `flag` over the block's threads in thread order; *total gets the block's count.
+// Uses sh[0..32]; every thread must call it.
+__device__ __forceinline__ int block_rank(bool flag, int* sh, int* total) {
+    int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
+    u32 ballot = __ballot_sync(0xffffffffu, flag);
+    int in_warp = __popc(ballot & ((1u << lane) - 1u));
+    __syncthreads();
+    if (lane == 0) sh[warp] = __popc(ballot);
+    __syncthreads();
+    int before = 0, all = 0;
+    for (int w = 0; w < (int)(blockDim.x / 32); w++) {
+        int c = sh[w];
+        if (w < warp) before += c;
+        all += c;
+    }
+    *total = all;
+    return before + in_warp;
+}
+
+extern "C" __global__ void __launch_bounds__(TOPK_THREADS) top_candidates(const float* __restrict__ logits, int vocab,
+                                                                          int n, int* __restrict__ ids,
+                                                                          float* __restrict__ vals,
+                                                                          float* __restrict__ stats) {
+    __shared__ u32 hist[32][256];  // per-warp digit counts
+    __shared__ u32 ckey[TOPK_MAX];
+    __shared__ int cid[TOPK_MAX];
+    __shared__ int sh[32];
+    __shared__ u32 s_prefix, s_need, s_count;
+    __shared__ float s_red[32];
+    const float* row = logits + (size_t)blockIdx.x * vocab;
+    int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
+
+    // 1. The key of the n-th largest logit, a byte at a time from the top (radix select).
+    u32 prefix = 0, mask = 0, need = n;
+    for (int shift = 24; shift >= 0; shift -= 8) {
+        for (int i = threadIdx.x; i < 32 * 256; i += blockDim.x) (&hist[0][0])[i] = 0;
+        __syncthreads();
+        for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+            u32 k = order_key(row[i]);
+            if ((k & mask) == prefix) atomicAdd(&hist[warp][(k >> shift) & 255], 1u);
+        }
+        __syncthreads();
+        if (threadIdx.x < 256) {
+            u32 c = 0;
+            for (int w = 0; w < 32; w++) c += hist[w][threadIdx.x];
+            hist[0][threadIdx.x] = c;
+        }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            u32 above = 0;
+            int digit = 255;
+            for (; digit > 0; digit--) {
+                if (above + hist[0][digit] >= need) break;
+                above += hist[0][digit];
+            }
+            s_prefix = prefix | ((u32)digit << shift);
+            s_need = need - above;
+        }
+        __syncthreads();
+        prefix = s_prefix;
+        need = s_need;
+        mask |= 255u << shift;
+    }
+    // prefix is now the threshold key T: every key above it is a candidate, and the first `need` keys equal to
+    // it in id order fill the rest.
+    if (threadIdx.x == 0) s_count = 0;
+    __syncthreads();
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+        u32 k = order_key(row[i]);
+        if (k > prefix) {
+            u32 slot = atomicAdd(&s_count, 1u);
+            ckey[slot] = k;
+            cid[slot] = i;
+        }
+    }
+    __syncthreads();
+    int above = (int)s_count, taken = 0;
+    for (int base = 0; base < vocab && taken < (int)need; base += blockDim.x) {
+        int i = base + threadIdx.x;
+        bool eq = i < vocab && order_key(row[i]) == prefix;
+        int total;
+        int rank = block_rank(eq, sh, &total);
+        if (eq && taken + rank < (int)need) {
+            ckey[above + taken + rank] = prefix;
+            cid[above + taken + rank] = i;
+        }
+        taken += total;
+    }
+    __syncthreads();
+
+    // 2. Sort the n candidates: key descending, id ascending (bitonic over a power of two, padded).
+    int p2 = 1;
+    while (p2 < n) p2 <<= 1;
+    for (int i = n + threadIdx.x; i < p2; i += blockDim.x) {
+        ckey[i] = 0;
+        cid[i] = 0x7fffffff;
+    }
+    __syncthreads();
+    for (int size = 2; size <= p2; size <<= 1) {
+        for (int stride = size / 2; stride > 0; stride >>= 1) {
+            for (int i = threadIdx.x; i < p2; i += blockDim.x) {
+                int j = i ^ stride;
+                if (j > i) {
+                    // "a before b" in the final order: larger key, then smaller id.
+                    bool i_first = ckey[i] > ckey[j] || (ckey[i] == ckey[j] && cid[i] < cid[j]);
+                    bool ascending_block = (i & size) == 0;
+                    if (i_first != ascending_block) {
+                        u32 tk = ckey[i];
+                        ckey[i] = ckey[j];
+                        ckey[j] = tk;
+                        int ti = cid[i];
+                        cid[i] = cid[j];
+                        cid[j] = ti;
+                    }
+                }
+            }
+            __syncthreads();
+        }
+    }
+
+    // 3. Outputs, and the row's softmax normalizer around its largest logit (the first candidate).
+    size_t o = (size_t)blockIdx.x * n;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        ids[o + i] = cid[i];
+        vals[o + i] = row[cid[i]];
+    }
+    float mx = row[cid[0]];
+    float s = 0.f;
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) s += expf(row[i] - mx);
+    s = warp_sum(s);
+    if (lane == 0) s_red[warp] = s;
+    __syncthreads();
+    if (warp == 0) {
+        s = lane < (int)(blockDim.x / 32) ? s_red[lane] : 0.f;
+        s = warp_sum(s);
+        if (lane == 0) {
+            stats[2 * blockIdx.x] = mx;
+            stats[2 * blockIdx.x + 1] = s;
+        }
+    }
+}
