@@ -167,26 +167,31 @@ impl<'m, B: Backend> Session<'m, B> {
         }
     }
 
+    /// Runs one token of `seq` through `pass` (a forward pass returning one result per wanted row) and returns
+    /// its single result; `what` names the step in the error when there is none.
+    fn run_one<T>(
+        &mut self,
+        seq: u32,
+        token: u32,
+        what: &'static str,
+        pass: impl FnOnce(&Model<B>, &mut DecoderState<B>, &Batch, &mut [f32]) -> Result<Vec<T>>,
+    ) -> Result<T> {
+        let batch = Batch::for_sequence(&[token], seq, self.seq_len(seq));
+        self.check_batch(&batch)?;
+        let out = pass(self.model, &mut self.state, &batch, &mut self.logits)?;
+        self.commit(&batch);
+        out.into_iter().next().ok_or(EngineError::BadSetting {
+            name: what,
+            value: "0 rows".into(),
+            reason: "the forward pass returned nothing for the token".into(),
+        })
+    }
+
     /// Feeds one token to `seq` and returns its greedy successor, picked on the device where the backend can (only
     /// the id crosses to the host).
     pub fn decode_step_greedy(&mut self, seq: u32, token: u32) -> Result<u32> {
-        let pos = self.seq_len(seq);
-        let batch = Batch::for_sequence(&[token], seq, pos);
-        self.check_batch(&batch)?;
-        let m = self.model;
-        let ids = decoder::forward_greedy(
-            &m.backend,
-            &m.config,
-            &m.weights,
-            &mut self.state,
-            &batch,
-            &mut self.logits,
-        )?;
-        self.commit(&batch);
-        ids.first().copied().ok_or(EngineError::BadSetting {
-            name: "greedy step",
-            value: "0 rows".into(),
-            reason: "the forward pass returned no token".into(),
+        self.run_one(seq, token, "greedy step", |m, st, batch, scratch| {
+            decoder::forward_greedy(&m.backend, &m.config, &m.weights, st, batch, scratch)
         })
     }
 
@@ -198,28 +203,13 @@ impl<'m, B: Backend> Session<'m, B> {
         let Some(n) = sampler.candidates_wanted(vocab) else {
             return Ok(sampler.sample(self.decode_step(seq, token)?));
         };
-        let pos = self.seq_len(seq);
-        let batch = Batch::for_sequence(&[token], seq, pos);
-        self.check_batch(&batch)?;
-        let m = self.model;
-        let cands = decoder::forward_candidates(
-            &m.backend,
-            &m.config,
-            &m.weights,
-            &mut self.state,
-            &batch,
-            n,
-            &mut self.logits,
-        )?;
-        self.commit(&batch);
-        let first = cands.first().ok_or(EngineError::BadSetting {
-            name: "sampling step",
-            value: "0 rows".into(),
-            reason: "the forward pass returned no candidates".into(),
+        let cands = self.run_one(seq, token, "sampling step", |m, st, batch, scratch| {
+            decoder::forward_candidates(&m.backend, &m.config, &m.weights, st, batch, n, scratch)
         })?;
-        if let Some(t) = sampler.sample_candidates(first) {
+        if let Some(t) = sampler.sample_candidates(&cands) {
             return Ok(t);
         }
+        let m = self.model;
         decoder::read_logits(&m.backend, &self.state, 1, vocab, &mut self.logits)?;
         Ok(sampler.sample(&self.logits[..vocab]))
     }

@@ -551,38 +551,8 @@ fn check_fused<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng, ty: GgmlType) 
             &batch,
             &x,
             &resid,
-            |be, x, o| {
-                let (mut xn, mut h, mut up) = (be.alloc(n * k)?, be.alloc(n * rows)?, be.alloc(n * rows)?);
-                be.ffn_input(
-                    x,
-                    &nc,
-                    1e-6,
-                    n,
-                    [wc, wc],
-                    Activation::Silu,
-                    &mut xn,
-                    &mut h,
-                    &mut up,
-                    n * rows,
-                )?;
-                be.matmul_add(&down.0, &h, n, &mut up, o, n * 64)
-            },
-            |be, x, o| {
-                let (mut xn, mut h, mut up) = (be.alloc(n * k)?, be.alloc(n * rows)?, be.alloc(n * rows)?);
-                be.ffn_input(
-                    x,
-                    &nd,
-                    1e-6,
-                    n,
-                    [wd, wd],
-                    Activation::Silu,
-                    &mut xn,
-                    &mut h,
-                    &mut up,
-                    n * rows,
-                )?;
-                be.matmul_add(&down.1, &h, n, &mut up, o, n * 64)
-            },
+            |be, x, o| ffn_chain(be, x, &nc, [wc, wc], &down.0, (n, k, rows), o),
+            |be, x, o| ffn_chain(be, x, &nd, [wd, wd], &down.1, (n, k, rows), o),
         )?;
         p.record(
             "ffn (gated + q8_0 down)",
@@ -594,6 +564,32 @@ fn check_fused<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng, ty: GgmlType) 
         );
     }
     Ok(())
+}
+
+/// The gated FFN input of `n` tokens of length `k` (`rows` gated outputs), then `down` (64 rows) added into `out`.
+fn ffn_chain<B: Backend>(
+    be: &B,
+    x: &B::Buf,
+    norm: &B::Weight,
+    gate_up: [&B::Weight; 2],
+    down: &B::Weight,
+    (n, k, rows): (usize, usize, usize),
+    out: &mut B::Buf,
+) -> Result<()> {
+    let (mut xn, mut h, mut up) = (be.alloc(n * k)?, be.alloc(n * rows)?, be.alloc(n * rows)?);
+    be.ffn_input(
+        x,
+        norm,
+        1e-6,
+        n,
+        gate_up,
+        Activation::Silu,
+        &mut xn,
+        &mut h,
+        &mut up,
+        n * rows,
+    )?;
+    be.matmul_add(down, &h, n, &mut up, out, n * 64)
 }
 
 /// Copies the listed buffers (their first `len` floats) one after another into `out`, through the host.
