@@ -1,9 +1,43 @@
-// Sampling on the device: the top n candidates of each row of logits, so that only they cross to the host (the
-// host's sampler finishes the chain on them; see sampling.rs). One block of 1024 threads per row.
-//
-// logits: [n_rows, vocab]; ids, vals: [n_rows, n] (sorted by logit, descending, ties by the smaller id);
-// stats: [n_rows, 2] = {max logit, sum(exp(l - max)) over the row}. n <= TOPK_MAX.
+// Token selection on the device: the argmax of each row (greedy), or the top n candidates of each row, so that
+// only they cross to the host (the host's sampler finishes the chain on them; see sampling.rs). One block of 1024
+// threads per row.
 
+// Greedy sampling on the device: out[r] = argmax of logits row r (lowest index among equal maxima).
+extern "C" __global__ void argmax_rows(const float* __restrict__ logits, int vocab, int* __restrict__ out) {
+    __shared__ float best_v[32];
+    __shared__ int best_i[32];
+    const float* row = logits + (size_t)blockIdx.x * vocab;
+    float bv = (-QINF);
+    int bi = 0x7fffffff;
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+        float v = row[i];
+        if (v > bv) { bv = v; bi = i; }
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+        int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+        if (ov > bv || (ov == bv && oi < bi)) { bv = ov; bi = oi; }
+    }
+    int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
+    if (lane == 0) { best_v[warp] = bv; best_i[warp] = bi; }
+    __syncthreads();
+    if (warp == 0) {
+        int nw = blockDim.x / 32;
+        bv = lane < nw ? best_v[lane] : (-QINF);
+        bi = lane < nw ? best_i[lane] : 0x7fffffff;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+            int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+            if (ov > bv || (ov == bv && oi < bi)) { bv = ov; bi = oi; }
+        }
+        if (lane == 0) out[blockIdx.x] = bi;
+    }
+}
+
+// Top candidates. logits: [n_rows, vocab]; ids, vals: [n_rows, n] (sorted by logit, descending, ties by the smaller
+// id); stats: [n_rows, 2] = {max logit, sum(exp(l - max)) over the row}. n <= TOPK_MAX.
 #define TOPK_MAX 1024
 #define TOPK_THREADS 1024
 
