@@ -6,6 +6,7 @@ mod kv;
 mod matmul;
 mod ops;
 mod pool;
+mod vec_ops;
 
 pub use kv::CpuKv;
 
