@@ -280,7 +280,23 @@ impl Backend for CpuBackend {
     }
 
     fn gated_activation(&self, gate: &mut Vec<f32>, up: &Vec<f32>, len: usize, act: Activation) -> Result<()> {
-        ops::gated_activation(&mut gate[..len], &up[..len], act);
+        // A prompt's activations split over the pool (element-wise, so any split gives the same floats).
+        const PIECE: usize = 16 * 1024;
+        if len < 2 * PIECE || self.n_threads < 2 {
+            ops::gated_activation(&mut gate[..len], &up[..len], act, self.simd);
+            return Ok(());
+        }
+        let per = len.div_ceil(self.n_threads * 2).next_multiple_of(64);
+        let pieces: Vec<Mutex<(&mut [f32], &[f32])>> = gate[..len]
+            .chunks_mut(per)
+            .zip(up[..len].chunks(per))
+            .map(Mutex::new)
+            .collect();
+        self.work.run(pieces.len(), &|i| {
+            let mut piece = pieces[i].lock().unwrap_or_else(|e| e.into_inner());
+            let (g, u) = &mut *piece;
+            ops::gated_activation(g, u, act, self.simd);
+        });
         Ok(())
     }
 

@@ -100,7 +100,7 @@ fn round_f16(x: &mut [f32]) {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(super) mod x86 {
     use std::arch::x86_64::*;
 
     pub fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -196,7 +196,7 @@ mod x86 {
     /// exp(x) for x <= 0 (scores minus their maximum): 2^(x·log2 e) split into an integer power of two and a
     /// degree-6 polynomial of the remainder, within a few ulp of f32 exp; below [`LOWEST`] the result is 0.
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn exp8(x_in: __m256) -> __m256 {
+    pub fn exp8(x_in: __m256) -> __m256 {
         let tiny = _mm256_cmp_ps::<_CMP_LT_OQ>(x_in, _mm256_set1_ps(LOWEST));
         let x = _mm256_max_ps(x_in, _mm256_set1_ps(LOWEST));
         let t = _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E));
