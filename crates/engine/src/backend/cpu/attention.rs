@@ -5,7 +5,7 @@
 
 use super::kv::{CpuKv, KvData};
 use super::pool::WorkPool;
-use super::vec_ops::VecOps;
+use super::vec_ops::{self, VecOps};
 use crate::backend::AttentionParams;
 use crate::batch::Batch;
 use crate::model::config::LayerKind;
@@ -263,7 +263,7 @@ fn attention_tiled(
         }
         for (qi, &(_, start, pos)) in spans.iter().enumerate() {
             let sc = &mut scores[qi * w.n_rows + start..=qi * w.n_rows + pos];
-            let max = sc.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            let max = vec_ops::max(sc);
             let inv = 1.0 / (ops.exp_sum)(sc, max);
             sc.iter_mut().for_each(|v| *v *= inv);
             if round_p {

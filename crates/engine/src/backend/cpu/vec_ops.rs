@@ -11,7 +11,7 @@ pub type Dot8x2 = fn(&[f32], &[f32], &[f32], &mut [[f32; 8]; 2]);
 /// summed in lane order, products rounded before they are added (no FMA), f16 rounding to nearest even. (A SIMD
 /// exp was measured no faster here and stays out, so scores keep std's exp.)
 pub struct VecOps {
-    /// `x = exp(x - max)` in place; returns the sum in element order.
+    /// `x = exp(x - max)` in place; returns the sum as [`lane_sum`] takes it.
     pub exp_sum: fn(&mut [f32], f32) -> f32,
     pub dot: fn(&[f32], &[f32]) -> f32,
     /// `out[j] = dot(q, rows[j * q.len()..])` for 8 consecutive rows, each exactly as `dot` computes it.
@@ -81,14 +81,41 @@ fn axpy8(o: &mut [f32], p: &[f32; 8], rows: &[f32]) {
     }
 }
 
-/// `x = exp(x - max)` in place; returns the sum in element order.
+/// `x = exp(x - max)` in place; returns the sum as [`lane_sum`] takes it.
 fn exp_sum(x: &mut [f32], max: f32) -> f32 {
-    let mut sum = 0.0f32;
     for v in x.iter_mut() {
         *v = (*v - max).exp();
-        sum += *v;
     }
-    sum
+    lane_sum(x)
+}
+
+/// The sum of `x` in eight lanes: lane `l` adds the elements `8 m + l` of the whole groups of eight in order, then
+/// the lanes are added in order, then the elements past the last whole group (one chain of adds would be four
+/// cycles an element).
+pub fn lane_sum(x: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let groups = x.chunks_exact(8);
+    let tail = groups.remainder();
+    for g in groups {
+        for (l, &v) in lanes.iter_mut().zip(g) {
+            *l += v;
+        }
+    }
+    lanes.iter().sum::<f32>() + tail.iter().sum::<f32>()
+}
+
+/// The largest of `x` (negative infinity when empty), NaN ignored as `f32::max` ignores it, in eight lanes (the
+/// same value as one chain of `max`, without its latency).
+pub fn max(x: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let groups = x.chunks_exact(8);
+    let tail = groups.remainder();
+    for g in groups {
+        for (l, &v) in lanes.iter_mut().zip(g) {
+            *l = l.max(v);
+        }
+    }
+    lanes.iter().chain(tail).fold(f32::NEG_INFINITY, |m, &v| m.max(v))
 }
 
 fn axpy(o: &mut [f32], w: f32, v: &[f32]) {
@@ -218,19 +245,26 @@ pub(super) mod x86 {
     fn exp_sum_avx2(x: &mut [f32], max: f32) -> f32 {
         let n = x.len();
         let m = _mm256_set1_ps(max);
+        let mut acc = _mm256_setzero_ps();
         let mut i = 0;
         while i + 8 <= n {
             // SAFETY: i + 8 <= n.
             unsafe {
                 let p = x.as_mut_ptr().add(i);
-                _mm256_storeu_ps(p, exp8(_mm256_sub_ps(_mm256_loadu_ps(p), m)));
+                let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p), m));
+                _mm256_storeu_ps(p, e);
+                acc = _mm256_add_ps(acc, e);
             }
             i += 8;
         }
         for v in x[i..].iter_mut() {
             *v = (*v - max).exp();
         }
-        x.iter().sum()
+        // The lanes, then the tail, as `lane_sum` adds them.
+        let mut lanes = [0f32; 8];
+        // SAFETY: 8 writable floats.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+        lanes.iter().sum::<f32>() + x[i..].iter().sum::<f32>()
     }
 
     pub fn axpy8(o: &mut [f32], p: &[f32; 8], rows: &[f32]) {
@@ -462,6 +496,27 @@ mod tests {
                 );
             }
             assert!((sum - want.iter().sum::<f32>()).abs() <= 1e-4 * sum, "{level:?} sum");
+            assert_eq!(sum.to_bits(), lane_sum(&x).to_bits(), "{level:?} sum order");
+            for n in [0, 1, 7, 8, 9, 23] {
+                let mut y: Vec<f32> = (0..n).map(|i| -(i as f32) * 0.3).collect();
+                let s = (ops.exp_sum)(&mut y, 0.0);
+                assert_eq!(s.to_bits(), lane_sum(&y).to_bits(), "{level:?} sum order, {n} elements");
+            }
+        }
+    }
+
+    #[test]
+    fn lane_max_is_the_chain_max() {
+        for n in [0usize, 1, 7, 8, 9, 64, 100] {
+            let x: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013).collect();
+            let chain = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            assert_eq!(max(&x).to_bits(), chain.to_bits(), "{n}");
+            let mut y = x.clone();
+            if n > 3 {
+                y[3] = f32::NAN;
+                let chain = y.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                assert_eq!(max(&y).to_bits(), chain.to_bits(), "{n} with a NaN");
+            }
         }
     }
 
