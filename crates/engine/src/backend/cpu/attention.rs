@@ -264,7 +264,7 @@ fn attention_tiled(
         for (qi, &(_, start, pos)) in spans.iter().enumerate() {
             let sc = &mut scores[qi * w.n_rows + start..=qi * w.n_rows + pos];
             let max = vec_ops::max(sc);
-            let inv = 1.0 / (ops.exp_sum)(sc, max);
+            let inv = (1.0 / (ops.exp_sum)(sc, max)) as f32;
             sc.iter_mut().for_each(|v| *v *= inv);
             if round_p {
                 (ops.round_f16)(sc);
@@ -329,8 +329,7 @@ fn head(
         *sc = (ops.dot)(&s.q, krow) * p.scale;
         max = max.max(*sc);
     }
-    let sum = (ops.exp_sum)(scores, max);
-    let inv = 1.0 / sum;
+    let inv = (1.0 / (ops.exp_sum)(scores, max)) as f32;
     // With an F16 cache ggml multiplies V by the probabilities rounded to f16; so do we.
     let round = matches!(kv.v, KvData::F16(_));
     scores.iter_mut().for_each(|sc| *sc *= inv);

@@ -11,8 +11,8 @@ pub type Dot8x2 = fn(&[f32], &[f32], &[f32], &mut [[f32; 8]; 2]);
 /// summed in lane order, products rounded before they are added (no FMA), f16 rounding to nearest even. (A SIMD
 /// exp was measured no faster here and stays out, so scores keep std's exp.)
 pub struct VecOps {
-    /// `x = exp(x - max)` in place; returns the sum as [`lane_sum`] takes it.
-    pub exp_sum: fn(&mut [f32], f32) -> f32,
+    /// `x = exp(x - max)` in place; returns the sum as [`chunk_sum`] takes it.
+    pub exp_sum: fn(&mut [f32], f32) -> f64,
     pub dot: fn(&[f32], &[f32]) -> f32,
     /// `out[j] = dot(q, rows[j * q.len()..])` for 8 consecutive rows, each exactly as `dot` computes it.
     pub dot8: fn(&[f32], &[f32], &mut [f32; 8]),
@@ -81,27 +81,30 @@ fn axpy8(o: &mut [f32], p: &[f32; 8], rows: &[f32]) {
     }
 }
 
-/// `x = exp(x - max)` in place; returns the sum as [`lane_sum`] takes it.
-fn exp_sum(x: &mut [f32], max: f32) -> f32 {
+/// `x = exp(x - max)` in place; returns the sum as [`chunk_sum`] takes it.
+fn exp_sum(x: &mut [f32], max: f32) -> f64 {
     for v in x.iter_mut() {
         *v = (*v - max).exp();
     }
-    lane_sum(x)
+    chunk_sum(x)
 }
 
-/// The sum of `x` in eight lanes: lane `l` adds the elements `8 m + l` of the whole groups of eight in order, then
-/// the lanes are added in order, then the elements past the last whole group (one chain of adds would be four
-/// cycles an element).
-pub fn lane_sum(x: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let groups = x.chunks_exact(8);
-    let tail = groups.remainder();
-    for g in groups {
-        for (l, &v) in lanes.iter_mut().zip(g) {
-            *l += v;
+/// The sum of `x` as ggml's softmax takes it: each whole chunk of 16 summed in f32 by halves (`c[i] + c[i + 8]`,
+/// then `+ 4`, `+ 2`, `+ 1`), the chunks and then the elements past the last one added in f64.
+pub fn chunk_sum(x: &[f32]) -> f64 {
+    let chunks = x.chunks_exact(16);
+    let tail = chunks.remainder();
+    let mut sum = 0f64;
+    for c in chunks {
+        let mut v: [f32; 16] = c.try_into().expect("16 elements");
+        for width in [8, 4, 2, 1] {
+            for i in 0..width {
+                v[i] += v[i + width];
+            }
         }
+        sum += v[0] as f64;
     }
-    lanes.iter().sum::<f32>() + tail.iter().sum::<f32>()
+    tail.iter().fold(sum, |s, &v| s + v as f64)
 }
 
 /// The largest of `x` (negative infinity when empty), NaN ignored as `f32::max` ignores it, in eight lanes (the
@@ -212,7 +215,7 @@ pub(super) mod x86 {
         unsafe { _mm256_storeu_ps(out.as_mut_ptr(), sum) };
     }
 
-    pub fn exp_sum(x: &mut [f32], max: f32) -> f32 {
+    pub fn exp_sum(x: &mut [f32], max: f32) -> f64 {
         // SAFETY: as in `dot`.
         unsafe { exp_sum_avx2(x, max) }
     }
@@ -242,29 +245,32 @@ pub(super) mod x86 {
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn exp_sum_avx2(x: &mut [f32], max: f32) -> f32 {
+    fn exp_sum_avx2(x: &mut [f32], max: f32) -> f64 {
         let n = x.len();
         let m = _mm256_set1_ps(max);
-        let mut acc = _mm256_setzero_ps();
+        let mut sum = 0f64;
         let mut i = 0;
-        while i + 8 <= n {
-            // SAFETY: i + 8 <= n.
+        while i + 16 <= n {
+            // SAFETY: i + 16 <= n.
             unsafe {
                 let p = x.as_mut_ptr().add(i);
-                let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p), m));
-                _mm256_storeu_ps(p, e);
-                acc = _mm256_add_ps(acc, e);
+                let lo = exp8(_mm256_sub_ps(_mm256_loadu_ps(p), m));
+                let hi = exp8(_mm256_sub_ps(_mm256_loadu_ps(p.add(8)), m));
+                _mm256_storeu_ps(p, lo);
+                _mm256_storeu_ps(p.add(8), hi);
+                // The chunk by halves, as `chunk_sum` takes it: 16 -> 8 -> 4 -> 2 -> 1.
+                let a = _mm256_add_ps(lo, hi);
+                let b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps::<1>(a));
+                let c = _mm_add_ps(b, _mm_movehl_ps(b, b));
+                let d = _mm_add_ss(c, _mm_movehdup_ps(c));
+                sum += _mm_cvtss_f32(d) as f64;
             }
-            i += 8;
+            i += 16;
         }
         for v in x[i..].iter_mut() {
             *v = (*v - max).exp();
         }
-        // The lanes, then the tail, as `lane_sum` adds them.
-        let mut lanes = [0f32; 8];
-        // SAFETY: 8 writable floats.
-        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
-        lanes.iter().sum::<f32>() + x[i..].iter().sum::<f32>()
+        x[i..].iter().fold(sum, |s, &v| s + v as f64)
     }
 
     pub fn axpy8(o: &mut [f32], p: &[f32; 8], rows: &[f32]) {
@@ -495,12 +501,17 @@ mod tests {
                     -(i as f32) * 0.0045
                 );
             }
-            assert!((sum - want.iter().sum::<f32>()).abs() <= 1e-4 * sum, "{level:?} sum");
-            assert_eq!(sum.to_bits(), lane_sum(&x).to_bits(), "{level:?} sum order");
-            for n in [0, 1, 7, 8, 9, 23] {
+            let exact: f64 = want.iter().map(|&v| v as f64).sum();
+            assert!((sum - exact).abs() <= 1e-6 * exact, "{level:?} sum {sum}, {exact}");
+            assert_eq!(sum.to_bits(), chunk_sum(&x).to_bits(), "{level:?} sum order");
+            for n in [0, 1, 7, 8, 9, 16, 17, 23, 33] {
                 let mut y: Vec<f32> = (0..n).map(|i| -(i as f32) * 0.3).collect();
                 let s = (ops.exp_sum)(&mut y, 0.0);
-                assert_eq!(s.to_bits(), lane_sum(&y).to_bits(), "{level:?} sum order, {n} elements");
+                assert_eq!(
+                    s.to_bits(),
+                    chunk_sum(&y).to_bits(),
+                    "{level:?} sum order, {n} elements"
+                );
             }
         }
     }
