@@ -315,28 +315,20 @@ fn l1_tiles() {
             (iters * rows * n_tokens * k) as f64 / secs / 1e9
         );
     }
-    // The float microkernel alone on f32 rows in L1.
-    for k in [1024, 4864, 16384] {
+    // The float microkernel alone on interleaved f32 rows in L1.
+    for k in [256, 576, 1024] {
         let Some(tile) = quarrel_quant::gemm::float::best(simd) else {
             break;
         };
-        use quarrel_quant::gemm::float::{FMR, FNR};
-        let wv: Vec<f32> = (0..FMR * k).map(|i| (i % 7) as f32 * 0.1).collect();
+        use quarrel_quant::gemm::float::{FGROUPS, FMR, FNR, LANES};
+        let wv: Vec<f32> = (0..FGROUPS * LANES * k).map(|i| (i % 7) as f32 * 0.1).collect();
         let av: Vec<f32> = (0..FNR * k).map(|i| (i % 5) as f32 * 0.1).collect();
-        let w = quarrel_quant::gemm::float::Rows { x: &wv, ld: k };
         let a = quarrel_quant::gemm::float::Rows { x: &av, ld: k };
         let mut res = [[0f32; FMR]; FNR];
-        let iters = 500_000 * 1024 / k;
+        let iters = 100_000 * 1024 / k;
         let t = cpu_seconds();
         for _ in 0..iters {
-            tile(
-                k,
-                &w,
-                std::array::from_fn(|r| r),
-                &a,
-                std::array::from_fn(|t| t),
-                &mut res,
-            );
+            tile(k, &wv, FGROUPS, &a, std::array::from_fn(|t| t), &mut res);
             std::hint::black_box(&mut res);
         }
         let secs = cpu_seconds() - t;

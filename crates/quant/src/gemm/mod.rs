@@ -33,8 +33,9 @@
 //! kernels allow it.
 //!
 //! # Float route (F32, F16, BF16)
-//! Weight rows are widened to f32 once; the activations stay the f32 input (as the per-pair path keeps them) and
-//! the microkernel is plain FMAs.
+//! Weight rows are widened to f32 once and interleaved sixteen rows to a vector; the activations stay the f32 input
+//! (as the per-pair path keeps them) and are broadcast element by element, so the microkernel is plain FMAs and
+//! every lane is one output's sequential dot product (no horizontal sums, see [`float`]).
 
 mod buf;
 pub mod exact;
@@ -46,7 +47,7 @@ mod tests;
 pub(crate) mod x86;
 
 pub use buf::Aligned;
-pub use float::{float_tile_reference, FloatTileFn};
+pub use float::{float_tile_reference, FloatTileFn, InterleaveFn};
 pub use int::{best as int_block_best, int_block_reference, int_tile_reference, IntBlockFn, IntTileFn};
 
 use crate::{GgmlType, Kernels, SimdLevel};
@@ -137,9 +138,10 @@ pub enum Route {
         offset: u8,
         block: exact::ExactBlockFn,
     },
-    /// Plain floats: weights widened to f32, f32 activations.
+    /// Plain floats: weights widened to f32 and interleaved, f32 activations.
     Float {
         widen: fn(&[u8], &mut [f32]),
+        interleave: InterleaveFn,
         tile: FloatTileFn,
     },
 }
@@ -210,6 +212,7 @@ impl Gemm {
         let route = match kernels.weight {
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => Route::Float {
                 widen: kernels.dequantize_row,
+                interleave: float::best_interleave(simd),
                 tile: float_tile,
             },
             ty => {
@@ -236,6 +239,14 @@ impl Gemm {
         match (self.route, self.kernels.act) {
             (Route::Exact { .. }, _) | (Route::Int { .. }, GgmlType::Q8_0 | GgmlType::Q8_1) => 8,
             _ => 24,
+        }
+    }
+
+    /// Weight rows per microkernel tile: a row block whose size is a multiple of it wastes nothing.
+    pub fn tile_rows(&self) -> usize {
+        match self.route {
+            Route::Float { .. } => float::LANES,
+            _ => MR,
         }
     }
 
@@ -368,12 +379,14 @@ impl ActWriter<'_> {
 }
 
 /// A thread's unpacked weight rows: [rows, panel_row_bytes(k)] codes and scales and [rows, corrections(k)]
-/// corrections (integer route) or [rows, k] floats (float route).
+/// corrections (integer route) or [⌈rows / 16⌉, k, 16] interleaved floats (float route, widened through `wide`,
+/// [16, k]).
 #[derive(Default)]
 pub struct WeightPanel {
     rows: Aligned<u8>,
     corr: Aligned<f32>,
     floats: Aligned<f32>,
+    wide: Aligned<f32>,
 }
 
 /// Where results go: `out[t * ld + r]`.
@@ -578,23 +591,36 @@ impl Gemm {
                     r0,
                 );
             }
-            (Route::Float { widen, tile }, Acts::Float { x, n_tokens }) => {
+            (
+                Route::Float {
+                    widen,
+                    interleave,
+                    tile,
+                },
+                Acts::Float { x, n_tokens },
+            ) => {
                 if x.len() < n_tokens * k || *n_tokens < out.n_tokens {
                     return Err(GemmError::Size("activations"));
                 }
-                let ld = k.div_ceil(16) * 16;
-                panel.floats.resize(n_rows * ld);
+                use float::LANES;
+                let groups = n_rows.div_ceil(LANES);
+                panel.floats.resize(groups * LANES * k);
+                panel.wide.resize(LANES * k);
                 let pf = panel.floats.as_mut_slice();
-                for i in 0..n_rows {
-                    let r = r0 + i;
-                    let dst = &mut pf[i * ld..(i + 1) * ld];
-                    widen(&weights[r * row_bytes..(r + 1) * row_bytes], &mut dst[..k]);
-                    dst[k..].fill(0.0);
+                let wide = panel.wide.as_mut_slice();
+                // Sixteen rows at a time: widened row-major into `wide`, then interleaved into their group.
+                for g in 0..groups {
+                    let n = (n_rows - g * LANES).min(LANES);
+                    for j in 0..n {
+                        let r = r0 + g * LANES + j;
+                        widen(
+                            &weights[r * row_bytes..(r + 1) * row_bytes],
+                            &mut wide[j * k..(j + 1) * k],
+                        );
+                    }
+                    interleave(wide, k, n, k, &mut pf[g * LANES * k..(g + 1) * LANES * k]);
                 }
-                let w = float::Rows {
-                    x: &panel.floats.as_slice()[..n_rows * ld],
-                    ld,
-                };
+                let w = &panel.floats.as_slice()[..groups * LANES * k];
                 let av = float::Rows {
                     x: &x[..n_tokens * k],
                     ld: k,
@@ -602,11 +628,12 @@ impl Gemm {
                 let n_tokens = out.n_tokens;
                 let mut res = [[0f32; float::FMR]; float::FNR];
                 for t0 in (0..n_tokens).step_by(float::FNR) {
-                    for i0 in (0..n_rows).step_by(float::FMR) {
-                        let wi = std::array::from_fn(|j| (i0 + j).min(n_rows - 1));
-                        let ti = std::array::from_fn(|j| (t0 + j).min(n_tokens - 1));
-                        tile(k, &w, wi, &av, ti, &mut res);
-                        out.write_tile(t0, r0 + i0, (r0 + i0 + float::FMR).min(r1), &res);
+                    let ti = std::array::from_fn(|j| (t0 + j).min(n_tokens - 1));
+                    for g0 in (0..groups).step_by(float::FGROUPS) {
+                        let gn = (groups - g0).min(float::FGROUPS);
+                        tile(k, &w[g0 * LANES * k..], gn, &av, ti, &mut res);
+                        let (a, b) = (r0 + g0 * LANES, (r0 + (g0 + gn) * LANES).min(r1));
+                        out.write_tile(t0, a, b, &res);
                     }
                 }
             }

@@ -129,15 +129,67 @@ fn reduce_order_matches_the_tree() {
         tile(&w, [0, 1, 2, 3], &a, [3, 2, 1, 0], &mut got);
         assert_eq!(got, want, "SIMD integer tile differs from the reference");
     }
-    let wf: Vec<f32> = (0..4 * 37).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
-    let af: Vec<f32> = (0..5 * 37).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
-    let (wr, ar) = (float::Rows { x: &wf, ld: 37 }, float::Rows { x: &af, ld: 37 });
-    let mut want = [[0f32; float::FMR]; float::FNR];
-    float_tile_reference(37, &wr, [3, 1, 2, 0, 2, 3], &ar, [4, 0, 1, 4], &mut want);
-    if let Some(tile) = float::best(SimdLevel::detect()) {
-        let mut got = [[0f32; float::FMR]; float::FNR];
-        tile(37, &wr, [3, 1, 2, 0, 2, 3], &ar, [4, 0, 1, 4], &mut got);
-        assert_eq!(got, want, "SIMD float tile differs from the reference");
+    // Float tiles of every group count, on a length that is no multiple of 16, with repeated token rows.
+    let k = 37;
+    let wf: Vec<f32> = (0..float::FGROUPS * float::LANES * k)
+        .map(|_| rng.gen_range(-1.0f32..1.0))
+        .collect();
+    let af: Vec<f32> = (0..5 * k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+    let ar = float::Rows { x: &af, ld: k };
+    let ti = [4, 0, 1, 4, 2, 3];
+    for groups in 1..=float::FGROUPS {
+        let mut want = [[0f32; float::FMR]; float::FNR];
+        float_tile_reference(k, &wf, groups, &ar, ti, &mut want);
+        // The reference is the plain sequential dot product.
+        for (t, row) in want.iter().enumerate() {
+            for (r, &v) in row.iter().enumerate().take(groups * float::LANES) {
+                let (g, j) = (r / float::LANES, r % float::LANES);
+                let plain = (0..k).fold(0f32, |acc, i| {
+                    wf[(g * k + i) * float::LANES + j].mul_add(af[ti[t] * k + i], acc)
+                });
+                assert_eq!(v, plain, "groups {groups} ({t}, {r})");
+            }
+        }
+        if let Some(tile) = float::best(SimdLevel::detect()) {
+            let mut got = [[0f32; float::FMR]; float::FNR];
+            tile(k, &wf, groups, &ar, ti, &mut got);
+            assert_eq!(
+                got, want,
+                "SIMD float tile differs from the reference ({groups} groups)"
+            );
+        }
+    }
+}
+
+#[test]
+fn interleaving_puts_sixteen_rows_in_a_vector() {
+    let mut rng = StdRng::seed_from_u64(6);
+    for (n, k, ld) in [
+        (1usize, 1usize, 1usize),
+        (16, 16, 16),
+        (5, 37, 40),
+        (33, 576, 576),
+        (48, 17, 19),
+    ] {
+        let src: Vec<f32> = (0..n * ld).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        let len = n.div_ceil(float::LANES) * float::LANES * k;
+        let mut want = vec![f32::NAN; len];
+        float::interleave_reference(&src, ld, n, k, &mut want);
+        for (at, &v) in want.iter().enumerate() {
+            let (g, i, j) = (at / (float::LANES * k), at / float::LANES % k, at % float::LANES);
+            let r = g * float::LANES + j;
+            assert_eq!(v, if r < n { src[r * ld + i] } else { 0.0 }, "n={n} k={k} element {at}");
+        }
+        for level in SimdLevel::available() {
+            let mut got = vec![f32::NAN; len];
+            float::best_interleave(level)(&src, ld, n, k, &mut got);
+            assert_eq!(
+                got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "n={n} k={k} {}",
+                level.name()
+            );
+        }
     }
 }
 
@@ -276,6 +328,10 @@ fn gemm_equals_vec_dot_with_the_simd_tiles() {
                 // Rows in blocks of 5 (not a multiple of MR), tokens not a multiple of NR.
                 check_product(ty, &gemm, k, 13, 11, 5, &mut rng);
                 check_product(ty, &gemm, k, 3, 1, 64, &mut rng);
+                if FLOAT_FORMATS.contains(&ty) {
+                    // Blocks of five row groups (a whole float tile and one group), the last one partial.
+                    check_product(ty, &gemm, k, 100, 13, 80, &mut rng);
+                }
             }
         }
     }

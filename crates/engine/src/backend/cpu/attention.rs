@@ -5,10 +5,10 @@
 
 use super::kv::{CpuKv, KvData};
 use super::pool::WorkPool;
+use super::vec_ops::{self, VecOps};
 use crate::backend::AttentionParams;
 use crate::batch::Batch;
 use crate::model::config::LayerKind;
-use half::f16;
 use half::slice::HalfFloatSliceExt;
 use quant::SimdLevel;
 
@@ -223,13 +223,30 @@ fn attention_tiled(
         let base = w.base(seq, kvh, p.n_kv_heads, hd);
         let lo = spans.iter().map(|s| s.1).min().unwrap_or(0);
         let hi = spans.iter().map(|s| s.2).max().unwrap_or(0);
-        // Keys in blocks of 8: a query whose range covers the whole block takes the 8 dot products at once.
+        // Keys in blocks of 8: a query whose range covers the whole block takes the 8 dot products at once, two
+        // such queries together.
         for jb in (lo..=hi).step_by(8) {
             let je = (jb + 8).min(hi + 1);
-            for (qi, &(_, start, pos)) in spans.iter().enumerate() {
+            let covers = |&(_, start, pos): &(usize, usize, usize)| je - jb == 8 && start <= jb && je - 1 <= pos;
+            let mut qi = 0;
+            while qi < spans.len() {
                 let qv = &qs[qi * hd..(qi + 1) * hd];
                 let row = qi * w.n_rows;
-                if je - jb == 8 && start <= jb && je - 1 <= pos {
+                if qi + 1 < spans.len() && covers(&spans[qi]) && covers(&spans[qi + 1]) {
+                    let mut d = [[0f32; 8]; 2];
+                    let qb = &qs[(qi + 1) * hd..(qi + 2) * hd];
+                    (ops.dot8x2)(qv, qb, &w.k[base + jb * hd..base + (jb + 8) * hd], &mut d);
+                    for (q, d8) in d.iter().enumerate() {
+                        let row = (qi + q) * w.n_rows;
+                        for (sc, d) in scores[row + jb..row + jb + 8].iter_mut().zip(d8) {
+                            *sc = d * p.scale;
+                        }
+                    }
+                    qi += 2;
+                    continue;
+                }
+                let (_, start, pos) = spans[qi];
+                if covers(&spans[qi]) {
                     let mut d8 = [0f32; 8];
                     (ops.dot8)(qv, &w.k[base + jb * hd..base + (jb + 8) * hd], &mut d8);
                     for (sc, d) in scores[row + jb..row + jb + 8].iter_mut().zip(d8) {
@@ -241,12 +258,13 @@ fn attention_tiled(
                         scores[row + j] = (ops.dot)(qv, krow) * p.scale;
                     }
                 }
+                qi += 1;
             }
         }
         for (qi, &(_, start, pos)) in spans.iter().enumerate() {
             let sc = &mut scores[qi * w.n_rows + start..=qi * w.n_rows + pos];
-            let max = sc.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-            let inv = 1.0 / (ops.exp_sum)(sc, max);
+            let max = vec_ops::max(sc);
+            let inv = (1.0 / (ops.exp_sum)(sc, max)) as f32;
             sc.iter_mut().for_each(|v| *v *= inv);
             if round_p {
                 (ops.round_f16)(sc);
@@ -311,8 +329,7 @@ fn head(
         *sc = (ops.dot)(&s.q, krow) * p.scale;
         max = max.max(*sc);
     }
-    let sum = (ops.exp_sum)(scores, max);
-    let inv = 1.0 / sum;
+    let inv = (1.0 / (ops.exp_sum)(scores, max)) as f32;
     // With an F16 cache ggml multiplies V by the probabilities rounded to f16; so do we.
     let round = matches!(kv.v, KvData::F16(_));
     scores.iter_mut().for_each(|sc| *sc *= inv);
@@ -332,372 +349,6 @@ fn read_row<'a>(data: &'a KvData, at: usize, n: usize, tmp: &'a mut [f32]) -> &'
         KvData::F16(d) => {
             d[at..at + n].convert_to_f32_slice(tmp);
             tmp
-        }
-    }
-}
-
-/// The vector kernels of attention at one SIMD level. Every level gives the same bits: eight dot-product lanes
-/// summed in lane order, products rounded before they are added (no FMA), f16 rounding to nearest even. (A SIMD
-/// exp was measured no faster here and stays out, so scores keep std's exp.)
-struct VecOps {
-    /// `x = exp(x - max)` in place; returns the sum in element order.
-    exp_sum: fn(&mut [f32], f32) -> f32,
-    dot: fn(&[f32], &[f32]) -> f32,
-    /// `out[j] = dot(q, rows[j * q.len()..])` for 8 consecutive rows, each exactly as `dot` computes it.
-    dot8: fn(&[f32], &[f32], &mut [f32; 8]),
-    axpy: fn(&mut [f32], f32, &[f32]),
-    /// `axpy` of 8 consecutive rows in order (each element gets the same adds in the same order).
-    axpy8: fn(&mut [f32], &[f32; 8], &[f32]),
-    round_f16: fn(&mut [f32]),
-}
-
-impl VecOps {
-    fn new(simd: SimdLevel) -> Self {
-        #[cfg(target_arch = "x86_64")]
-        if simd >= SimdLevel::Avx2 {
-            return Self {
-                exp_sum: x86::exp_sum,
-                dot: x86::dot,
-                dot8: x86::dot8,
-                axpy8: x86::axpy8,
-                axpy: x86::axpy,
-                round_f16: x86::round_f16,
-            };
-        }
-        let _ = simd;
-        Self {
-            exp_sum,
-            dot,
-            dot8,
-            axpy,
-            axpy8,
-            round_f16,
-        }
-    }
-}
-
-fn dot8(q: &[f32], rows: &[f32], out: &mut [f32; 8]) {
-    let n = q.len();
-    for (j, o) in out.iter_mut().enumerate() {
-        *o = dot(q, &rows[j * n..(j + 1) * n]);
-    }
-}
-
-fn axpy8(o: &mut [f32], p: &[f32; 8], rows: &[f32]) {
-    let n = o.len();
-    for (j, &w) in p.iter().enumerate() {
-        axpy(o, w, &rows[j * n..(j + 1) * n]);
-    }
-}
-
-/// `x = exp(x - max)` in place; returns the sum in element order.
-fn exp_sum(x: &mut [f32], max: f32) -> f32 {
-    let mut sum = 0.0f32;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    sum
-}
-
-fn axpy(o: &mut [f32], w: f32, v: &[f32]) {
-    o.iter_mut().zip(v).for_each(|(a, &b)| *a += w * b);
-}
-
-fn round_f16(x: &mut [f32]) {
-    x.iter_mut().for_each(|v| *v = f16::from_f32(*v).to_f32());
-}
-
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use std::arch::x86_64::*;
-
-    pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-        // SAFETY: chosen only when AVX2/FMA/F16C were detected (SimdLevel::Avx2 or better).
-        unsafe { dot_avx2(a, b) }
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len().min(b.len());
-        let mut acc = _mm256_setzero_ps();
-        let mut i = 0;
-        while i + 8 <= n {
-            // SAFETY: i + 8 <= n, both slices hold n elements; unaligned loads.
-            let (x, y) = unsafe { (_mm256_loadu_ps(a.as_ptr().add(i)), _mm256_loadu_ps(b.as_ptr().add(i))) };
-            acc = _mm256_add_ps(acc, _mm256_mul_ps(x, y));
-            i += 8;
-        }
-        let mut lanes = [0f32; 8];
-        // SAFETY: 8 writable floats.
-        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
-        lanes.iter().sum::<f32>() + a[i..n].iter().zip(&b[i..n]).map(|(x, y)| x * y).sum::<f32>()
-    }
-
-    pub fn dot8(q: &[f32], rows: &[f32], out: &mut [f32; 8]) {
-        if !q.len().is_multiple_of(8) || rows.len() < 8 * q.len() {
-            return super::dot8(q, rows, out);
-        }
-        // SAFETY: as in `dot`; lengths checked above.
-        unsafe { dot8_avx2(q, rows, out) }
-    }
-
-    /// Eight dot products with eight lanes each, then an 8x8 transpose so that every key's lanes are summed in
-    /// lane order (0 + 1, + 2, ... + 7) exactly as `dot` sums them, eight keys per vector add.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn dot8_avx2(q: &[f32], rows: &[f32], out: &mut [f32; 8]) {
-        let n = q.len();
-        let mut acc = [_mm256_setzero_ps(); 8];
-        let mut i = 0;
-        while i < n {
-            // SAFETY: i + 8 <= n (n is a multiple of 8) and rows holds 8 rows of n.
-            unsafe {
-                let x = _mm256_loadu_ps(q.as_ptr().add(i));
-                for (j, a) in acc.iter_mut().enumerate() {
-                    *a = _mm256_add_ps(*a, _mm256_mul_ps(x, _mm256_loadu_ps(rows.as_ptr().add(j * n + i))));
-                }
-            }
-            i += 8;
-        }
-        // Transpose: t[l] holds lane l of the eight accumulators.
-        let t0 = _mm256_unpacklo_ps(acc[0], acc[1]);
-        let t1 = _mm256_unpackhi_ps(acc[0], acc[1]);
-        let t2 = _mm256_unpacklo_ps(acc[2], acc[3]);
-        let t3 = _mm256_unpackhi_ps(acc[2], acc[3]);
-        let t4 = _mm256_unpacklo_ps(acc[4], acc[5]);
-        let t5 = _mm256_unpackhi_ps(acc[4], acc[5]);
-        let t6 = _mm256_unpacklo_ps(acc[6], acc[7]);
-        let t7 = _mm256_unpackhi_ps(acc[6], acc[7]);
-        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-        let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-        let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-        let l = [
-            _mm256_permute2f128_ps::<0x20>(u0, u4),
-            _mm256_permute2f128_ps::<0x20>(u1, u5),
-            _mm256_permute2f128_ps::<0x20>(u2, u6),
-            _mm256_permute2f128_ps::<0x20>(u3, u7),
-            _mm256_permute2f128_ps::<0x31>(u0, u4),
-            _mm256_permute2f128_ps::<0x31>(u1, u5),
-            _mm256_permute2f128_ps::<0x31>(u2, u6),
-            _mm256_permute2f128_ps::<0x31>(u3, u7),
-        ];
-        let mut sum = l[0];
-        for v in &l[1..] {
-            sum = _mm256_add_ps(sum, *v);
-        }
-        // SAFETY: 8 writable floats.
-        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), sum) };
-    }
-
-    pub fn exp_sum(x: &mut [f32], max: f32) -> f32 {
-        // SAFETY: as in `dot`.
-        unsafe { exp_sum_avx2(x, max) }
-    }
-
-    /// ln of the smallest normal f32: below it exp is 0 here (the true value is subnormal).
-    const LOWEST: f32 = -87.336_54;
-
-    /// exp(x) for x <= 0 (scores minus their maximum): 2^(x·log2 e) split into an integer power of two and a
-    /// degree-6 polynomial of the remainder, within a few ulp of f32 exp; below [`LOWEST`] the result is 0.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn exp8(x_in: __m256) -> __m256 {
-        let tiny = _mm256_cmp_ps::<_CMP_LT_OQ>(x_in, _mm256_set1_ps(LOWEST));
-        let x = _mm256_max_ps(x_in, _mm256_set1_ps(LOWEST));
-        let t = _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E));
-        let k = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(t);
-        let r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693_145_75), x);
-        let r = _mm256_fnmadd_ps(k, _mm256_set1_ps(1.428_606_8e-6), r);
-        let mut p = _mm256_set1_ps(1.0 / 720.0);
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0 / 120.0));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0 / 24.0));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0 / 6.0));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0));
-        let pow2 = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)));
-        _mm256_andnot_ps(tiny, _mm256_mul_ps(p, _mm256_castsi256_ps(pow2)))
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn exp_sum_avx2(x: &mut [f32], max: f32) -> f32 {
-        let n = x.len();
-        let m = _mm256_set1_ps(max);
-        let mut i = 0;
-        while i + 8 <= n {
-            // SAFETY: i + 8 <= n.
-            unsafe {
-                let p = x.as_mut_ptr().add(i);
-                _mm256_storeu_ps(p, exp8(_mm256_sub_ps(_mm256_loadu_ps(p), m)));
-            }
-            i += 8;
-        }
-        for v in x[i..].iter_mut() {
-            *v = (*v - max).exp();
-        }
-        x.iter().sum()
-    }
-
-    pub fn axpy8(o: &mut [f32], p: &[f32; 8], rows: &[f32]) {
-        if !o.len().is_multiple_of(64) || rows.len() < 8 * o.len() {
-            return super::axpy8(o, p, rows);
-        }
-        // SAFETY: as in `dot`; lengths checked above.
-        unsafe { axpy8_avx2(o, p, rows) }
-    }
-
-    /// 64 output elements at a time held in registers while the 8 rows are added in order.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn axpy8_avx2(o: &mut [f32], p: &[f32; 8], rows: &[f32]) {
-        let n = o.len();
-        let w: [__m256; 8] = std::array::from_fn(|j| _mm256_set1_ps(p[j]));
-        for c in (0..n).step_by(64) {
-            // SAFETY: c + 64 <= n (n is a multiple of 64); rows holds 8 rows of n.
-            unsafe {
-                let op = o.as_mut_ptr().add(c);
-                let mut acc: [__m256; 8] = std::array::from_fn(|k| _mm256_loadu_ps(op.add(8 * k)));
-                for (j, wj) in w.iter().enumerate() {
-                    let rp = rows.as_ptr().add(j * n + c);
-                    for (k, a) in acc.iter_mut().enumerate() {
-                        *a = _mm256_add_ps(*a, _mm256_mul_ps(*wj, _mm256_loadu_ps(rp.add(8 * k))));
-                    }
-                }
-                for (k, a) in acc.iter().enumerate() {
-                    _mm256_storeu_ps(op.add(8 * k), *a);
-                }
-            }
-        }
-    }
-
-    pub fn axpy(o: &mut [f32], w: f32, v: &[f32]) {
-        // SAFETY: as in `dot`.
-        unsafe { axpy_avx2(o, w, v) }
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn axpy_avx2(o: &mut [f32], w: f32, v: &[f32]) {
-        let n = o.len().min(v.len());
-        let wv = _mm256_set1_ps(w);
-        let mut i = 0;
-        while i + 8 <= n {
-            // SAFETY: i + 8 <= n for both slices.
-            unsafe {
-                let p = o.as_mut_ptr().add(i);
-                let x = _mm256_add_ps(
-                    _mm256_loadu_ps(p),
-                    _mm256_mul_ps(wv, _mm256_loadu_ps(v.as_ptr().add(i))),
-                );
-                _mm256_storeu_ps(p, x);
-            }
-            i += 8;
-        }
-        for (a, &b) in o[i..n].iter_mut().zip(&v[i..n]) {
-            *a += w * b;
-        }
-    }
-
-    pub fn round_f16(x: &mut [f32]) {
-        // SAFETY: as in `dot`.
-        unsafe { round_f16_f16c(x) }
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn round_f16_f16c(x: &mut [f32]) {
-        let n = x.len();
-        let mut i = 0;
-        while i + 8 <= n {
-            // SAFETY: i + 8 <= n.
-            unsafe {
-                let p = x.as_mut_ptr().add(i);
-                let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(p));
-                _mm256_storeu_ps(p, _mm256_cvtph_ps(h));
-            }
-            i += 8;
-        }
-        super::round_f16(&mut x[i..]);
-    }
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight independent lanes so the compiler vectorizes.
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + ra.iter().zip(rb).map(|(x, y)| x * y).sum::<f32>()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn simd_exp_stays_within_a_few_ulp_of_std() {
-        for level in SimdLevel::available() {
-            let ops = VecOps::new(level);
-            let mut x: Vec<f32> = (0..20_000).map(|i| -(i as f32) * 0.0045).collect();
-            let want: Vec<f32> = x.iter().map(|v| v.exp()).collect();
-            let sum = (ops.exp_sum)(&mut x, 0.0);
-            for (i, (&g, &w)) in x.iter().zip(&want).enumerate() {
-                let tol = 4.0 * f32::EPSILON * w + f32::MIN_POSITIVE;
-                assert!(
-                    (g - w).abs() <= tol,
-                    "{level:?} exp({}) = {g}, std {w}",
-                    -(i as f32) * 0.0045
-                );
-            }
-            assert!((sum - want.iter().sum::<f32>()).abs() <= 1e-4 * sum, "{level:?} sum");
-        }
-    }
-
-    #[test]
-    fn every_simd_level_gives_the_scalar_bits() {
-        let scalar = VecOps::new(SimdLevel::Scalar);
-        for level in SimdLevel::available() {
-            let ops = VecOps::new(level);
-            for n in [1usize, 7, 8, 64, 100, 128, 256] {
-                let a: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013).collect();
-                let b: Vec<f32> = (0..n).map(|i| ((i * 53 % 97) as f32 - 48.0) * 0.021).collect();
-                assert_eq!(
-                    (ops.dot)(&a, &b).to_bits(),
-                    (scalar.dot)(&a, &b).to_bits(),
-                    "{level:?} dot {n}"
-                );
-                let (mut x, mut y) = (a.clone(), a.clone());
-                (ops.axpy)(&mut x, 0.37, &b);
-                (scalar.axpy)(&mut y, 0.37, &b);
-                assert_eq!(x, y, "{level:?} axpy {n}");
-                if n % 8 == 0 {
-                    let rows: Vec<f32> = (0..8 * n).map(|i| ((i * 29 % 89) as f32 - 44.0) * 0.017).collect();
-                    let (mut d, mut e) = ([0f32; 8], [0f32; 8]);
-                    (ops.dot8)(&a, &rows, &mut d);
-                    (scalar.dot8)(&a, &rows, &mut e);
-                    let singles: Vec<u32> = (0..8)
-                        .map(|j| (scalar.dot)(&a, &rows[j * n..(j + 1) * n]).to_bits())
-                        .collect();
-                    assert_eq!(d.map(f32::to_bits).to_vec(), singles, "{level:?} dot8 {n}");
-                    assert_eq!(e.map(f32::to_bits).to_vec(), singles, "scalar dot8 {n}");
-                    let p8 = [0.1f32, -0.3, 0.25, 0.0, 1.5, -2.0, 0.7, 0.01];
-                    let (mut x, mut y) = (a.clone(), a.clone());
-                    (ops.axpy8)(&mut x, &p8, &rows);
-                    for (j, &w) in p8.iter().enumerate() {
-                        (scalar.axpy)(&mut y, w, &rows[j * n..(j + 1) * n]);
-                    }
-                    assert_eq!(x, y, "{level:?} axpy8 {n}");
-                }
-                let (mut x, mut y) = (b.clone(), b.clone());
-                (ops.round_f16)(&mut x);
-                (scalar.round_f16)(&mut y);
-                assert_eq!(x, y, "{level:?} f16 rounding {n}");
-            }
         }
     }
 }

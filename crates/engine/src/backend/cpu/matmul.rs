@@ -145,6 +145,26 @@ pub fn matmul(be: &CpuBackend, w: &CpuWeight, x: &[f32], n_tokens: usize, out: &
     Ok(())
 }
 
+/// Rows per GEMM task. The integer routes: at most [`GEMM_BLOCK_ROWS`], and enough blocks for every thread to get
+/// two. The float route (tiles of 16-row groups): the multiple of 16 up to [`GEMM_BLOCK_ROWS`] that gives the
+/// busiest thread the fewest rows when the blocks are dealt out evenly (576 rows on 2 threads: 12 blocks of 48
+/// rather than 9 of 64), the largest such.
+fn gemm_block(gemm: &Gemm, rows: usize, n_threads: usize) -> usize {
+    let align = gemm.tile_rows();
+    if align == MR {
+        return rows
+            .div_ceil(n_threads * 2)
+            .next_multiple_of(MR)
+            .clamp(MR, GEMM_BLOCK_ROWS);
+    }
+    let busiest = |b: usize| rows.div_ceil(b).div_ceil(n_threads.max(1)) * b;
+    (1..=GEMM_BLOCK_ROWS.max(align) / align)
+        .rev()
+        .map(|m| m * align)
+        .min_by_key(|&b| busiest(b))
+        .unwrap_or(align)
+}
+
 /// The GEMM route of [`matmul`] (buffers already checked): `act` is the activation scratch, [n_tokens,
 /// act_row_bytes].
 fn matmul_gemm(
@@ -193,11 +213,7 @@ fn matmul_gemm(
             Route::Float { .. } => Acts::Float { x, n_tokens },
             _ => Acts::Int(&acts),
         };
-        // Blocks of rows: at most GEMM_BLOCK_ROWS, and enough of them for every thread to get two.
-        let block = rows
-            .div_ceil(be.n_threads * 2)
-            .next_multiple_of(MR)
-            .clamp(MR, GEMM_BLOCK_ROWS);
+        let block = gemm_block(gemm, rows, be.n_threads);
         // SAFETY: out holds n_tokens * rows floats (checked by `matmul`) and outlives the view; the tasks below
         // take disjoint row blocks.
         let view = unsafe { OutView::new(out.as_mut_ptr(), rows, n_tokens) };
@@ -225,4 +241,42 @@ fn matmul_gemm(
             None => Ok(()),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quant::gemm::{float_tile_reference, int_block_reference};
+    use quant::{kernels, GgmlType, SimdLevel};
+
+    fn plan(ty: GgmlType) -> Gemm {
+        let kern = kernels(ty, SimdLevel::Scalar).expect("kernels");
+        Gemm::with_tiles(&kern, 576, SimdLevel::Scalar, int_block_reference, float_tile_reference).expect("a plan")
+    }
+
+    #[test]
+    fn float_blocks_balance_the_threads() {
+        let f16 = plan(GgmlType::F16);
+        // (rows, threads, block): 576 rows are 12 blocks of 48 (9 of 64 leave one thread a block more).
+        for (rows, threads, want) in [
+            (576, 2, 48),
+            (1536, 2, 64),
+            (192, 2, 48),
+            (49152, 2, 64),
+            (576, 1, 64),
+            (7, 2, 16),
+        ] {
+            let b = gemm_block(&f16, rows, threads);
+            assert_eq!(b, want, "{rows} rows on {threads} threads");
+            assert_eq!(b % 16, 0);
+        }
+    }
+
+    #[test]
+    fn integer_blocks_stay_as_they_were() {
+        let q4k = plan(GgmlType::Q4_K);
+        assert_eq!(gemm_block(&q4k, 576, 2), 64);
+        assert_eq!(gemm_block(&q4k, 192, 2), 48);
+        assert_eq!(gemm_block(&q4k, 6, 2), 4);
+    }
 }

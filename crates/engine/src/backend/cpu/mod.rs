@@ -6,6 +6,7 @@ mod kv;
 mod matmul;
 mod ops;
 mod pool;
+mod vec_ops;
 
 pub use kv::CpuKv;
 
@@ -106,6 +107,23 @@ impl CpuBackend {
 
     pub fn n_threads(&self) -> usize {
         self.n_threads
+    }
+
+    /// Runs `f(offset, piece)` over pieces of `x` (whole multiples of `unit` elements, `offset` the first
+    /// element's index), split over the pool when `x` is prompt-sized, else over all of `x` on this thread. For
+    /// row-wise and element-wise ops, whose results do not depend on the split.
+    fn split(&self, x: &mut [f32], unit: usize, f: &(dyn Fn(usize, &mut [f32]) + Sync)) {
+        const MIN_PIECE: usize = 16 * 1024;
+        let unit = unit.max(1);
+        if x.len() < 2 * MIN_PIECE || self.n_threads < 2 {
+            return f(0, x);
+        }
+        let per = x.len().div_ceil(self.n_threads * 2).next_multiple_of(unit);
+        let pieces: Vec<Mutex<&mut [f32]>> = x.chunks_mut(per).map(Mutex::new).collect();
+        self.work.run(pieces.len(), &|i| {
+            let mut piece = pieces[i].lock().unwrap_or_else(|e| e.into_inner());
+            f(i * per, &mut piece);
+        });
     }
 
     pub fn simd(&self) -> SimdLevel {
@@ -211,20 +229,21 @@ impl Backend for CpuBackend {
 
     fn rms_norm(&self, x: &Vec<f32>, w: &CpuWeight, eps: f32, n_rows: usize, out: &mut Vec<f32>) -> Result<()> {
         let n = w.vector.len();
-        for (xr, or) in x[..n_rows * n]
-            .chunks_exact(n)
-            .zip(out[..n_rows * n].chunks_exact_mut(n))
-        {
-            ops::rms_norm_row(xr, &w.vector, eps, or);
-        }
+        self.split(&mut out[..n_rows * n], n, &|at, piece| {
+            for (xr, or) in x[at..at + piece.len()].chunks_exact(n).zip(piece.chunks_exact_mut(n)) {
+                ops::rms_norm_row(xr, &w.vector, eps, or);
+            }
+        });
         Ok(())
     }
 
     fn rms_norm_in_place(&self, x: &mut Vec<f32>, w: &CpuWeight, eps: f32, n_rows: usize) -> Result<()> {
         let n = w.vector.len();
-        for xr in x[..n_rows * n].chunks_exact_mut(n) {
-            ops::rms_norm_row_in_place(xr, &w.vector, eps);
-        }
+        self.split(&mut x[..n_rows * n], n, &|_, piece| {
+            for xr in piece.chunks_exact_mut(n) {
+                ops::rms_norm_row_in_place(xr, &w.vector, eps);
+            }
+        });
         Ok(())
     }
 
@@ -279,12 +298,17 @@ impl Backend for CpuBackend {
     }
 
     fn gated_activation(&self, gate: &mut Vec<f32>, up: &Vec<f32>, len: usize, act: Activation) -> Result<()> {
-        ops::gated_activation(&mut gate[..len], &up[..len], act);
+        self.split(&mut gate[..len], 64, &|at, g| {
+            ops::gated_activation(g, &up[at..at + g.len()], act, self.simd)
+        });
         Ok(())
     }
 
     fn add(&self, x: &mut Vec<f32>, y: &Vec<f32>, len: usize) -> Result<()> {
-        x[..len].iter_mut().zip(&y[..len]).for_each(|(a, b)| *a += b);
+        self.split(&mut x[..len], 64, &|at, piece| {
+            let y = &y[at..at + piece.len()];
+            piece.iter_mut().zip(y).for_each(|(a, b)| *a += b)
+        });
         Ok(())
     }
 
@@ -297,5 +321,42 @@ impl Backend for CpuBackend {
 
     fn kv_copy_seq(&self, kv: &mut CpuKv, src: usize, dst: usize, from: usize, n: usize) -> Result<()> {
         kv.copy_seq(src, dst, from, n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The element-wise ops split over the pool for prompt-sized inputs: every element exactly as on one thread,
+    /// lengths that leave a short last piece included.
+    #[test]
+    fn split_ops_equal_one_thread() {
+        let one = CpuBackend::new(CpuConfig {
+            n_threads: 1,
+            simd: None,
+        })
+        .expect("backend");
+        let three = CpuBackend::new(CpuConfig {
+            n_threads: 3,
+            simd: None,
+        })
+        .expect("backend");
+        for len in [100, 40_000, 100_003] {
+            let x: Vec<f32> = (0..len).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.13).collect();
+            let y: Vec<f32> = (0..len).map(|i| ((i * 53 % 97) as f32 - 48.0) * 0.07).collect();
+            let (mut a, mut b) = (x.clone(), x.clone());
+            one.add(&mut a, &y, len).expect("add");
+            three.add(&mut b, &y, len).expect("add");
+            assert_eq!(a, b, "add, {len}");
+            let want: Vec<f32> = x.iter().zip(&y).map(|(p, q)| p + q).collect();
+            assert_eq!(a, want, "add, {len}");
+            for act in [Activation::Silu, Activation::GeluTanh] {
+                let (mut a, mut b) = (x.clone(), x.clone());
+                one.gated_activation(&mut a, &y, len, act).expect("activation");
+                three.gated_activation(&mut b, &y, len, act).expect("activation");
+                assert_eq!(a, b, "{act:?}, {len}");
+            }
+        }
     }
 }
