@@ -317,10 +317,17 @@ fn print_determinism(d: &DeterminismReport, prompt: &str) {
         let verdict = match &r.first_divergence {
             None if r.bit_identical => "identical tokens, bit-identical logits".to_string(),
             None => format!("identical tokens, logits within {:.3e}", r.max_abs_logit_diff),
-            Some(x) => format!(
-                "DIVERGES at step {}: expected token {}, got {} (logits max |Δ| {:.3e} before)",
-                x.step, x.expected, x.got, r.max_abs_logit_diff
-            ),
+            Some(x) => match r.near_tie_margin {
+                Some(m) => format!(
+                    "parts at step {} at a near-tie: token {} alone, {} batched; alone's margin {m:.3e} within twice \
+                     the logits' max |Δ| {:.3e} (batches take other kernels)",
+                    x.step, x.expected, x.got, r.max_abs_logit_diff
+                ),
+                None => format!(
+                    "DIVERGES at step {}: expected token {}, got {} (logits max |Δ| {:.3e} up to it)",
+                    x.step, x.expected, x.got, r.max_abs_logit_diff
+                ),
+            },
         };
         println!("  {:<18} {verdict}", r.label);
     }

@@ -29,11 +29,16 @@ def _no_repack():
         p.use_extra_bufts = False  # llama.cpp --no-repack (AMX repack crash, llama.cpp #20824)
     return p
 low.llama_model_default_params = _no_repack
-llm = llama_cpp.Llama(model_path=cfg["model"], n_ctx=cfg["n_ctx"], n_batch=512, n_gpu_layers=0,
+# The context must hold the longest prompt in tokens (which may outnumber its bytes: byte-fallback vocabularies
+# spell one character as several byte tokens) plus the generated ones: tokenize with the vocabulary alone first.
+vocab = llama_cpp.Llama(model_path=cfg["model"], vocab_only=True, verbose=False)
+prompt_ids = [vocab.tokenize(p.encode("utf-8"), add_bos=True, special=True) for p in cfg["prompts"]]
+del vocab
+n_ctx = max(len(i) for i in prompt_ids) + cfg["n_gen"] + 16
+llm = llama_cpp.Llama(model_path=cfg["model"], n_ctx=max(n_ctx, 64), n_batch=512, n_gpu_layers=0,
                       n_threads=cfg["threads"] or None, logits_all=True, flash_attn=False, verbose=False)
 cases = []
-for prompt in cfg["prompts"]:
-    ids = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+for prompt, ids in zip(cfg["prompts"], prompt_ids):
     llm.reset()
     llm.eval(ids)
     greedy, steps = [], []
@@ -65,15 +70,12 @@ pub fn llama_cpp_reference(
     top_k: usize,
     threads: usize,
 ) -> Result<Reference> {
-    let longest = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
     let cfg = serde_json::json!({
         "model": model.display().to_string(),
         "prompts": prompts,
         "n_gen": n_gen,
         "top_k": top_k,
         "threads": threads,
-        // Tokens never outnumber bytes + BOS.
-        "n_ctx": (longest + n_gen + 16).max(64),
     });
     let mut child = Command::new(python)
         .arg("-c")
