@@ -299,7 +299,7 @@ impl Backend for CpuBackend {
 
     fn gated_activation(&self, gate: &mut Vec<f32>, up: &Vec<f32>, len: usize, act: Activation) -> Result<()> {
         self.split(&mut gate[..len], 64, &|at, g| {
-            ops::gated_activation(g, &up[at..at + g.len()], act, self.simd)
+            ops::gated_activation(g, &up[at..at + g.len()], act)
         });
         Ok(())
     }
