@@ -204,14 +204,21 @@ impl<'m, B: Backend> Session<'m, B> {
             return Ok(sampler.sample(self.decode_step(seq, token)?));
         };
         let cands = self.run_one(seq, token, "sampling step", |m, st, batch, scratch| {
-            decoder::forward_candidates(&m.backend, &m.config, &m.weights, st, batch, n, scratch)
+            // One result per row either way: the device's candidates, or none (the row is in `scratch`).
+            let c = decoder::forward_candidates(&m.backend, &m.config, &m.weights, st, batch, n, scratch)?;
+            Ok(c.map_or_else(|| vec![None], |c| c.into_iter().map(Some).collect()))
         })?;
-        if let Some(t) = sampler.sample_candidates(&cands) {
-            return Ok(t);
+        match cands {
+            Some(c) => {
+                if let Some(t) = sampler.sample_candidates(&c) {
+                    return Ok(t);
+                }
+                let m = self.model;
+                decoder::read_logits(&m.backend, &self.state, 1, vocab, &mut self.logits)?;
+                Ok(sampler.sample(&self.logits[..vocab]))
+            }
+            None => Ok(sampler.sample(&self.logits[..vocab])),
         }
-        let m = self.model;
-        decoder::read_logits(&m.backend, &self.state, 1, vocab, &mut self.logits)?;
-        Ok(sampler.sample(&self.logits[..vocab]))
     }
 
     /// Feeds `tokens` to sequence `seq` in batches of at most `max_batch`; returns the last token's logits.

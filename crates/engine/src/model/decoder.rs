@@ -67,8 +67,8 @@ pub enum Output<'a> {
     /// Their argmax (greedy tokens), picked on the device where it can; the slice is host scratch for the logits
     /// where it cannot ([n_wanted, vocab]).
     Greedy(&'a mut Vec<u32>, &'a mut [f32]),
-    /// Their top `n` sampling candidates, picked on the device where it can; the slice is host scratch for the
-    /// logits where it cannot ([n_wanted, vocab]).
+    /// Their top `n` sampling candidates where the device picks them; where it cannot, the vector stays empty and
+    /// the logits are in the slice instead ([n_wanted, vocab]).
     Candidates(usize, &'a mut Vec<Candidates>, &'a mut [f32]),
 }
 
@@ -85,7 +85,9 @@ pub fn forward<B: Backend>(
     run(be, cfg, w, st, batch, Output::Logits(logits_out))
 }
 
-/// Runs `batch` and returns the top `n` sampling candidates of each token with `want_logits`, in batch order.
+/// Runs `batch` and returns the top `n` sampling candidates of each token with `want_logits`, in batch order,
+/// when the device picks them; `None` when it cannot, with the logits in `logits_scratch` instead (a host
+/// sampler reads the row as it is, with no copy of the device's work).
 pub fn forward_candidates<B: Backend>(
     be: &B,
     cfg: &ArchConfig,
@@ -94,10 +96,10 @@ pub fn forward_candidates<B: Backend>(
     batch: &Batch,
     n: usize,
     logits_scratch: &mut [f32],
-) -> Result<Vec<Candidates>> {
+) -> Result<Option<Vec<Candidates>>> {
     let mut cands = Vec::new();
     run(be, cfg, w, st, batch, Output::Candidates(n, &mut cands, logits_scratch))?;
-    Ok(cands)
+    Ok((!cands.is_empty()).then_some(cands))
 }
 
 /// Copies the logits of the last forward pass's first `n_rows` wanted rows to `out` ([n_rows, vocab]): for a
@@ -267,16 +269,10 @@ fn run<B: Backend>(
             Ok(())
         }
         Output::Candidates(k, cands, scratch) => {
-            *cands = match be.top_candidates(&st.logits, rows.len(), cfg.vocab, k)? {
-                Some(c) => c,
-                None => {
-                    be.read(&st.logits, &mut scratch[..n_logits])?;
-                    scratch[..n_logits]
-                        .chunks_exact(cfg.vocab)
-                        .map(|row| Candidates::from_logits(row, k))
-                        .collect()
-                }
-            };
+            match be.top_candidates(&st.logits, rows.len(), cfg.vocab, k)? {
+                Some(c) => *cands = c,
+                None => be.read(&st.logits, &mut scratch[..n_logits])?,
+            }
             Ok(())
         }
     }
