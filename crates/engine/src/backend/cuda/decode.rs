@@ -36,6 +36,10 @@ const NORM_IN_BLOCK_MAX: usize = 1024;
 /// Rows (warps) per block of the norm-fused products: more rows per block, fewer redundant norms.
 const NORM_BLOCK_ROWS: usize = 8;
 
+/// Rows a warp of the single-token products takes (both rows' loads in flight together): `matvec_two_rows` in
+/// matvec.cu.
+const MATVEC1_ROWS_PER_WARP: usize = 2;
+
 /// Dynamic shared memory of the norm-fused products: the normalized row as f32, or as int8 plus per-32 scales.
 fn norm_smem(ty: gguf::GgmlType, k: usize) -> u32 {
     if quant::cuda::is_float(ty) {
@@ -66,7 +70,7 @@ impl CudaBackend {
         let (segs, total) = self.segs(ws);
         self.launch_smem(
             &fns.matvec1n,
-            (total.div_ceil(2 * NORM_BLOCK_ROWS) as u32, 1, 1),
+            (total.div_ceil(MATVEC1_ROWS_PER_WARP * NORM_BLOCK_ROWS) as u32, 1, 1),
             32 * NORM_BLOCK_ROWS as u32,
             norm_smem(w0.ty, w0.row_len),
             &[
@@ -142,8 +146,7 @@ impl CudaBackend {
         let fns = self.funcs.weight(w0.ty, &w0.name)?;
         let f = if n == 1 { &fns.matvec1 } else { &fns.matvec8 };
         let (segs, total) = self.segs(ws);
-        // Single-token kernels take two rows a warp.
-        let rows_per_warp = if n == 1 { 2 } else { 1 };
+        let rows_per_warp = if n == 1 { MATVEC1_ROWS_PER_WARP } else { 1 };
         let grid = (
             total.div_ceil(rows_per_warp * (MATVEC_THREADS / 32) as usize) as u32,
             1,
@@ -325,12 +328,13 @@ impl CudaBackend {
         }
         self.check_len("ffn output", h.len(), n * g.rows)?;
         let float = quant::cuda::is_float(g.ty);
-        // A single token's output is also left in 8 bits for the down projection (the last block to finish each
-        // 32-row chunk converts it), which then needs no conversion launch.
+        // A single token's output of quantized gate/up weights is also left in 8 bits for the down projection (the
+        // last block to finish each 32-row chunk converts it), which then needs no conversion launch. Float gate/up
+        // weights come with a float down projection, which reads the f32 output: no conversion there.
         let (hq, hm, h_done) = {
             let mut scratch = lock(&self.scratch);
             scratch.h_converted = None;
-            if n == 1 && g.rows.is_multiple_of(32) {
+            if n == 1 && !float && g.rows.is_multiple_of(32) {
                 if scratch.ensure_q8(&self.stream, g.rows)? {
                     lock(&self.graphs).clear();
                 }

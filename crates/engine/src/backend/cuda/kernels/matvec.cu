@@ -87,8 +87,9 @@ __device__ __forceinline__ void dot_q(const u8* __restrict__ wr, int K, const i8
                                       const float4* __restrict__ am, int n_tokens, float acc[NT]) {
     int lane = threadIdx.x & 31;
     int n_chunks = K / 32;
-    // Several chunks in flight per lane: the loads of the next ones overlap the dot products of this one.
-#pragma unroll(NT == 1 ? 8 : 4)
+    // Several chunks in flight per lane: the loads of the next ones overlap the dot products of this one. (Single
+    // tokens take two rows a warp through dot2_q instead.)
+#pragma unroll 4
     for (int c = lane; c < n_chunks; c += 32) {
         Chunk k;
         F::load32(wr, c, k);
@@ -302,7 +303,7 @@ template <class F, int NT>
 __device__ __forceinline__ void dot_f(const u8* __restrict__ wr, int K, const float* __restrict__ x, int n_tokens,
                                       float acc[NT]) {
     int lane = threadIdx.x & 31;
-#pragma unroll(NT == 1 ? 8 : 4)
+#pragma unroll 4
     for (int i = 8 * lane; i < K; i += 256) {
         float f[8];
         F::load8(wr, i, f);
