@@ -498,6 +498,18 @@ mod tests {
         lift: f32,
     }
 
+    impl<S> Perturb<S> {
+        fn new(inner: S, at: usize, lift: f32) -> Self {
+            Self {
+                inner,
+                calls: 0,
+                at,
+                buf: Vec::new(),
+                lift,
+            }
+        }
+    }
+
     impl<S: Stepper> Stepper for Perturb<S> {
         fn vocab(&self) -> usize {
             self.inner.vocab()
@@ -560,13 +572,7 @@ mod tests {
         let s = Session::new(&m, &opts()).unwrap();
         // Calls: reference run = 1 prefill + 11 decode steps (calls 1..=12); the repeat's prefill is call 13, its
         // third decode step (producing generated token 4, step index 3) is call 16.
-        let mut p = Perturb {
-            inner: s,
-            calls: 0,
-            at: 16,
-            buf: Vec::new(),
-            lift: 1.0,
-        };
+        let mut p = Perturb::new(s, 16, 1.0);
         let r = determinism(&mut p, &[1, 10, 20, 30, 40], &[vec![1, 2, 3]], 12, 2, &[1]).unwrap();
         assert!(!r.passed, "{r:?}");
         let d = r.runs[0].first_divergence.clone().expect("a divergence");
@@ -581,13 +587,7 @@ mod tests {
         let run = |lift: f32| {
             let m = tiny("t4");
             let s = Session::new(&m, &opts()).unwrap();
-            let mut p = Perturb {
-                inner: s,
-                calls: 0,
-                at: 16,
-                buf: Vec::new(),
-                lift,
-            };
+            let mut p = Perturb::new(s, 16, lift);
             determinism(&mut p, &[1, 10, 20, 30, 40], &[vec![1, 2, 3]], 12, 1, &[2]).unwrap()
         };
         // Lifted far above the top token: the logits move by more than noise, a real divergence.
