@@ -79,6 +79,19 @@ pub struct AttentionParams {
     pub kind: LayerKind,
 }
 
+/// Where `rope_store` puts a layer's keys and values, and how it rotates them: the second half of the fused
+/// attention input ([`Backend::attn_input_rope`]).
+pub struct RopeStore<'a, K, W> {
+    pub kv: &'a mut K,
+    pub layer: usize,
+    pub batch: &'a Batch,
+    /// (n_heads, n_kv_heads, head_dim)
+    pub heads: (usize, usize, usize),
+    pub style: RopeStyle,
+    pub params: RopeParams,
+    pub freq_factors: Option<&'a W>,
+}
+
 /// The ops of a compute device.
 pub trait Backend: Send + Sync {
     /// A weight in its storage format: a matrix `[rows, row_len]` or a vector `[len]` (rows = 1).
@@ -169,6 +182,38 @@ pub trait Backend: Send + Sync {
         qkv: [&mut Self::Buf; 3],
     ) -> Result<()> {
         plain_attn_input(self, x, norm, eps, n_tokens, w, bias, xn, qkv)
+    }
+    /// `attn_input`, then `rope_store` of its Q/K/V, for layers without Q/K norms: one op so that a device can
+    /// fuse them (single-token decoding on CUDA: the warps of the Q/K/V product rotate their pairs of rows and
+    /// write keys and values straight into the cache). `k` and `v` are scratch afterwards.
+    #[allow(clippy::too_many_arguments)]
+    fn attn_input_rope(
+        &self,
+        x: &Self::Buf,
+        norm: &Self::Weight,
+        eps: f32,
+        n_tokens: usize,
+        w: [&Self::Weight; 3],
+        bias: [Option<&Self::Weight>; 3],
+        xn: &mut Self::Buf,
+        qkv: [&mut Self::Buf; 3],
+        rope: RopeStore<'_, Self::Kv, Self::Weight>,
+    ) -> Result<()> {
+        let [q, k, v] = qkv;
+        self.attn_input(x, norm, eps, n_tokens, w, bias, xn, [&mut *q, &mut *k, &mut *v])?;
+        let r = rope;
+        self.rope_store(
+            q,
+            k,
+            v,
+            r.kv,
+            r.layer,
+            r.batch,
+            r.heads,
+            r.style,
+            r.params,
+            r.freq_factors,
+        )
     }
     /// RoPE on q and k, then k and v into the cache at `layer` (one launch on a device).
     #[allow(clippy::too_many_arguments)]

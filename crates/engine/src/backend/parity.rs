@@ -492,6 +492,9 @@ fn check_fused<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng, ty: GgmlType) 
             &a,
             bound,
         );
+        if rows == 64 && n <= 3 {
+            check_attn_input_rope(p, &x, n, (&nc, &nd), (wc, wd), ty, bound)?;
+        }
         let resid = random_acts(n * rows, rng);
         let (a, b) = p.both(
             &batch,
@@ -564,6 +567,105 @@ fn check_fused<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng, ty: GgmlType) 
         );
     }
     Ok(())
+}
+
+/// The attention input with RoPE and the cache store in one op (fused on CUDA for one token), for both RoPE
+/// styles and cache precisions: Q, then attention over the cache it filled (2 heads of 32 from 64-row weights;
+/// the tokens sit at positions 5.., earlier positions are empty).
+fn check_attn_input_rope<D: Backend>(
+    p: &mut Pair<'_, D>,
+    x: &[f32],
+    n: usize,
+    norm: (&<CpuBackend as Backend>::Weight, &D::Weight),
+    w: (&<CpuBackend as Backend>::Weight, &D::Weight),
+    ty: GgmlType,
+    bound: f64,
+) -> Result<()> {
+    let (n_heads, head_dim) = (2usize, 32usize);
+    let batch = Batch::for_sequence(&vec![0; n], 0, 5);
+    for precision in [KvPrecision::F16, KvPrecision::F32] {
+        for style in [RopeStyle::Normal, RopeStyle::Neox] {
+            let shape = KvShape {
+                n_layers: 2,
+                n_seqs: 1,
+                n_ctx: 16,
+                n_kv_heads: n_heads,
+                head_dim,
+                precision,
+            };
+            let (a, b) = p.both(
+                &batch,
+                x,
+                &vec![0.0; 2 * n * 64],
+                |be, xb, o| rope_chain(be, xb, x.len() / n, norm.0, w.0, &batch, shape, style, o),
+                |be, xb, o| rope_chain(be, xb, x.len() / n, norm.1, w.1, &batch, shape, style, o),
+            )?;
+            p.record(
+                "attn_input_rope + attention",
+                precision.name(),
+                format!("{} weights, {style:?}, 2x32 heads, {n} tokens at 5..", ty.name()),
+                &b,
+                &a,
+                2.0 * bound.max(4e-3),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Q/K/V (one weight for all three) with RoPE into a fresh cache at layer 1, then attention; `out` gets Q and the
+/// attention output.
+#[allow(clippy::too_many_arguments)]
+fn rope_chain<B: Backend>(
+    be: &B,
+    x: &B::Buf,
+    row_len: usize,
+    norm: &B::Weight,
+    w: &B::Weight,
+    batch: &Batch,
+    shape: KvShape,
+    style: RopeStyle,
+    out: &mut B::Buf,
+) -> Result<()> {
+    let n = batch.len();
+    let (n_heads, head_dim) = (shape.n_kv_heads, shape.head_dim);
+    let mut kv = be.alloc_kv(shape)?;
+    let (mut q, mut k, mut v) = (be.alloc(n * 64)?, be.alloc(n * 64)?, be.alloc(n * 64)?);
+    let mut xn = be.alloc(n * row_len)?;
+    let rope = super::RopeStore {
+        kv: &mut kv,
+        layer: 1,
+        batch,
+        heads: (n_heads, n_heads, head_dim),
+        style,
+        params: RopeParams {
+            theta: 10000.0,
+            position_scale: 1.0,
+        },
+        freq_factors: None,
+    };
+    be.attn_input_rope(
+        x,
+        norm,
+        1e-6,
+        n,
+        [w, w, w],
+        [None; 3],
+        &mut xn,
+        [&mut q, &mut k, &mut v],
+        rope,
+    )?;
+    let params = AttentionParams {
+        layer: 1,
+        n_heads,
+        n_kv_heads: n_heads,
+        head_dim,
+        scale: 1.0 / (head_dim as f32).sqrt(),
+        kind: LayerKind::Global,
+    };
+    let mut attn = be.alloc(n * 64)?;
+    be.attention(&q, &kv, batch, params, &mut attn)?;
+    gather_into(be, out, &[(&q, n * 64), (&attn, n * 64)])
 }
 
 /// The gated FFN input of `n` tokens of length `k` (`rows` gated outputs), then `down` (64 rows) added into `out`.

@@ -3,7 +3,7 @@
 
 use super::config::ArchConfig;
 use super::weights::Weights;
-use crate::backend::{AttentionParams, Backend, KvShape};
+use crate::backend::{AttentionParams, Backend, KvShape, RopeStore};
 use crate::batch::Batch;
 use crate::error::{EngineError, Result};
 use crate::sampling::Candidates;
@@ -176,32 +176,56 @@ fn run<B: Backend>(
                 (Some(bq), Some(bk), Some(bv)) => [Some(bq), Some(bk), Some(bv)],
                 _ => [None, None, None],
             };
-            be.attn_input(
-                &st.x,
-                &lw.attn_norm,
-                eps,
-                n,
-                [&lw.wq, &lw.wk, &lw.wv],
-                bias,
-                &mut st.xn,
-                [&mut st.q, &mut st.k, &mut st.v],
-            )?;
+            let heads = (cfg.n_heads, cfg.n_kv_heads, cfg.head_dim);
+            let qkv_w = [&lw.wq, &lw.wk, &lw.wv];
             if let (Some(qn), Some(kn)) = (&lw.q_norm, &lw.k_norm) {
+                // Q/K norms come between the products and RoPE.
+                be.attn_input(
+                    &st.x,
+                    &lw.attn_norm,
+                    eps,
+                    n,
+                    qkv_w,
+                    bias,
+                    &mut st.xn,
+                    [&mut st.q, &mut st.k, &mut st.v],
+                )?;
                 be.rms_norm_in_place(&mut st.q, qn, eps, n * cfg.n_heads)?;
                 be.rms_norm_in_place(&mut st.k, kn, eps, n * cfg.n_kv_heads)?;
+                be.rope_store(
+                    &mut st.q,
+                    &mut st.k,
+                    &st.v,
+                    &mut st.kv,
+                    il,
+                    batch,
+                    heads,
+                    cfg.rope_style,
+                    cfg.rope_for(il),
+                    w.rope_freqs.as_ref(),
+                )?;
+            } else {
+                let rope = RopeStore {
+                    kv: &mut st.kv,
+                    layer: il,
+                    batch,
+                    heads,
+                    style: cfg.rope_style,
+                    params: cfg.rope_for(il),
+                    freq_factors: w.rope_freqs.as_ref(),
+                };
+                be.attn_input_rope(
+                    &st.x,
+                    &lw.attn_norm,
+                    eps,
+                    n,
+                    qkv_w,
+                    bias,
+                    &mut st.xn,
+                    [&mut st.q, &mut st.k, &mut st.v],
+                    rope,
+                )?;
             }
-            be.rope_store(
-                &mut st.q,
-                &mut st.k,
-                &st.v,
-                &mut st.kv,
-                il,
-                batch,
-                (cfg.n_heads, cfg.n_kv_heads, cfg.head_dim),
-                cfg.rope_style,
-                cfg.rope_for(il),
-                w.rope_freqs.as_ref(),
-            )?;
             let params = AttentionParams {
                 layer: il,
                 n_heads: cfg.n_heads,

@@ -22,6 +22,29 @@ pub struct Segs {
 // SAFETY: plain old data with the C layout of the kernels' struct (u64 x 9, i32 x 3, padded to 8).
 unsafe impl cudarc::driver::DeviceRepr for Segs {}
 
+/// The cache side of a fused single-token Q/K/V product; mirrors `struct RopeArgs` in matvec.cu.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct RopeArgs {
+    pub kc: u64,
+    pub vc: u64,
+    pub pos: u64,
+    pub seq: u64,
+    pub ff: u64,
+    pub theta: f32,
+    pub pos_scale: f32,
+    pub head_dim: i32,
+    pub n_kv_heads: i32,
+    pub style: i32,
+    pub n_ctx: i32,
+    pub n_seqs: i32,
+    pub layer: i32,
+    pub kv_f16: i32,
+    pub pad: i32,
+}
+// SAFETY: plain old data with the C layout of the kernels' struct (u64 x 5, f32 x 2, i32 x 8: 80 bytes).
+unsafe impl cudarc::driver::DeviceRepr for RopeArgs {}
+
 /// Where a product's activations are: f32 (float weights) or the 8-bit scratch (quantized weights).
 #[derive(Clone, Copy)]
 enum Acts {
@@ -232,6 +255,109 @@ impl CudaBackend {
                 self.matvec_segs(std::slice::from_ref(seg), acts, n, false)?;
             }
         }
+        Ok(true)
+    }
+
+    /// Single-token Q/K/V products whose warps also apply RoPE and write K and V into the cache (one launch for
+    /// what is otherwise the products and `rope_store`); false when the shapes call for the separate ops.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn attn_input_rope_fused(
+        &self,
+        x: &CudaSlice<f32>,
+        norm: &CudaWeight,
+        eps: f32,
+        n: usize,
+        w: [&CudaWeight; 3],
+        bias: [Option<&CudaWeight>; 3],
+        xn: &mut CudaSlice<f32>,
+        q: &mut CudaSlice<f32>,
+        rope: &super::super::RopeStore<'_, CudaKv, CudaWeight>,
+    ) -> Result<bool> {
+        let k = norm.row_len;
+        let (n_heads, n_kv_heads, head_dim) = rope.heads;
+        let s = rope.kv.shape;
+        let ty = w[0].ty;
+        if n != 1
+            || !k.is_multiple_of(32)
+            || !head_dim.is_multiple_of(2)
+            || w.iter().any(|wi| wi.ty != ty || wi.row_len != k || wi.vector.is_some())
+            || w[0].rows != n_heads * head_dim
+            || w[1].rows != n_kv_heads * head_dim
+            || w[2].rows != n_kv_heads * head_dim
+            || head_dim != s.head_dim
+            || n_kv_heads != s.n_kv_heads
+            || rope.layer >= s.n_layers
+        {
+            return Ok(false);
+        }
+        super::device::check_batch_fits(&s, rope.batch)?;
+        let ff = match rope.freq_factors {
+            Some(f) => self.ptr(f.vector.as_ref().ok_or_else(|| err("rope factors", "not a vector"))?),
+            None => 0,
+        };
+        let bias_ptr = |b: Option<&CudaWeight>| b.and_then(|b| b.vector.as_ref()).map_or(0, |v| self.ptr(v));
+        let q_ptr = self.ptr(q);
+        // K's and V's products go straight to the cache: their output slots are unused.
+        let segs: Vec<(&CudaWeight, u64, u64)> = (0..3).map(|i| (w[i], q_ptr, bias_ptr(bias[i]))).collect();
+        let (segs, total) = self.segs(&segs);
+        let meta = lock(&self.meta);
+        let ra = RopeArgs {
+            kc: self.ptr(&rope.kv.k),
+            vc: self.ptr(&rope.kv.v),
+            pos: self.ptr(&meta.pos),
+            seq: self.ptr(&meta.seq),
+            ff,
+            theta: rope.params.theta,
+            pos_scale: rope.params.position_scale,
+            head_dim: head_dim as i32,
+            n_kv_heads: n_kv_heads as i32,
+            style: match rope.style {
+                RopeStyle::Normal => 0,
+                RopeStyle::Neox => 1,
+            },
+            n_ctx: s.n_ctx as i32,
+            n_seqs: s.n_seqs as i32,
+            layer: rope.layer as i32,
+            kv_f16: (s.precision == KvPrecision::F16) as i32,
+            pad: 0,
+        };
+        drop(meta);
+        let fns = self.funcs.weight(ty, &w[0].name)?;
+        let pairs = total / 2;
+        if k <= NORM_IN_BLOCK_MAX {
+            let nw = norm.vector.as_ref().ok_or_else(|| err("norm weight", "not a vector"))?;
+            self.launch_smem(
+                &fns.matvec1nr,
+                (pairs.div_ceil(NORM_BLOCK_ROWS) as u32, 1, 1),
+                32 * NORM_BLOCK_ROWS as u32,
+                norm_smem(ty, k),
+                &[
+                    Arg::Segs(segs),
+                    Arg::Usize(w[0].row_bytes),
+                    Arg::I32(total as i32),
+                    Arg::I32(k as i32),
+                    Arg::Ptr(self.ptr(x)),
+                    Arg::Ptr(self.ptr(nw)),
+                    Arg::F32(eps),
+                    Arg::Rope(ra),
+                ],
+            )?;
+            return Ok(true);
+        }
+        let acts = self.norm_acts(self.ptr(x), norm, eps, 1, self.ptr(xn), !quant::cuda::is_float(ty))?;
+        let mut args = vec![
+            Arg::Segs(segs),
+            Arg::Usize(w[0].row_bytes),
+            Arg::I32(total as i32),
+            Arg::I32(k as i32),
+        ];
+        match acts {
+            Acts::F32(p) => args.push(Arg::Ptr(p)),
+            Acts::Q8 { aq, am } => args.extend([Arg::Ptr(aq), Arg::Ptr(am)]),
+        }
+        args.push(Arg::Rope(ra));
+        let grid = (pairs.div_ceil((MATVEC_THREADS / 32) as usize) as u32, 1, 1);
+        self.launch(&fns.matvec1r, grid, MATVEC_THREADS, &args)?;
         Ok(true)
     }
 

@@ -19,6 +19,9 @@ pub struct WeightFuncs {
     /// Single-token products with the input's RMSNorm done in each block (no separate norm launch).
     pub matvec1n: CudaFunction,
     pub glu1n: CudaFunction,
+    /// Single-token Q/K/V products that rotate Q and K and write K and V into the cache (`n`: norm in the block).
+    pub matvec1r: CudaFunction,
+    pub matvec1nr: CudaFunction,
     pub dequant: CudaFunction,
 }
 
@@ -70,6 +73,8 @@ impl Funcs {
                     glu8: f(&format!("glu8_{sfx}"))?,
                     matvec1n: f(&format!("matvec1n_{sfx}"))?,
                     glu1n: f(&format!("glu1n_{sfx}"))?,
+                    matvec1r: f(&format!("matvec1r_{sfx}"))?,
+                    matvec1nr: f(&format!("matvec1nr_{sfx}"))?,
                     dequant: f(&format!("dequant_{sfx}"))?,
                 },
             );

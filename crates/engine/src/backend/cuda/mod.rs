@@ -71,6 +71,7 @@ enum Arg {
     F32(f32),
     Usize(usize),
     Segs(decode::Segs),
+    Rope(decode::RopeArgs),
 }
 
 pub struct CudaBackend {
@@ -177,6 +178,7 @@ impl CudaBackend {
                 Arg::F32(v) => b.arg(v),
                 Arg::Usize(v) => b.arg(v),
                 Arg::Segs(v) => b.arg(v),
+                Arg::Rope(v) => b.arg(v),
             };
         }
         let cfg = LaunchConfig {
@@ -474,6 +476,42 @@ impl Backend for CudaBackend {
             return Ok(());
         }
         super::plain_attn_input(self, x, norm, eps, n_tokens, w, bias, xn, [q, k, v])
+    }
+
+    fn attn_input_rope(
+        &self,
+        x: &CudaSlice<f32>,
+        norm: &CudaWeight,
+        eps: f32,
+        n_tokens: usize,
+        w: [&CudaWeight; 3],
+        bias: [Option<&CudaWeight>; 3],
+        xn: &mut CudaSlice<f32>,
+        qkv: [&mut CudaSlice<f32>; 3],
+        rope: super::RopeStore<'_, CudaKv, CudaWeight>,
+    ) -> Result<()> {
+        for (wi, out) in w.iter().zip(&qkv) {
+            self.check_len("attention input", out.len(), n_tokens * wi.rows)?;
+        }
+        self.check_len("attention input", x.len().min(xn.len()), n_tokens * norm.row_len)?;
+        let [q, k, v] = qkv;
+        if self.attn_input_rope_fused(x, norm, eps, n_tokens, w, bias, &mut *xn, &mut *q, &rope)? {
+            return Ok(());
+        }
+        self.attn_input(x, norm, eps, n_tokens, w, bias, xn, [&mut *q, &mut *k, &mut *v])?;
+        let r = rope;
+        self.rope_store(
+            q,
+            k,
+            v,
+            r.kv,
+            r.layer,
+            r.batch,
+            r.heads,
+            r.style,
+            r.params,
+            r.freq_factors,
+        )
     }
 
     fn rope_store(

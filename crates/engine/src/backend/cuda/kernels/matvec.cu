@@ -162,6 +162,67 @@ __device__ __forceinline__ void matvec_two_rows(const Segs& s, size_t row_bytes,
     }
 }
 
+// RoPE of one pair of a head's elements (x0, x1) = (x[a], x[b]) at position pos; `pair` is the pair's index in
+// the head (a = 2 pair, b = a + 1 for style 0; a = pair, b = pair + head_dim / 2 for NeoX).
+__device__ __forceinline__ void rope_rotate(float& x0, float& x1, int pos, int pair, int head_dim, float theta,
+                                            float pos_scale, const float* __restrict__ ff) {
+    float angle = (float)pos * pos_scale * powf(theta, -2.f * pair / head_dim);
+    if (ff) angle /= ff[pair];
+    float s, c;
+    sincosf(angle, &s, &c);
+    float y0 = x0 * c - x1 * s, y1 = x0 * s + x1 * c;
+    x0 = y0;
+    x1 = y1;
+}
+
+// The cache side of a fused Q/K/V product (single token): where keys and values go and how they turn. Mirrors
+// `RopeArgs` in decode.rs.
+struct RopeArgs {
+    u64 kc, vc;   // caches [n_layers, n_seqs, n_kv_heads, n_ctx, head_dim], f16 (kv_f16) or f32
+    u64 pos, seq; // the token's position and sequence (int, on the device)
+    u64 ff;       // rope frequency factors [head_dim / 2] or 0
+    float theta, pos_scale;
+    int head_dim, n_kv_heads, style, n_ctx, n_seqs, layer, kv_f16, pad;
+};
+
+// Q/K/V rows in rotation pairs: warp w takes the w-th pair of the launch (Q's heads, then K's, then V's); with
+// RoPE style 0 the pair is rows (2j, 2j + 1) of a head, with NeoX (j, j + head_dim / 2). Q's pair is rotated into
+// its output; K's is rotated and V's copied into the caches. Each segment's rows are whole heads.
+template <class Dot2>
+__device__ __forceinline__ void matvec_rope_pairs(const Segs& s, size_t row_bytes, int total_rows,
+                                                  const RopeArgs& ra, Dot2 dot2) {
+    int w = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int r = 2 * w;
+    if (r >= total_rows) return;
+    int seg = seg_of(s, r);
+    int hd = ra.head_dim, head = r / hd, j = (r % hd) / 2;
+    int ra_ = head * hd + (seg < 2 && ra.style == 1 ? j : 2 * j);
+    int rb_ = ra_ + (seg < 2 && ra.style == 1 ? hd / 2 : 1);
+    const u8* wseg = (const u8*)s.w[seg];
+    float a[1] = {0.f}, b[1] = {0.f};
+    dot2(wseg + ra_ * row_bytes, wseg + rb_ * row_bytes, a, b);
+    if ((threadIdx.x & 31) != 0) return;
+    const float* bias = (const float*)s.bias[seg];
+    float x0 = a[0] + (bias ? bias[ra_] : 0.f), x1 = b[0] + (bias ? bias[rb_] : 0.f);
+    int pos = *(const int*)ra.pos, sq = *(const int*)ra.seq;
+    if (seg < 2) rope_rotate(x0, x1, pos, j, hd, ra.theta, ra.pos_scale, (const float*)ra.ff);
+    if (seg == 0) {
+        float* q = (float*)s.out[0];
+        q[ra_] = x0;
+        q[rb_] = x1;
+        return;
+    }
+    size_t at = ((((size_t)ra.layer * ra.n_seqs + sq) * ra.n_kv_heads + head) * ra.n_ctx + pos) * hd - head * hd;
+    u64 cache = seg == 1 ? ra.kc : ra.vc;
+    if (ra.kv_f16) {
+        ((u16*)cache)[at + ra_] = f2h(x0);
+        ((u16*)cache)[at + rb_] = f2h(x1);
+    } else {
+        ((float*)cache)[at + ra_] = x0;
+        ((float*)cache)[at + rb_] = x1;
+    }
+}
+
 template <class F, int NT>
 __device__ __forceinline__ void matvec_q(Segs s, size_t row_bytes, int total_rows, int K, const i8* __restrict__ aq,
                                          const float4* __restrict__ am, int n_tokens, int accumulate) {
@@ -482,6 +543,20 @@ __device__ __forceinline__ void block_norm(const float* __restrict__ x, const fl
         block_norm<true>(x, nw, K, eps, sm);                                                                   \
         matvec_q<FMT, 1>(s, rb, rows, K, (const i8*)sm, (const float4*)(sm + K), 1, acc);                     \
     }                                                                                                          \
+    extern "C" __global__ void matvec1r_##NAME(Segs s, size_t rb, int rows, int K, const i8* aq, const float4* am, \
+                                               RopeArgs ra) {                                                 \
+        matvec_rope_pairs(s, rb, rows, ra, [&](const u8* wa, const u8* wb, float* a, float* b) {               \
+            dot2_q<FMT, 1>(wa, wb, K, aq, am, 1, a, b);                                                        \
+        });                                                                                                    \
+    }                                                                                                          \
+    extern "C" __global__ void matvec1nr_##NAME(Segs s, size_t rb, int rows, int K, const float* x,            \
+                                                const float* nw, float eps, RopeArgs ra) {                    \
+        extern __shared__ char sm[];                                                                           \
+        block_norm<true>(x, nw, K, eps, sm);                                                                   \
+        matvec_rope_pairs(s, rb, rows, ra, [&](const u8* wa, const u8* wb, float* a, float* b) {               \
+            dot2_q<FMT, 1>(wa, wb, K, (const i8*)sm, (const float4*)(sm + K), 1, a, b);                        \
+        });                                                                                                    \
+    }                                                                                                          \
     extern "C" __global__ void glu1n_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K,              \
                                             const float* x, const float* nw, float eps, float* h, int act,    \
                                             i8* hq, float4* hm, int* dn) {                                           \
@@ -516,6 +591,20 @@ __device__ __forceinline__ void block_norm(const float* __restrict__ x, const fl
         extern __shared__ char sm[];                                                                           \
         block_norm<false>(x, nw, K, eps, sm);                                                                  \
         matvec_f<FMT, 1>(s, rb, rows, K, (const float*)sm, 1, acc);                                            \
+    }                                                                                                          \
+    extern "C" __global__ void matvec1r_##NAME(Segs s, size_t rb, int rows, int K, const float* x,             \
+                                               RopeArgs ra) {                                                 \
+        matvec_rope_pairs(s, rb, rows, ra, [&](const u8* wa, const u8* wb, float* a, float* b) {               \
+            dot2_f<FMT, 1>(wa, wb, K, x, 1, a, b);                                                             \
+        });                                                                                                    \
+    }                                                                                                          \
+    extern "C" __global__ void matvec1nr_##NAME(Segs s, size_t rb, int rows, int K, const float* x,            \
+                                                const float* nw, float eps, RopeArgs ra) {                    \
+        extern __shared__ char sm[];                                                                           \
+        block_norm<false>(x, nw, K, eps, sm);                                                                  \
+        matvec_rope_pairs(s, rb, rows, ra, [&](const u8* wa, const u8* wb, float* a, float* b) {               \
+            dot2_f<FMT, 1>(wa, wb, K, (const float*)sm, 1, a, b);                                              \
+        });                                                                                                    \
     }                                                                                                          \
     extern "C" __global__ void glu1n_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K,              \
                                             const float* x, const float* nw, float eps, float* h, int act,    \

@@ -165,15 +165,11 @@ __device__ __forceinline__ void rope_store(float* q, float* k, const float* __re
     bool is_q = j < n_heads * half;
     int pj = is_q ? j : j - n_heads * half;
     int h = pj / half, pair = pj % half;
-    float angle = (float)pos[t] * pos_scale * powf(theta, -2.f * pair / head_dim);
-    if (ff) angle /= ff[pair];
-    float s, c;
-    sincosf(angle, &s, &c);
     int a = style == 0 ? 2 * pair : pair;
     int b = style == 0 ? 2 * pair + 1 : pair + half;
     float* row = is_q ? q + ((size_t)t * n_heads + h) * head_dim : k + ((size_t)t * n_kv_heads + h) * head_dim;
-    float x0 = row[a], x1 = row[b];
-    float y0 = x0 * c - x1 * s, y1 = x0 * s + x1 * c;
+    float y0 = row[a], y1 = row[b];
+    rope_rotate(y0, y1, pos[t], pair, head_dim, theta, pos_scale, ff);
     row[a] = y0;
     row[b] = y1;
     if (!is_q) {
