@@ -30,6 +30,9 @@ pub struct BenchArgs {
     /// Devices, comma-separated.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "auto")]
     pub device: Vec<Device>,
+    /// CUDA: start each kernel only after the previous one has ended (see `run --serial-launches`).
+    #[arg(long)]
+    pub serial_launches: bool,
     /// Context length (default: the longest test, at least 512).
     #[arg(long)]
     pub ctx: Option<u32>,
@@ -169,6 +172,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                     device,
                     kv_type: args.kv_type,
                     memory_budget_mib: args.memory_budget_mib,
+                    serial_launches: args.serial_launches,
                 };
                 let loaded = load_any(&margs)?;
                 let n_threads = if threads == 0 {

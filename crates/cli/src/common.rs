@@ -40,6 +40,10 @@ pub struct ModelArgs {
     /// Memory budget for weights + run state, in MiB (default: 3/4 of physical memory).
     #[arg(long)]
     pub memory_budget_mib: Option<u64>,
+    /// CUDA: start each kernel only after the previous one has ended (by default a kernel launches while its
+    /// predecessor finishes, on sm_90 and later). For diagnosis and A/B timing.
+    #[arg(long)]
+    pub serial_launches: bool,
 }
 
 impl ModelArgs {
@@ -114,10 +118,12 @@ pub fn cpu_backend(args: &ModelArgs) -> Result<CpuBackend> {
     })?)
 }
 
-pub fn cuda_backend() -> Result<CudaBackend> {
+/// The CUDA backend on the first GPU; `serial_launches` turns off overlapping launches.
+pub fn cuda_backend(serial_launches: bool) -> Result<CudaBackend> {
     let be = CudaBackend::new(CudaConfig {
         ordinal: 0,
         kernel_cache: Some(kernel_cache_dir()),
+        dependent_launch: !serial_launches,
     })?;
     tracing::info!(
         "CUDA kernels {}",
@@ -150,7 +156,7 @@ pub fn load_any(args: &ModelArgs) -> Result<Loaded> {
     let path = resolve(args.model.as_deref())?;
     let device = choose_device(args.device);
     if device == Device::Cuda {
-        match cuda_backend().and_then(|be| load_on(&path, be)) {
+        match cuda_backend(args.serial_launches).and_then(|be| load_on(&path, be)) {
             Ok(m) => return Ok(Loaded::Cuda(Box::new(m))),
             Err(e) if args.device == Device::Auto => tracing::warn!("CUDA unavailable, using the CPU: {e:#}"),
             Err(e) => return Err(e),

@@ -60,3 +60,15 @@ struct Chunk {
 };
 
 #define QINF __int_as_float(0x7f800000)
+
+// Programmatic dependent launch (sm_90 and later; the host launches with it on): a kernel may start while its
+// predecessor finishes. Every kernel calls this before it reads or writes anything another kernel touches: it
+// waits until the predecessor has ended and its writes are visible, then lets the successor start launching. Only
+// reads of weights and L2 prefetches may come before it. A no-op when the kernel was launched plainly.
+__device__ __forceinline__ void grid_dep_sync() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }

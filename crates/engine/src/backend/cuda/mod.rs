@@ -19,7 +19,7 @@ use crate::batch::Batch;
 use crate::error::{EngineError, Result};
 use crate::model::config::{Activation, RopeParams, RopeStyle};
 use crate::sampling::Candidates;
-use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr};
 use device::{Funcs, Graphs, Meta, Scratch};
 use gguf::GgmlType;
 use std::path::PathBuf;
@@ -50,6 +50,9 @@ pub struct CudaConfig {
     pub ordinal: usize,
     /// Where compiled kernels are cached; `None` compiles at every start.
     pub kernel_cache: Option<PathBuf>,
+    /// Let each kernel launch while its predecessor finishes (programmatic dependent launch, sm_90 and later);
+    /// off launches every kernel after the previous one ends.
+    pub dependent_launch: bool,
 }
 
 pub use weights::CudaWeight;
@@ -89,6 +92,8 @@ pub struct CudaBackend {
     meta: Mutex<Meta>,
     scratch: Mutex<Scratch>,
     graphs: Mutex<Graphs>,
+    /// Whether launches overlap their predecessor's tail (`CudaConfig::dependent_launch` on a device that has it).
+    dependent_launch: bool,
     /// Whether the kernels came from the on-disk cache at start.
     pub kernels_cached: bool,
 }
@@ -150,6 +155,7 @@ impl CudaBackend {
             meta: Mutex::new(meta),
             scratch: Mutex::new(scratch),
             graphs: Mutex::new(Graphs::default()),
+            dependent_launch: cfg.dependent_launch && compute_capability.0 >= 9,
             kernels_cached,
         })
     }
@@ -168,27 +174,47 @@ impl CudaBackend {
         self.launch_smem(f, grid, block, 0, args)
     }
 
-    /// A launch with `smem` bytes of dynamic shared memory.
+    /// A launch with `smem` bytes of dynamic shared memory. With `dependent_launch` (sm_90 and later) the launch
+    /// may overlap the previous kernel's tail (programmatic dependent launch): every kernel starts with
+    /// `grid_dep_sync()`, which waits for its predecessor's writes before touching anything it wrote or reads,
+    /// so what overlaps is the launch itself, block scheduling and the L2 prefetch of weights.
     fn launch_smem(&self, f: &CudaFunction, grid: (u32, u32, u32), block: u32, smem: u32, args: &[Arg]) -> Result<()> {
-        let mut b = self.stream.launch_builder(f);
-        for a in args {
-            match a {
-                Arg::Ptr(p) => b.arg(p),
-                Arg::I32(v) => b.arg(v),
-                Arg::F32(v) => b.arg(v),
-                Arg::Usize(v) => b.arg(v),
-                Arg::Segs(v) => b.arg(v),
-                Arg::Rope(v) => b.arg(v),
-            };
-        }
-        let cfg = LaunchConfig {
-            grid_dim: grid,
-            block_dim: (block, 1, 1),
-            shared_mem_bytes: smem,
+        use cudarc::driver::sys;
+        use std::ffi::c_void;
+        let mut params: Vec<*mut c_void> = args
+            .iter()
+            .map(|a| match a {
+                Arg::Ptr(v) => v as *const u64 as *mut c_void,
+                Arg::I32(v) => v as *const i32 as *mut c_void,
+                Arg::F32(v) => v as *const f32 as *mut c_void,
+                Arg::Usize(v) => v as *const usize as *mut c_void,
+                Arg::Segs(v) => v as *const decode::Segs as *mut c_void,
+                Arg::Rope(v) => v as *const decode::RopeArgs as *mut c_void,
+            })
+            .collect();
+        // SAFETY: a zeroed attribute is a valid "ignore" value; the fields set below are the ones the id names.
+        let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
+        attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+        attr.value.programmaticStreamSerializationAllowed = 1;
+        let cfg = sys::CUlaunchConfig {
+            gridDimX: grid.0,
+            gridDimY: grid.1,
+            gridDimZ: grid.2,
+            blockDimX: block,
+            blockDimY: 1,
+            blockDimZ: 1,
+            sharedMemBytes: smem,
+            hStream: self.stream.cu_stream(),
+            attrs: &mut attr,
+            numAttrs: u32::from(self.dependent_launch),
         };
-        // SAFETY: every kernel's arguments are listed in its CUDA signature's order and types (pointers as u64);
-        // buffer sizes are checked by the callers below against the shapes the kernels index.
-        unsafe { b.launch(cfg) }.map_err(|e| err("kernel launch", e))?;
+        self.ctx.bind_to_thread().map_err(|e| err("binding the context", e))?;
+        // SAFETY: every kernel's arguments are listed in its CUDA signature's order and types (pointers as u64),
+        // and `params` points into `args`, which outlives the call; buffer sizes are checked by the callers
+        // against the shapes the kernels index.
+        unsafe { sys::cuLaunchKernelEx(&cfg, f.cu_function(), params.as_mut_ptr(), std::ptr::null_mut()) }
+            .result()
+            .map_err(|e| err("kernel launch", e))?;
         Ok(())
     }
 

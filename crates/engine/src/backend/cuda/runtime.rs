@@ -217,6 +217,33 @@ mod tests {
         assert!(!src.contains("#include"), "kernels must not include toolkit headers");
     }
 
+    /// Kernels are launched to overlap their predecessor (programmatic dependent launch): each must wait for it
+    /// near its top, with nothing but weight prefetches before.
+    #[test]
+    fn every_kernel_waits_for_its_predecessor_first() {
+        let src = kernel_source();
+        let mut n = 0;
+        for (at, _) in src.match_indices("__global__ void") {
+            let body = at + src[at..].find('{').expect("kernel body");
+            let head: String = src[body..].chars().take(160).collect();
+            let sync = head.find("grid_dep_sync();");
+            assert!(
+                sync.is_some(),
+                "kernel at byte {at} does not start with grid_dep_sync: {head}"
+            );
+            let before = &head[..sync.unwrap_or(0)];
+            let allowed = before
+                .replace("prefetch_block_segs", "")
+                .replace("prefetch_block_glu", "");
+            assert!(
+                !allowed.contains('='),
+                "kernel at byte {at} writes before grid_dep_sync: {before}"
+            );
+            n += 1;
+        }
+        assert!(n > 30, "only {n} kernel definitions found");
+    }
+
     #[test]
     fn cache_key_changes_with_every_input() {
         let base = cache_key("src", "sm_90", 13000, (13, 0));

@@ -73,6 +73,7 @@ __device__ __forceinline__ void attn_partial(const float* __restrict__ q, const 
 extern "C" __global__ void attn_f16(const float* q, const u16* kc, const u16* vc, const int* pos, const int* seq,
                                     float* out, float* part, int n_heads, int n_kv_heads, int head_dim, int n_ctx,
                                     int n_seqs, int layer, float scale, int window, int split_len) {
+    grid_dep_sync();
     attn_partial<u16>(q, kc, vc, pos, seq, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer, scale,
                       window, split_len);
 }
@@ -80,6 +81,7 @@ extern "C" __global__ void attn_f32(const float* q, const float* kc, const float
                                     const int* seq, float* out, float* part, int n_heads, int n_kv_heads,
                                     int head_dim, int n_ctx, int n_seqs, int layer, float scale, int window,
                                     int split_len) {
+    grid_dep_sync();
     attn_partial<float>(q, kc, vc, pos, seq, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer,
                         scale, window, split_len);
 }
@@ -87,6 +89,7 @@ extern "C" __global__ void attn_f32(const float* q, const float* kc, const float
 // Merges the splits of one (token, head): a block of head_dim threads.
 extern "C" __global__ void attn_combine(const float* __restrict__ part, float* __restrict__ out, int n_splits,
                                         int head_dim) {
+    grid_dep_sync();
     int th = blockIdx.x, d = threadIdx.x;
     if (d >= head_dim) return;
     const float* pp = part + (size_t)th * n_splits * (head_dim + 2);
@@ -225,12 +228,14 @@ __device__ __forceinline__ void attn_decode(const float* __restrict__ q, const T
 extern "C" __global__ void attn_decode_f16(const float* q, const u16* kc, const u16* vc, const int* pos,
                                            const int* seq, float* out, float* part, int n_heads, int n_kv_heads,
                                            int head_dim, int n_ctx, int n_seqs, int layer, float scale, int window) {
+    grid_dep_sync();
     attn_decode<u16>(q, kc, vc, pos, seq, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer, scale,
                      window);
 }
 extern "C" __global__ void attn_decode_f32(const float* q, const float* kc, const float* vc, const int* pos,
                                            const int* seq, float* out, float* part, int n_heads, int n_kv_heads,
                                            int head_dim, int n_ctx, int n_seqs, int layer, float scale, int window) {
+    grid_dep_sync();
     attn_decode<float>(q, kc, vc, pos, seq, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer, scale,
                        window);
 }
@@ -255,6 +260,7 @@ __device__ __forceinline__ float block_reduce(float v, bool is_max, float* sh) {
 
 extern "C" __global__ void softmax_causal(const float* __restrict__ S, u16* __restrict__ P,
                                           const int* __restrict__ pos, int n_tokens, int n_keys, int window) {
+    grid_dep_sync();
     __shared__ float sh[32];
     size_t row = blockIdx.x;
     int t = (int)(row % n_tokens);

@@ -6,11 +6,13 @@
 
 // One warp's 32 consecutive values v (one per lane) to 8 bits: aq[lane] and the chunk's {d, d*sum(q[0..16]),
 // d*sum(q[16..32]), 0} in *am (written by lane 0). The one conversion every activation goes through.
+// Rounded as the CPU (and llama.cpp on x86) rounds its Q8_0 activations: q = round_ties_even(v * (127 / amax)),
+// d = amax / 127 kept as f16, both divisions IEEE-rounded whatever --use_fast_math says.
 __device__ __forceinline__ void quant_chunk(float v, i8* aq, float4* am) {
     int lane = threadIdx.x & 31;
     float amax = warp_max(fabsf(v));
-    float d = amax / 127.f;
-    int q = amax == 0.f ? 0 : __float2int_rn(v / d);
+    float d = h2f(f2h(__fdiv_rn(amax, 127.f)));
+    int q = amax == 0.f ? 0 : __float2int_rn(v * __fdiv_rn(127.f, amax));
     aq[lane] = (i8)q;
     float lo = warp_sum(lane < 16 ? (float)q : 0.f);
     float hi = warp_sum(lane >= 16 ? (float)q : 0.f);
@@ -20,6 +22,7 @@ __device__ __forceinline__ void quant_chunk(float v, i8* aq, float4* am) {
 // x: [n_tokens, K] f32 -> aq, am. One warp per 32-element chunk.
 extern "C" __global__ void quantize_q8(const float* __restrict__ x, i8* __restrict__ aq, float4* __restrict__ am,
                                        int K, int n_chunks_total) {
+    grid_dep_sync();
     int chunk = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     if (chunk >= n_chunks_total) return;
     quant_chunk(x[(size_t)chunk * 32 + (threadIdx.x & 31)], aq + (size_t)chunk * 32, am + chunk);
@@ -70,6 +73,7 @@ __device__ __forceinline__ void norm_row(const float* __restrict__ x, const floa
 // many SMs instead of one block walking it.
 extern "C" __global__ void norm_quant(const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ xn,
                                       i8* __restrict__ aq, float4* __restrict__ am, int K, float eps) {
+    grid_dep_sync();
     size_t r = blockIdx.x;
     const float* xr = x + r * K;
     float scale = block_rms_scale(xr, K, eps);
@@ -143,6 +147,40 @@ template <class F, int NT>
 __device__ __forceinline__ void dot2_q(const u8* __restrict__ wa, const u8* __restrict__ wb, int K,
                                        const i8* __restrict__ aq, const float4* __restrict__ am, int n_tokens,
                                        float acc_a[NT], float acc_b[NT]);
+
+// Before grid_dep_sync, a block pulls the start of its weight rows into L2 (128-byte lines spread over its
+// threads), so its warps' first loads hit L2 while the previous kernel was still finishing. Only the first
+// PREFETCH_ROW_BYTES of each row: a whole wave of blocks prefetching 8 KB rows would overflow the L2.
+// Only blocks of the first wave (a couple per SM) prefetch: later ones start after the predecessor has ended.
+#define PREFETCH_ROW_BYTES 1024
+#define PREFETCH_BLOCKS_PER_SM 2
+__device__ __forceinline__ void prefetch_rows(const u8* w, size_t row_bytes, int first, int n) {
+    u32 n_sms;
+    asm("mov.u32 %0, %%nsmid;" : "=r"(n_sms));
+    if (blockIdx.x >= PREFETCH_BLOCKS_PER_SM * n_sms) return;
+    int lines = (int)((min(row_bytes, (size_t)PREFETCH_ROW_BYTES) + 127) / 128);
+    for (int i = threadIdx.x; i < n * lines; i += blockDim.x)
+        prefetch_l2(w + (size_t)(first + i / lines) * row_bytes + 128 * (i % lines));
+}
+
+// The block's rows of a segmented launch, `rows_per_warp` rows a warp.
+__device__ __forceinline__ void prefetch_block_segs(const Segs& s, size_t row_bytes, int rows_per_warp) {
+    int n = rows_per_warp * (blockDim.x / 32), first = blockIdx.x * n, start = 0;
+#pragma unroll
+    for (int k = 0; k < 3; k++) {
+        int lo = max(first, start), hi = min(first + n, start + s.rows[k]);
+        if (lo < hi) prefetch_rows((const u8*)s.w[k], row_bytes, lo - start, hi - lo);
+        start += s.rows[k];
+    }
+}
+
+// The block's gate and up rows (a row each a warp).
+__device__ __forceinline__ void prefetch_block_glu(const u8* g, const u8* u, size_t row_bytes, int rows) {
+    int nw = blockDim.x / 32, first = blockIdx.x * nw, n = min(nw, rows - first);
+    if (n <= 0) return;
+    prefetch_rows(g, row_bytes, first, n);
+    prefetch_rows(u, row_bytes, first, n);
+}
 
 // Single-token products give each warp two rows (rows 2w and 2w + 1 of the launch, through any segments), both
 // rows' loads in flight together; the launch has half as many warps as rows.
@@ -519,38 +557,46 @@ __device__ __forceinline__ void block_norm(const float* __restrict__ x, const fl
 #define QUARREL_QUANT_KERNELS(NAME, FMT)                                                                        \
     extern "C" __global__ void matvec1_##NAME(Segs s, size_t rb, int rows, int K, const i8* aq, const float4* am, \
                                               int n, int acc) {                                               \
-        matvec_q<FMT, 1>(s, rb, rows, K, aq, am, n, acc);                                                      \
+        prefetch_block_segs(s, rb, 2); grid_dep_sync();                                                        \
+        matvec_q<FMT, 1>(s, rb, rows, K, aq, am, n, acc);                                                  \
     }                                                                                                          \
     extern "C" __global__ void matvec8_##NAME(Segs s, size_t rb, int rows, int K, const i8* aq, const float4* am, \
                                               int n, int acc) {                                               \
-        matvec_q<FMT, 8>(s, rb, rows, K, aq, am, n, acc);                                                      \
+        prefetch_block_segs(s, rb, 1); grid_dep_sync();                                                        \
+        matvec_q<FMT, 8>(s, rb, rows, K, aq, am, n, acc);                                                  \
     }                                                                                                          \
     extern "C" __global__ void glu1_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K, const i8* aq,    \
                                            const float4* am, float* h, int n, int act, i8* hq, float4* hm, int* dn) {  \
-        glu_q<FMT, 1>(g, u, rb, rows, K, aq, am, h, n, act, hq, hm, dn);                                           \
+        prefetch_block_glu(g, u, rb, rows); grid_dep_sync();                                                   \
+        glu_q<FMT, 1>(g, u, rb, rows, K, aq, am, h, n, act, hq, hm, dn);                                        \
     }                                                                                                          \
     extern "C" __global__ void glu8_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K, const i8* aq,    \
                                            const float4* am, float* h, int n, int act) {                      \
-        glu_q<FMT, 8>(g, u, rb, rows, K, aq, am, h, n, act, nullptr, nullptr, nullptr);                                 \
+        prefetch_block_glu(g, u, rb, rows); grid_dep_sync();                                                   \
+        glu_q<FMT, 8>(g, u, rb, rows, K, aq, am, h, n, act, nullptr, nullptr, nullptr);                              \
     }                                                                                                          \
     extern "C" __global__ void dequant_##NAME(const u8* w, size_t rb, int K, const int* ids, int n_rows,      \
                                               float scale, float* o32, u16* o16) {                            \
+        grid_dep_sync();                                                                                       \
         dequant_rows<FMT>(w, rb, K, ids, n_rows, scale, o32, o16);                                             \
     }                                                                                                          \
     extern "C" __global__ void matvec1n_##NAME(Segs s, size_t rb, int rows, int K, const float* x,             \
                                                const float* nw, float eps, int acc) {                         \
+        prefetch_block_segs(s, rb, 2); grid_dep_sync();                                                        \
         extern __shared__ char sm[];                                                                           \
         block_norm<true>(x, nw, K, eps, sm);                                                                   \
-        matvec_q<FMT, 1>(s, rb, rows, K, (const i8*)sm, (const float4*)(sm + K), 1, acc);                     \
+        matvec_q<FMT, 1>(s, rb, rows, K, (const i8*)sm, (const float4*)(sm + K), 1, acc);                  \
     }                                                                                                          \
     extern "C" __global__ void matvec1r_##NAME(Segs s, size_t rb, int rows, int K, const i8* aq, const float4* am, \
                                                RopeArgs ra) {                                                 \
+        prefetch_block_segs(s, rb, 2); grid_dep_sync();                                                        \
         matvec_rope_pairs(s, rb, rows, ra, [&](const u8* wa, const u8* wb, float* a, float* b) {               \
-            dot2_q<FMT, 1>(wa, wb, K, aq, am, 1, a, b);                                                        \
+            dot2_q<FMT, 1>(wa, wb, K, aq, am, 1, a, b);                              \
         });                                                                                                    \
     }                                                                                                          \
     extern "C" __global__ void matvec1nr_##NAME(Segs s, size_t rb, int rows, int K, const float* x,            \
                                                 const float* nw, float eps, RopeArgs ra) {                    \
+        prefetch_block_segs(s, rb, 2); grid_dep_sync();                                                        \
         extern __shared__ char sm[];                                                                           \
         block_norm<true>(x, nw, K, eps, sm);                                                                   \
         matvec_rope_pairs(s, rb, rows, ra, [&](const u8* wa, const u8* wb, float* a, float* b) {               \
@@ -560,46 +606,55 @@ __device__ __forceinline__ void block_norm(const float* __restrict__ x, const fl
     extern "C" __global__ void glu1n_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K,              \
                                             const float* x, const float* nw, float eps, float* h, int act,    \
                                             i8* hq, float4* hm, int* dn) {                                           \
+        prefetch_block_glu(g, u, rb, rows); grid_dep_sync();                                                   \
         extern __shared__ char sm[];                                                                           \
         block_norm<true>(x, nw, K, eps, sm);                                                                   \
-        glu_q<FMT, 1>(g, u, rb, rows, K, (const i8*)sm, (const float4*)(sm + K), h, 1, act, hq, hm, dn);          \
+        glu_q<FMT, 1>(g, u, rb, rows, K, (const i8*)sm, (const float4*)(sm + K), h, 1, act, hq, hm, dn);        \
     }
 
 #define QUARREL_FLOAT_KERNELS(NAME, FMT)                                                                        \
     extern "C" __global__ void matvec1_##NAME(Segs s, size_t rb, int rows, int K, const float* x, int n,        \
                                               int acc) {                                                      \
+        prefetch_block_segs(s, rb, 2); grid_dep_sync();                                                        \
         matvec_f<FMT, 1>(s, rb, rows, K, x, n, acc);                                                           \
     }                                                                                                          \
     extern "C" __global__ void matvec8_##NAME(Segs s, size_t rb, int rows, int K, const float* x, int n,        \
                                               int acc) {                                                      \
+        prefetch_block_segs(s, rb, 1); grid_dep_sync();                                                        \
         matvec_f<FMT, 8>(s, rb, rows, K, x, n, acc);                                                           \
     }                                                                                                          \
     extern "C" __global__ void glu1_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K, const float* x,  \
                                            float* h, int n, int act, i8* hq, float4* hm, int* dn) {                    \
+        prefetch_block_glu(g, u, rb, rows); grid_dep_sync();                                                   \
         glu_f<FMT, 1>(g, u, rb, rows, K, x, h, n, act, hq, hm, dn);                                                \
     }                                                                                                          \
     extern "C" __global__ void glu8_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K, const float* x,  \
                                            float* h, int n, int act) {                                        \
+        prefetch_block_glu(g, u, rb, rows); grid_dep_sync();                                                   \
         glu_f<FMT, 8>(g, u, rb, rows, K, x, h, n, act, nullptr, nullptr, nullptr);                                      \
     }                                                                                                          \
     extern "C" __global__ void dequant_##NAME(const u8* w, size_t rb, int K, const int* ids, int n_rows,      \
                                               float scale, float* o32, u16* o16) {                            \
+        grid_dep_sync();                                                                                       \
         dequant_rows_f<FMT>(w, rb, K, ids, n_rows, scale, o32, o16);                                           \
     }                                                                                                          \
     extern "C" __global__ void matvec1n_##NAME(Segs s, size_t rb, int rows, int K, const float* x,             \
                                                const float* nw, float eps, int acc) {                         \
+        prefetch_block_segs(s, rb, 2); grid_dep_sync();                                                        \
         extern __shared__ char sm[];                                                                           \
         block_norm<false>(x, nw, K, eps, sm);                                                                  \
         matvec_f<FMT, 1>(s, rb, rows, K, (const float*)sm, 1, acc);                                            \
     }                                                                                                          \
     extern "C" __global__ void matvec1r_##NAME(Segs s, size_t rb, int rows, int K, const float* x,             \
                                                RopeArgs ra) {                                                 \
+        prefetch_block_segs(s, rb, 2); grid_dep_sync();                                                        \
         matvec_rope_pairs(s, rb, rows, ra, [&](const u8* wa, const u8* wb, float* a, float* b) {               \
             dot2_f<FMT, 1>(wa, wb, K, x, 1, a, b);                                                             \
         });                                                                                                    \
     }                                                                                                          \
     extern "C" __global__ void matvec1nr_##NAME(Segs s, size_t rb, int rows, int K, const float* x,            \
                                                 const float* nw, float eps, RopeArgs ra) {                    \
+        prefetch_block_segs(s, rb, 2); grid_dep_sync();                                                        \
         extern __shared__ char sm[];                                                                           \
         block_norm<false>(x, nw, K, eps, sm);                                                                  \
         matvec_rope_pairs(s, rb, rows, ra, [&](const u8* wa, const u8* wb, float* a, float* b) {               \
@@ -609,6 +664,7 @@ __device__ __forceinline__ void block_norm(const float* __restrict__ x, const fl
     extern "C" __global__ void glu1n_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K,              \
                                             const float* x, const float* nw, float eps, float* h, int act,    \
                                             i8* hq, float4* hm, int* dn) {                                           \
+        prefetch_block_glu(g, u, rb, rows); grid_dep_sync();                                                   \
         extern __shared__ char sm[];                                                                           \
         block_norm<false>(x, nw, K, eps, sm);                                                                  \
         glu_f<FMT, 1>(g, u, rb, rows, K, (const float*)sm, h, 1, act, hq, hm, dn);                                 \

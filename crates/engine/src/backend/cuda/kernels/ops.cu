@@ -3,6 +3,7 @@
 
 // One block per row: out = x * rsqrt(mean(x^2) + eps) * w. In place when out == x.
 extern "C" __global__ void rms_norm(const float* x, const float* __restrict__ w, float* out, int n, float eps) {
+    grid_dep_sync();
     __shared__ float partial[32];
     const float* xr = x + (size_t)blockIdx.x * n;
     float* orow = out + (size_t)blockIdx.x * n;
@@ -24,18 +25,21 @@ extern "C" __global__ void rms_norm(const float* x, const float* __restrict__ w,
 
 // x[t, i] += b[i]; x: [n_tokens, n]
 extern "C" __global__ void add_bias(float* x, const float* __restrict__ b, int n, int total) {
+    grid_dep_sync();
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < total) x[i] += b[i % n];
 }
 
 // x += y
 extern "C" __global__ void add(float* x, const float* __restrict__ y, int total) {
+    grid_dep_sync();
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < total) x[i] += y[i];
 }
 
 // gate = act(gate) * up; act 0 = SiLU, 1 = GELU (tanh approximation)
 extern "C" __global__ void gated_act(float* gate, const float* __restrict__ up, int total, int act) {
+    grid_dep_sync();
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= total) return;
     float g = gate[i];
@@ -53,6 +57,7 @@ extern "C" __global__ void gated_act(float* gate, const float* __restrict__ up, 
 // One thread per (token, head, pair).
 extern "C" __global__ void rope(float* x, const int* __restrict__ pos, int n_tokens, int n_heads, int head_dim,
                                 int style, float theta, float pos_scale, const float* __restrict__ freq_factors) {
+    grid_dep_sync();
     int half = head_dim / 2;
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n_tokens * n_heads * half) return;
@@ -94,11 +99,13 @@ __device__ __forceinline__ void store_kv(T* kc, T* vc, const float* k, const flo
 extern "C" __global__ void kv_store_f16(u16* kc, u16* vc, const float* k, const float* v, const int* pos,
                                         const int* seq, int n_tokens, int n_kv_heads, int head_dim, int n_ctx,
                                         int n_seqs, int layer) {
+    grid_dep_sync();
     store_kv<u16>(kc, vc, k, v, pos, seq, n_tokens, n_kv_heads, head_dim, n_ctx, n_seqs, layer);
 }
 extern "C" __global__ void kv_store_f32(float* kc, float* vc, const float* k, const float* v, const int* pos,
                                         const int* seq, int n_tokens, int n_kv_heads, int head_dim, int n_ctx,
                                         int n_seqs, int layer) {
+    grid_dep_sync();
     store_kv<float>(kc, vc, k, v, pos, seq, n_tokens, n_kv_heads, head_dim, n_ctx, n_seqs, layer);
 }
 
@@ -106,6 +113,7 @@ extern "C" __global__ void kv_store_f32(float* kc, float* vc, const float* k, co
 // `elem_bytes` (2 or 4) moved as bytes pairs; one thread per (layer, head, position, 16-bit word).
 extern "C" __global__ void kv_copy_seq(u16* kc, u16* vc, int n_layers, int n_seqs, int n_kv_heads, int n_ctx,
                                        int row_words, int src, int dst, int from, int n) {
+    grid_dep_sync();
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     size_t total = (size_t)n_layers * n_kv_heads * n * row_words;
     if (i >= total) return;
@@ -124,6 +132,7 @@ extern "C" __global__ void kv_copy_seq(u16* kc, u16* vc, int n_layers, int n_seq
 // out[i, :] = x[rows[i], :]
 extern "C" __global__ void gather_rows(const float* __restrict__ x, const int* __restrict__ rows,
                                        float* __restrict__ out, int n_rows, int row_len) {
+    grid_dep_sync();
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)n_rows * row_len) return;
     int r = (int)(i / row_len), c = (int)(i % row_len);
@@ -132,6 +141,7 @@ extern "C" __global__ void gather_rows(const float* __restrict__ x, const int* _
 
 // f32 -> f16, n elements (activations of a prefill matmul).
 extern "C" __global__ void to_f16(const float* __restrict__ x, u16* __restrict__ out, size_t n) {
+    grid_dep_sync();
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) out[i] = f2h(x[i]);
 }
@@ -182,6 +192,7 @@ extern "C" __global__ void rope_store_f16(float* q, float* k, const float* v, u1
                                           const int* seq, int n_tokens, int n_heads, int n_kv_heads, int head_dim,
                                           int style, float theta, float pos_scale, const float* ff, int n_ctx,
                                           int n_seqs, int layer) {
+    grid_dep_sync();
     rope_store<u16>(q, k, v, kc, vc, pos, seq, n_tokens, n_heads, n_kv_heads, head_dim, style, theta, pos_scale, ff,
                     n_ctx, n_seqs, layer);
 }
@@ -189,6 +200,7 @@ extern "C" __global__ void rope_store_f32(float* q, float* k, const float* v, fl
                                           const int* seq, int n_tokens, int n_heads, int n_kv_heads, int head_dim,
                                           int style, float theta, float pos_scale, const float* ff, int n_ctx,
                                           int n_seqs, int layer) {
+    grid_dep_sync();
     rope_store<float>(q, k, v, kc, vc, pos, seq, n_tokens, n_heads, n_kv_heads, head_dim, style, theta, pos_scale,
                       ff, n_ctx, n_seqs, layer);
 }

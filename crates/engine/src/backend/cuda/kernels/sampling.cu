@@ -4,6 +4,7 @@
 
 // Greedy sampling on the device: out[r] = argmax of logits row r (lowest index among equal maxima).
 extern "C" __global__ void argmax_rows(const float* __restrict__ logits, int vocab, int* __restrict__ out) {
+    grid_dep_sync();
     __shared__ float best_v[32];
     __shared__ int best_i[32];
     const float* row = logits + (size_t)blockIdx.x * vocab;
@@ -70,6 +71,7 @@ extern "C" __global__ void __launch_bounds__(TOPK_THREADS) top_candidates(const 
                                                                           int n, int* __restrict__ ids,
                                                                           float* __restrict__ vals,
                                                                           float* __restrict__ stats) {
+    grid_dep_sync();
     __shared__ u32 hist[32][256];  // per-warp digit counts
     __shared__ u32 ckey[TOPK_MAX];
     __shared__ int cid[TOPK_MAX];
