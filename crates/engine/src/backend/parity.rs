@@ -216,6 +216,13 @@ pub fn run_all<D: Backend>(cpu: &CpuBackend, dev: &D, seed: u64) -> Result<Vec<C
             tensors.push((spec, random_weight(ty, rows, k, &mut rng)));
         }
     }
+    // Output projections after attention (64 rows of the attention configurations' n_heads * head_dim).
+    for ty in [GgmlType::Q8_0, GgmlType::Q4_K] {
+        for k in [256usize, 1024] {
+            let spec = TensorSpec::new(format!("o.{}.{k}", ty.name()), vec![k as u64, 64], ty);
+            tensors.push((spec, random_weight(ty, 64, k, &mut rng)));
+        }
+    }
     for n in [64usize, 256, 512, 576, 896] {
         let v: Vec<f32> = (0..n).map(|_| rng.gen_range(0.5f32..1.5)).collect();
         let bytes = v.iter().flat_map(|f| f.to_le_bytes()).collect();
@@ -720,7 +727,8 @@ fn check_attention<D: Backend>(
     let shape = KvShape {
         n_layers: 2,
         n_seqs: 3,
-        n_ctx: 700,
+        // Past one decode split (1,024 keys on a GPU): decode batches are split and combined.
+        n_ctx: 1100,
         n_kv_heads,
         head_dim,
         precision,
@@ -800,6 +808,51 @@ fn check_attention<D: Backend>(
         }
     }
     // Copy sequence 0's 40 positions over sequence 2, then attend from sequence 2.
+    // Decode attention, then a quantized output projection of its output (which a GPU may take in the 8-bit
+    // form the attention kernel left behind).
+    let one = Batch::for_sequence(&[0], 1, 599);
+    for (ty, decode) in [(GgmlType::Q8_0, &decode), (GgmlType::Q4_K, &decode), (GgmlType::Q4_K, &one)] {
+        let src = p.source(&format!("o.{}.{q_dim}", ty.name()))?;
+        let (wc, wd) = (p.cpu.load_weight(&src)?, p.dev.load_weight(&src)?);
+        let n = decode.len();
+        let q = random_acts(n * q_dim, rng);
+        let params = AttentionParams {
+            layer: 1,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            scale: 1.0 / (head_dim as f32).sqrt(),
+            kind: LayerKind::Global,
+        };
+        fn attend_project<B: Backend>(
+            be: &B,
+            x: &B::Buf,
+            kv: &B::Kv,
+            batch: &Batch,
+            params: AttentionParams,
+            w: &B::Weight,
+            out: &mut B::Buf,
+        ) -> Result<()> {
+            let mut attn = be.alloc(batch.len() * params.n_heads * params.head_dim)?;
+            be.attention(x, kv, batch, params, &mut attn)?;
+            be.matmul(w, &attn, batch.len(), out)
+        }
+        let (a, b) = p.both(
+            decode,
+            &q,
+            &vec![0.0; n * 64],
+            |be, x, o| attend_project(be, x, &kc, decode, params, &wc, o),
+            |be, x, o| attend_project(be, x, &kd, decode, params, &wd, o),
+        )?;
+        p.record(
+            "attention + output proj.",
+            ty.name(),
+            format!("{tag}, decode batch of {n}"),
+            &b,
+            &a,
+            bound.max(2e-2),
+        );
+    }
     p.cpu.kv_copy_seq(&mut kc, 0, 2, 0, 40)?;
     p.dev.kv_copy_seq(&mut kd, 0, 2, 0, 40)?;
     let batch = Batch::for_sequence(&[0], 2, 39);
