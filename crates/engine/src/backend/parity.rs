@@ -811,7 +811,11 @@ fn check_attention<D: Backend>(
     // Decode attention, then a quantized output projection of its output (which a GPU may take in the 8-bit
     // form the attention kernel left behind).
     let one = Batch::for_sequence(&[0], 1, 599);
-    for (ty, decode) in [(GgmlType::Q8_0, &decode), (GgmlType::Q4_K, &decode), (GgmlType::Q4_K, &one)] {
+    for (ty, decode) in [
+        (GgmlType::Q8_0, &decode),
+        (GgmlType::Q4_K, &decode),
+        (GgmlType::Q4_K, &one),
+    ] {
         let src = p.source(&format!("o.{}.{q_dim}", ty.name()))?;
         let (wc, wd) = (p.cpu.load_weight(&src)?, p.dev.load_weight(&src)?);
         let n = decode.len();
@@ -850,7 +854,7 @@ fn check_attention<D: Backend>(
             format!("{tag}, decode batch of {n}"),
             &b,
             &a,
-            bound.max(2e-2),
+            bound.max(FORMATS.iter().find(|(t, _)| *t == ty).map_or(5e-2, |(_, b)| *b)),
         );
     }
     p.cpu.kv_copy_seq(&mut kc, 0, 2, 0, 40)?;

@@ -92,22 +92,6 @@ impl CudaBackend {
             Arg::I32(window),
         ];
         args.extend(split_len.map(|l| Arg::I32(l as i32)));
-        // Decode batches also leave the output in 8 bits (hq, hm) for a quantized output projection, which then
-        // needs no conversion launch (`acts_for` takes it).
-        let (aq, am) = if split_len.is_none() {
-            let k = p.n_heads * p.head_dim;
-            let mut scratch = lock(&self.scratch);
-            if scratch.ensure_q8(&self.stream, n * k)? {
-                lock(&self.graphs).clear();
-            }
-            scratch.h_converted = Some((self.ptr(out), k, n));
-            (self.ptr(&scratch.hq), self.ptr(&scratch.hm))
-        } else {
-            (0, 0)
-        };
-        if split_len.is_none() {
-            args.extend([Arg::Ptr(aq), Arg::Ptr(am)]);
-        }
         self.launch(f, (pairs as u32, n_splits as u32, 1), threads, &args)?;
         if n_splits > 1 {
             self.launch(
@@ -119,8 +103,6 @@ impl CudaBackend {
                     Arg::Ptr(self.ptr(out)),
                     Arg::I32(n_splits as i32),
                     Arg::I32(p.head_dim as i32),
-                    Arg::Ptr(aq),
-                    Arg::Ptr(am),
                 ],
             )?;
         }

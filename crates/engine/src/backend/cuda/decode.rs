@@ -195,7 +195,7 @@ impl CudaBackend {
         let converted = lock(&self.scratch).h_converted.take();
         if quant::cuda::is_float(w.ty) {
             Ok(Acts::F32(x))
-        } else if converted == Some((x, w.row_len, n)) {
+        } else if n == 1 && converted == Some((x, w.row_len)) {
             let scratch = lock(&self.scratch);
             Ok(Acts::Q8 {
                 aq: self.ptr(&scratch.hq),
@@ -464,7 +464,7 @@ impl CudaBackend {
                 if scratch.ensure_q8(&self.stream, g.rows)? {
                     lock(&self.graphs).clear();
                 }
-                scratch.h_converted = Some((self.ptr(h), g.rows, 1));
+                scratch.h_converted = Some((self.ptr(h), g.rows));
                 (self.ptr(&scratch.hq), self.ptr(&scratch.hm), self.ptr(&scratch.h_done))
             } else {
                 (0, 0, 0)

@@ -209,15 +209,13 @@ pub struct Scratch {
     /// Quantized activations: [n_tokens, K] int8 and [n_tokens, K / 32] float4
     pub aq: CudaSlice<i8>,
     pub am: CudaSlice<f32>,
-    /// An activation already in 8 bits, written by the kernel that produced it (the single-token gated FFN
-    /// output, by the gate/up kernel; decode attention's output): [n_tokens, K] and [n_tokens, K / 32] float4
+    /// The single-token gated FFN output in 8 bits, written by the gate/up kernel itself: [K] and [K / 32] float4
     pub hq: CudaSlice<i8>,
     pub hm: CudaSlice<f32>,
     /// Finished blocks per 32-row chunk of that conversion (each chunk's last block converts it and resets it)
     pub h_done: CudaSlice<i32>,
-    /// Which f32 buffer (address, row length K, tokens) `hq`/`hm` hold the 8-bit form of; taken by the next
-    /// product.
-    pub h_converted: Option<(u64, usize, usize)>,
+    /// Which f32 buffer (address, length K) `hq`/`hm` hold the 8-bit form of; taken by the next product.
+    pub h_converted: Option<(u64, usize)>,
     /// Prefill operands: activations and a weight in f16, a weight in f32
     pub x16: CudaSlice<u16>,
     pub w16: CudaSlice<u16>,

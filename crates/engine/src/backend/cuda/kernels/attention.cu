@@ -86,17 +86,9 @@ extern "C" __global__ void attn_f32(const float* q, const float* kc, const float
                         scale, window, split_len);
 }
 
-// The output of (token, head) `th` at dimension d, also converted to 8 bits for the output projection when aq is not
-// null (quantize_q8's layout: the token's heads side by side). Called by whole warps over 32 consecutive d.
-__device__ __forceinline__ void attn_store(float* out, i8* aq, float4* am, int th, int head_dim, int d, float v) {
-    size_t i = (size_t)th * head_dim + d;
-    out[i] = v;
-    if (aq) quant_chunk(v, aq + (i & ~(size_t)31), am + i / 32);
-}
-
 // Merges the splits of one (token, head): a block of head_dim threads.
 extern "C" __global__ void attn_combine(const float* __restrict__ part, float* __restrict__ out, int n_splits,
-                                        int head_dim, i8* aq, float4* am) {
+                                        int head_dim) {
     grid_dep_sync();
     int th = blockIdx.x, d = threadIdx.x;
     if (d >= head_dim) return;
@@ -112,7 +104,7 @@ extern "C" __global__ void attn_combine(const float* __restrict__ part, float* _
         num += w * ps[d];
         den += w * ps[head_dim + 1];
     }
-    attn_store(out, aq, am, th, head_dim, d, den > 0.f ? num / den : 0.f);
+    out[(size_t)th * head_dim + d] = den > 0.f ? num / den : 0.f;
 }
 
 // Decode attention (few queries, many keys): a block of 4 warps per (token, head, split). Splits divide the
@@ -144,8 +136,7 @@ __device__ __forceinline__ void attn_decode(const float* __restrict__ q, const T
                                             const T* __restrict__ vc, const int* __restrict__ pos,
                                             const int* __restrict__ seq, float* __restrict__ out,
                                             float* __restrict__ part, int n_heads, int n_kv_heads, int head_dim,
-                                            int n_ctx, int n_seqs, int layer, float scale, int window, i8* aq,
-                                            float4* am) {
+                                            int n_ctx, int n_seqs, int layer, float scale, int window) {
     __shared__ float qs[256];
     __shared__ float wm[DW], wl[DW];
     __shared__ float wacc[DW][256];
@@ -222,7 +213,7 @@ __device__ __forceinline__ void attn_decode(const float* __restrict__ q, const T
             den += f * wl[w];
         }
         if (n_splits == 1) {
-            attn_store(out, aq, am, th, head_dim, d, den > 0.f ? num / den : 0.f);
+            out[(size_t)th * head_dim + d] = den > 0.f ? num / den : 0.f;
         } else {
             float* pp = part + ((size_t)th * n_splits + split) * (head_dim + 2);
             pp[d] = num;
@@ -236,19 +227,17 @@ __device__ __forceinline__ void attn_decode(const float* __restrict__ q, const T
 
 extern "C" __global__ void attn_decode_f16(const float* q, const u16* kc, const u16* vc, const int* pos,
                                            const int* seq, float* out, float* part, int n_heads, int n_kv_heads,
-                                           int head_dim, int n_ctx, int n_seqs, int layer, float scale, int window,
-                                           i8* aq, float4* am) {
+                                           int head_dim, int n_ctx, int n_seqs, int layer, float scale, int window) {
     grid_dep_sync();
     attn_decode<u16>(q, kc, vc, pos, seq, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer, scale,
-                     window, aq, am);
+                     window);
 }
 extern "C" __global__ void attn_decode_f32(const float* q, const float* kc, const float* vc, const int* pos,
                                            const int* seq, float* out, float* part, int n_heads, int n_kv_heads,
-                                           int head_dim, int n_ctx, int n_seqs, int layer, float scale, int window,
-                                           i8* aq, float4* am) {
+                                           int head_dim, int n_ctx, int n_seqs, int layer, float scale, int window) {
     grid_dep_sync();
     attn_decode<float>(q, kc, vc, pos, seq, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer, scale,
-                       window, aq, am);
+                       window);
 }
 
 // Prompt attention through GEMMs: S = scale * Q Kᵀ is computed by cuBLAS, this kernel turns each row of S into
