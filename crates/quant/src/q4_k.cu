@@ -32,4 +32,29 @@ struct FmtQ4_K {
         k.d = make_float2(d * sc, d * sc);
         k.m = make_float2(-dmin * mn, -dmin * mn);
     }
+    // Chunks 2p and 2p + 1 of a superblock share their 32 bytes (low and high nibbles): unit u = 4 * superblock + p
+    // loads them together (single-token products; see PairLoads in matvec.cu).
+    static constexpr int PAIR_STRIDE = 1;
+    __device__ static int pair_first(int u) { return 8 * (u >> 2) + 2 * (u & 3); }
+    __device__ static void load_pair(const u8* row, int u, Chunk& k0, Chunk& k1) {
+        const u8* b = row + (u >> 2) * BLOCK_BYTES;
+        int p = u & 3;
+        u32 dd = ld32(b);
+        float d = h2f((u16)(dd & 0xFFFF)), dmin = h2f((u16)(dd >> 16));
+        const uint4* qs = (const uint4*)(b + 16 + 32 * p);
+        uint4 a = qs[0], e = qs[1];
+        u32 w[8] = {a.x, a.y, a.z, a.w, e.x, e.y, e.z, e.w};
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            k0.v[i] = w[i] & 0x0F0F0F0F;
+            k1.v[i] = (w[i] >> 4) & 0x0F0F0F0F;
+        }
+        int sc, mn;
+        k4_scale_min(b + 4, 2 * p, sc, mn);
+        k0.d = make_float2(d * sc, d * sc);
+        k0.m = make_float2(-dmin * mn, -dmin * mn);
+        k4_scale_min(b + 4, 2 * p + 1, sc, mn);
+        k1.d = make_float2(d * sc, d * sc);
+        k1.m = make_float2(-dmin * mn, -dmin * mn);
+    }
 };

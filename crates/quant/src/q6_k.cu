@@ -25,4 +25,28 @@ struct FmtQ6_K {
         k.d = make_float2(d0, d1);
         k.m = make_float2(-32.f * d0, -32.f * d1);
     }
+    // Chunks 4n + k and 4n + k + 2 (k < 2) share their low-nibble bytes (low and high nibbles) and their 2-bit bytes:
+    // unit u = 4 * superblock + 2n + k loads them together (single-token products; see PairLoads in matvec.cu).
+    static constexpr int PAIR_STRIDE = 2;
+    __device__ static int pair_first(int u) { return 8 * (u >> 2) + 4 * ((u >> 1) & 1) + (u & 1); }
+    __device__ static void load_pair(const u8* row, int u, Chunk& k0, Chunk& k1) {
+        const u8* b = row + (u >> 2) * BLOCK_BYTES;
+        int n = (u >> 1) & 1, kk = u & 1;
+        u32 lw[8], hw[8];
+        ld_words_a2<8>(b + 64 * n + 32 * kk, lw);
+        ld_words_a2<8>(b + 128 + 32 * n, hw);
+        int h0 = 2 * kk, h1 = 2 * kk + 4;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            k0.v[i] = (int)((lw[i] & 0x0F0F0F0F) | (((hw[i] >> h0) & 0x03030303) << 4));
+            k1.v[i] = (int)(((lw[i] >> 4) & 0x0F0F0F0F) | (((hw[i] >> h1) & 0x03030303) << 4));
+        }
+        float d = h2f(ld16(b + 208));
+        const i8* sc = (const i8*)(b + 192 + 8 * n + 2 * kk);
+        float d0 = d * sc[0], d1 = d * sc[1], d2 = d * sc[4], d3 = d * sc[5];
+        k0.d = make_float2(d0, d1);
+        k0.m = make_float2(-32.f * d0, -32.f * d1);
+        k1.d = make_float2(d2, d3);
+        k1.m = make_float2(-32.f * d2, -32.f * d3);
+    }
 };

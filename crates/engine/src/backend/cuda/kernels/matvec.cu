@@ -289,12 +289,65 @@ __device__ __forceinline__ float glu_act(float g, int act) {
     return 0.5f * g * (1.f + tanhf(c * (g + 0.044715f * g * g * g)));
 }
 
+// Formats whose chunks come in pairs sharing their bytes (F::load_pair fills chunks F::pair_first(u) and
+// F::pair_first(u) + F::PAIR_STRIDE from one read of those bytes): single-token products walk units of two chunks.
+template <class F>
+struct PairLoads {
+    static constexpr bool value = false;
+};
+template <>
+struct PairLoads<FmtQ4_K> {
+    static constexpr bool value = true;
+};
+template <>
+struct PairLoads<FmtQ6_K> {
+    static constexpr bool value = true;
+};
+
+// Chunk c of two rows (ka, kb) against one token's activations, read once for both.
+__device__ __forceinline__ void chunk_dot2(const Chunk& ka, const Chunk& kb, const i8* __restrict__ aq,
+                                           const float4* __restrict__ am, int c, float& acc_a, float& acc_b) {
+    const int4* a = (const int4*)(aq + 32 * c);
+    int4 a0 = a[0], a1 = a[1];
+    float4 m = am[c];
+    int x0 = dp4a(ka.v[0], a0.x, dp4a(ka.v[1], a0.y, dp4a(ka.v[2], a0.z, dp4a(ka.v[3], a0.w, 0))));
+    int x1 = dp4a(ka.v[4], a1.x, dp4a(ka.v[5], a1.y, dp4a(ka.v[6], a1.z, dp4a(ka.v[7], a1.w, 0))));
+    int y0 = dp4a(kb.v[0], a0.x, dp4a(kb.v[1], a0.y, dp4a(kb.v[2], a0.z, dp4a(kb.v[3], a0.w, 0))));
+    int y1 = dp4a(kb.v[4], a1.x, dp4a(kb.v[5], a1.y, dp4a(kb.v[6], a1.z, dp4a(kb.v[7], a1.w, 0))));
+    acc_a += m.x * (ka.d.x * (float)x0 + ka.d.y * (float)x1) + ka.m.x * m.y + ka.m.y * m.z;
+    acc_b += m.x * (kb.d.x * (float)y0 + kb.d.y * (float)y1) + kb.m.x * m.y + kb.m.y * m.z;
+}
+
+#define PAIR_UNROLL 2
+// dot2_q for one token over units of two chunks (PairLoads formats).
+template <class F>
+__device__ __forceinline__ void dot2_q_pairs(const u8* __restrict__ wa, const u8* __restrict__ wb, int K,
+                                             const i8* __restrict__ aq, const float4* __restrict__ am, float& acc_a,
+                                             float& acc_b) {
+    int lane = threadIdx.x & 31, n_units = K / 64;
+#pragma unroll PAIR_UNROLL
+    for (int u = lane; u < n_units; u += 32) {
+        Chunk a0, a1, b0, b1;
+        F::load_pair(wa, u, a0, a1);
+        F::load_pair(wb, u, b0, b1);
+        int c = F::pair_first(u);
+        chunk_dot2(a0, b0, aq, am, c, acc_a, acc_b);
+        chunk_dot2(a1, b1, aq, am, c + F::PAIR_STRIDE, acc_a, acc_b);
+    }
+    acc_a = warp_sum(acc_a);
+    acc_b = warp_sum(acc_b);
+}
+
 // Two rows against the same activations in one pass: both rows' loads are in flight together and each activation
 // chunk is read once for both (the gate and up rows of the gated FFN).
 template <class F, int NT>
 __device__ __forceinline__ void dot2_q(const u8* __restrict__ wa, const u8* __restrict__ wb, int K,
                                        const i8* __restrict__ aq, const float4* __restrict__ am, int n_tokens,
                                        float acc_a[NT], float acc_b[NT]) {
+    if constexpr (NT == 1 && PairLoads<F>::value) {
+        dot2_q_pairs<F>(wa, wb, K, aq, am, acc_a[0], acc_b[0]);
+        return;
+    }
     int lane = threadIdx.x & 31;
     int n_chunks = K / 32;
 #pragma unroll(NT == 1 ? 4 : 2)
