@@ -195,13 +195,13 @@ impl<D: Backend> Pair<'_, D> {
 }
 
 /// Matrix shapes (rows, row length) per format family: row lengths are multiples of the block. The last has
-/// 16-byte-aligned rows in every format of its family (the others mostly 2-byte-aligned ones) and several
-/// hundred blocks a row.
+/// 16-byte-aligned rows in every format of its family (the others mostly 2-byte-aligned ones) and over a hundred
+/// blocks a row (Q8_0 single-token products take such rows four blocks at a time).
 fn shapes(ty: GgmlType) -> Vec<(usize, usize)> {
     if ty.block_elems() == 256 {
         vec![(64, 256), (97, 512), (160, 1536), (40, 4096)]
     } else {
-        vec![(64, 64), (97, 576), (160, 896), (48, 1536)]
+        vec![(64, 64), (97, 576), (160, 896), (48, 1536), (24, 4096)]
     }
 }
 
