@@ -61,6 +61,19 @@ fn check(key: &str) {
     let mut bad = Batch::new();
     bad.push(5, 0, 1, true);
     assert!(s.forward(&bad).is_err());
+    // A token outside the vocabulary is refused with its value, and the sequence goes on unharmed.
+    let len = s.seq_len(0);
+    let e = s.decode_step(0, vocab as u32).unwrap_err();
+    assert!(
+        matches!(e, engine::EngineError::BadToken { id, .. } if id == vocab as u32),
+        "{key}: {e}"
+    );
+    assert_eq!(
+        s.seq_len(0),
+        len,
+        "{key}: a refused token must not advance the sequence"
+    );
+    assert!(s.decode_step(0, 5).is_ok());
 }
 
 #[test]

@@ -161,6 +161,13 @@ fn run<B: Backend>(
             reason: format!("needs {} floats", rows.len() * cfg.vocab),
         });
     }
+    // Token ids are checked here, before any backend op: a GPU replaying a captured step runs no host-side check.
+    if let Some(&bad) = batch.tokens.iter().find(|&&t| t as usize >= cfg.vocab) {
+        return Err(EngineError::BadToken {
+            id: bad,
+            vocab: cfg.vocab,
+        });
+    }
     if n == 0 {
         return Ok(());
     }
