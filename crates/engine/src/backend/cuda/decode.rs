@@ -52,10 +52,19 @@ enum Acts {
     Q8 { aq: u64, am: u64 },
 }
 
-/// Longest row whose norm a block redoes in shared memory for single-token products (beyond it, one norm launch
-/// serves every block). Measured on an H100 with Llama-3-8B shapes (K = 4096): the per-block norm prologue held
-/// the Q/K/V product to 0.3 TB/s and the gate/up product to 0.9 TB/s; small models (K <= 1024) gain a launch.
+/// Longest row whose norm single-token products take inside the kernel (beyond it, one norm launch serves every
+/// block). Quantized weights: each block normalizes and converts the row in shared memory first; float weights:
+/// each warp normalizes on the fly while its rows stream (`dot2_fn`). Measured on an H100 with Llama-3-8B shapes
+/// (K = 4096): the per-block prologue held the Q/K/V product to 0.3 TB/s and the gate/up product to 0.9 TB/s, and
+/// the on-the-fly norm cost 8B f16 2 % (155.0 -> 151.7 tok/s: x and the norm weights read beside every row);
+/// small models (K <= 1024) gain a launch, and with the on-the-fly norm smollm2-135m f16 went 1,369 -> 1,543.
 const NORM_IN_BLOCK_MAX: usize = 1024;
+
+/// Whether a single-token product of rows of length `k` takes its input's RMSNorm inside the kernel.
+fn norm_in_kernel(k: usize) -> bool {
+    k <= NORM_IN_BLOCK_MAX
+}
+
 /// Rows (warps) per block of the norm-fused products: more rows per block, fewer redundant norms.
 const NORM_BLOCK_ROWS: usize = 8;
 
@@ -63,10 +72,11 @@ const NORM_BLOCK_ROWS: usize = 8;
 /// matvec.cu.
 const MATVEC1_ROWS_PER_WARP: usize = 2;
 
-/// Dynamic shared memory of the norm-fused products: the normalized row as f32, or as int8 plus per-32 scales.
+/// Dynamic shared memory of the norm-fused products: none for float weights, the normalized row as int8 plus
+/// per-32 scales for quantized ones.
 fn norm_smem(ty: gguf::GgmlType, k: usize) -> u32 {
     if quant::cuda::is_float(ty) {
-        (4 * k) as u32
+        0
     } else {
         (k + k / 32 * 16) as u32
     }
@@ -244,7 +254,7 @@ impl CudaBackend {
         let outs: Vec<u64> = qkv.iter().map(|o| self.ptr(*o)).collect();
         let segs: Vec<(&CudaWeight, u64, u64)> = (0..3).map(|i| (w[i], outs[i], bias_ptr(bias[i]))).collect();
         let same_type = w.iter().all(|wi| wi.ty == w[0].ty);
-        if n == 1 && same_type && k <= NORM_IN_BLOCK_MAX {
+        if n == 1 && same_type && norm_in_kernel(k) {
             return self.matvec_norm_segs(&segs, self.ptr(x), norm, eps).map(|_| true);
         }
         let acts = self.norm_acts(self.ptr(x), norm, eps, n, self.ptr(xn), !float)?;
@@ -324,7 +334,7 @@ impl CudaBackend {
         drop(meta);
         let fns = self.funcs.weight(ty, &w[0].name)?;
         let pairs = total / 2;
-        if k <= NORM_IN_BLOCK_MAX {
+        if norm_in_kernel(k) {
             let nw = norm.vector.as_ref().ok_or_else(|| err("norm weight", "not a vector"))?;
             self.launch_smem(
                 &fns.matvec1nr,
@@ -474,7 +484,7 @@ impl CudaBackend {
             Activation::Silu => 0,
             Activation::GeluTanh => 1,
         };
-        if n == 1 && k <= NORM_IN_BLOCK_MAX {
+        if n == 1 && norm_in_kernel(k) {
             let nw = norm.vector.as_ref().ok_or_else(|| err("norm weight", "not a vector"))?;
             let fns = self.funcs.weight(g.ty, &g.name)?;
             return self

@@ -502,12 +502,46 @@ __device__ __forceinline__ void dot2_f(const u8* __restrict__ wa, const u8* __re
     }
 }
 
+// dot2_f for one token whose activations are RMSNorm(x) * nw, normalized on the fly: the rows are dotted with
+// x * nw while the lanes also sum x^2 over the row they walk anyway, and the sums are scaled by rsqrt(mean + eps)
+// at the end. No norm launch, no pass over x before the weights stream, no shared memory.
+template <class F>
+__device__ __forceinline__ void dot2_fn(const u8* __restrict__ wa, const u8* __restrict__ wb, int K,
+                                        const float* __restrict__ x, const float* __restrict__ nw, float eps,
+                                        float* acc_a, float* acc_b) {
+    int lane = threadIdx.x & 31;
+    float a = 0.f, b = 0.f, ss = 0.f;
+#pragma unroll 4
+    for (int i = 8 * lane; i < K; i += 256) {
+        float fa[8], fb[8];
+        F::load8(wa, i, fa);
+        F::load8(wb, i, fb);
+        const float4* xp = (const float4*)(x + i);
+        const float4* wp = (const float4*)(nw + i);
+        float4 x0 = xp[0], x1 = xp[1], w0 = wp[0], w1 = wp[1];
+        float v[8] = {x0.x * w0.x, x0.y * w0.y, x0.z * w0.z, x0.w * w0.w,
+                      x1.x * w1.x, x1.y * w1.y, x1.z * w1.z, x1.w * w1.w};
+        ss += x0.x * x0.x + x0.y * x0.y + x0.z * x0.z + x0.w * x0.w + x1.x * x1.x + x1.y * x1.y + x1.z * x1.z +
+              x1.w * x1.w;
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            a += fa[j] * v[j];
+            b += fb[j] * v[j];
+        }
+    }
+    float scale = rsqrtf(warp_sum(ss) / K + eps);
+    acc_a[0] = warp_sum(a) * scale;
+    acc_b[0] = warp_sum(b) * scale;
+}
+
+// nw not null (one token): the activations are RMSNorm(x) * nw, normalized on the fly (dot2_fn).
 template <class F, int NT>
 __device__ __forceinline__ void matvec_f(Segs s, size_t row_bytes, int total_rows, int K, const float* __restrict__ x,
-                                         int n_tokens, int accumulate) {
+                                         int n_tokens, int accumulate, const float* nw = nullptr, float eps = 0.f) {
     if (NT == 1) {
         matvec_two_rows(s, row_bytes, total_rows, accumulate, [&](const u8* wa, const u8* wb, float* a, float* b) {
-            dot2_f<F, 1>(wa, wb, K, x, 1, a, b);
+            if (nw) dot2_fn<F>(wa, wb, K, x, nw, eps, a, b);
+            else dot2_f<F, 1>(wa, wb, K, x, 1, a, b);
         });
         return;
     }
@@ -527,13 +561,15 @@ __device__ __forceinline__ void matvec_f(Segs s, size_t row_bytes, int total_row
 template <class F, int NT>
 __device__ __forceinline__ void glu_f(const u8* __restrict__ gate, const u8* __restrict__ up, size_t row_bytes,
                                       int rows, int K, const float* __restrict__ x, float* __restrict__ h,
-                                      int n_tokens, int act, i8* hq, float4* hm, int* done) {
+                                      int n_tokens, int act, i8* hq, float4* hm, int* done, const float* nw = nullptr,
+                                      float eps = 0.f) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     if (row < rows) {
         float g[NT], u[NT];
 #pragma unroll
         for (int t = 0; t < NT; t++) g[t] = u[t] = 0.f;
-        dot2_f<F, NT>(gate + row * row_bytes, up + row * row_bytes, K, x, n_tokens, g, u);
+        if (NT == 1 && nw) dot2_fn<F>(gate + row * row_bytes, up + row * row_bytes, K, x, nw, eps, g, u);
+        else dot2_f<F, NT>(gate + row * row_bytes, up + row * row_bytes, K, x, n_tokens, g, u);
         if ((threadIdx.x & 31) == 0)
 #pragma unroll
             for (int t = 0; t < NT; t++)
@@ -694,9 +730,7 @@ __device__ __forceinline__ void block_norm(const float* __restrict__ x, const fl
     extern "C" __global__ void matvec1n_##NAME(Segs s, size_t rb, int rows, int K, const float* x,             \
                                                const float* nw, float eps, int acc) {                         \
         prefetch_block_segs(s, rb, 2); grid_dep_sync();                                                        \
-        extern __shared__ char sm[];                                                                           \
-        block_norm<false>(x, nw, K, eps, sm);                                                                  \
-        matvec_f<FMT, 1>(s, rb, rows, K, (const float*)sm, 1, acc);                                            \
+        matvec_f<FMT, 1>(s, rb, rows, K, x, 1, acc, nw, eps);                                                  \
     }                                                                                                          \
     extern "C" __global__ void matvec1r_##NAME(Segs s, size_t rb, int rows, int K, const float* x,             \
                                                RopeArgs ra) {                                                 \
@@ -708,19 +742,15 @@ __device__ __forceinline__ void block_norm(const float* __restrict__ x, const fl
     extern "C" __global__ void matvec1nr_##NAME(Segs s, size_t rb, int rows, int K, const float* x,            \
                                                 const float* nw, float eps, RopeArgs ra) {                    \
         prefetch_block_segs(s, rb, 2); grid_dep_sync();                                                        \
-        extern __shared__ char sm[];                                                                           \
-        block_norm<false>(x, nw, K, eps, sm);                                                                  \
         matvec_rope_pairs(s, rb, rows, ra, [&](const u8* wa, const u8* wb, float* a, float* b) {               \
-            dot2_f<FMT, 1>(wa, wb, K, (const float*)sm, 1, a, b);                                              \
+            dot2_fn<FMT>(wa, wb, K, x, nw, eps, a, b);                                                         \
         });                                                                                                    \
     }                                                                                                          \
     extern "C" __global__ void glu1n_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K,              \
                                             const float* x, const float* nw, float eps, float* h, int act,    \
                                             i8* hq, float4* hm, int* dn) {                                           \
         prefetch_block_glu(g, u, rb, rows); grid_dep_sync();                                                   \
-        extern __shared__ char sm[];                                                                           \
-        block_norm<false>(x, nw, K, eps, sm);                                                                  \
-        glu_f<FMT, 1>(g, u, rb, rows, K, (const float*)sm, h, 1, act, hq, hm, dn);                                 \
+        glu_f<FMT, 1>(g, u, rb, rows, K, x, h, 1, act, hq, hm, dn, nw, eps);                                   \
     }
 
 QUARREL_FLOAT_KERNELS(f32, FmtF32)
