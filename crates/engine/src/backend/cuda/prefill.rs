@@ -12,6 +12,35 @@ use crate::model::config::LayerKind;
 use cudarc::driver::CudaSlice;
 use gguf::GgmlType;
 
+/// Most bytes of scores (f32) and probabilities (f16) one GEMM attention pass may hold: longer prompts (a
+/// perplexity run at a large context is one batch) run their queries in chunks, each seeing only the keys up to its
+/// last position.
+const PROMPT_ATTENTION_SCRATCH: usize = 256 << 20;
+
+/// Bytes of scores and probabilities per (head, query, key).
+const SCORE_BYTES: usize = 4 + 2;
+
+/// The query chunks of a one-sequence prompt at `positions` for the GEMM attention: (first row, rows, keys seen),
+/// each chunk's `n_heads * rows * keys * SCORE_BYTES` within `cap` (a chunk has at least one row).
+pub fn prompt_query_chunks(positions: &[u32], n_heads: usize, cap: usize) -> Vec<(usize, usize, usize)> {
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    while start < positions.len() {
+        let (mut end, mut keys) = (start, 0);
+        while end < positions.len() {
+            let k = keys.max(positions[end] as usize + 1);
+            if end > start && n_heads * (end + 1 - start) * k * SCORE_BYTES > cap {
+                break;
+            }
+            keys = k;
+            end += 1;
+        }
+        chunks.push((start, end - start, keys));
+        start = end;
+    }
+    chunks
+}
+
 impl CudaBackend {
     pub(super) fn attention_gemm(
         &self,
@@ -21,37 +50,56 @@ impl CudaBackend {
         p: AttentionParams,
         out: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cublasOperation_t, cudaDataType};
-        let s = kv.shape;
-        let n = batch.len();
+        let n_all = batch.len();
         let hd = p.head_dim;
         let q_dim = p.n_heads * hd;
-        let n_keys = batch.positions.iter().copied().max().unwrap_or(0) as usize + 1;
-        let group = p.n_heads / p.n_kv_heads;
+        let chunks = prompt_query_chunks(&batch.positions, p.n_heads, PROMPT_ATTENTION_SCRATCH);
+        let att_max = chunks.iter().map(|&(_, n, k)| n * k).max().unwrap_or(0);
         let seq = batch.seq_ids[0] as usize;
         let window = match p.kind {
             LayerKind::Global => 0,
             LayerKind::Sliding { window } => window as i32,
         };
         let mut scratch = lock(&self.scratch);
-        scratch.ensure_x16(&self.stream, n * q_dim)?;
-        scratch.ensure_att(&self.stream, p.n_heads * n * n_keys)?;
+        scratch.ensure_x16(&self.stream, n_all * q_dim)?;
+        scratch.ensure_att(&self.stream, p.n_heads * att_max)?;
         self.launch_1d(
             &self.funcs.to_f16,
-            n * q_dim,
+            n_all * q_dim,
             &[
                 Arg::Ptr(self.ptr(q)),
                 Arg::Ptr(self.ptr(&scratch.x16)),
-                Arg::Usize(n * q_dim),
+                Arg::Usize(n_all * q_dim),
             ],
         )?;
-        let (q16, s32, p16, o32) = (
-            self.ptr(&scratch.x16),
-            self.ptr(&scratch.att_s),
-            self.ptr(&scratch.att_p),
-            self.ptr(out),
-        );
+        let (s32, p16) = (self.ptr(&scratch.att_s), self.ptr(&scratch.att_p));
         let (kc, vc) = (self.ptr(&kv.k), self.ptr(&kv.v));
+        let pos = self.ptr(&lock(&self.meta).pos);
+        for (first, n, n_keys) in chunks {
+            // This chunk's query rows, output rows and positions.
+            let q16 = self.ptr(&scratch.x16) + (first * q_dim * 2) as u64;
+            let o32 = self.ptr(out) + (first * q_dim * 4) as u64;
+            let pos = pos + (first * 4) as u64;
+            self.attention_gemm_chunk(&p, kv, (q16, o32, pos, s32, p16), (n, n_keys), (kc, vc, seq, window))?;
+        }
+        Ok(())
+    }
+
+    /// The GEMM attention of `n` consecutive query rows of one sequence against its first `n_keys` keys.
+    #[allow(clippy::type_complexity)]
+    fn attention_gemm_chunk(
+        &self,
+        p: &AttentionParams,
+        kv: &CudaKv,
+        (q16, o32, pos, s32, p16): (u64, u64, u64, u64, u64),
+        (n, n_keys): (usize, usize),
+        (kc, vc, seq, window): (u64, u64, usize, i32),
+    ) -> Result<()> {
+        use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cublasOperation_t, cudaDataType};
+        let s = kv.shape;
+        let hd = p.head_dim;
+        let q_dim = p.n_heads * hd;
+        let group = p.n_heads / p.n_kv_heads;
         let handle = *self.blas.handle();
         let (one, zero, scale) = (1.0f32, 0.0f32, p.scale);
         for g in 0..p.n_kv_heads {
@@ -88,7 +136,6 @@ impl CudaBackend {
             }
             .map_err(|e| err("attention scores GEMM", e))?;
         }
-        let meta = lock(&self.meta);
         self.launch(
             &self.funcs.softmax_causal,
             ((p.n_heads * n) as u32, 1, 1),
@@ -96,7 +143,7 @@ impl CudaBackend {
             &[
                 Arg::Ptr(s32),
                 Arg::Ptr(p16),
-                Arg::Ptr(self.ptr(&meta.pos)),
+                Arg::Ptr(pos),
                 Arg::I32(n as i32),
                 Arg::I32(n_keys as i32),
                 Arg::I32(window),
@@ -247,5 +294,57 @@ impl CudaBackend {
                 Arg::Ptr(o16),
             ],
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_prompt_is_one_chunk() {
+        let pos: Vec<u32> = (0..512).collect();
+        assert_eq!(
+            prompt_query_chunks(&pos, 32, PROMPT_ATTENTION_SCRATCH),
+            vec![(0, 512, 512)]
+        );
+        // A prompt continuing a sequence sees the keys before it.
+        let pos: Vec<u32> = (100..140).collect();
+        assert_eq!(
+            prompt_query_chunks(&pos, 8, PROMPT_ATTENTION_SCRATCH),
+            vec![(0, 40, 140)]
+        );
+    }
+
+    #[test]
+    fn long_prompts_are_cut_within_the_cap_and_cover_every_row() {
+        let pos: Vec<u32> = (0..8192).collect();
+        let (heads, cap) = (32, PROMPT_ATTENTION_SCRATCH);
+        let chunks = prompt_query_chunks(&pos, heads, cap);
+        assert!(chunks.len() > 1, "{chunks:?}");
+        let mut next = 0;
+        for &(first, n, keys) in &chunks {
+            assert_eq!(first, next, "rows in order, none skipped");
+            assert!(n >= 1);
+            assert_eq!(
+                keys,
+                pos[first + n - 1] as usize + 1,
+                "keys up to the chunk's last position"
+            );
+            assert!(heads * n * keys * SCORE_BYTES <= cap, "chunk {first}+{n} over the cap");
+            next = first + n;
+        }
+        assert_eq!(next, pos.len());
+        // Early chunks see fewer keys, so they take more rows.
+        assert!(chunks[0].1 > chunks[chunks.len() - 1].1);
+    }
+
+    #[test]
+    fn a_row_over_the_cap_still_runs_alone() {
+        let pos: Vec<u32> = (0..4).collect();
+        assert_eq!(
+            prompt_query_chunks(&pos, 1, 1),
+            vec![(0, 1, 1), (1, 1, 2), (2, 1, 3), (3, 1, 4)]
+        );
     }
 }
