@@ -1,7 +1,7 @@
 //! Prompt attention through cuBLAS: for each KV head, one strided-batched GEMM over its query heads gives the
 //! scores S = scale · Q Kᵀ, a kernel turns them into causal softmax probabilities (f16), and a second batched GEMM
 //! gives P V straight into the output rows. Tensor cores do the O(n²) work; used for prompts of one sequence on an
-//! F16 cache.
+//! F16 cache. Long prompts run in chunks of query rows so that the scores stay within a fixed size.
 
 use super::device::WeightFuncs;
 use super::{err, lock, Arg, CudaBackend, CudaKv, CudaWeight};
