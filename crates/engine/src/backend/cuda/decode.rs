@@ -1,14 +1,15 @@
 //! The decode path (1..=8 tokens): matrix-vector kernels, and the fused ops that keep a decode step to a few
-//! launches per layer (a captured graph replays every launch, so each one costs ~1-3 µs however small):
-//! norm + activation conversion + Q/K/V in two launches, RoPE + cache store in one, products that add into the
-//! residual stream directly, and the gated FFN input (norm, gate and up, activation) in two.
+//! launches per layer (a captured graph replays every launch, each overlapping its predecessor's end): the norm
+//! and 8-bit conversion of a product's input in one launch (or inside the product, for short float rows), Q/K/V
+//! with RoPE and the cache store in one, products that add into the residual stream directly, and gate and up
+//! with the activation (and the 8-bit form of its output) in one.
 
 use super::{err, lock, Arg, CudaBackend, CudaKv, CudaWeight, MATVEC_THREADS, MAX_DECODE_TOKENS};
 use crate::backend::KvPrecision;
 use crate::batch::Batch;
 use crate::error::Result;
 use crate::model::config::{Activation, RopeParams, RopeStyle};
-use cudarc::driver::CudaSlice;
+use cudarc::driver::{CudaFunction, CudaSlice};
 
 /// Up to three weights of one format and row length in one launch; mirrors `struct Segs` in matvec.cu.
 #[repr(C)]
@@ -52,35 +53,31 @@ enum Acts {
     Q8 { aq: u64, am: u64 },
 }
 
-/// Longest row whose norm single-token products take inside the kernel (beyond it, one norm launch serves every
-/// block). Quantized weights: each block normalizes and converts the row in shared memory first; float weights:
-/// each warp normalizes on the fly while its rows stream (`dot2_fn`). Measured on an H100 with Llama-3-8B shapes
-/// (K = 4096): the per-block prologue held the Q/K/V product to 0.3 TB/s and the gate/up product to 0.9 TB/s, and
-/// the on-the-fly norm cost 8B f16 2 % (155.0 -> 151.7 tok/s: x and the norm weights read beside every row);
-/// small models (K <= 1024) gain a launch, and with the on-the-fly norm smollm2-135m f16 went 1,369 -> 1,543.
-const NORM_IN_BLOCK_MAX: usize = 1024;
+/// Longest float row whose single-token products normalize their input on the fly (each warp while its rows
+/// stream, `dot2_fn`) instead of after a norm launch. Measured on an H100: smollm2-135m f16 went 1,369 -> 1,543
+/// tok/s; with Llama-3-8B rows (K = 4096) it cost 2 % (155.0 -> 151.7: x and the norm weights read beside every
+/// row). Quantized weights always take the norm launch, which also converts the row to 8 bits: under dependent
+/// launch it overlaps its neighbours, and measured it beat every block normalizing and converting the row in shared
+/// memory (smollm2 q8_0 1,323-1,351 -> 1,366-1,378) as well as every block only converting it (1,355 -> 1,290).
+const NORM_IN_KERNEL_MAX: usize = 1024;
 
-/// Whether a single-token product of rows of length `k` takes its input's RMSNorm inside the kernel.
-fn norm_in_kernel(k: usize) -> bool {
-    k <= NORM_IN_BLOCK_MAX
+/// Whether a single-token product of `ty` rows of length `k` takes its input's RMSNorm inside the kernel.
+fn norm_in_kernel(ty: gguf::GgmlType, k: usize) -> bool {
+    quant::cuda::is_float(ty) && k <= NORM_IN_KERNEL_MAX
 }
 
-/// Rows (warps) per block of the norm-fused products: more rows per block, fewer redundant norms.
+/// A float-only kernel of a weight's format (`WeightFuncs`), or the error naming the weight.
+fn float_kernel<'a>(f: &'a Option<CudaFunction>, w: &CudaWeight) -> Result<&'a CudaFunction> {
+    f.as_ref()
+        .ok_or_else(|| err(&format!("norm-fused product of {}", w.name), "not a float weight"))
+}
+
+/// Warps per block of the norm-fused products.
 const NORM_BLOCK_ROWS: usize = 8;
 
 /// Rows a warp of the single-token products takes (both rows' loads in flight together): `matvec_two_rows` in
 /// matvec.cu.
 const MATVEC1_ROWS_PER_WARP: usize = 2;
-
-/// Dynamic shared memory of the norm-fused products: none for float weights, the normalized row as int8 plus
-/// per-32 scales for quantized ones.
-fn norm_smem(ty: gguf::GgmlType, k: usize) -> u32 {
-    if quant::cuda::is_float(ty) {
-        0
-    } else {
-        (k + k / 32 * 16) as u32
-    }
-}
 
 impl CudaBackend {
     /// The segment table of up to three (weight, output, bias) triples, and their rows in all.
@@ -101,11 +98,10 @@ impl CudaBackend {
         let nw = norm.vector.as_ref().ok_or_else(|| err("norm weight", "not a vector"))?;
         let fns = self.funcs.weight(w0.ty, &w0.name)?;
         let (segs, total) = self.segs(ws);
-        self.launch_smem(
-            &fns.matvec1n,
+        self.launch(
+            float_kernel(&fns.matvec1n, w0)?,
             (total.div_ceil(MATVEC1_ROWS_PER_WARP * NORM_BLOCK_ROWS) as u32, 1, 1),
             32 * NORM_BLOCK_ROWS as u32,
-            norm_smem(w0.ty, w0.row_len),
             &[
                 Arg::Segs(segs),
                 Arg::Usize(w0.row_bytes),
@@ -254,7 +250,7 @@ impl CudaBackend {
         let outs: Vec<u64> = qkv.iter().map(|o| self.ptr(*o)).collect();
         let segs: Vec<(&CudaWeight, u64, u64)> = (0..3).map(|i| (w[i], outs[i], bias_ptr(bias[i]))).collect();
         let same_type = w.iter().all(|wi| wi.ty == w[0].ty);
-        if n == 1 && same_type && norm_in_kernel(k) {
+        if n == 1 && same_type && norm_in_kernel(w[0].ty, k) {
             return self.matvec_norm_segs(&segs, self.ptr(x), norm, eps).map(|_| true);
         }
         let acts = self.norm_acts(self.ptr(x), norm, eps, n, self.ptr(xn), !float)?;
@@ -334,13 +330,12 @@ impl CudaBackend {
         drop(meta);
         let fns = self.funcs.weight(ty, &w[0].name)?;
         let pairs = total / 2;
-        if norm_in_kernel(k) {
+        if norm_in_kernel(ty, k) {
             let nw = norm.vector.as_ref().ok_or_else(|| err("norm weight", "not a vector"))?;
-            self.launch_smem(
-                &fns.matvec1nr,
+            self.launch(
+                float_kernel(&fns.matvec1nr, w[0])?,
                 (pairs.div_ceil(NORM_BLOCK_ROWS) as u32, 1, 1),
                 32 * NORM_BLOCK_ROWS as u32,
-                norm_smem(ty, k),
                 &[
                     Arg::Segs(segs),
                     Arg::Usize(w[0].row_bytes),
@@ -484,15 +479,14 @@ impl CudaBackend {
             Activation::Silu => 0,
             Activation::GeluTanh => 1,
         };
-        if n == 1 && norm_in_kernel(k) {
+        if n == 1 && norm_in_kernel(g.ty, k) {
             let nw = norm.vector.as_ref().ok_or_else(|| err("norm weight", "not a vector"))?;
             let fns = self.funcs.weight(g.ty, &g.name)?;
             return self
-                .launch_smem(
-                    &fns.glu1n,
+                .launch(
+                    float_kernel(&fns.glu1n, g)?,
                     (g.rows.div_ceil(NORM_BLOCK_ROWS) as u32, 1, 1),
                     32 * NORM_BLOCK_ROWS as u32,
-                    norm_smem(g.ty, k),
                     &[
                         Arg::Ptr(self.ptr(&g.data)),
                         Arg::Ptr(self.ptr(&u.data)),

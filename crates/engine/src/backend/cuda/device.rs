@@ -16,12 +16,13 @@ pub struct WeightFuncs {
     pub matvec8: CudaFunction,
     pub glu1: CudaFunction,
     pub glu8: CudaFunction,
-    /// Single-token products with the input's RMSNorm done in each block (no separate norm launch).
-    pub matvec1n: CudaFunction,
-    pub glu1n: CudaFunction,
-    /// Single-token Q/K/V products that rotate Q and K and write K and V into the cache (`n`: norm in the block).
+    /// Float formats only: single-token products that normalize their input on the fly (no norm launch).
+    pub matvec1n: Option<CudaFunction>,
+    pub glu1n: Option<CudaFunction>,
+    /// Single-token Q/K/V products that rotate Q and K and write K and V into the cache (`matvec1nr`, float formats
+    /// only: normalizing the input on the fly).
     pub matvec1r: CudaFunction,
-    pub matvec1nr: CudaFunction,
+    pub matvec1nr: Option<CudaFunction>,
     pub dequant: CudaFunction,
 }
 
@@ -64,6 +65,13 @@ impl Funcs {
             let Some(sfx) = quant::cuda::kernel_suffix(ty) else {
                 continue;
             };
+            let float_only = |name: &str| -> Result<Option<CudaFunction>> {
+                if quant::cuda::is_float(ty) {
+                    f(&format!("{name}_{sfx}")).map(Some)
+                } else {
+                    Ok(None)
+                }
+            };
             weights.insert(
                 ty,
                 WeightFuncs {
@@ -71,10 +79,10 @@ impl Funcs {
                     matvec8: f(&format!("matvec8_{sfx}"))?,
                     glu1: f(&format!("glu1_{sfx}"))?,
                     glu8: f(&format!("glu8_{sfx}"))?,
-                    matvec1n: f(&format!("matvec1n_{sfx}"))?,
-                    glu1n: f(&format!("glu1n_{sfx}"))?,
+                    matvec1n: float_only("matvec1n")?,
+                    glu1n: float_only("glu1n")?,
                     matvec1r: f(&format!("matvec1r_{sfx}"))?,
-                    matvec1nr: f(&format!("matvec1nr_{sfx}"))?,
+                    matvec1nr: float_only("matvec1nr")?,
                     dequant: f(&format!("dequant_{sfx}"))?,
                 },
             );

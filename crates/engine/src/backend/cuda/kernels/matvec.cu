@@ -248,13 +248,10 @@ __device__ __forceinline__ void matvec_rope_pairs(const Segs& s, size_t row_byte
 
 template <class F, int NT>
 __device__ __forceinline__ void matvec_q(Segs s, size_t row_bytes, int total_rows, int K, const i8* __restrict__ aq,
-                                         const float4* __restrict__ am, int n_tokens, int accumulate,
-                                         float scale = 1.f) {
+                                         const float4* __restrict__ am, int n_tokens, int accumulate) {
     if (NT == 1) {
         matvec_two_rows(s, row_bytes, total_rows, accumulate, [&](const u8* wa, const u8* wb, float* a, float* b) {
             dot2_q<F, 1>(wa, wb, K, aq, am, 1, a, b);
-            a[0] *= scale;
-            b[0] *= scale;
         });
         return;
     }
@@ -393,19 +390,13 @@ __device__ __forceinline__ void convert_when_complete(const float* h, i8* hq, fl
 template <class F, int NT>
 __device__ __forceinline__ void glu_q(const u8* __restrict__ gate, const u8* __restrict__ up, size_t row_bytes,
                                       int rows, int K, const i8* __restrict__ aq, const float4* __restrict__ am,
-                                      float* __restrict__ h, int n_tokens, int act, i8* hq, float4* hm, int* done,
-                                      float scale = 1.f) {
+                                      float* __restrict__ h, int n_tokens, int act, i8* hq, float4* hm, int* done) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     if (row < rows) {
         float g[NT], u[NT];
 #pragma unroll
         for (int t = 0; t < NT; t++) g[t] = u[t] = 0.f;
         dot2_q<F, NT>(gate + row * row_bytes, up + row * row_bytes, K, aq, am, n_tokens, g, u);
-#pragma unroll
-        for (int t = 0; t < NT; t++) {
-            g[t] *= scale;
-            u[t] *= scale;
-        }
         if ((threadIdx.x & 31) == 0)
 #pragma unroll
             for (int t = 0; t < NT; t++)
@@ -628,30 +619,6 @@ __device__ __forceinline__ void dequant_rows_f(const u8* __restrict__ w, size_t 
     }
 }
 
-// One token's input to quantized single-token products, done by every block into its own shared memory so that
-// decoding needs no separate norm launch: x * w converted to 8 bits per 32 elements (K int8, then K/32 float4 at
-// sm + K), in one pass with one barrier. The conversion does not depend on the norm's scale (it scales d and the
-// sums alike), so the row is converted unnormalized and the returned rsqrt(mean(x^2) + eps) scales the products'
-// sums instead.
-__device__ __forceinline__ float block_norm_q(const float* __restrict__ x, const float* __restrict__ w, int K,
-                                              float eps, char* sm) {
-    __shared__ float partial[32];
-    int warp = threadIdx.x / 32, lane = threadIdx.x & 31, nw = blockDim.x / 32;
-    float ss = 0.f;
-    for (int c = warp; c < K / 32; c += nw) {
-        int i = 32 * c + lane;
-        float v = x[i];
-        ss += v * v;
-        quant_chunk(v * w[i], (i8*)sm + 32 * c, (float4*)(sm + K) + c);
-    }
-    ss = warp_sum(ss);
-    if (lane == 0) partial[warp] = ss;
-    __syncthreads();
-    float total = 0.f;
-    for (int i = 0; i < nw; i++) total += partial[i];
-    return rsqrtf(total / K + eps);
-}
-
 #define QUARREL_QUANT_KERNELS(NAME, FMT)                                                                        \
     extern "C" __global__ void matvec1_##NAME(Segs s, size_t rb, int rows, int K, const i8* aq, const float4* am, \
                                               int n, int acc) {                                               \
@@ -678,38 +645,12 @@ __device__ __forceinline__ float block_norm_q(const float* __restrict__ x, const
         grid_dep_sync();                                                                                       \
         dequant_rows<FMT>(w, rb, K, ids, n_rows, scale, o32, o16);                                             \
     }                                                                                                          \
-    extern "C" __global__ void matvec1n_##NAME(Segs s, size_t rb, int rows, int K, const float* x,             \
-                                               const float* nw, float eps, int acc) {                         \
-        prefetch_block_segs(s, rb, 2); grid_dep_sync();                                                        \
-        extern __shared__ char sm[];                                                                           \
-        float scale = block_norm_q(x, nw, K, eps, sm);                                                         \
-        matvec_q<FMT, 1>(s, rb, rows, K, (const i8*)sm, (const float4*)(sm + K), 1, acc, scale);               \
-    }                                                                                                          \
     extern "C" __global__ void matvec1r_##NAME(Segs s, size_t rb, int rows, int K, const i8* aq, const float4* am, \
                                                RopeArgs ra) {                                                 \
         prefetch_block_segs(s, rb, 2); grid_dep_sync();                                                        \
         matvec_rope_pairs(s, rb, rows, ra, [&](const u8* wa, const u8* wb, float* a, float* b) {               \
             dot2_q<FMT, 1>(wa, wb, K, aq, am, 1, a, b);                              \
         });                                                                                                    \
-    }                                                                                                          \
-    extern "C" __global__ void matvec1nr_##NAME(Segs s, size_t rb, int rows, int K, const float* x,            \
-                                                const float* nw, float eps, RopeArgs ra) {                    \
-        prefetch_block_segs(s, rb, 2); grid_dep_sync();                                                        \
-        extern __shared__ char sm[];                                                                           \
-        float scale = block_norm_q(x, nw, K, eps, sm);                                                         \
-        matvec_rope_pairs(s, rb, rows, ra, [&](const u8* wa, const u8* wb, float* a, float* b) {               \
-            dot2_q<FMT, 1>(wa, wb, K, (const i8*)sm, (const float4*)(sm + K), 1, a, b);                        \
-            a[0] *= scale;                                                                                     \
-            b[0] *= scale;                                                                                     \
-        });                                                                                                    \
-    }                                                                                                          \
-    extern "C" __global__ void glu1n_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K,              \
-                                            const float* x, const float* nw, float eps, float* h, int act,    \
-                                            i8* hq, float4* hm, int* dn) {                                           \
-        prefetch_block_glu(g, u, rb, rows); grid_dep_sync();                                                   \
-        extern __shared__ char sm[];                                                                           \
-        float scale = block_norm_q(x, nw, K, eps, sm);                                                         \
-        glu_q<FMT, 1>(g, u, rb, rows, K, (const i8*)sm, (const float4*)(sm + K), h, 1, act, hq, hm, dn, scale); \
     }
 
 #define QUARREL_FLOAT_KERNELS(NAME, FMT)                                                                        \
