@@ -549,8 +549,8 @@ fn check_fused<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng, ty: GgmlType) 
                 2.0 * bound,
             );
         }
-        // The whole FFN at decode sizes: gated input, then a Q8_0 down projection added into the residual (a
-        // single token's gated output reaches it already in 8 bits on CUDA). Its error is the larger format's.
+        // The whole FFN at decode sizes: gated input, then a Q8_0 down projection added into the residual. Its
+        // error is the larger format's.
         if n > 8 {
             continue;
         }
@@ -807,9 +807,7 @@ fn check_attention<D: Backend>(
             );
         }
     }
-    // Copy sequence 0's 40 positions over sequence 2, then attend from sequence 2.
-    // Decode attention, then a quantized output projection of its output (which a GPU may take in the 8-bit
-    // form the attention kernel left behind).
+    // Decode attention, then a quantized output projection of its output.
     let one = Batch::for_sequence(&[0], 1, 599);
     for (ty, decode) in [
         (GgmlType::Q8_0, &decode),
@@ -857,6 +855,7 @@ fn check_attention<D: Backend>(
             bound.max(FORMATS.iter().find(|(t, _)| *t == ty).map_or(5e-2, |(_, b)| *b)),
         );
     }
+    // Copy sequence 0's 40 positions over sequence 2, then attend from sequence 2.
     p.cpu.kv_copy_seq(&mut kc, 0, 2, 0, 40)?;
     p.dev.kv_copy_seq(&mut kd, 0, 2, 0, 40)?;
     let batch = Batch::for_sequence(&[0], 2, 39);

@@ -2,7 +2,7 @@
 //! launches per layer (a captured graph replays every launch, each overlapping its predecessor's end): the norm
 //! and 8-bit conversion of a product's input in one launch (or inside the product, for short float rows), Q/K/V
 //! with RoPE and the cache store in one, products that add into the residual stream directly, and gate and up
-//! with the activation (and the 8-bit form of its output) in one.
+//! with the activation in one.
 
 use super::{err, lock, Arg, CudaBackend, CudaKv, CudaWeight, MATVEC_THREADS, MAX_DECODE_TOKENS};
 use crate::backend::KvPrecision;
@@ -195,18 +195,10 @@ impl CudaBackend {
         self.launch(f, grid, MATVEC_THREADS, &args)
     }
 
-    /// The activations a weight's kernels read, converting `x` if the format needs it (unless the kernel that
-    /// wrote `x` left its 8-bit form behind).
+    /// The activations a weight's kernels read: `x` itself for float weights, else its 8-bit form (one launch).
     fn acts_for(&self, w: &CudaWeight, x: u64, n: usize) -> Result<Acts> {
-        let converted = lock(&self.scratch).h_converted.take();
         if quant::cuda::is_float(w.ty) {
             Ok(Acts::F32(x))
-        } else if n == 1 && converted == Some((x, w.row_len)) {
-            let scratch = lock(&self.scratch);
-            Ok(Acts::Q8 {
-                aq: self.ptr(&scratch.hq),
-                am: self.ptr(&scratch.hm),
-            })
         } else {
             self.quantize_acts(x, n, w.row_len)
         }
@@ -459,22 +451,6 @@ impl CudaBackend {
         }
         self.check_len("ffn output", h.len(), n * g.rows)?;
         let float = quant::cuda::is_float(g.ty);
-        // A single token's output of quantized gate/up weights is also left in 8 bits for the down projection (the
-        // last block to finish each 32-row chunk converts it), which then needs no conversion launch. Float gate/up
-        // weights come with a float down projection, which reads the f32 output: no conversion there.
-        let (hq, hm, h_done) = {
-            let mut scratch = lock(&self.scratch);
-            scratch.h_converted = None;
-            if n == 1 && !float && g.rows.is_multiple_of(32) {
-                if scratch.ensure_q8(&self.stream, g.rows)? {
-                    lock(&self.graphs).clear();
-                }
-                scratch.h_converted = Some((self.ptr(h), g.rows));
-                (self.ptr(&scratch.hq), self.ptr(&scratch.hm), self.ptr(&scratch.h_done))
-            } else {
-                (0, 0, 0)
-            }
-        };
         let act = match act {
             Activation::Silu => 0,
             Activation::GeluTanh => 1,
@@ -498,9 +474,6 @@ impl CudaBackend {
                         Arg::F32(eps),
                         Arg::Ptr(self.ptr(h)),
                         Arg::I32(act),
-                        Arg::Ptr(hq),
-                        Arg::Ptr(hm),
-                        Arg::Ptr(h_done),
                     ],
                 )
                 .map(|_| true);
@@ -520,9 +493,6 @@ impl CudaBackend {
             Acts::Q8 { aq, am } => args.extend([Arg::Ptr(aq), Arg::Ptr(am)]),
         }
         args.extend([Arg::Ptr(self.ptr(h)), Arg::I32(n as i32), Arg::I32(act)]);
-        if n == 1 {
-            args.extend([Arg::Ptr(hq), Arg::Ptr(hm), Arg::Ptr(h_done)]);
-        }
         let grid = (g.rows.div_ceil((MATVEC_THREADS / 32) as usize) as u32, 1, 1);
         self.launch(f, grid, MATVEC_THREADS, &args)?;
         Ok(true)

@@ -217,13 +217,6 @@ pub struct Scratch {
     /// Quantized activations: [n_tokens, K] int8 and [n_tokens, K / 32] float4
     pub aq: CudaSlice<i8>,
     pub am: CudaSlice<f32>,
-    /// The single-token gated FFN output in 8 bits, written by the gate/up kernel itself: [K] and [K / 32] float4
-    pub hq: CudaSlice<i8>,
-    pub hm: CudaSlice<f32>,
-    /// Finished blocks per 32-row chunk of that conversion (each chunk's last block converts it and resets it)
-    pub h_done: CudaSlice<i32>,
-    /// Which f32 buffer (address, length K) `hq`/`hm` hold the 8-bit form of; taken by the next product.
-    pub h_converted: Option<(u64, usize)>,
     /// Prefill operands: activations and a weight in f16, a weight in f32
     pub x16: CudaSlice<u16>,
     pub w16: CudaSlice<u16>,
@@ -255,10 +248,6 @@ impl Scratch {
         Ok(Self {
             aq: alloc(stream, 1)?,
             am: alloc(stream, 1)?,
-            hq: alloc(stream, 1)?,
-            hm: alloc(stream, 1)?,
-            h_done: alloc(stream, 1)?,
-            h_converted: None,
             x16: alloc(stream, 1)?,
             w16: alloc(stream, 1)?,
             w32: alloc(stream, 1)?,
@@ -273,10 +262,7 @@ impl Scratch {
     pub fn ensure_q8(&mut self, stream: &Arc<CudaStream>, elems: usize) -> Result<bool> {
         let a = grow(stream, &mut self.aq, elems)?;
         let b = grow(stream, &mut self.am, elems / 32 * 4)?;
-        let c = grow(stream, &mut self.hq, elems)?;
-        let d = grow(stream, &mut self.hm, elems / 32 * 4)?;
-        let e = grow(stream, &mut self.h_done, elems / 32)?;
-        Ok(a || b || c || d || e)
+        Ok(a || b)
     }
     pub fn ensure_x16(&mut self, stream: &Arc<CudaStream>, n: usize) -> Result<()> {
         grow(stream, &mut self.x16, n).map(|_| ())

@@ -362,35 +362,11 @@ __device__ __forceinline__ void dot2_q(const u8* __restrict__ wa, const u8* __re
     }
 }
 
-// Called by every thread of a block of single-token gated products after its warps wrote rows
-// blockIdx.x * warps.. of h (32 % warps == 0): the block that completes a 32-row chunk converts it to the 8-bit
-// activations of the next product (hq [rows] int8, hm [rows / 32] float4), which then needs no conversion launch.
-// done[chunk] counts the chunk's finished blocks and is reset by the last one, so a graph replays it.
-__device__ __forceinline__ void convert_when_complete(const float* h, i8* hq, float4* hm, int* done) {
-    __shared__ int last;
-    int nw = blockDim.x / 32;
-    int chunk = blockIdx.x * nw / 32;
-    __threadfence();  // this block's rows of h, visible before the count says so
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        int prev = atomicAdd(done + chunk, 1);
-        last = prev == 32 / nw - 1;
-        if (last) done[chunk] = 0;
-    }
-    __syncthreads();
-    if (last && threadIdx.x < 32) {
-        __threadfence();
-        float v = ((const volatile float*)h)[32 * chunk + threadIdx.x];
-        quant_chunk(v, hq + 32 * chunk, hm + chunk);
-    }
-}
-
-// Gated FFN input: a warp takes row r of gate and of up, h[t, r] = act(gate_r · x_t) * (up_r · x_t). With hq not
-// null (single token, rows % 32 == 0) the output is also left in 8 bits (convert_when_complete).
+// Gated FFN input: a warp takes row r of gate and of up, h[t, r] = act(gate_r · x_t) * (up_r · x_t).
 template <class F, int NT>
 __device__ __forceinline__ void glu_q(const u8* __restrict__ gate, const u8* __restrict__ up, size_t row_bytes,
                                       int rows, int K, const i8* __restrict__ aq, const float4* __restrict__ am,
-                                      float* __restrict__ h, int n_tokens, int act, i8* hq, float4* hm, int* done) {
+                                      float* __restrict__ h, int n_tokens, int act) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     if (row < rows) {
         float g[NT], u[NT];
@@ -402,7 +378,6 @@ __device__ __forceinline__ void glu_q(const u8* __restrict__ gate, const u8* __r
             for (int t = 0; t < NT; t++)
                 if (t < n_tokens) h[(size_t)t * rows + row] = glu_act(g[t], act) * u[t];
     }
-    if (NT == 1 && hq) convert_when_complete(h, hq, hm, done);
 }
 
 // Float weights (F32, F16, BF16) against f32 activations, 8 elements a lane at a time; K % 8 == 0.
@@ -546,8 +521,7 @@ __device__ __forceinline__ void matvec_f(Segs s, size_t row_bytes, int total_row
 template <class F, int NT>
 __device__ __forceinline__ void glu_f(const u8* __restrict__ gate, const u8* __restrict__ up, size_t row_bytes,
                                       int rows, int K, const float* __restrict__ x, float* __restrict__ h,
-                                      int n_tokens, int act, i8* hq, float4* hm, int* done, const float* nw = nullptr,
-                                      float eps = 0.f) {
+                                      int n_tokens, int act, const float* nw = nullptr, float eps = 0.f) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     if (row < rows) {
         float g[NT], u[NT];
@@ -560,7 +534,6 @@ __device__ __forceinline__ void glu_f(const u8* __restrict__ gate, const u8* __r
             for (int t = 0; t < NT; t++)
                 if (t < n_tokens) h[(size_t)t * rows + row] = glu_act(g[t], act) * u[t];
     }
-    if (NT == 1 && hq) convert_when_complete(h, hq, hm, done);
 }
 
 // Dequantizes rows of a quantized weight to f16 (prefill through cuBLAS) or f32 (embedding lookups): one
@@ -631,14 +604,14 @@ __device__ __forceinline__ void dequant_rows_f(const u8* __restrict__ w, size_t 
         matvec_q<FMT, 8>(s, rb, rows, K, aq, am, n, acc);                                                  \
     }                                                                                                          \
     extern "C" __global__ void glu1_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K, const i8* aq,    \
-                                           const float4* am, float* h, int n, int act, i8* hq, float4* hm, int* dn) {  \
+                                           const float4* am, float* h, int n, int act) {                         \
         prefetch_block_glu(g, u, rb, rows); grid_dep_sync();                                                   \
-        glu_q<FMT, 1>(g, u, rb, rows, K, aq, am, h, n, act, hq, hm, dn);                                        \
+        glu_q<FMT, 1>(g, u, rb, rows, K, aq, am, h, n, act);                                                    \
     }                                                                                                          \
     extern "C" __global__ void glu8_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K, const i8* aq,    \
                                            const float4* am, float* h, int n, int act) {                      \
         prefetch_block_glu(g, u, rb, rows); grid_dep_sync();                                                   \
-        glu_q<FMT, 8>(g, u, rb, rows, K, aq, am, h, n, act, nullptr, nullptr, nullptr);                              \
+        glu_q<FMT, 8>(g, u, rb, rows, K, aq, am, h, n, act);                              \
     }                                                                                                          \
     extern "C" __global__ void dequant_##NAME(const u8* w, size_t rb, int K, const int* ids, int n_rows,      \
                                               float scale, float* o32, u16* o16) {                            \
@@ -665,14 +638,14 @@ __device__ __forceinline__ void dequant_rows_f(const u8* __restrict__ w, size_t 
         matvec_f<FMT, 8>(s, rb, rows, K, x, n, acc);                                                           \
     }                                                                                                          \
     extern "C" __global__ void glu1_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K, const float* x,  \
-                                           float* h, int n, int act, i8* hq, float4* hm, int* dn) {                    \
+                                           float* h, int n, int act) {                                                \
         prefetch_block_glu(g, u, rb, rows); grid_dep_sync();                                                   \
-        glu_f<FMT, 1>(g, u, rb, rows, K, x, h, n, act, hq, hm, dn);                                                \
+        glu_f<FMT, 1>(g, u, rb, rows, K, x, h, n, act);                                                            \
     }                                                                                                          \
     extern "C" __global__ void glu8_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K, const float* x,  \
                                            float* h, int n, int act) {                                        \
         prefetch_block_glu(g, u, rb, rows); grid_dep_sync();                                                   \
-        glu_f<FMT, 8>(g, u, rb, rows, K, x, h, n, act, nullptr, nullptr, nullptr);                                      \
+        glu_f<FMT, 8>(g, u, rb, rows, K, x, h, n, act);                                      \
     }                                                                                                          \
     extern "C" __global__ void dequant_##NAME(const u8* w, size_t rb, int K, const int* ids, int n_rows,      \
                                               float scale, float* o32, u16* o16) {                            \
@@ -699,10 +672,9 @@ __device__ __forceinline__ void dequant_rows_f(const u8* __restrict__ w, size_t 
         });                                                                                                    \
     }                                                                                                          \
     extern "C" __global__ void glu1n_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K,              \
-                                            const float* x, const float* nw, float eps, float* h, int act,    \
-                                            i8* hq, float4* hm, int* dn) {                                           \
+                                            const float* x, const float* nw, float eps, float* h, int act) {  \
         prefetch_block_glu(g, u, rb, rows); grid_dep_sync();                                                   \
-        glu_f<FMT, 1>(g, u, rb, rows, K, x, h, 1, act, hq, hm, dn, nw, eps);                                   \
+        glu_f<FMT, 1>(g, u, rb, rows, K, x, h, 1, act, nw, eps);                                   \
     }
 
 QUARREL_FLOAT_KERNELS(f32, FmtF32)
