@@ -253,6 +253,30 @@ pub fn run_all<D: Backend>(cpu: &CpuBackend, dev: &D, seed: u64) -> Result<Vec<C
 /// ties (logits on a 1/16 grid): ids, logits and the row maximum must be equal, the normalizer within float
 /// rounding of an f64 sum. Backends that pick no candidates themselves (the CPU) are skipped.
 fn check_sampling<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng) -> Result<()> {
+    // Greedy: the device's argmax of rows full of ties (a 1/16 grid) must be the host's, the first of equal maxima.
+    for (vocab, rows) in [(1000, 1), (2049, 3), (49152, 1), (262144, 2)] {
+        let logits: Vec<f32> = (0..rows * vocab)
+            .map(|_| (rng.gen_range(-8.0f32..8.0) * 16.0).round() / 16.0)
+            .collect();
+        let mut buf = p.dev.alloc(logits.len())?;
+        p.dev.write(&mut buf, &logits)?;
+        let Some(got) = p.dev.argmax_rows(&buf, rows, vocab)? else {
+            break;
+        };
+        let want: Vec<f32> = logits
+            .chunks_exact(vocab)
+            .map(|r| crate::sampling::argmax(r) as f32)
+            .collect();
+        let got: Vec<f32> = got.iter().map(|&i| i as f32).collect();
+        p.record(
+            "argmax_rows",
+            "f32",
+            format!("{rows} x {vocab}, ties"),
+            &got,
+            &want,
+            0.0,
+        );
+    }
     for (vocab, n, rows) in [
         (1000, 1, 1),
         (1000, 40, 2),

@@ -43,6 +43,7 @@ pub struct Funcs {
     pub gather_rows: CudaFunction,
     pub to_f16: CudaFunction,
     pub argmax_rows: CudaFunction,
+    pub argmax_combine: CudaFunction,
     pub top_candidates: CudaFunction,
     pub attn_f16: CudaFunction,
     pub attn_f32: CudaFunction,
@@ -103,6 +104,7 @@ impl Funcs {
             gather_rows: f("gather_rows")?,
             to_f16: f("to_f16")?,
             argmax_rows: f("argmax_rows")?,
+            argmax_combine: f("argmax_combine")?,
             top_candidates: f("top_candidates")?,
             attn_f16: f("attn_f16")?,
             attn_f32: f("attn_f32")?,
@@ -223,6 +225,9 @@ pub struct Scratch {
     pub w32: CudaSlice<f32>,
     /// Sampled token ids, or candidate ids [n_rows, n]
     pub ids: CudaSlice<i32>,
+    /// The argmax's partial results: best value and index per (row, part) [n_rows, parts]
+    pub arg_v: CudaSlice<f32>,
+    pub arg_i: CudaSlice<i32>,
     /// Candidate logits [n_rows, n] and each row's {max, sum(exp(l - max))} [n_rows, 2]
     pub cand_vals: CudaSlice<f32>,
     pub cand_stats: CudaSlice<f32>,
@@ -252,6 +257,8 @@ impl Scratch {
             w16: alloc(stream, 1)?,
             w32: alloc(stream, 1)?,
             ids: alloc(stream, 1)?,
+            arg_v: alloc(stream, 1)?,
+            arg_i: alloc(stream, 1)?,
             cand_vals: alloc(stream, 1)?,
             cand_stats: alloc(stream, 1)?,
             att_s: alloc(stream, 1)?,
@@ -279,6 +286,10 @@ impl Scratch {
     }
     pub fn ensure_ids(&mut self, stream: &Arc<CudaStream>, n: usize) -> Result<()> {
         grow(stream, &mut self.ids, n).map(|_| ())
+    }
+    pub fn ensure_argmax_parts(&mut self, stream: &Arc<CudaStream>, n: usize) -> Result<()> {
+        grow(stream, &mut self.arg_v, n)?;
+        grow(stream, &mut self.arg_i, n).map(|_| ())
     }
     /// Room for `n` candidates in all over `rows` rows.
     pub fn ensure_candidates(&mut self, stream: &Arc<CudaStream>, n: usize, rows: usize) -> Result<()> {

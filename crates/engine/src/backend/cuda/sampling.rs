@@ -6,20 +6,46 @@ use crate::error::{EngineError, Result};
 use crate::sampling::{Candidates, MAX_CANDIDATES};
 use cudarc::driver::CudaSlice;
 
+/// Threads per block of the argmax kernels.
+const ARGMAX_THREADS: u32 = 256;
+/// Entries of a row one argmax block reduces (8 a thread).
+const ARGMAX_SLICE: usize = 8 * ARGMAX_THREADS as usize;
+
+/// How a row of `vocab` logits is cut for the argmax: (entries per block, blocks per row).
+pub fn argmax_plan(vocab: usize) -> (usize, usize) {
+    (ARGMAX_SLICE, vocab.div_ceil(ARGMAX_SLICE).max(1))
+}
+
 impl CudaBackend {
     /// Argmax of each of the first `n_rows` rows of `logits` ([n_rows, vocab]), computed on the GPU so that only
     /// token ids cross the bus.
     pub fn argmax_on_device(&self, logits: &CudaSlice<f32>, n_rows: usize, vocab: usize) -> Result<Vec<u32>> {
         self.check_len("logits", logits.len(), n_rows * vocab)?;
+        let (slice, parts) = argmax_plan(vocab);
         let mut scratch = lock(&self.scratch);
         scratch.ensure_ids(&self.stream, n_rows)?;
+        scratch.ensure_argmax_parts(&self.stream, n_rows * parts)?;
+        let (part_v, part_i) = (self.ptr(&scratch.arg_v), self.ptr(&scratch.arg_i));
         self.launch(
             &self.funcs.argmax_rows,
-            (n_rows as u32, 1, 1),
-            1024,
+            (n_rows as u32, parts as u32, 1),
+            ARGMAX_THREADS,
             &[
                 Arg::Ptr(self.ptr(logits)),
                 Arg::I32(vocab as i32),
+                Arg::I32(slice as i32),
+                Arg::Ptr(part_v),
+                Arg::Ptr(part_i),
+            ],
+        )?;
+        self.launch(
+            &self.funcs.argmax_combine,
+            (n_rows as u32, 1, 1),
+            ARGMAX_THREADS,
+            &[
+                Arg::Ptr(part_v),
+                Arg::Ptr(part_i),
+                Arg::I32(parts as i32),
                 Arg::Ptr(self.ptr(&scratch.ids)),
             ],
         )?;
@@ -85,5 +111,20 @@ impl CudaBackend {
                 row_len: vocab,
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_parts_cover_the_row() {
+        for vocab in [1, 1000, 2048, 2049, 49152, 128256, 262144] {
+            let (slice, parts) = argmax_plan(vocab);
+            assert!(slice * parts >= vocab, "{vocab}: {parts} x {slice}");
+            assert!(slice * (parts - 1) < vocab, "{vocab}: an empty part");
+        }
+        assert_eq!(argmax_plan(262144).1, 128);
     }
 }

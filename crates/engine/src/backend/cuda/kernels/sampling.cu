@@ -1,19 +1,14 @@
 // Token selection on the device: the argmax of each row (greedy), or the top n candidates of each row, so that
-// only they cross to the host (the host's sampler finishes the chain on them; see sampling.rs). One block of 1024
-// threads per row.
+// only they cross to the host (the host's sampler finishes the chain on them; see sampling.rs).
 
-// Greedy sampling on the device: out[r] = argmax of logits row r (lowest index among equal maxima).
-extern "C" __global__ void argmax_rows(const float* __restrict__ logits, int vocab, int* __restrict__ out) {
-    grid_dep_sync();
+// Greedy sampling on the device: the argmax of each logits row (lowest index among equal maxima), in two launches
+// so that a long row is read by many blocks at once (one block walking a 262,144-entry row takes ~100 µs): blocks
+// (row, part) reduce `slice` entries each, then a block per row reduces the parts.
+
+// The block's best (value, index) of every thread's (bv, bi), lowest index on ties; valid in thread 0.
+__device__ __forceinline__ void block_argmax(float& bv, int& bi) {
     __shared__ float best_v[32];
     __shared__ int best_i[32];
-    const float* row = logits + (size_t)blockIdx.x * vocab;
-    float bv = (-QINF);
-    int bi = 0x7fffffff;
-    for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
-        float v = row[i];
-        if (v > bv) { bv = v; bi = i; }
-    }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) {
         float ov = __shfl_xor_sync(0xffffffffu, bv, o);
@@ -33,8 +28,41 @@ extern "C" __global__ void argmax_rows(const float* __restrict__ logits, int voc
             int oi = __shfl_xor_sync(0xffffffffu, bi, o);
             if (ov > bv || (ov == bv && oi < bi)) { bv = ov; bi = oi; }
         }
-        if (lane == 0) out[blockIdx.x] = bi;
     }
+}
+
+// logits: [n_rows, vocab]; part_v, part_i: [n_rows, gridDim.y], block (r, p) taking entries [p * slice, ..).
+extern "C" __global__ void argmax_rows(const float* __restrict__ logits, int vocab, int slice,
+                                       float* __restrict__ part_v, int* __restrict__ part_i) {
+    grid_dep_sync();
+    const float* row = logits + (size_t)blockIdx.x * vocab;
+    int lo = blockIdx.y * slice, hi = min(vocab, lo + slice);
+    float bv = (-QINF);
+    int bi = 0x7fffffff;
+    for (int i = lo + threadIdx.x; i < hi; i += blockDim.x) {
+        float v = row[i];
+        if (v > bv) { bv = v; bi = i; }
+    }
+    block_argmax(bv, bi);
+    if (threadIdx.x == 0) {
+        part_v[(size_t)blockIdx.x * gridDim.y + blockIdx.y] = bv;
+        part_i[(size_t)blockIdx.x * gridDim.y + blockIdx.y] = bi;
+    }
+}
+
+// out[r] = the best of row r's n_parts partial results.
+extern "C" __global__ void argmax_combine(const float* __restrict__ part_v, const int* __restrict__ part_i,
+                                          int n_parts, int* __restrict__ out) {
+    grid_dep_sync();
+    float bv = (-QINF);
+    int bi = 0x7fffffff;
+    for (int p = threadIdx.x; p < n_parts; p += blockDim.x) {
+        float v = part_v[(size_t)blockIdx.x * n_parts + p];
+        int i = part_i[(size_t)blockIdx.x * n_parts + p];
+        if (v > bv || (v == bv && i < bi)) { bv = v; bi = i; }
+    }
+    block_argmax(bv, bi);
+    if (threadIdx.x == 0) out[blockIdx.x] = bi;
 }
 
 // Top candidates. logits: [n_rows, vocab]; ids, vals: [n_rows, n] (sorted by logit, descending, ties by the smaller
