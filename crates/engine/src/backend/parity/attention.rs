@@ -1,0 +1,197 @@
+//! Parity of the KV cache and attention: stores, attention over prompt and decode batches (global and sliding,
+//! split and combined), a quantized output projection after decode attention, and sequence copies.
+
+use super::{fresh_scope, random_acts, Pair, FORMATS};
+use crate::backend::cpu::CpuBackend;
+use crate::backend::{AttentionParams, Backend, KvPrecision, KvShape};
+use crate::batch::Batch;
+use crate::error::Result;
+use crate::model::config::LayerKind;
+use gguf::GgmlType;
+use rand::rngs::StdRng;
+
+/// KV store, attention (global and sliding, prompt-sized and decode-sized batches, several sequences, enough
+/// positions for split attention) and sequence copies, on a cache of `precision`.
+pub(super) fn check_attention<D: Backend>(
+    p: &mut Pair<'_, D>,
+    rng: &mut StdRng,
+    precision: KvPrecision,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+) -> Result<()> {
+    let shape = KvShape {
+        n_layers: 2,
+        n_seqs: 3,
+        // Past one decode split (1,024 keys on a GPU): decode batches are split and combined.
+        n_ctx: 1100,
+        n_kv_heads,
+        head_dim,
+        precision,
+    };
+    let (mut kc, mut kd) = (p.cpu.alloc_kv(shape)?, p.dev.alloc_kv(shape)?);
+    let kv_dim = n_kv_heads * head_dim;
+    let q_dim = n_heads * head_dim;
+    let bound = match precision {
+        KvPrecision::F16 => 4e-3,
+        KvPrecision::F32 => 1e-4,
+    };
+    // Fill: sequence 1 with 600 positions (in chunks), sequence 0 and 2 with 40 and 20, interleaved in one batch.
+    let mut fills = Vec::new();
+    for start in (0..600u32).step_by(200) {
+        fills.push(Batch::for_sequence(&vec![0; 200], 1, start));
+    }
+    let mut mixed = Batch::new();
+    for i in 0..40u32 {
+        mixed.push(0, i, 0, false);
+        if i < 20 {
+            mixed.push(0, i, 2, false);
+        }
+    }
+    fills.push(mixed.clone());
+    for layer in 0..2 {
+        for batch in &fills {
+            let k = random_acts(batch.len() * kv_dim, rng);
+            let v = random_acts(batch.len() * kv_dim, rng);
+            store_both(p, &mut kc, &mut kd, layer, &k, &v, batch)?;
+        }
+    }
+    let tag = format!("{n_heads}/{n_kv_heads} heads x {head_dim}, {} cache", precision.name());
+    // Queries: the mixed prompt batch, and a decode batch over all three sequences (seq 1 at position 600: splits).
+    let mut decode = Batch::new();
+    decode.push(0, 39, 0, true);
+    decode.push(0, 599, 1, true);
+    decode.push(0, 19, 2, true);
+    // One sequence's prompt (the tiled prompt kernel on a GPU), reaching back over 500 positions.
+    let mut single = Batch::new();
+    for i in 0..40u32 {
+        single.push(0, 520 + i, 1, i == 39);
+    }
+    for (what, batch) in [
+        ("prompt batch", &mixed),
+        ("decode batch", &decode),
+        ("one-sequence prompt", &single),
+    ] {
+        for kind in [LayerKind::Global, LayerKind::Sliding { window: 16 }] {
+            let q = random_acts(batch.len() * q_dim, rng);
+            let params = AttentionParams {
+                layer: 1,
+                n_heads,
+                n_kv_heads,
+                head_dim,
+                scale: 1.0 / (head_dim as f32).sqrt(),
+                kind,
+            };
+            let (a, b) = p.both(
+                batch,
+                &q,
+                &vec![0.0; batch.len() * q_dim],
+                |be, x, o| be.attention(x, &kc, batch, params, o),
+                |be, x, o| be.attention(x, &kd, batch, params, o),
+            )?;
+            let k = match kind {
+                LayerKind::Global => "global".to_string(),
+                LayerKind::Sliding { window } => format!("window {window}"),
+            };
+            p.record(
+                "attention",
+                precision.name(),
+                format!("{tag}, {what}, {k}"),
+                &b,
+                &a,
+                bound,
+            );
+        }
+    }
+    // Decode attention, then a quantized output projection of its output.
+    let one = Batch::for_sequence(&[0], 1, 599);
+    for (ty, decode) in [
+        (GgmlType::Q8_0, &decode),
+        (GgmlType::Q4_K, &decode),
+        (GgmlType::Q4_K, &one),
+    ] {
+        let src = p.source(&format!("o.{}.{q_dim}", ty.name()))?;
+        let (wc, wd) = (p.cpu.load_weight(&src)?, p.dev.load_weight(&src)?);
+        let n = decode.len();
+        let q = random_acts(n * q_dim, rng);
+        let params = AttentionParams {
+            layer: 1,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            scale: 1.0 / (head_dim as f32).sqrt(),
+            kind: LayerKind::Global,
+        };
+        fn attend_project<B: Backend>(
+            be: &B,
+            x: &B::Buf,
+            kv: &B::Kv,
+            batch: &Batch,
+            params: AttentionParams,
+            w: &B::Weight,
+            out: &mut B::Buf,
+        ) -> Result<()> {
+            let mut attn = be.alloc(batch.len() * params.n_heads * params.head_dim)?;
+            be.attention(x, kv, batch, params, &mut attn)?;
+            be.matmul(w, &attn, batch.len(), out)
+        }
+        let (a, b) = p.both(
+            decode,
+            &q,
+            &vec![0.0; n * 64],
+            |be, x, o| attend_project(be, x, &kc, decode, params, &wc, o),
+            |be, x, o| attend_project(be, x, &kd, decode, params, &wd, o),
+        )?;
+        p.record(
+            "attention + output proj.",
+            ty.name(),
+            format!("{tag}, decode batch of {n}"),
+            &b,
+            &a,
+            bound.max(FORMATS.iter().find(|(t, _)| *t == ty).map_or(5e-2, |(_, b)| *b)),
+        );
+    }
+    // Copy sequence 0's 40 positions over sequence 2, then attend from sequence 2.
+    p.cpu.kv_copy_seq(&mut kc, 0, 2, 0, 40)?;
+    p.dev.kv_copy_seq(&mut kd, 0, 2, 0, 40)?;
+    let batch = Batch::for_sequence(&[0], 2, 39);
+    let q = random_acts(q_dim, rng);
+    let params = AttentionParams {
+        layer: 0,
+        n_heads,
+        n_kv_heads,
+        head_dim,
+        scale: 0.125,
+        kind: LayerKind::Global,
+    };
+    let (a, b) = p.both(
+        &batch,
+        &q,
+        &vec![0.0; q_dim],
+        |be, x, o| be.attention(x, &kc, &batch, params, o),
+        |be, x, o| be.attention(x, &kd, &batch, params, o),
+    )?;
+    p.record("kv_copy_seq + attention", precision.name(), tag, &b, &a, bound);
+    Ok(())
+}
+
+fn store_both<D: Backend>(
+    p: &Pair<'_, D>,
+    kc: &mut <CpuBackend as Backend>::Kv,
+    kd: &mut D::Kv,
+    layer: usize,
+    k: &[f32],
+    v: &[f32],
+    batch: &Batch,
+) -> Result<()> {
+    let (mut ck, mut cv) = (p.cpu.alloc(k.len())?, p.cpu.alloc(v.len())?);
+    p.cpu.write(&mut ck, k)?;
+    p.cpu.write(&mut cv, v)?;
+    p.cpu
+        .forward_scope(batch, fresh_scope(), &mut || p.cpu.kv_store(kc, layer, &ck, &cv, batch))?;
+    let (mut dk, mut dv) = (p.dev.alloc(k.len())?, p.dev.alloc(v.len())?);
+    p.dev.write(&mut dk, k)?;
+    p.dev.write(&mut dv, v)?;
+    p.dev
+        .forward_scope(batch, fresh_scope(), &mut || p.dev.kv_store(kd, layer, &dk, &dv, batch))
+}
