@@ -9,6 +9,7 @@
 mod attention;
 mod decode;
 mod device;
+mod launch;
 mod prefill;
 pub mod runtime;
 mod sampling;
@@ -19,9 +20,10 @@ use crate::batch::Batch;
 use crate::error::{EngineError, Result};
 use crate::model::config::{Activation, RopeParams, RopeStyle};
 use crate::sampling::Candidates;
-use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr};
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr};
 use device::{Funcs, Graphs, Meta, Scratch};
 use gguf::GgmlType;
+use launch::Arg;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -65,16 +67,6 @@ pub struct CudaKv {
     /// Positions per attention split.
     split_len: usize,
     part: CudaSlice<f32>, // [NO_SPLIT_PAIRS, MAX_SPLITS, head_dim + 2]
-}
-
-/// One launch argument.
-enum Arg {
-    Ptr(u64),
-    I32(i32),
-    F32(f32),
-    Usize(usize),
-    Segs(decode::Segs),
-    Rope(decode::RopeArgs),
 }
 
 pub struct CudaBackend {
@@ -168,62 +160,6 @@ impl CudaBackend {
     fn ptr<T>(&self, s: &CudaSlice<T>) -> u64 {
         let (p, _sync) = s.device_ptr(&self.stream);
         p
-    }
-
-    fn launch(&self, f: &CudaFunction, grid: (u32, u32, u32), block: u32, args: &[Arg]) -> Result<()> {
-        self.launch_smem(f, grid, block, 0, args)
-    }
-
-    /// A launch with `smem` bytes of dynamic shared memory. With `dependent_launch` (sm_90 and later) the launch
-    /// may overlap the previous kernel's tail (programmatic dependent launch): every kernel starts with
-    /// `grid_dep_sync()`, which waits for its predecessor's writes before touching anything it wrote or reads,
-    /// so what overlaps is the launch itself, block scheduling and the L2 prefetch of weights.
-    fn launch_smem(&self, f: &CudaFunction, grid: (u32, u32, u32), block: u32, smem: u32, args: &[Arg]) -> Result<()> {
-        use cudarc::driver::sys;
-        use std::ffi::c_void;
-        let mut params: Vec<*mut c_void> = args
-            .iter()
-            .map(|a| match a {
-                Arg::Ptr(v) => v as *const u64 as *mut c_void,
-                Arg::I32(v) => v as *const i32 as *mut c_void,
-                Arg::F32(v) => v as *const f32 as *mut c_void,
-                Arg::Usize(v) => v as *const usize as *mut c_void,
-                Arg::Segs(v) => v as *const decode::Segs as *mut c_void,
-                Arg::Rope(v) => v as *const decode::RopeArgs as *mut c_void,
-            })
-            .collect();
-        // SAFETY: a zeroed attribute is a valid "ignore" value; the fields set below are the ones the id names.
-        let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
-        attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
-        attr.value.programmaticStreamSerializationAllowed = 1;
-        let cfg = sys::CUlaunchConfig {
-            gridDimX: grid.0,
-            gridDimY: grid.1,
-            gridDimZ: grid.2,
-            blockDimX: block,
-            blockDimY: 1,
-            blockDimZ: 1,
-            sharedMemBytes: smem,
-            hStream: self.stream.cu_stream(),
-            attrs: &mut attr,
-            numAttrs: u32::from(self.dependent_launch),
-        };
-        self.ctx.bind_to_thread().map_err(|e| err("binding the context", e))?;
-        // SAFETY: every kernel's arguments are listed in its CUDA signature's order and types (pointers as u64),
-        // and `params` points into `args`, which outlives the call; buffer sizes are checked by the callers
-        // against the shapes the kernels index.
-        unsafe { sys::cuLaunchKernelEx(&cfg, f.cu_function(), params.as_mut_ptr(), std::ptr::null_mut()) }
-            .result()
-            .map_err(|e| err("kernel launch", e))?;
-        Ok(())
-    }
-
-    /// A 1-D launch of `n` threads in blocks of 256.
-    fn launch_1d(&self, f: &CudaFunction, n: usize, args: &[Arg]) -> Result<()> {
-        if n == 0 {
-            return Ok(());
-        }
-        self.launch(f, (n.div_ceil(256) as u32, 1, 1), 256, args)
     }
 
     fn check_len(&self, what: &'static str, have: usize, need: usize) -> Result<()> {
