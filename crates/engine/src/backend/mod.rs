@@ -92,6 +92,30 @@ pub struct RopeStore<'a, K, W> {
     pub freq_factors: Option<&'a W>,
 }
 
+impl<K, W> RopeStore<'_, K, W> {
+    /// `rope_store` of `q`, `k` and `v` on `be` with these parameters.
+    pub fn apply<B: Backend<Kv = K, Weight = W> + ?Sized>(
+        self,
+        be: &B,
+        q: &mut B::Buf,
+        k: &mut B::Buf,
+        v: &B::Buf,
+    ) -> Result<()> {
+        be.rope_store(
+            q,
+            k,
+            v,
+            self.kv,
+            self.layer,
+            self.batch,
+            self.heads,
+            self.style,
+            self.params,
+            self.freq_factors,
+        )
+    }
+}
+
 /// The ops of a compute device.
 pub trait Backend: Send + Sync {
     /// A weight in its storage format: a matrix `[rows, row_len]` or a vector `[len]` (rows = 1).
@@ -201,19 +225,7 @@ pub trait Backend: Send + Sync {
     ) -> Result<()> {
         let [q, k, v] = qkv;
         self.attn_input(x, norm, eps, n_tokens, w, bias, xn, [&mut *q, &mut *k, &mut *v])?;
-        let r = rope;
-        self.rope_store(
-            q,
-            k,
-            v,
-            r.kv,
-            r.layer,
-            r.batch,
-            r.heads,
-            r.style,
-            r.params,
-            r.freq_factors,
-        )
+        rope.apply(self, q, k, v)
     }
     /// RoPE on q and k, then k and v into the cache at `layer` (one launch on a device).
     #[allow(clippy::too_many_arguments)]

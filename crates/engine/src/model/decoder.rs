@@ -185,6 +185,15 @@ fn run<B: Backend>(
             };
             let heads = (cfg.n_heads, cfg.n_kv_heads, cfg.head_dim);
             let qkv_w = [&lw.wq, &lw.wk, &lw.wv];
+            let rope = RopeStore {
+                kv: &mut st.kv,
+                layer: il,
+                batch,
+                heads,
+                style: cfg.rope_style,
+                params: cfg.rope_for(il),
+                freq_factors: w.rope_freqs.as_ref(),
+            };
             if let (Some(qn), Some(kn)) = (&lw.q_norm, &lw.k_norm) {
                 // Q/K norms come between the products and RoPE.
                 be.attn_input(
@@ -199,28 +208,8 @@ fn run<B: Backend>(
                 )?;
                 be.rms_norm_in_place(&mut st.q, qn, eps, n * cfg.n_heads)?;
                 be.rms_norm_in_place(&mut st.k, kn, eps, n * cfg.n_kv_heads)?;
-                be.rope_store(
-                    &mut st.q,
-                    &mut st.k,
-                    &st.v,
-                    &mut st.kv,
-                    il,
-                    batch,
-                    heads,
-                    cfg.rope_style,
-                    cfg.rope_for(il),
-                    w.rope_freqs.as_ref(),
-                )?;
+                rope.apply(be, &mut st.q, &mut st.k, &st.v)?;
             } else {
-                let rope = RopeStore {
-                    kv: &mut st.kv,
-                    layer: il,
-                    batch,
-                    heads,
-                    style: cfg.rope_style,
-                    params: cfg.rope_for(il),
-                    freq_factors: w.rope_freqs.as_ref(),
-                };
                 be.attn_input_rope(
                     &st.x,
                     &lw.attn_norm,

@@ -162,6 +162,22 @@ impl CudaBackend {
         p
     }
 
+    /// The buffers of an attention input hold `n_tokens` rows of every product's input and output.
+    fn check_attn_input(
+        &self,
+        x: &CudaSlice<f32>,
+        norm: &CudaWeight,
+        n_tokens: usize,
+        w: [&CudaWeight; 3],
+        xn: &CudaSlice<f32>,
+        qkv: &[&mut CudaSlice<f32>; 3],
+    ) -> Result<()> {
+        for (wi, out) in w.iter().zip(qkv) {
+            self.check_len("attention input", out.len(), n_tokens * wi.rows)?;
+        }
+        self.check_len("attention input", x.len().min(xn.len()), n_tokens * norm.row_len)
+    }
+
     fn check_len(&self, what: &'static str, have: usize, need: usize) -> Result<()> {
         if have < need {
             return Err(EngineError::BadSetting {
@@ -429,10 +445,7 @@ impl Backend for CudaBackend {
         xn: &mut CudaSlice<f32>,
         qkv: [&mut CudaSlice<f32>; 3],
     ) -> Result<()> {
-        for (wi, out) in w.iter().zip(&qkv) {
-            self.check_len("attention input", out.len(), n_tokens * wi.rows)?;
-        }
-        self.check_len("attention input", x.len().min(xn.len()), n_tokens * norm.row_len)?;
+        self.check_attn_input(x, norm, n_tokens, w, xn, &qkv)?;
         let [q, k, v] = qkv;
         if self.attn_input_fused(x, norm, eps, n_tokens, w, bias, xn, [&mut *q, &mut *k, &mut *v])? {
             return Ok(());
@@ -452,28 +465,13 @@ impl Backend for CudaBackend {
         qkv: [&mut CudaSlice<f32>; 3],
         rope: super::RopeStore<'_, CudaKv, CudaWeight>,
     ) -> Result<()> {
-        for (wi, out) in w.iter().zip(&qkv) {
-            self.check_len("attention input", out.len(), n_tokens * wi.rows)?;
-        }
-        self.check_len("attention input", x.len().min(xn.len()), n_tokens * norm.row_len)?;
+        self.check_attn_input(x, norm, n_tokens, w, xn, &qkv)?;
         let [q, k, v] = qkv;
         if self.attn_input_rope_fused(x, norm, eps, n_tokens, w, bias, &mut *xn, &mut *q, &rope)? {
             return Ok(());
         }
         self.attn_input(x, norm, eps, n_tokens, w, bias, xn, [&mut *q, &mut *k, &mut *v])?;
-        let r = rope;
-        self.rope_store(
-            q,
-            k,
-            v,
-            r.kv,
-            r.layer,
-            r.batch,
-            r.heads,
-            r.style,
-            r.params,
-            r.freq_factors,
-        )
+        rope.apply(self, q, k, v)
     }
 
     fn rope_store(
