@@ -67,6 +67,15 @@ pub(super) fn check_attention<D: Backend>(
     for i in 0..40u32 {
         single.push(0, 520 + i, 1, i == 39);
     }
+    // Layer 1's attention, with the usual 1/sqrt(head_dim) scale.
+    let params_of = |kind| AttentionParams {
+        layer: 1,
+        n_heads,
+        n_kv_heads,
+        head_dim,
+        scale: 1.0 / (head_dim as f32).sqrt(),
+        kind,
+    };
     for (what, batch) in [
         ("prompt batch", &mixed),
         ("decode batch", &decode),
@@ -74,14 +83,7 @@ pub(super) fn check_attention<D: Backend>(
     ] {
         for kind in [LayerKind::Global, LayerKind::Sliding { window: 16 }] {
             let q = random_acts(batch.len() * q_dim, rng);
-            let params = AttentionParams {
-                layer: 1,
-                n_heads,
-                n_kv_heads,
-                head_dim,
-                scale: 1.0 / (head_dim as f32).sqrt(),
-                kind,
-            };
+            let params = params_of(kind);
             let (a, b) = p.both(
                 batch,
                 &q,
@@ -114,14 +116,7 @@ pub(super) fn check_attention<D: Backend>(
         let (wc, wd) = (p.cpu.load_weight(&src)?, p.dev.load_weight(&src)?);
         let n = decode.len();
         let q = random_acts(n * q_dim, rng);
-        let params = AttentionParams {
-            layer: 1,
-            n_heads,
-            n_kv_heads,
-            head_dim,
-            scale: 1.0 / (head_dim as f32).sqrt(),
-            kind: LayerKind::Global,
-        };
+        let params = params_of(LayerKind::Global);
         fn attend_project<B: Backend>(
             be: &B,
             x: &B::Buf,

@@ -412,32 +412,8 @@ fn check_fused<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng, ty: GgmlType) 
             &batch,
             &x,
             &vec![0.0; 3 * n * rows],
-            |be, x, o| {
-                let mut q = be.alloc(n * rows)?;
-                let mut kk = be.alloc(n * rows)?;
-                let mut v = be.alloc(n * rows)?;
-                let mut xn = be.alloc(n * k)?;
-                let bias = if with_bias {
-                    [Some(&bc), None, Some(&bc)]
-                } else {
-                    [None, None, None]
-                };
-                be.attn_input(x, &nc, 1e-6, n, [wc, wc, wc], bias, &mut xn, [&mut q, &mut kk, &mut v])?;
-                gather_into(be, o, &[(&q, n * rows), (&kk, n * rows), (&v, n * rows)])
-            },
-            |be, x, o| {
-                let mut q = be.alloc(n * rows)?;
-                let mut kk = be.alloc(n * rows)?;
-                let mut v = be.alloc(n * rows)?;
-                let mut xn = be.alloc(n * k)?;
-                let bias = if with_bias {
-                    [Some(&bd), None, Some(&bd)]
-                } else {
-                    [None, None, None]
-                };
-                be.attn_input(x, &nd, 1e-6, n, [wd, wd, wd], bias, &mut xn, [&mut q, &mut kk, &mut v])?;
-                gather_into(be, o, &[(&q, n * rows), (&kk, n * rows), (&v, n * rows)])
-            },
+            |be, x, o| qkv_chain(be, x, &nc, wc, with_bias.then_some(&bc), (n, k, rows), o),
+            |be, x, o| qkv_chain(be, x, &nd, wd, with_bias.then_some(&bd), (n, k, rows), o),
         )?;
         p.record(
             "attn_input",
@@ -621,6 +597,32 @@ fn rope_chain<B: Backend>(
     let mut attn = be.alloc(n * 64)?;
     be.attention(&q, &kv, batch, params, &mut attn)?;
     gather_into(be, out, &[(&q, n * 64), (&attn, n * 64)])
+}
+
+/// The attention input of `n` tokens of length `k` with `w` (`rows` rows) as Q, K and V, `bias` added to Q and
+/// V; `out` gets Q, K and V one after another.
+fn qkv_chain<B: Backend>(
+    be: &B,
+    x: &B::Buf,
+    norm: &B::Weight,
+    w: &B::Weight,
+    bias: Option<&B::Weight>,
+    (n, k, rows): (usize, usize, usize),
+    out: &mut B::Buf,
+) -> Result<()> {
+    let (mut q, mut kk, mut v) = (be.alloc(n * rows)?, be.alloc(n * rows)?, be.alloc(n * rows)?);
+    let mut xn = be.alloc(n * k)?;
+    be.attn_input(
+        x,
+        norm,
+        1e-6,
+        n,
+        [w, w, w],
+        [bias, None, bias],
+        &mut xn,
+        [&mut q, &mut kk, &mut v],
+    )?;
+    gather_into(be, out, &[(&q, n * rows), (&kk, n * rows), (&v, n * rows)])
 }
 
 /// The gated FFN input of `n` tokens of length `k` (`rows` gated outputs), then `down` (64 rows) added into `out`.
