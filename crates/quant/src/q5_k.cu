@@ -6,7 +6,6 @@ struct FmtQ5_K {
     __device__ static void load32(const u8* row, int c, Chunk& k) {
         const u8* b = row + (c >> 3) * BLOCK_BYTES;
         int j = c & 7;
-        float d = h2f(ld16(b)), dmin = h2f(ld16(b + 2));
         const u8* qs = b + 48 + 32 * (j >> 1);
         int s = 4 * (j & 1);
 #pragma unroll
@@ -15,9 +14,9 @@ struct FmtQ5_K {
             u32 h = (ld32(b + 16 + 4 * i) >> j) & 0x01010101;
             k.v[i] = (int)(q | (h << 4));
         }
-        int sc, mn;
-        k4_scale_min(b + 4, j, sc, mn);
-        k.d = make_float2(d * sc, d * sc);
-        k.m = make_float2(-dmin * mn, -dmin * mn);
+        float dj, mj;
+        K4Head(b).scale_min(j, dj, mj);
+        k.d = make_float2(dj, dj);
+        k.m = make_float2(mj, mj);
     }
 };

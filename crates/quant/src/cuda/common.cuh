@@ -32,22 +32,34 @@ __device__ __forceinline__ float warp_max(float v) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
-// Loads of a block field at its natural alignment: GGUF blocks of 18, 22, 34, 84, 110 or 210 bytes keep only
-// 2-byte alignment, so 32-bit words are assembled from two halves there.
+// Loads of a field at its natural alignment (a regrouped block's scalar fields keep only 2-byte alignment where
+// they are 6 or 14 bytes long).
 __device__ __forceinline__ u16 ld16(const u8* p) { return *(const u16*)p; }
 __device__ __forceinline__ u32 ld32a2(const u8* p) { return (u32)ld16(p) | ((u32)ld16(p + 2) << 16); }
 __device__ __forceinline__ u32 ld32(const u8* p) { return *(const u32*)p; }
-// N consecutive 32-bit words from a 2-byte-aligned address: N + 1 aligned loads and a funnel shift, without a
-// branch (neighbouring lanes of a warp alternate between the two alignments).
+
+// Rows of the formats regrouped on the GPU (quant::cuda::regroup): blocks in groups of 8, the group's 8 scalar
+// fields (F::SCALAR_BYTES each) first, then the 8 quant arrays, each 16-byte aligned. Block b's two parts:
+template <class F>
+__device__ __forceinline__ const u8* rg_scalars(const u8* row, int b) {
+    return row + (size_t)(b >> 3) * (8 * F::BLOCK_BYTES) + F::SCALAR_BYTES * (b & 7);
+}
+template <class F>
+__device__ __forceinline__ const u8* rg_array(const u8* row, int b) {
+    return row + (size_t)(b >> 3) * (8 * F::BLOCK_BYTES) + 8 * F::SCALAR_BYTES +
+           (F::BLOCK_BYTES - F::SCALAR_BYTES) * (b & 7);
+}
+// The 32-bit words of a 16-byte-aligned array, N a multiple of 4, in N / 4 16-byte loads.
 template <int N>
-__device__ __forceinline__ void ld_words_a2(const u8* p, u32 (&out)[N]) {
-    const u32* a = (const u32*)((u64)p & ~(u64)3);
-    u32 shift = ((u32)(u64)p & 2) * 8;
-    u32 w[N + 1];
+__device__ __forceinline__ void ld_words16(const u8* p, u32 (&out)[N]) {
 #pragma unroll
-    for (int i = 0; i <= N; i++) w[i] = a[i];
-#pragma unroll
-    for (int i = 0; i < N; i++) out[i] = shift ? (w[i] >> 16) | (w[i + 1] << 16) : w[i];
+    for (int i = 0; i < N / 4; i++) {
+        uint4 v = ((const uint4*)p)[i];
+        out[4 * i] = v.x;
+        out[4 * i + 1] = v.y;
+        out[4 * i + 2] = v.z;
+        out[4 * i + 3] = v.w;
+    }
 }
 
 // The 32 values of one chunk of a weight row, as every quantized format hands them to the integer dot:

@@ -5,8 +5,12 @@
 //! Every quantized format defines a `Fmt<Name>` struct with `BLOCK_ELEMS`, `BLOCK_BYTES` and
 //! `load32(row, chunk, Chunk&)`, which unpacks the 32 elements `32*chunk..32*chunk+32` of a row into packed
 //! 8-bit integers plus per-16-element scales and offsets (see `common.cuh`). Kernels are generic over that.
+//! Rows of formats whose blocks are not 16-byte multiples lie regrouped on the GPU ([`regroup`]); their loaders
+//! read that layout (`SCALAR_BYTES`, `rg_scalars`, `rg_array`).
 
 use crate::GgmlType;
+
+pub mod regroup;
 
 /// Declarations every kernel needs (integer types, f16 conversions through PTX, warp reductions, [`Chunk`]).
 pub const COMMON: &str = include_str!("common.cuh");
@@ -73,6 +77,15 @@ mod tests {
                 src.contains(&format!("BLOCK_ELEMS = {elems};")),
                 "{suffix}: block elems {elems}"
             );
+            // The device code reads a regrouped row with the host's split of the block.
+            match regroup::block_split(ty) {
+                Some(split) => assert!(
+                    src.contains(&format!("SCALAR_BYTES = {};", split.scalar_bytes())),
+                    "{suffix}: scalar bytes {}",
+                    split.scalar_bytes()
+                ),
+                None => assert!(!src.contains("SCALAR_BYTES"), "{suffix} is not regrouped"),
+            }
         }
     }
 }

@@ -51,6 +51,7 @@ pub struct Funcs {
     pub attn_decode_f16: CudaFunction,
     pub attn_decode_f32: CudaFunction,
     pub softmax_causal: CudaFunction,
+    pub regroup_blocks: CudaFunction,
     weights: HashMap<GgmlType, WeightFuncs>,
 }
 
@@ -112,6 +113,7 @@ impl Funcs {
             attn_decode_f16: f("attn_decode_f16")?,
             attn_decode_f32: f("attn_decode_f32")?,
             softmax_causal: f("softmax_causal")?,
+            regroup_blocks: f("regroup_blocks")?,
             weights,
         })
     }

@@ -199,9 +199,9 @@ impl<D: Backend> Pair<'_, D> {
     }
 }
 
-/// Matrix shapes (rows, row length) per format family: row lengths are multiples of the block. The last has
-/// 16-byte-aligned rows in every format of its family (the others mostly 2-byte-aligned ones) and over a hundred
-/// blocks a row (Q8_0 single-token products take such rows four blocks at a time).
+/// Matrix shapes (rows, row length) per format family: row lengths are multiples of the block, in whole and partial
+/// groups of 8 blocks (the GPU regroups 2-byte-aligned formats by 8 blocks: `quant::cuda::regroup`); the last has
+/// over a hundred blocks a row.
 fn shapes(ty: GgmlType) -> Vec<(usize, usize)> {
     if ty.block_elems() == 256 {
         vec![(64, 256), (97, 512), (160, 1536), (40, 4096)]

@@ -204,3 +204,21 @@ extern "C" __global__ void rope_store_f32(float* q, float* k, const float* v, fl
     rope_store<float>(q, k, v, kc, vc, pos, seq, n_tokens, n_heads, n_kv_heads, head_dim, style, theta, pos_scale,
                       ff, n_ctx, n_seqs, layer);
 }
+
+// A weight's rows from their GGUF bytes (src, rows of n_blocks blocks back to back) to the regrouped GPU layout
+// (dst, rows of dst_row bytes, zeroed beforehand; quant::cuda::regroup, whose host version is the reference):
+// one thread per block, copying 16-bit halves (every size and offset is even). bb: block bytes, sb: scalar bytes,
+// as0: the array's offset in the GGUF block (0, scalars after it, or sb, scalars before).
+extern "C" __global__ void regroup_blocks(const u8* __restrict__ src, u8* __restrict__ dst, int n_blocks,
+                                          size_t dst_row, int bb, int sb, int as0, size_t total_blocks) {
+    grid_dep_sync();
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= total_blocks) return;
+    size_t r = i / n_blocks;
+    int b = (int)(i % n_blocks), j = b & 7, ab = bb - sb;
+    const u16* s = (const u16*)(src + i * bb);
+    u16* g = (u16*)(dst + r * dst_row + (size_t)(b >> 3) * 8 * bb);
+    int scalars_at = as0 == 0 ? ab : 0;
+    for (int k = 0; k < sb / 2; k++) g[(sb * j) / 2 + k] = s[scalars_at / 2 + k];
+    for (int k = 0; k < ab / 2; k++) g[(8 * sb + ab * j) / 2 + k] = s[as0 / 2 + k];
+}
