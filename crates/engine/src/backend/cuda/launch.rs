@@ -5,6 +5,9 @@ use super::{decode, err, CudaBackend};
 use crate::error::Result;
 use cudarc::driver::CudaFunction;
 
+/// Most arguments a kernel takes (`rope_store_*` take 18).
+const MAX_KERNEL_ARGS: usize = 24;
+
 /// One launch argument.
 pub(super) enum Arg {
     Ptr(u64),
@@ -23,17 +26,21 @@ impl CudaBackend {
     pub(super) fn launch(&self, f: &CudaFunction, grid: (u32, u32, u32), block: u32, args: &[Arg]) -> Result<()> {
         use cudarc::driver::sys;
         use std::ffi::c_void;
-        let mut params: Vec<*mut c_void> = args
-            .iter()
-            .map(|a| match a {
+        // The kernels' parameter pointers, without a heap allocation per launch (a decode step launches hundreds).
+        let mut params = [std::ptr::null_mut::<c_void>(); MAX_KERNEL_ARGS];
+        if args.len() > MAX_KERNEL_ARGS {
+            return Err(err("kernel launch", format!("{} arguments, at most {MAX_KERNEL_ARGS}", args.len())));
+        }
+        for (p, a) in params.iter_mut().zip(args) {
+            *p = match a {
                 Arg::Ptr(v) => v as *const u64 as *mut c_void,
                 Arg::I32(v) => v as *const i32 as *mut c_void,
                 Arg::F32(v) => v as *const f32 as *mut c_void,
                 Arg::Usize(v) => v as *const usize as *mut c_void,
                 Arg::Segs(v) => v as *const decode::Segs as *mut c_void,
                 Arg::Rope(v) => v as *const decode::RopeArgs as *mut c_void,
-            })
-            .collect();
+            };
+        }
         // SAFETY: a zeroed attribute is a valid "ignore" value; the fields set below are the ones the id names.
         let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
         attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
