@@ -29,7 +29,10 @@ impl CudaBackend {
         // The kernels' parameter pointers, without a heap allocation per launch (a decode step launches hundreds).
         let mut params = [std::ptr::null_mut::<c_void>(); MAX_KERNEL_ARGS];
         if args.len() > MAX_KERNEL_ARGS {
-            return Err(err("kernel launch", format!("{} arguments, at most {MAX_KERNEL_ARGS}", args.len())));
+            return Err(err(
+                "kernel launch",
+                format!("{} arguments, at most {MAX_KERNEL_ARGS}", args.len()),
+            ));
         }
         for (p, a) in params.iter_mut().zip(args) {
             *p = match a {

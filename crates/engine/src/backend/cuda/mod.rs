@@ -76,6 +76,8 @@ pub struct CudaBackend {
     funcs: Funcs,
     name: String,
     compute_capability: (i32, i32),
+    /// Streaming multiprocessors (sizes the grids of the single-token products).
+    n_sms: usize,
     total_mem: usize,
     /// Bytes of weights uploaded so far.
     loaded: AtomicU64,
@@ -120,6 +122,10 @@ impl CudaBackend {
         let compute_capability = ctx.compute_capability().map_err(|e| err("compute capability", e))?;
         let name = ctx.name().map_err(|e| err("device name", e))?;
         let total_mem = ctx.total_mem().map_err(|e| err("device memory", e))?;
+        let n_sms = ctx
+            .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .map_err(|e| err("multiprocessor count", e))?
+            .max(1) as usize;
         let mut driver_version = 0i32;
         // SAFETY: plain out-parameter.
         unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut driver_version) }
@@ -141,6 +147,7 @@ impl CudaBackend {
             funcs,
             name,
             compute_capability,
+            n_sms,
             total_mem,
             loaded: AtomicU64::new(0),
             max_row_len: AtomicUsize::new(0),

@@ -168,20 +168,23 @@ __device__ __forceinline__ void prefetch_block_glu(const u8* g, const u8* u, siz
 }
 
 // Single-token products give each warp two rows (rows 2w and 2w + 1 of the launch, through any segments), both
-// rows' loads in flight together; the launch has half as many warps as rows.
+// rows' loads in flight together; a launch with fewer warps than row pairs walks them grid-stride.
 template <class Dot2>
 __device__ __forceinline__ void matvec_two_rows(const Segs& s, size_t row_bytes, int total_rows, int accumulate,
                                                 Dot2 dot2) {
-    int r0 = 2 * (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32);
-    if (r0 >= total_rows) return;
-    int r1 = min(r0 + 1, total_rows - 1);  // a lone last row is computed twice and stored once
-    int row0 = r0, row1 = r1;
-    int s0 = seg_of(s, row0), s1 = seg_of(s, row1);
-    float a[1] = {0.f}, b[1] = {0.f};
-    dot2((const u8*)s.w[s0] + row0 * row_bytes, (const u8*)s.w[s1] + row1 * row_bytes, a, b);
-    if ((threadIdx.x & 31) == 0) {
-        seg_store(s, s0, row0, 0, a[0], accumulate);
-        if (r1 != r0) seg_store(s, s1, row1, 0, b[0], accumulate);
+    int n_warps = gridDim.x * (blockDim.x / 32);
+    // Grid-stride over the row pairs: the host may launch fewer warps than pairs.
+    for (int w = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32; 2 * w < total_rows; w += n_warps) {
+        int r0 = 2 * w;
+        int r1 = min(r0 + 1, total_rows - 1);  // a lone last row is computed twice and stored once
+        int row0 = r0, row1 = r1;
+        int s0 = seg_of(s, row0), s1 = seg_of(s, row1);
+        float a[1] = {0.f}, b[1] = {0.f};
+        dot2((const u8*)s.w[s0] + row0 * row_bytes, (const u8*)s.w[s1] + row1 * row_bytes, a, b);
+        if ((threadIdx.x & 31) == 0) {
+            seg_store(s, s0, row0, 0, a[0], accumulate);
+            if (r1 != r0) seg_store(s, s1, row1, 0, b[0], accumulate);
+        }
     }
 }
 
