@@ -8,11 +8,16 @@
 // d*sum(q[16..32]), 0} in *am (written by lane 0). The one conversion every activation goes through.
 // Rounded as the CPU (and llama.cpp on x86) rounds its Q8_0 activations: q = round_ties_even(v * (127 / amax)),
 // d = amax / 127 kept as f16, both divisions IEEE-rounded whatever --use_fast_math says.
+// The 8-bit value of this lane's v and the warp's scale d (every lane gets both).
+__device__ __forceinline__ int q8_of(float v, float& d) {
+    float amax = warp_max(fabsf(v));
+    d = h2f(f2h(__fdiv_rn(amax, 127.f)));
+    return amax == 0.f ? 0 : __float2int_rn(v * __fdiv_rn(127.f, amax));
+}
 __device__ __forceinline__ void quant_chunk(float v, i8* aq, float4* am) {
     int lane = threadIdx.x & 31;
-    float amax = warp_max(fabsf(v));
-    float d = h2f(f2h(__fdiv_rn(amax, 127.f)));
-    int q = amax == 0.f ? 0 : __float2int_rn(v * __fdiv_rn(127.f, amax));
+    float d;
+    int q = q8_of(v, d);
     aq[lane] = (i8)q;
     float lo = warp_sum(lane < 16 ? (float)q : 0.f);
     float hi = warp_sum(lane >= 16 ? (float)q : 0.f);
@@ -26,6 +31,19 @@ extern "C" __global__ void quantize_q8(const float* __restrict__ x, i8* __restri
     int chunk = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     if (chunk >= n_chunks_total) return;
     quant_chunk(x[(size_t)chunk * 32 + (threadIdx.x & 31)], aq + (size_t)chunk * 32, am + chunk);
+}
+
+// x: [n, K] f32 -> f16 values d * q of its 8-bit form (quant_chunk's rounding): a prefill GEMM against a quantized
+// weight then multiplies the activations the single-token products (and the CPU) use, not finer ones. One warp per
+// 32-element chunk.
+extern "C" __global__ void to_f16_q8(const float* __restrict__ x, u16* __restrict__ out, size_t n_chunks_total) {
+    grid_dep_sync();
+    size_t chunk = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (chunk >= n_chunks_total) return;
+    size_t i = chunk * 32 + (threadIdx.x & 31);
+    float d;
+    int q = q8_of(x[i], d);
+    out[i] = f2h(d * (float)q);
 }
 
 // rsqrt(mean(x^2) + eps) of one row, computed by the whole block (every thread gets it). K % 4 == 0 and x 16-byte
