@@ -219,29 +219,23 @@ impl CudaBackend {
                 self.ptr(&scratch.w16)
             };
             scratch.ensure_x16(&self.stream, n * k)?;
-            if w.ty == GgmlType::F16 {
-                self.launch_1d(
-                    &self.funcs.to_f16,
-                    n * k,
-                    &[
-                        Arg::Ptr(self.ptr(x)),
-                        Arg::Ptr(self.ptr(&scratch.x16)),
-                        Arg::Usize(n * k),
-                    ],
-                )?;
+            // A quantized weight multiplies the 8-bit form of the activations, as in decoding and on the CPU (f16
+            // activations against it differed from the CPU by up to 1.1 in a synth Q8_0 model's logits). One thread
+            // an element either way; the 8-bit form's kernel counts 32-element chunks.
+            let (convert, count) = if w.ty == GgmlType::F16 {
+                (&self.funcs.to_f16, n * k)
             } else {
-                // A quantized weight multiplies the 8-bit form of the activations, as in decoding and on the CPU
-                // (f16 activations against it differed from the CPU by up to 1.1 in a synth Q8_0 model's logits).
-                self.launch_1d(
-                    &self.funcs.to_f16_q8,
-                    n * k,
-                    &[
-                        Arg::Ptr(self.ptr(x)),
-                        Arg::Ptr(self.ptr(&scratch.x16)),
-                        Arg::Usize(n * k / 32),
-                    ],
-                )?;
-            }
+                (&self.funcs.to_f16_q8, n * k / 32)
+            };
+            self.launch_1d(
+                convert,
+                n * k,
+                &[
+                    Arg::Ptr(self.ptr(x)),
+                    Arg::Ptr(self.ptr(&scratch.x16)),
+                    Arg::Usize(count),
+                ],
+            )?;
             (a, self.ptr(&scratch.x16), cudaDataType::CUDA_R_16F)
         };
         let (alpha, beta) = (1.0f32, if accumulate { 1.0f32 } else { 0.0 });
