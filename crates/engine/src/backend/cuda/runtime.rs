@@ -209,6 +209,8 @@ mod tests {
             "attn_combine",
             "kv_store_f16",
             "argmax_rows",
+            "regroup_blocks",
+            "to_f16_q8",
         ] {
             assert!(src.contains(&format!("void {k}(")), "{k} missing");
         }
