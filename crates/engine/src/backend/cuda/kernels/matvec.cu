@@ -420,15 +420,18 @@ __device__ __forceinline__ void glu_q(const u8* __restrict__ gate, const u8* __r
 struct FmtF32 {
     static constexpr int ELEM_BYTES = 4;
     __device__ static void load8(const u8* row, int i, float f[8]) {
-        const float4* p = (const float4*)(row + 4 * (size_t)i);
-        float4 a = p[0], b = p[1];
+        uint4 ua = ldw4_stream(row + 4 * (size_t)i), ub = ldw4_stream(row + 4 * (size_t)i + 16);
+        float4 a = make_float4(__uint_as_float(ua.x), __uint_as_float(ua.y), __uint_as_float(ua.z),
+                               __uint_as_float(ua.w));
+        float4 b = make_float4(__uint_as_float(ub.x), __uint_as_float(ub.y), __uint_as_float(ub.z),
+                               __uint_as_float(ub.w));
         f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
     }
 };
 struct FmtF16 {
     static constexpr int ELEM_BYTES = 2;
     __device__ static void load8(const u8* row, int i, float f[8]) {
-        uint4 a = *(const uint4*)(row + 2 * (size_t)i);
+        uint4 a = ldw4_stream(row + 2 * (size_t)i);
         u32 w[4] = {a.x, a.y, a.z, a.w};
 #pragma unroll
         for (int j = 0; j < 4; j++) {
@@ -440,7 +443,7 @@ struct FmtF16 {
 struct FmtBF16 {
     static constexpr int ELEM_BYTES = 2;
     __device__ static void load8(const u8* row, int i, float f[8]) {
-        uint4 a = *(const uint4*)(row + 2 * (size_t)i);
+        uint4 a = ldw4_stream(row + 2 * (size_t)i);
         u32 w[4] = {a.x, a.y, a.z, a.w};
 #pragma unroll
         for (int j = 0; j < 4; j++) {
