@@ -1,15 +1,14 @@
-//! The exact route for Q8_0, Q5_0 and Q4_0: a GEMM whose every result is bit for bit the AVX-512 per-pair
-//! `vec_dot` of the format, so that a prompt processed in one batch gives the same numbers as decoding it token by
-//! token (8-bit activation rounding turns the last-bit differences of a reordered sum into differences of tenths in
-//! the logits of small models).
+//! The exact route for Q8_0, Q5_0 and Q4_0: a GEMM whose every result is bit for bit the per-pair `vec_dot` of the
+//! format, itself bit for bit ggml's (`tests/ggml_vec_dot.rs`), so that a prompt processed in one batch gives the
+//! same numbers as decoding it token by token, and as llama.cpp (8-bit activation rounding turns the last-bit
+//! differences of a reordered sum into differences of tenths in the logits of small models).
 //!
 //! The per-pair kernels (`x86_common::dot_blocks`) compute per 32-block eight exact i32 lanes (four products each),
-//! convert them, and fuse-multiply them by `d_w * d_a` into one of two 8-lane accumulators (block `b` into
-//! accumulator `b % 2`), then sum `acc0 + acc1` and reduce the eight lanes as halves, quarters, pairs. Here a
-//! 64-element k-step holds blocks `2s` and `2s + 1` in the two halves of a 16-lane vector: one accumulator
-//! `[acc0 | acc1]` per pair, a tile of 4 weight rows × 4 tokens as in the integer route. The exact i32 lanes come
-//! from one `vpdpbusd` on the unsigned codes starting from `-offset * Σ a` (precomputed per four activations in the
-//! activation panel).
+//! convert them, and fuse-multiply them by `d_w * d_a` into one 8-lane accumulator, block after block, then reduce
+//! the eight lanes as halves, quarters, pairs. Here a 64-element k-step holds blocks `2s` and `2s + 1` in the two
+//! halves of a 16-lane vector: the exact i32 lanes of both come from one `vpdpbusd` on the unsigned codes starting
+//! from `-offset * Σ a` (precomputed per four activations in the activation panel), and the two halves go into the
+//! pair's 8-lane accumulator one after the other. A tile is 4 weight rows × 4 tokens, as in the integer route.
 //!
 //! Activation rows: `⌈k / 64⌉` chunks of 192 bytes, `[64 i8 codes][16 f32 d_a][16 i32 -offset * Σ4 a]`. Weight
 //! rows: the integer panel of [`crate::gemm`] (codes `q + offset`, scales `d_w`; corrections unused).
@@ -136,9 +135,9 @@ mod x86 {
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn tile(steps: usize, wp: [*const u8; XMR], ap: [*const u8; XNR]) -> [f32; 16] {
-        // acc[r][t] = [acc0 | acc1] of the per-pair kernel. A last step holding one block adds 0 * 0 to acc1's
-        // lanes, which leaves them as they are (an accumulator is never -0).
-        let mut acc = [[_mm512_setzero_ps(); XNR]; XMR];
+        // acc[r][t] is the per-pair kernel's accumulator. A last step holding one block adds 0 * 0 to it, which
+        // leaves it as it is (an accumulator is never -0).
+        let mut acc = [[_mm256_setzero_ps(); XNR]; XMR];
         for s in 0..steps {
             let (wo, ao) = (s * STEP_BYTES, s * ACT_STEP_BYTES);
             // SAFETY: s < steps (the caller's promise); unaligned loads.
@@ -159,15 +158,15 @@ mod x86 {
                 };
                 for (t, acc_rt) in acc_r.iter_mut().enumerate() {
                     let sums = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(starts[t], codes, acts[t]));
-                    *acc_rt = _mm512_fmadd_ps(sums, _mm512_mul_ps(w_scale, act_scales[t]), *acc_rt);
+                    let scales = _mm512_mul_ps(w_scale, act_scales[t]);
+                    // Block 2s, then block 2s + 1.
+                    *acc_rt = _mm256_fmadd_ps(low8(sums), low8(scales), *acc_rt);
+                    *acc_rt = _mm256_fmadd_ps(high8(sums), high8(scales), *acc_rt);
                 }
             }
         }
-        // acc0 + acc1 in both halves of a vector, per pair p = r * XNR + t.
-        let totals: [__m512; 16] = std::array::from_fn(|p| {
-            let z = acc[p / XNR][p % XNR];
-            _mm512_add_ps(z, _mm512_shuffle_f32x4::<0x4E>(z, z))
-        });
+        // Each pair's 8 lanes reduced as the per-pair kernel's `hsum_f32x8` does, sixteen pairs at once.
+        let totals: [__m512; 16] = std::array::from_fn(|p| _mm512_castps256_ps512(acc[p / XNR][p % XNR]));
         let z = reduce_pairs16(totals);
         let mut lanes = [0f32; 16];
         // SAFETY: 16 writable floats.
@@ -179,5 +178,17 @@ mod x86 {
             sums[4 * r + t] = lanes[pair_lane(p)];
         }
         sums
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn low8(v: __m512) -> __m256 {
+        _mm512_castps512_ps256(v)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn high8(v: __m512) -> __m256 {
+        _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)))
     }
 }
