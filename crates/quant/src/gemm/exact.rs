@@ -137,36 +137,47 @@ mod x86 {
     unsafe fn tile(steps: usize, wp: [*const u8; XMR], ap: [*const u8; XNR]) -> [f32; 16] {
         // acc[r][t] is the per-pair kernel's accumulator. A last step holding one block adds 0 * 0 to it, which
         // leaves it as it is (an accumulator is never -0).
-        let mut acc = [[_mm256_setzero_ps(); XNR]; XMR];
+        // acc[r][j]: the per-pair accumulators of row r with tokens 2j (lanes 0..8) and 2j + 1 (lanes 8..16).
+        let mut acc = [[_mm512_setzero_ps(); XNR / 2]; XMR];
         for s in 0..steps {
             let (wo, ao) = (s * STEP_BYTES, s * ACT_STEP_BYTES);
-            // SAFETY: s < steps (the caller's promise); unaligned loads.
-            let (acts, act_scales, starts): ([__m512i; XNR], [__m512; XNR], [__m512i; XNR]) = unsafe {
-                (
-                    std::array::from_fn(|t| _mm512_loadu_si512(ap[t].add(ao).cast())),
-                    std::array::from_fn(|t| _mm512_loadu_ps(ap[t].add(ao + 64).cast())),
-                    std::array::from_fn(|t| _mm512_loadu_si512(ap[t].add(ao + 128).cast())),
-                )
-            };
-            for (r, acc_r) in acc.iter_mut().enumerate() {
-                // SAFETY: as above.
-                let (codes, w_scale) = unsafe {
-                    (
-                        _mm512_loadu_si512(wp[r].add(wo).cast()),
-                        _mm512_loadu_ps(wp[r].add(wo + 64).cast()),
-                    )
-                };
-                for (t, acc_rt) in acc_r.iter_mut().enumerate() {
-                    let sums = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(starts[t], codes, acts[t]));
-                    let scales = _mm512_mul_ps(w_scale, act_scales[t]);
-                    // Block 2s, then block 2s + 1.
-                    *acc_rt = _mm256_fmadd_ps(low8(sums), low8(scales), *acc_rt);
-                    *acc_rt = _mm256_fmadd_ps(high8(sums), high8(scales), *acc_rt);
+            // Block 2s, then block 2s + 1, each folded into the accumulators in turn.
+            for half in 0..2 {
+                let at = |j: usize, off: usize| (ap[2 * j], ap[2 * j + 1], ao + off + 32 * half);
+                // SAFETY (all three): s < steps and half < 2 keep every 32-byte load inside the step.
+                let acts: [__m512i; XNR / 2] = std::array::from_fn(|j| unsafe { pair_i(at(j, 0)) });
+                let act_scales: [__m512; XNR / 2] =
+                    std::array::from_fn(|j| unsafe { _mm512_castsi512_ps(pair_i(at(j, 64))) });
+                let starts: [__m512i; XNR / 2] = std::array::from_fn(|j| unsafe { pair_i(at(j, 128)) });
+                for (r, acc_r) in acc.iter_mut().enumerate() {
+                    // The block's codes and scales in both halves (broadcast loads).
+                    // SAFETY: as above.
+                    let (codes, w_scale) = unsafe {
+                        (
+                            _mm512_broadcast_i64x4(_mm256_loadu_si256(wp[r].add(wo + 32 * half).cast())),
+                            _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_loadu_pd(
+                                wp[r].add(wo + 64 + 32 * half).cast(),
+                            ))),
+                        )
+                    };
+                    for (j, acc_rj) in acc_r.iter_mut().enumerate() {
+                        let sums = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(starts[j], codes, acts[j]));
+                        *acc_rj = _mm512_fmadd_ps(sums, _mm512_mul_ps(w_scale, act_scales[j]), *acc_rj);
+                    }
                 }
             }
         }
-        // Each pair's 8 lanes reduced as the per-pair kernel's `hsum_f32x8` does, sixteen pairs at once.
-        let totals: [__m512; 16] = std::array::from_fn(|p| _mm512_castps256_ps512(acc[p / XNR][p % XNR]));
+        // Each pair's 8 lanes (moved to the low half) reduced as the per-pair kernel's `hsum_f32x8` does, sixteen
+        // pairs at once.
+        let totals: [__m512; 16] = std::array::from_fn(|p| {
+            let (r, t) = (p / XNR, p % XNR);
+            let v = acc[r][t / 2];
+            if t % 2 == 0 {
+                v
+            } else {
+                _mm512_shuffle_f32x4::<0x4E>(v, v)
+            }
+        });
         let z = reduce_pairs16(totals);
         let mut lanes = [0f32; 16];
         // SAFETY: 16 writable floats.
@@ -180,15 +191,19 @@ mod x86 {
         sums
     }
 
+    /// 32 bytes at `off` of two token rows as one 512-bit vector: `a`'s in the low half, `b`'s in the high.
+    ///
+    /// # Safety
+    /// Both rows hold 32 readable bytes at `off`; the CPU runs AVX-512F.
     #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn low8(v: __m512) -> __m256 {
-        _mm512_castps512_ps256(v)
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn high8(v: __m512) -> __m256 {
-        _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)))
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn pair_i((a, b, off): (*const u8, *const u8, usize)) -> __m512i {
+        // SAFETY: the caller's promise; unaligned loads.
+        unsafe {
+            _mm512_inserti64x4::<1>(
+                _mm512_castsi256_si512(_mm256_loadu_si256(a.add(off).cast())),
+                _mm256_loadu_si256(b.add(off).cast()),
+            )
+        }
     }
 }
