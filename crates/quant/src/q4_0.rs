@@ -178,7 +178,6 @@ mod x86 {
                 let offsets = _mm256_maddubs_epi16(_mm256_set1_epi8(8), act);
                 _mm256_madd_epi16(_mm256_sub_epi16(with_nibbles, offsets), _mm256_set1_epi16(1))
             },
-            |_, _, acc| acc,
             |_, _| 0.0,
         )
     }
@@ -209,7 +208,6 @@ mod x86 {
             |w8, a8| scales8(w8, a8),
             |wb, ab| f16_product(wb.d, ab.d),
             block,
-            |_, _, acc| acc,
             |_, _| 0.0,
         )
     }

@@ -149,18 +149,6 @@ mod x86 {
         }
     }
 
-    /// `acc + m_w * s_a` of 8 block pairs.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn offsets8(w: &[BlockQ5_1], a: &[BlockQ8_1], acc: __m256) -> __m256 {
-        assert!(w.len() >= 8 && a.len() >= 8);
-        // SAFETY: 8 blocks on each side (assert above), the f16 `m` and `s` at byte 2 of each.
-        unsafe {
-            let m = f16_fields8(w.as_ptr().cast(), W_BYTES, 2);
-            _mm256_fmadd_ps(m, f16_fields8(a.as_ptr().cast(), A_BYTES, 2), acc)
-        }
-    }
-
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     fn act_qs(block: &BlockQ8_1) -> __m256i {
@@ -200,7 +188,6 @@ mod x86 {
             |w8, a8| scales8(w8, a8),
             |wb, ab| f16_product(wb.d, ab.d),
             |wb, ab| dot_u8i8x32(values(wb), act_qs(ab)),
-            |w8, a8, acc| offsets8(w8, a8, acc),
             |wb, ab| f16_product(wb.m, ab.s),
         )
     }
@@ -223,7 +210,6 @@ mod x86 {
             |w8, a8| scales8(w8, a8),
             |wb, ab| f16_product(wb.d, ab.d),
             |wb, ab| _mm256_dpbusd_epi32(_mm256_setzero_si256(), values_avx512(wb), act_qs(ab)),
-            |w8, a8, acc| offsets8(w8, a8, acc),
             |wb, ab| f16_product(wb.m, ab.s),
         )
     }

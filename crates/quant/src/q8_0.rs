@@ -221,7 +221,6 @@ mod x86 {
             |w8, a8| scales8(w8, a8),
             |wb, ab| f16_product(wb.d, ab.d),
             |wb, ab| dot_i8x32(load_qs(wb), load_qs(ab)),
-            |_, _, acc| acc,
             |_, _| 0.0,
         )
     }
@@ -244,7 +243,6 @@ mod x86 {
             |w8, a8| scales8(w8, a8),
             |wb, ab| f16_product(wb.d, ab.d),
             |wb, ab| dot_i8x32_vnni(_mm256_setzero_si256(), load_qs(wb), load_qs(ab)),
-            |_, _, acc| acc,
             |_, _| 0.0,
         )
     }

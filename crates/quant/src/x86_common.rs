@@ -153,15 +153,16 @@ pub unsafe fn f16_fields8(blocks: *const u8, block_bytes: usize, field: usize) -
     _mm256_cvtph_ps(_mm_setr_epi16(h(0), h(1), h(2), h(3), h(4), h(5), h(6), h(7)))
 }
 
-/// `Σ_b scale_b * Σ(lanes of block(w_b, a_b)) + Σ_b extra_b`: the loop shared by the legacy integer dot products.
+/// `Σ_b scale_b * Σ(lanes of block(w_b, a_b)) + Σ_b extra_b`: the loop shared by the legacy integer dot products,
+/// in ggml's order (its AVX2 `vec_dot` and llamafile's tinyBLAS tiles, which llama.cpp takes for these formats at
+/// every batch size), so that the results are bit for bit llama.cpp's (`tests/ggml_vec_dot.rs`).
 ///
 /// `scales8` gives the scales `d_w * d_a` of 8 consecutive block pairs, `scale1` that of one pair (for the tail),
-/// `block` the eight i32 partial sums of one pair's integer dot product; `extra8` adds the constant terms of 8
-/// pairs (`m_w * s_a` for Q4_1/Q5_1) to an accumulator and `extra1` gives that of one pair.
+/// `block` the eight i32 partial sums of one pair's integer dot product (lane j: elements 4j..4j+4); `extra1` the
+/// constant term of one pair (`m_w * s_a` for Q4_1/Q5_1).
 ///
-/// Block `b` goes into accumulator `b % 2` (two 8-lane accumulators, summed, then reduced as halves, quarters,
-/// pairs): the order the exact GEMM route ([`crate::gemm::exact`]) reproduces with one 16-lane accumulator per
-/// pair, so that prompts and decoding give the same bits.
+/// Every block goes into one 8-lane accumulator by FMA, in order; the lanes are reduced as halves, quarters,
+/// pairs; the constant terms are summed in order apart and added last.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub fn dot_blocks<W, A>(
@@ -170,11 +171,10 @@ pub fn dot_blocks<W, A>(
     scales8: impl Fn(&[W], &[A]) -> __m256,
     scale1: impl Fn(&W, &A) -> f32,
     block: impl Fn(&W, &A) -> __m256i,
-    extra8: impl Fn(&[W], &[A], __m256) -> __m256,
     extra1: impl Fn(&W, &A) -> f32,
 ) -> f32 {
-    let mut acc = [_mm256_setzero_ps(); 2];
-    let mut acc_extra = _mm256_setzero_ps();
+    let mut acc = _mm256_setzero_ps();
+    let mut extra = 0f32;
     let (w_main, a_main) = (w.chunks_exact(8), a.chunks_exact(8));
     let (w_tail, a_tail) = (w_main.remainder(), a_main.remainder());
     for (w8, a8) in w_main.zip(a_main) {
@@ -186,19 +186,16 @@ pub fn dot_blocks<W, A>(
         let scales = std::hint::black_box(&scales);
         for k in 0..8 {
             let sums = _mm256_cvtepi32_ps(block(&w8[k], &a8[k]));
-            acc[k % 2] = _mm256_fmadd_ps(sums, _mm256_broadcast_ss(&scales[k]), acc[k % 2]);
+            acc = _mm256_fmadd_ps(sums, _mm256_broadcast_ss(&scales[k]), acc);
+            extra += extra1(&w8[k], &a8[k]);
         }
-        acc_extra = extra8(w8, a8, acc_extra);
     }
-    let mut tail_extra = 0f32;
-    for (j, (wb, ab)) in w_tail.iter().zip(a_tail).enumerate() {
-        // The main part holds a multiple of 8 blocks: block parity is j's.
+    for (wb, ab) in w_tail.iter().zip(a_tail) {
         let sums = _mm256_cvtepi32_ps(block(wb, ab));
-        acc[j % 2] = _mm256_fmadd_ps(sums, _mm256_set1_ps(scale1(wb, ab)), acc[j % 2]);
-        tail_extra += extra1(wb, ab);
+        acc = _mm256_fmadd_ps(sums, _mm256_set1_ps(scale1(wb, ab)), acc);
+        extra += extra1(wb, ab);
     }
-    let total = _mm256_add_ps(acc[0], acc[1]);
-    hsum_f32x8(_mm256_add_ps(total, acc_extra)) + tail_extra
+    hsum_f32x8(acc) + extra
 }
 
 /// Stores `d * q + m` for 32 signed bytes `q` (bit-exact with the scalar `d * q as f32 + m`: a multiply, then an

@@ -19,10 +19,10 @@ fn unhex(s: &str) -> Vec<u8> {
 }
 
 /// Weight formats whose products equal ggml's bit for bit on every fixture case, at AVX2 and AVX-512 (the scalar
-/// reference sums in plain order). The legacy formats are not among them: our `dot_blocks` alternates two
-/// accumulators where ggml folds every block into one (branch `legacy-ggml-order` has them in ggml's order, at a
-/// cost in prompt speed; docs/BENCHMARKS.md, "Agreement").
-const EXACT: &[&str] = &["q2_k", "q3_k", "q4_k", "q5_k", "q6_k"];
+/// reference sums in plain order): all of them.
+const EXACT: &[&str] = &[
+    "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k",
+];
 
 #[test]
 fn dot_products_match_ggml_within_rounding_and_report_exactness() {

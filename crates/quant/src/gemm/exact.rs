@@ -1,15 +1,14 @@
-//! The exact route for Q8_0, Q5_0 and Q4_0: a GEMM whose every result is bit for bit the AVX-512 per-pair
-//! `vec_dot` of the format, so that a prompt processed in one batch gives the same numbers as decoding it token by
-//! token (8-bit activation rounding turns the last-bit differences of a reordered sum into differences of tenths in
-//! the logits of small models).
+//! The exact route for Q8_0, Q5_0 and Q4_0: a GEMM whose every result is bit for bit the per-pair `vec_dot` of the
+//! format, itself bit for bit ggml's (`tests/ggml_vec_dot.rs`), so that a prompt processed in one batch gives the
+//! same numbers as decoding it token by token, and as llama.cpp (8-bit activation rounding turns the last-bit
+//! differences of a reordered sum into differences of tenths in the logits of small models).
 //!
 //! The per-pair kernels (`x86_common::dot_blocks`) compute per 32-block eight exact i32 lanes (four products each),
-//! convert them, and fuse-multiply them by `d_w * d_a` into one of two 8-lane accumulators (block `b` into
-//! accumulator `b % 2`), then sum `acc0 + acc1` and reduce the eight lanes as halves, quarters, pairs. Here a
-//! 64-element k-step holds blocks `2s` and `2s + 1` in the two halves of a 16-lane vector: one accumulator
-//! `[acc0 | acc1]` per pair, a tile of 4 weight rows × 4 tokens as in the integer route. The exact i32 lanes come
-//! from one `vpdpbusd` on the unsigned codes starting from `-offset * Σ a` (precomputed per four activations in the
-//! activation panel).
+//! convert them, and fuse-multiply them by `d_w * d_a` into one 8-lane accumulator, block after block, then reduce
+//! the eight lanes as halves, quarters, pairs. Here a 64-element k-step holds blocks `2s` and `2s + 1` in the two
+//! halves of a 16-lane vector: the exact i32 lanes of both come from one `vpdpbusd` on the unsigned codes starting
+//! from `-offset * Σ a` (precomputed per four activations in the activation panel), and the two halves go into the
+//! pair's 8-lane accumulator one after the other. A tile is 4 weight rows × 4 tokens, as in the integer route.
 //!
 //! Activation rows: `⌈k / 64⌉` chunks of 192 bytes, `[64 i8 codes][16 f32 d_a][16 i32 -offset * Σ4 a]`. Weight
 //! rows: the integer panel of [`crate::gemm`] (codes `q + offset`, scales `d_w`; corrections unused).
@@ -136,37 +135,48 @@ mod x86 {
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn tile(steps: usize, wp: [*const u8; XMR], ap: [*const u8; XNR]) -> [f32; 16] {
-        // acc[r][t] = [acc0 | acc1] of the per-pair kernel. A last step holding one block adds 0 * 0 to acc1's
-        // lanes, which leaves them as they are (an accumulator is never -0).
-        let mut acc = [[_mm512_setzero_ps(); XNR]; XMR];
+        // acc[r][t] is the per-pair kernel's accumulator. A last step holding one block adds 0 * 0 to it, which
+        // leaves it as it is (an accumulator is never -0).
+        // acc[r][j]: the per-pair accumulators of row r with tokens 2j (lanes 0..8) and 2j + 1 (lanes 8..16).
+        let mut acc = [[_mm512_setzero_ps(); XNR / 2]; XMR];
         for s in 0..steps {
             let (wo, ao) = (s * STEP_BYTES, s * ACT_STEP_BYTES);
-            // SAFETY: s < steps (the caller's promise); unaligned loads.
-            let (acts, act_scales, starts): ([__m512i; XNR], [__m512; XNR], [__m512i; XNR]) = unsafe {
-                (
-                    std::array::from_fn(|t| _mm512_loadu_si512(ap[t].add(ao).cast())),
-                    std::array::from_fn(|t| _mm512_loadu_ps(ap[t].add(ao + 64).cast())),
-                    std::array::from_fn(|t| _mm512_loadu_si512(ap[t].add(ao + 128).cast())),
-                )
-            };
-            for (r, acc_r) in acc.iter_mut().enumerate() {
-                // SAFETY: as above.
-                let (codes, w_scale) = unsafe {
-                    (
-                        _mm512_loadu_si512(wp[r].add(wo).cast()),
-                        _mm512_loadu_ps(wp[r].add(wo + 64).cast()),
-                    )
-                };
-                for (t, acc_rt) in acc_r.iter_mut().enumerate() {
-                    let sums = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(starts[t], codes, acts[t]));
-                    *acc_rt = _mm512_fmadd_ps(sums, _mm512_mul_ps(w_scale, act_scales[t]), *acc_rt);
+            // Block 2s, then block 2s + 1, each folded into the accumulators in turn.
+            for half in 0..2 {
+                let at = |j: usize, off: usize| (ap[2 * j], ap[2 * j + 1], ao + off + 32 * half);
+                // SAFETY (all three): s < steps and half < 2 keep every 32-byte load inside the step.
+                let acts: [__m512i; XNR / 2] = std::array::from_fn(|j| unsafe { pair_i(at(j, 0)) });
+                let act_scales: [__m512; XNR / 2] =
+                    std::array::from_fn(|j| unsafe { _mm512_castsi512_ps(pair_i(at(j, 64))) });
+                let starts: [__m512i; XNR / 2] = std::array::from_fn(|j| unsafe { pair_i(at(j, 128)) });
+                for (r, acc_r) in acc.iter_mut().enumerate() {
+                    // The block's codes and scales in both halves (broadcast loads).
+                    // SAFETY: as above.
+                    let (codes, w_scale) = unsafe {
+                        (
+                            _mm512_broadcast_i64x4(_mm256_loadu_si256(wp[r].add(wo + 32 * half).cast())),
+                            _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_loadu_pd(
+                                wp[r].add(wo + 64 + 32 * half).cast(),
+                            ))),
+                        )
+                    };
+                    for (j, acc_rj) in acc_r.iter_mut().enumerate() {
+                        let sums = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(starts[j], codes, acts[j]));
+                        *acc_rj = _mm512_fmadd_ps(sums, _mm512_mul_ps(w_scale, act_scales[j]), *acc_rj);
+                    }
                 }
             }
         }
-        // acc0 + acc1 in both halves of a vector, per pair p = r * XNR + t.
+        // Each pair's 8 lanes (moved to the low half) reduced as the per-pair kernel's `hsum_f32x8` does, sixteen
+        // pairs at once.
         let totals: [__m512; 16] = std::array::from_fn(|p| {
-            let z = acc[p / XNR][p % XNR];
-            _mm512_add_ps(z, _mm512_shuffle_f32x4::<0x4E>(z, z))
+            let (r, t) = (p / XNR, p % XNR);
+            let v = acc[r][t / 2];
+            if t % 2 == 0 {
+                v
+            } else {
+                _mm512_shuffle_f32x4::<0x4E>(v, v)
+            }
         });
         let z = reduce_pairs16(totals);
         let mut lanes = [0f32; 16];
@@ -179,5 +189,21 @@ mod x86 {
             sums[4 * r + t] = lanes[pair_lane(p)];
         }
         sums
+    }
+
+    /// 32 bytes at `off` of two token rows as one 512-bit vector: `a`'s in the low half, `b`'s in the high.
+    ///
+    /// # Safety
+    /// Both rows hold 32 readable bytes at `off`; the CPU runs AVX-512F.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn pair_i((a, b, off): (*const u8, *const u8, usize)) -> __m512i {
+        // SAFETY: the caller's promise; unaligned loads.
+        unsafe {
+            _mm512_inserti64x4::<1>(
+                _mm512_castsi256_si512(_mm256_loadu_si256(a.add(off).cast())),
+                _mm256_loadu_si256(b.add(off).cast()),
+            )
+        }
     }
 }
