@@ -28,9 +28,9 @@
 //!
 //! # Exact route (Q8_0, Q5_0, Q4_0 at AVX-512 VNNI)
 //! The same weight panels, activations with exact integer offset terms, and a microkernel that reproduces the
-//! per-pair kernel's summation order, so that every result is bit for bit its `vec_dot` ([`exact`]). About 15 %
-//! slower than the integer route; it keeps batched prefill equal to decoding for the formats whose per-pair
-//! kernels allow it.
+//! per-pair kernel's summation order, so that every result is bit for bit its `vec_dot` ([`exact`]), which is
+//! ggml's. Slower than the integer route (its one accumulator a pair is walked block after block); it keeps batched
+//! prefill equal to decoding, and to llama.cpp's products, for the formats whose per-pair kernels allow it.
 //!
 //! # Float route (F32, F16, BF16)
 //! Weight rows are widened to f32 once and interleaved sixteen rows to a vector; the activations stay the f32 input
