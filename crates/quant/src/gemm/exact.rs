@@ -5,10 +5,11 @@
 //!
 //! The per-pair kernels (`x86_common::dot_blocks`) compute per 32-block eight exact i32 lanes (four products each),
 //! convert them, and fuse-multiply them by `d_w * d_a` into one 8-lane accumulator, block after block, then reduce
-//! the eight lanes as halves, quarters, pairs. Here a 64-element k-step holds blocks `2s` and `2s + 1` in the two
-//! halves of a 16-lane vector: the exact i32 lanes of both come from one `vpdpbusd` on the unsigned codes starting
-//! from `-offset * Σ a` (precomputed per four activations in the activation panel), and the two halves go into the
-//! pair's 8-lane accumulator one after the other. A tile is 4 weight rows × 4 tokens, as in the integer route.
+//! the eight lanes as halves, quarters, pairs. Here a 16-lane vector holds one block of two tokens (token `2j` in
+//! the low half, `2j + 1` in the high; the weight block broadcast to both): the exact i32 lanes come from one
+//! `vpdpbusd` on the unsigned codes starting from `-offset * Σ a` (precomputed per four activations in the
+//! activation panel), and one FMA folds the block into both pairs' accumulators, block after block. A tile is 4
+//! weight rows × 4 tokens, as in the integer route.
 //!
 //! Activation rows: `⌈k / 64⌉` chunks of 192 bytes, `[64 i8 codes][16 f32 d_a][16 i32 -offset * Σ4 a]`. Weight
 //! rows: the integer panel of [`crate::gemm`] (codes `q + offset`, scales `d_w`; corrections unused).
@@ -135,9 +136,9 @@ mod x86 {
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn tile(steps: usize, wp: [*const u8; XMR], ap: [*const u8; XNR]) -> [f32; 16] {
-        // acc[r][t] is the per-pair kernel's accumulator. A last step holding one block adds 0 * 0 to it, which
-        // leaves it as it is (an accumulator is never -0).
-        // acc[r][j]: the per-pair accumulators of row r with tokens 2j (lanes 0..8) and 2j + 1 (lanes 8..16).
+        // acc[r][j]: the per-pair kernel's accumulators of row r with tokens 2j (lanes 0..8) and 2j + 1 (lanes
+        // 8..16). A last step holding one block adds 0 * 0 to them, which leaves them as they are (an accumulator is
+        // never -0).
         let mut acc = [[_mm512_setzero_ps(); XNR / 2]; XMR];
         for s in 0..steps {
             let (wo, ao) = (s * STEP_BYTES, s * ACT_STEP_BYTES);
