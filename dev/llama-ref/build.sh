@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Build dev/llama-ref/llama_ref.cpp against llama.cpp's static libraries and print the binary's path.
+# Build dev/llama-ref/llama_ref.cpp (and llama_dump.cpp beside it) against llama.cpp's static libraries and print
+# llama_ref's path.
 # llama.cpp is found (and built first, if missing: ~20 min on 2 cores) by ../shared/tools/llama-cpp.sh,
 # which prints llama.cpp's bin folder; the build folder is its parent, the source folder beside that.
 #   dev/llama-ref/build.sh            -> target/llama-ref/llama_ref  (path printed)
+#                                        target/llama-ref/llama_dump (every intermediate tensor of a prompt, see
+#                                        llama_dump.cpp)
 #                                        target/llama-ref/no_amx.so (LD_PRELOAD shim, see no_amx.c)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -26,6 +29,14 @@ if [ ! -x "$EXE" ] || [ "$HERE/llama_ref.cpp" -nt "$EXE" ] || [ "$B/src/libllama
     "$B/src/libllama.a" "$B/ggml/src/libggml.a" "$B/ggml/src/libggml-cpu.a" "$B/ggml/src/libggml-base.a" \
     -fopenmp -lpthread -ldl -lm
   mv "$EXE.tmp" "$EXE"
+fi
+DUMP=$OUT/llama_dump
+if [ ! -x "$DUMP" ] || [ "$HERE/llama_dump.cpp" -nt "$DUMP" ] || [ "$B/src/libllama.a" -nt "$DUMP" ]; then
+  echo "build.sh: compiling $DUMP" >&2
+  g++ -std=c++17 -O2 -Wall -Wextra -I"$S/include" -I"$S/ggml/include" "$HERE/llama_dump.cpp" -o "$DUMP.tmp" \
+    "$B/src/libllama.a" "$B/ggml/src/libggml.a" "$B/ggml/src/libggml-cpu.a" "$B/ggml/src/libggml-base.a" \
+    -fopenmp -lpthread -ldl -lm
+  mv "$DUMP.tmp" "$DUMP"
 fi
 SHIM=$OUT/no_amx.so
 if [ ! -f "$SHIM" ] || [ "$HERE/no_amx.c" -nt "$SHIM" ]; then
