@@ -10,6 +10,7 @@ pub mod parity;
 
 use crate::batch::Batch;
 use crate::error::Result;
+pub use crate::model::config::ScaleAt;
 use crate::model::config::{Activation, LayerKind, RopeParams, RopeStyle};
 use gguf::{GgmlType, Gguf, TensorInfo};
 use std::sync::Arc;
@@ -76,6 +77,7 @@ pub struct AttentionParams {
     pub n_kv_heads: usize,
     pub head_dim: usize,
     pub scale: f32,
+    pub scale_at: ScaleAt,
     pub kind: LayerKind,
 }
 

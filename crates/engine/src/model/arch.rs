@@ -1,7 +1,7 @@
 //! GGUF metadata -> `ArchConfig`. Each architecture is one function here and one match arm; nothing else in the
 //! engine knows architecture names.
 
-use super::config::{Activation, ArchConfig, LayerKind, RopeParams, RopeStyle};
+use super::config::{Activation, ArchConfig, LayerKind, RopeParams, RopeStyle, ScaleAt};
 use crate::error::{EngineError, Result};
 use gguf::Gguf;
 
@@ -116,6 +116,7 @@ fn common(g: &Gguf, arch: &str) -> Result<ArchConfig> {
         post_norms: false,
         embed_scale: 1.0,
         attn_scale: 1.0 / (head_dim as f32).sqrt(),
+        attn_scale_at: ScaleAt::Scores,
         layer_kinds: vec![LayerKind::Global; n_layers],
         tied_embeddings: g.tensor("output.weight").is_none(),
     })
@@ -159,6 +160,7 @@ fn gemma3(g: &Gguf, arch: &str) -> Result<ArchConfig> {
         qk_norm: true,
         post_norms: true,
         embed_scale: (c.d_model as f32).sqrt(),
+        attn_scale_at: ScaleAt::Query,
         layer_kinds,
         ..c
     })

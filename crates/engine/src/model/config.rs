@@ -10,6 +10,15 @@ pub enum RopeStyle {
     Neox,
 }
 
+/// Where the attention scale applies: to the scores (most models), or to the queries before their product with the
+/// keys (Gemma 3, as llama.cpp builds it). The same number either way, but not the same rounding: the scaled query
+/// is what gets rounded to an F16 cache's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScaleAt {
+    Scores,
+    Query,
+}
+
 /// The gated FFN's activation: `down(act(gate(x)) * up(x))`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
@@ -67,6 +76,7 @@ pub struct ArchConfig {
     pub embed_scale: f32,
     /// Scale of attention scores (usually 1/sqrt(head_dim)).
     pub attn_scale: f32,
+    pub attn_scale_at: ScaleAt,
     /// One entry per layer.
     pub layer_kinds: Vec<LayerKind>,
     /// The output projection is the token embedding (no `output.weight`).

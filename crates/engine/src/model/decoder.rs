@@ -228,6 +228,7 @@ fn run<B: Backend>(
                 n_kv_heads: cfg.n_kv_heads,
                 head_dim: cfg.head_dim,
                 scale: cfg.attn_scale,
+                scale_at: cfg.attn_scale_at,
                 kind: cfg.layer_kinds[il],
             };
             be.attention(&st.q, &st.kv, batch, params, &mut st.attn)?;

@@ -1,23 +1,19 @@
 //! Attention over the CPU KV cache: one task per (token, head), causal and optionally windowed.
 //!
-//! Matches llama.cpp's CPU numerics where it matters for agreement: with an F16 cache the query is rounded to f16
-//! before the K dot products (as ggml converts it to K's type), scores and softmax are f32.
+//! Bit for bit llama.cpp's CPU attention with flash attention off (checked op by op against its graph with
+//! `dev/llama-ref/llama_dump`): with an F16 cache the query is rounded to f16 before the K products and the
+//! probabilities before the V products (ggml converts them to the cache's type); products, exp and sums in ggml's
+//! orders (see [`super::lanes16`]): a batch of several tokens as its tiled GEMM sums, one token as `vec_dot` does.
 
 use super::kv::{CpuKv, KvData};
+use super::lanes16::{Accumulators, Lanes16, LANES};
 use super::pool::WorkPool;
-use super::vec_ops::{self, VecOps};
-use crate::backend::AttentionParams;
+use super::vec_ops;
+use crate::backend::{AttentionParams, ScaleAt};
 use crate::batch::Batch;
 use crate::model::config::LayerKind;
 use half::slice::HalfFloatSliceExt;
 use quant::SimdLevel;
-
-/// Per-task scratch: scores [n_ctx], one converted row [head_dim], the rounded query [head_dim].
-struct Scratch {
-    scores: Vec<f32>,
-    row: Vec<f32>,
-    q: Vec<f32>,
-}
 
 /// A raw pointer to the output rows; each task writes a disjoint set of rows.
 #[derive(Clone, Copy)]
@@ -122,6 +118,40 @@ impl Rows<'_> {
     }
 }
 
+/// The arithmetic of one call: the reductions' accumulator orders, the query scaling, and the kernels.
+struct Plan {
+    lanes: Lanes16,
+    round_f16: fn(&mut [f32]),
+    /// Q·K over head_dim.
+    scores: Accumulators,
+    /// P·V over positions.
+    values: Accumulators,
+    /// Round the query to f16 (an F16 cache: ggml converts it to K's type).
+    round_q: bool,
+    /// Round the probabilities to f16 (an F16 cache: ggml converts them to V's type).
+    round_p: bool,
+}
+
+/// Per-task scratch: scores [n_ctx rounded up to 16], one widened row [head_dim], the query [head_dim], value
+/// accumulators [4, 16, head_dim].
+struct Scratch {
+    scores: Vec<f32>,
+    row: Vec<f32>,
+    q: Vec<f32>,
+    acc: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(n_ctx: usize, hd: usize) -> Self {
+        Self {
+            scores: vec![0.0; n_ctx.next_multiple_of(LANES)],
+            row: vec![0.0; hd],
+            q: vec![0.0; hd],
+            acc: vec![0.0; 4 * LANES * hd],
+        }
+    }
+}
+
 /// q, out: [n_tokens, n_heads * head_dim]
 pub fn attention(
     pool: &WorkPool,
@@ -132,178 +162,97 @@ pub fn attention(
     p: AttentionParams,
     out: &mut [f32],
 ) {
+    attention_with(pool, simd, q, kv, batch, p, out, true)
+}
+
+/// [`attention`], widening the cache rows only where `may_widen` (the tests hold both paths to the same bits).
+#[allow(clippy::too_many_arguments)]
+fn attention_with(
+    pool: &WorkPool,
+    simd: SimdLevel,
+    q: &[f32],
+    kv: &CpuKv,
+    batch: &Batch,
+    p: AttentionParams,
+    out: &mut [f32],
+    may_widen: bool,
+) {
     let hd = p.head_dim;
-    let ops = VecOps::new(simd);
+    // ggml multiplies a batch of several tokens in its tiled GEMM and a single token with `vec_dot`; each sums in
+    // its own order (see lanes16). The value product's reduction (positions, padded to 256) always fits a tile.
+    let plan = Plan {
+        lanes: Lanes16::new(simd),
+        round_f16: vec_ops::round_f16_fn(simd),
+        scores: Accumulators::for_product(batch.len(), hd),
+        values: Accumulators::for_product(batch.len(), LANES),
+        round_q: matches!(kv.k, KvData::F16(_)),
+        round_p: matches!(kv.v, KvData::F16(_)),
+    };
     // With several query tokens per sequence (a prompt), widen the cache rows once instead of once per (token,
     // head). A batch of one token per sequence (batched decoding) reads each row once per head anyway.
-    let widen = matches!(kv.k, KvData::F16(_)) && worth_widening(kv, batch);
+    let widen = may_widen && matches!(kv.k, KvData::F16(_)) && worth_widening(kv, batch);
     let wide = widen.then(|| Wide::new(pool, kv, batch, p.layer));
     let rows = match &wide {
         Some(w) => Rows::Wide(w),
         None => Rows::Cache(kv),
     };
-    if let Some(w) = &wide {
-        return attention_tiled(pool, &ops, q, kv, w, batch, p, out);
+    let group = p.n_heads / p.n_kv_heads;
+    let out_rows = OutRows(out[..batch.len() * p.n_heads * hd].as_mut_ptr());
+    if wide.is_some() {
+        // A task takes up to TOKEN_TILE consecutive tokens of one sequence and the query heads of one KV head,
+        // so that their K and V rows stay in cache between queries.
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        for t in 0..batch.len() {
+            match runs.last_mut() {
+                Some((a, b)) if *b == t && *b - *a < TOKEN_TILE && batch.seq_ids[*a] == batch.seq_ids[t] => *b += 1,
+                _ => runs.push((t, t + 1)),
+            }
+        }
+        pool.run(runs.len() * p.n_kv_heads, &|task| {
+            let ((t0, t1), kvh) = (runs[task / p.n_kv_heads], task % p.n_kv_heads);
+            let mut s = Scratch::new(kv.shape.n_ctx, hd);
+            for t in t0..t1 {
+                for h in kvh * group..(kvh + 1) * group {
+                    let i = t * p.n_heads + h;
+                    // SAFETY: row i of out belongs to this task alone and lies inside out.
+                    let o = unsafe { std::slice::from_raw_parts_mut(out_rows.at(i * hd), hd) };
+                    query(q, &rows, batch, &p, i, o, &mut s, &plan);
+                }
+            }
+        });
+        return;
     }
     let n = batch.len() * p.n_heads;
     let n_tasks = (pool.n_threads() * 4).min(n).max(1);
     let per_task = n.div_ceil(n_tasks);
-    let out_rows = OutRows(out[..n * hd].as_mut_ptr());
     pool.run(n.div_ceil(per_task), &|task| {
-        let mut s = Scratch {
-            scores: vec![0.0; kv.shape.n_ctx],
-            row: vec![0.0; hd],
-            q: vec![0.0; hd],
-        };
+        let mut s = Scratch::new(kv.shape.n_ctx, hd);
         for i in task * per_task..((task + 1) * per_task).min(n) {
             // SAFETY: row i of out belongs to this task alone and lies inside out[..n * hd].
             let o = unsafe { std::slice::from_raw_parts_mut(out_rows.at(i * hd), hd) };
-            head(q, kv, &rows, batch, &p, i, o, &mut s, &ops);
+            query(q, &rows, batch, &p, i, o, &mut s, &plan);
         }
     });
 }
 
-/// Consecutive batch tokens of one sequence that share K/V row reads in a prompt.
+/// Consecutive batch tokens of one sequence in one prompt task.
 const TOKEN_TILE: usize = 4;
 
-/// Prompt attention over widened rows: a task takes up to TOKEN_TILE consecutive tokens of one sequence and the
-/// query heads of one KV head, so that each K and V row is read once for all of them. Every query's arithmetic is
-/// [`head`]'s, in the same order (scores by increasing position, the same max, exp, normalization and rounding,
-/// values accumulated by increasing position), so the results are bit for bit those of the per-head path.
+/// One (token, head) pair, i = t * n_heads + h, as ggml computes it with flash attention off: the query (scaled
+/// first where the architecture says so, then rounded to the cache's type) times each key; the scores scaled,
+/// masked, and put through softmax over the whole 16-aligned span of positions (masked ones give exp 0); the
+/// probabilities rounded to the cache's type times the values. Positions count from the sequence's first cache
+/// row, which is how llama.cpp's cache cells line up for one sequence.
 #[allow(clippy::too_many_arguments)]
-fn attention_tiled(
-    pool: &WorkPool,
-    ops: &VecOps,
+fn query(
     q: &[f32],
-    kv: &CpuKv,
-    w: &Wide,
-    batch: &Batch,
-    p: AttentionParams,
-    out: &mut [f32],
-) {
-    let hd = p.head_dim;
-    let group = p.n_heads / p.n_kv_heads;
-    // Runs of consecutive tokens of one sequence, at most TOKEN_TILE long.
-    let mut runs: Vec<(usize, usize)> = Vec::new();
-    for t in 0..batch.len() {
-        match runs.last_mut() {
-            Some((a, b)) if *b == t && *b - *a < TOKEN_TILE && batch.seq_ids[*a] == batch.seq_ids[t] => *b += 1,
-            _ => runs.push((t, t + 1)),
-        }
-    }
-    let n_tasks = runs.len() * p.n_kv_heads;
-    let out_rows = OutRows(out[..batch.len() * p.n_heads * hd].as_mut_ptr());
-    let round_q = matches!(kv.k, KvData::F16(_));
-    let round_p = matches!(kv.v, KvData::F16(_));
-    pool.run(n_tasks, &|task| {
-        let ((t0, t1), kvh) = (runs[task / p.n_kv_heads], task % p.n_kv_heads);
-        let n_q = (t1 - t0) * group;
-        // [n_q, hd] rounded queries, [n_q, n_rows] scores, per query (out index, start, pos)
-        let mut qs = vec![0f32; n_q * hd];
-        let mut scores = vec![0f32; n_q * w.n_rows];
-        let mut spans = Vec::with_capacity(n_q);
-        for t in t0..t1 {
-            let pos = batch.positions[t] as usize;
-            let start = match p.kind {
-                LayerKind::Global => 0,
-                LayerKind::Sliding { window } => (pos + 1).saturating_sub(window as usize),
-            };
-            for g in 0..group {
-                let i = t * p.n_heads + kvh * group + g;
-                let qd = &mut qs[spans.len() * hd..(spans.len() + 1) * hd];
-                let qh = &q[i * hd..(i + 1) * hd];
-                qd.copy_from_slice(qh);
-                if round_q {
-                    (ops.round_f16)(qd);
-                }
-                spans.push((i, start, pos));
-            }
-        }
-        let seq = batch.seq_ids[t0] as usize;
-        let base = w.base(seq, kvh, p.n_kv_heads, hd);
-        let lo = spans.iter().map(|s| s.1).min().unwrap_or(0);
-        let hi = spans.iter().map(|s| s.2).max().unwrap_or(0);
-        // Keys in blocks of 8: a query whose range covers the whole block takes the 8 dot products at once, two
-        // such queries together.
-        for jb in (lo..=hi).step_by(8) {
-            let je = (jb + 8).min(hi + 1);
-            let covers = |&(_, start, pos): &(usize, usize, usize)| je - jb == 8 && start <= jb && je - 1 <= pos;
-            let mut qi = 0;
-            while qi < spans.len() {
-                let qv = &qs[qi * hd..(qi + 1) * hd];
-                let row = qi * w.n_rows;
-                if qi + 1 < spans.len() && covers(&spans[qi]) && covers(&spans[qi + 1]) {
-                    let mut d = [[0f32; 8]; 2];
-                    let qb = &qs[(qi + 1) * hd..(qi + 2) * hd];
-                    (ops.dot8x2)(qv, qb, &w.k[base + jb * hd..base + (jb + 8) * hd], &mut d);
-                    for (q, d8) in d.iter().enumerate() {
-                        let row = (qi + q) * w.n_rows;
-                        for (sc, d) in scores[row + jb..row + jb + 8].iter_mut().zip(d8) {
-                            *sc = d * p.scale;
-                        }
-                    }
-                    qi += 2;
-                    continue;
-                }
-                let (_, start, pos) = spans[qi];
-                if covers(&spans[qi]) {
-                    let mut d8 = [0f32; 8];
-                    (ops.dot8)(qv, &w.k[base + jb * hd..base + (jb + 8) * hd], &mut d8);
-                    for (sc, d) in scores[row + jb..row + jb + 8].iter_mut().zip(d8) {
-                        *sc = d * p.scale;
-                    }
-                } else {
-                    for j in jb.max(start)..je.min(pos + 1) {
-                        let krow = &w.k[base + j * hd..base + (j + 1) * hd];
-                        scores[row + j] = (ops.dot)(qv, krow) * p.scale;
-                    }
-                }
-                qi += 1;
-            }
-        }
-        for (qi, &(_, start, pos)) in spans.iter().enumerate() {
-            let sc = &mut scores[qi * w.n_rows + start..=qi * w.n_rows + pos];
-            let max = vec_ops::max(sc);
-            let inv = (1.0 / (ops.exp_sum)(sc, max)) as f32;
-            sc.iter_mut().for_each(|v| *v *= inv);
-            if round_p {
-                (ops.round_f16)(sc);
-            }
-            // SAFETY: output row i belongs to this task alone (its token and head) and lies inside out.
-            unsafe { std::slice::from_raw_parts_mut(out_rows.at(spans[qi].0 * hd), hd) }.fill(0.0);
-        }
-        for jb in (lo..=hi).step_by(8) {
-            let je = (jb + 8).min(hi + 1);
-            for (qi, &(i, start, pos)) in spans.iter().enumerate() {
-                // SAFETY: as above.
-                let o = unsafe { std::slice::from_raw_parts_mut(out_rows.at(i * hd), hd) };
-                let row = qi * w.n_rows;
-                if je - jb == 8 && start <= jb && je - 1 <= pos {
-                    let mut p8 = [0f32; 8];
-                    p8.copy_from_slice(&scores[row + jb..row + jb + 8]);
-                    (ops.axpy8)(o, &p8, &w.v[base + jb * hd..base + (jb + 8) * hd]);
-                } else {
-                    for j in jb.max(start)..je.min(pos + 1) {
-                        (ops.axpy)(o, scores[row + j], &w.v[base + j * hd..base + (j + 1) * hd]);
-                    }
-                }
-            }
-        }
-    });
-}
-
-/// One (token, head) pair: i = t * n_heads + h.
-#[allow(clippy::too_many_arguments)]
-fn head(
-    q: &[f32],
-    kv: &CpuKv,
     rows: &Rows<'_>,
     batch: &Batch,
     p: &AttentionParams,
     i: usize,
     o: &mut [f32],
     s: &mut Scratch,
-    ops: &VecOps,
+    plan: &Plan,
 ) {
     let hd = p.head_dim;
     let group = p.n_heads / p.n_kv_heads;
@@ -317,30 +266,71 @@ fn head(
         Rows::Cache(kv) => kv.offset(p.layer, seq, h / group, 0),
         Rows::Wide(w) => w.base(seq, h / group, p.n_kv_heads, hd),
     };
-    let qh = &q[i * hd..(i + 1) * hd];
-    s.q.copy_from_slice(qh);
-    if matches!(kv.k, KvData::F16(_)) {
-        (ops.round_f16)(&mut s.q);
+    s.q.copy_from_slice(&q[i * hd..(i + 1) * hd]);
+    let score_scale = match p.scale_at {
+        ScaleAt::Query => {
+            s.q.iter_mut().for_each(|v| *v *= p.scale);
+            1.0
+        }
+        ScaleAt::Scores => p.scale,
+    };
+    if plan.round_q {
+        (plan.round_f16)(&mut s.q);
     }
-    let scores = &mut s.scores[start..=pos];
-    let mut max = f32::NEG_INFINITY;
-    for (j, sc) in (start..=pos).zip(scores.iter_mut()) {
-        let krow = rows.k(base + j * hd, hd, &mut s.row);
-        *sc = (ops.dot)(&s.q, krow) * p.scale;
-        max = max.max(*sc);
+    let (c0, c1) = (start / LANES * LANES, (pos / LANES + 1) * LANES);
+    s.scores[c0..start].fill(f32::NEG_INFINITY);
+    s.scores[pos + 1..c1].fill(f32::NEG_INFINITY);
+    match (rows, plan.scores) {
+        (Rows::Wide(w), Accumulators::One) => {
+            let sc = &mut s.scores[start..=pos];
+            (plan.lanes.dot_rows)(&s.q, &w.k[base + start * hd..base + (pos + 1) * hd], sc);
+            sc.iter_mut().for_each(|v| *v *= score_scale);
+        }
+        _ => {
+            for j in start..=pos {
+                let krow = rows.k(base + j * hd, hd, &mut s.row);
+                s.scores[j] = (plan.lanes.dot)(&s.q, krow, plan.scores) * score_scale;
+            }
+        }
     }
-    let inv = (1.0 / (ops.exp_sum)(scores, max)) as f32;
-    // With an F16 cache ggml multiplies V by the probabilities rounded to f16; so do we.
-    let round = matches!(kv.v, KvData::F16(_));
-    scores.iter_mut().for_each(|sc| *sc *= inv);
-    if round {
-        (ops.round_f16)(scores);
+    let max = vec_ops::max(&s.scores[start..=pos]);
+    let inv = (1.0 / (plan.lanes.exp_sum)(&mut s.scores[c0..c1], max)) as f32;
+    let probs = &mut s.scores[start..=pos];
+    probs.iter_mut().for_each(|v| *v *= inv);
+    if plan.round_p {
+        (plan.round_f16)(probs);
     }
-    o.fill(0.0);
-    for (j, &w) in (start..=pos).zip(scores.iter()) {
-        let vrow = rows.v(base + j * hd, hd, &mut s.row);
-        (ops.axpy)(o, w, vrow);
+    if let (Rows::Wide(w), Accumulators::One) = (rows, plan.values) {
+        if hd.is_multiple_of(LANES) {
+            let vrows = &w.v[base + start * hd..base + (pos + 1) * hd];
+            (plan.lanes.weighted_sum)(&s.scores[start..=pos], vrows, start, hd, o);
+            return;
+        }
     }
+    let sets = plan.values.count();
+    let acc = &mut s.acc[..sets * LANES * hd];
+    acc.fill(0.0);
+    match rows {
+        Rows::Wide(w) => {
+            // A run of positions within one 16-chunk at a time (one accumulator set, consecutive lanes).
+            let mut j = start;
+            while j <= pos {
+                let end = ((j / LANES + 1) * LANES).min(pos + 1);
+                let set = &mut acc[(j / LANES) % sets * LANES * hd..][..LANES * hd];
+                let vrows = &w.v[base + j * hd..base + end * hd];
+                (plan.lanes.fma_rows)(set, j % LANES, &s.scores[j..end], vrows, hd);
+                j = end;
+            }
+        }
+        Rows::Cache(_) => {
+            for j in start..=pos {
+                let at = ((j / LANES) % sets * LANES + j % LANES) * hd;
+                let vrow = rows.v(base + j * hd, hd, &mut s.row);
+                (plan.lanes.fma_row)(&mut acc[at..at + hd], s.scores[j], vrow);
+            }
+        }
+    }
+    (plan.lanes.reduce_rows)(acc, plan.values, hd, o);
 }
 
 fn read_row<'a>(data: &'a KvData, at: usize, n: usize, tmp: &'a mut [f32]) -> &'a [f32] {
@@ -354,75 +344,122 @@ fn read_row<'a>(data: &'a KvData, at: usize, n: usize, tmp: &'a mut [f32]) -> &'
 }
 
 #[cfg(test)]
-mod tiled_tests {
+mod tests {
     use super::*;
     use crate::backend::{KvPrecision, KvShape};
 
-    /// The tiled prompt path against the per-head path on the same cache and queries: bit for bit.
+    fn vals(n: usize, salt: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i * 31 + salt * 17) % 97) as f32 - 48.0) * 0.03)
+            .collect()
+    }
+
+    fn params(kind: LayerKind, scale_at: ScaleAt) -> AttentionParams {
+        AttentionParams {
+            layer: 0,
+            n_heads: 6,
+            n_kv_heads: 2,
+            head_dim: 32,
+            scale: 0.25,
+            scale_at,
+            kind,
+        }
+    }
+
+    /// A cache of two sequences (11 and 6 positions, interleaved in one batch) and the batch's queries.
+    fn setup(precision: KvPrecision) -> (CpuKv, Batch, Vec<f32>) {
+        let shape = KvShape {
+            n_layers: 1,
+            n_seqs: 2,
+            n_ctx: 40,
+            n_kv_heads: 2,
+            head_dim: 32,
+            precision,
+        };
+        let mut kv = CpuKv::new(shape);
+        let mut batch = Batch::new();
+        for i in 0..11u32 {
+            batch.push(0, i, 0, false);
+            if i < 6 {
+                batch.push(0, i, 1, false);
+            }
+        }
+        let kv_dim = 2 * 32;
+        kv.store(
+            0,
+            &vals(batch.len() * kv_dim, 1),
+            &vals(batch.len() * kv_dim, 2),
+            &batch,
+        )
+        .unwrap();
+        let q = vals(batch.len() * 6 * 32, 3);
+        (kv, batch, q)
+    }
+
+    /// The widened prompt path and the plain one give the same bits for the same batch.
     #[test]
-    fn tiled_prompt_attention_equals_the_per_head_path() {
+    fn widened_rows_give_the_same_bits() {
         let pool = WorkPool::new(2).expect("pool");
-        for (precision, kind) in [
-            (KvPrecision::F16, LayerKind::Global),
-            (KvPrecision::F16, LayerKind::Sliding { window: 5 }),
-        ] {
-            let shape = KvShape {
-                n_layers: 1,
-                n_seqs: 2,
-                n_ctx: 32,
-                n_kv_heads: 2,
-                head_dim: 16,
-                precision,
-            };
-            let mut kv = CpuKv::new(shape);
-            let mut batch = Batch::new();
-            for i in 0..11u32 {
-                batch.push(0, i, 0, false);
-                if i < 6 {
-                    batch.push(0, i, 1, false);
-                }
+        for kind in [LayerKind::Global, LayerKind::Sliding { window: 5 }] {
+            for scale_at in [ScaleAt::Scores, ScaleAt::Query] {
+                let (kv, batch, q) = setup(KvPrecision::F16);
+                let p = params(kind, scale_at);
+                let (mut a, mut b) = (vec![0f32; q.len()], vec![0f32; q.len()]);
+                attention_with(&pool, SimdLevel::detect(), &q, &kv, &batch, p, &mut a, true);
+                attention_with(&pool, SimdLevel::detect(), &q, &kv, &batch, p, &mut b, false);
+                assert_eq!(a, b, "{kind:?} {scale_at:?}");
             }
-            let kv_dim = 2 * 16;
-            let vals = |n: usize, salt: usize| -> Vec<f32> {
-                (0..n)
-                    .map(|i| (((i * 31 + salt * 17) % 97) as f32 - 48.0) * 0.03)
-                    .collect()
+        }
+    }
+
+    /// Every SIMD level gives the scalar bits, for a batch (one accumulator) and for single tokens (four).
+    #[test]
+    fn every_level_gives_the_scalar_bits() {
+        let pool = WorkPool::new(2).expect("pool");
+        for precision in [KvPrecision::F16, KvPrecision::F32] {
+            let (kv, batch, q) = setup(precision);
+            let p = params(LayerKind::Sliding { window: 7 }, ScaleAt::Scores);
+            let run = |level: SimdLevel, b: &Batch, q: &[f32]| {
+                let mut o = vec![0f32; q.len()];
+                attention(&pool, level, q, &kv, b, p, &mut o);
+                o
             };
-            kv.store(
-                0,
-                &vals(batch.len() * kv_dim, 1),
-                &vals(batch.len() * kv_dim, 2),
-                &batch,
-            )
-            .unwrap();
-            let p = AttentionParams {
-                layer: 0,
-                n_heads: 6,
-                n_kv_heads: 2,
-                head_dim: 16,
-                scale: 0.25,
-                kind,
-            };
-            let q = vals(batch.len() * 6 * 16, 3);
-            let mut tiled = vec![0f32; q.len()];
-            attention(&pool, SimdLevel::detect(), &q, &kv, &batch, p, &mut tiled);
-            // The per-head path: decode-shaped calls (one token each) never widen.
-            let mut per_head = vec![0f32; q.len()];
-            for t in 0..batch.len() {
-                let mut one = Batch::new();
-                one.push(0, batch.positions[t], batch.seq_ids[t], false);
-                let qt = &q[t * 96..(t + 1) * 96];
-                attention(
-                    &pool,
-                    SimdLevel::detect(),
-                    qt,
-                    &kv,
-                    &one,
-                    p,
-                    &mut per_head[t * 96..(t + 1) * 96],
-                );
+            let want = run(SimdLevel::Scalar, &batch, &q);
+            let mut one = Batch::new();
+            one.push(0, 10, 0, false);
+            let q1 = &q[..6 * 32];
+            let want1 = run(SimdLevel::Scalar, &one, q1);
+            for level in SimdLevel::available() {
+                assert_eq!(run(level, &batch, &q), want, "{precision:?} {level:?} batch");
+                assert_eq!(run(level, &one, q1), want1, "{precision:?} {level:?} one token");
             }
-            assert_eq!(tiled, per_head, "{precision:?} {kind:?}");
+        }
+    }
+
+    /// A single token (four accumulators) and the same token inside a batch (one) differ only by rounding.
+    #[test]
+    fn batch_and_single_token_orders_agree_closely() {
+        let pool = WorkPool::new(2).expect("pool");
+        let (kv, batch, q) = setup(KvPrecision::F16);
+        let p = params(LayerKind::Global, ScaleAt::Query);
+        let mut all = vec![0f32; q.len()];
+        attention(&pool, SimdLevel::detect(), &q, &kv, &batch, p, &mut all);
+        for t in 0..batch.len() {
+            let mut one = Batch::new();
+            one.push(0, batch.positions[t], batch.seq_ids[t], false);
+            let mut o = vec![0f32; 6 * 32];
+            attention(
+                &pool,
+                SimdLevel::detect(),
+                &q[t * 192..(t + 1) * 192],
+                &kv,
+                &one,
+                p,
+                &mut o,
+            );
+            for (a, b) in o.iter().zip(&all[t * 192..(t + 1) * 192]) {
+                assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "token {t}: {a} vs {b}");
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod attention;
 mod kv;
+mod lanes16;
 mod matmul;
 mod ops;
 mod pool;
@@ -299,7 +300,7 @@ impl Backend for CpuBackend {
 
     fn gated_activation(&self, gate: &mut Vec<f32>, up: &Vec<f32>, len: usize, act: Activation) -> Result<()> {
         self.split(&mut gate[..len], 64, &|at, g| {
-            ops::gated_activation(g, &up[at..at + g.len()], act)
+            ops::gated_activation(g, &up[at..at + g.len()], act, self.simd)
         });
         Ok(())
     }

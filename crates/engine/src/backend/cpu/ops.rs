@@ -1,9 +1,11 @@
 //! Element-wise and row-wise CPU ops: embedding lookup, RMSNorm, RoPE, gated activations.
 
+use super::lanes16::Lanes16;
 use super::CpuWeight;
 use crate::error::{EngineError, Result};
 use crate::model::config::{Activation, RopeParams, RopeStyle};
 use half::f16;
+use quant::SimdLevel;
 
 /// out: [n_tokens, d_model] = table[ids] * scale
 pub fn embed(table: &CpuWeight, ids: &[u32], scale: f32, out: &mut [f32]) -> Result<()> {
@@ -32,7 +34,8 @@ pub fn embed(table: &CpuWeight, ids: &[u32], scale: f32, out: &mut [f32]) -> Res
 }
 
 fn rms_scale(x: &[f32], eps: f32) -> f32 {
-    let sum: f64 = x.iter().map(|&v| (v as f64) * (v as f64)).sum();
+    // Squared in f32, summed in f64, in order: ggml's arithmetic.
+    let sum: f64 = x.iter().map(|&v| (v * v) as f64).sum();
     let mean = (sum / x.len() as f64) as f32;
     1.0 / (mean + eps).sqrt()
 }
@@ -81,16 +84,16 @@ pub fn rope(
                 RopeStyle::Normal => {
                     for (pair, &(c, s)) in head.chunks_exact_mut(2).zip(&cos_sin) {
                         let (a, b) = (pair[0], pair[1]);
-                        pair[0] = a * c - b * s;
-                        pair[1] = a * s + b * c;
+                        pair[0] = a.mul_add(c, -(b * s));
+                        pair[1] = a.mul_add(s, b * c);
                     }
                 }
                 RopeStyle::Neox => {
                     let (lo, hi) = head.split_at_mut(half);
                     for ((a, b), &(c, s)) in lo.iter_mut().zip(hi.iter_mut()).zip(&cos_sin) {
                         let (x0, x1) = (*a, *b);
-                        *a = x0 * c - x1 * s;
-                        *b = x0 * s + x1 * c;
+                        *a = x0.mul_add(c, -(x1 * s));
+                        *b = x0.mul_add(s, x1 * c);
                     }
                 }
             }
@@ -98,13 +101,10 @@ pub fn rope(
     }
 }
 
-pub fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
-}
-
 pub fn gelu_tanh(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + 0.044_715 * x * x)).tanh())
+    // `1 + a·x·x` as one fused multiply-add, as ggml's compiler contracts it: it decides some f16 table entries.
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (0.044_715 * x).mul_add(x, 1.0)).tanh())
 }
 
 /// GELU through a table indexed by the f16 bits of the input, holding f16-rounded outputs: what ggml's CPU
@@ -129,17 +129,23 @@ pub fn gelu_f16_table(x: f32, table: &[f32]) -> f32 {
     }
 }
 
-/// gate = act(gate) * up. SiLU takes std's exp: a SIMD exp a few ulp off it cost 2 of the 8 greedy paths that
-/// equal llama.cpp's on Qwen2.5-Coder (4 instead of 6 of 8; llama.cpp's own exp is within about an ulp), for ~3 %
-/// of an F16 prompt's time.
-pub fn gated_activation(gate: &mut [f32], up: &[f32], act: Activation) {
+/// gate = act(gate) * up, as ggml computes it: SiLU with its SIMD exp for each whole 16 elements (see lanes16; the
+/// pieces the caller hands over start at multiples of 16 of a row), GELU through its f16 table.
+pub fn gated_activation(gate: &mut [f32], up: &[f32], act: Activation, simd: SimdLevel) {
     match act {
-        Activation::Silu => gate.iter_mut().zip(up).for_each(|(g, &u)| *g = silu(*g) * u),
+        Activation::Silu => (Lanes16::new(simd).silu_mul)(gate, up),
         Activation::GeluTanh => {
             let table = gelu_table();
             gate.iter_mut()
                 .zip(up)
-                .for_each(|(g, &u)| *g = gelu_f16_table(*g, table) * u)
+                // At or below -10 ggml writes 0 without multiplying (no -0 from a negative up).
+                .for_each(|(g, &u)| {
+                    *g = if *g <= -10.0 {
+                        0.0
+                    } else {
+                        gelu_f16_table(*g, table) * u
+                    }
+                })
         }
     }
 }
@@ -184,7 +190,18 @@ mod tests {
 
     #[test]
     fn activations_match_their_definitions() {
-        assert!((silu(1.0) - 0.731_058_6).abs() < 1e-6);
+        for level in SimdLevel::available() {
+            // 20 elements: a whole chunk of 16 (SIMD exp) and a tail (libm's).
+            let mut g: Vec<f32> = (0..20).map(|i| i as f32 * 0.5 - 5.0).collect();
+            let want: Vec<f32> = g.iter().map(|&x| x / (1.0 + (-x).exp()) * 2.0).collect();
+            gated_activation(&mut g, &[2.0; 20], Activation::Silu, level);
+            for (i, (a, b)) in g.iter().zip(&want).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+                    "{level:?} silu element {i}: {a} vs {b}"
+                );
+            }
+        }
         assert!((gelu_tanh(1.0) - 0.841_192).abs() < 1e-5);
         assert_eq!(gelu_tanh(0.0), 0.0);
         let t = gelu_table();

@@ -74,6 +74,7 @@ pub(super) fn check_attention<D: Backend>(
         n_kv_heads,
         head_dim,
         scale: 1.0 / (head_dim as f32).sqrt(),
+        scale_at: crate::backend::ScaleAt::Scores,
         kind,
     };
     for (what, batch) in [
@@ -157,6 +158,7 @@ pub(super) fn check_attention<D: Backend>(
         n_kv_heads,
         head_dim,
         scale: 0.125,
+        scale_at: crate::backend::ScaleAt::Scores,
         kind: LayerKind::Global,
     };
     let (a, b) = p.both(

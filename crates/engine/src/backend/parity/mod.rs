@@ -592,6 +592,7 @@ fn rope_chain<B: Backend>(
         n_kv_heads: n_heads,
         head_dim,
         scale: 1.0 / (head_dim as f32).sqrt(),
+        scale_at: crate::backend::ScaleAt::Scores,
         kind: LayerKind::Global,
     };
     let mut attn = be.alloc(n * 64)?;
