@@ -139,6 +139,16 @@ pub fn unpack_gemm_row(row: &[u8], k: usize, dst: &mut [u8], mw: &mut [f32]) {
     crate::gemm::finish_row(dst, mw, k);
 }
 
+/// One superblock in the integer form of ggml's tiled GEMM ([`crate::gemm::ktiled`]): codes 0..4, the 4-bit scales
+/// and mins of its sixteen sub-blocks of 16.
+pub fn tiled_superblock(bytes: &[u8], out: &mut crate::gemm::ktiled::Superblock) {
+    let block = &blocks::<BlockQ2K>(bytes, 1)[0];
+    out.codes = std::array::from_fn(|i| block.q(i));
+    out.scales = block.scales.map(|v| (v & 0x0F) as i32);
+    out.mins = block.scales.map(|v| (v >> 4) as i32);
+    (out.d, out.dmin) = (f16_le(block.d), f16_le(block.dmin));
+}
+
 #[cfg(target_arch = "x86_64")]
 fn vec_dot_avx2(n: usize, weight_row: &[u8], act_row: &[u8]) -> f32 {
     let nb = super_blocks(n);

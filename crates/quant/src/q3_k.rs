@@ -155,6 +155,16 @@ pub fn unpack_gemm_row(row: &[u8], k: usize, dst: &mut [u8], mw: &mut [f32]) {
     crate::gemm::finish_row(dst, mw, k);
 }
 
+/// One superblock in the integer form of ggml's tiled GEMM ([`crate::gemm::ktiled`]): codes 0..8 (bias 4), the
+/// signed scales of its sixteen sub-blocks of 16.
+pub fn tiled_superblock(bytes: &[u8], out: &mut crate::gemm::ktiled::Superblock) {
+    let block = &blocks::<BlockQ3K>(bytes, 1)[0];
+    out.codes = std::array::from_fn(|i| block.q(i));
+    out.scales = block.signed_scales().map(|v| v as i32);
+    out.mins = [0; 16];
+    (out.d, out.dmin) = (f16_le(block.d), 0.0);
+}
+
 #[cfg(target_arch = "x86_64")]
 fn vec_dot_avx2(n: usize, weight_row: &[u8], act_row: &[u8]) -> f32 {
     let nb = super_blocks(n);

@@ -148,6 +148,17 @@ pub fn unpack_gemm_row(row: &[u8], k: usize, dst: &mut [u8], mw: &mut [f32]) {
     crate::gemm::finish_row(dst, mw, k);
 }
 
+/// One superblock in the integer form of ggml's tiled GEMM ([`crate::gemm::ktiled`]): codes 0..32, the 6-bit
+/// scales and mins of its eight sub-blocks of 32.
+pub fn tiled_superblock(bytes: &[u8], out: &mut crate::gemm::ktiled::Superblock) {
+    let block = &blocks::<BlockQ5K>(bytes, 1)[0];
+    let (scales, mins) = unpack_scales_mins(&block.scales);
+    out.codes = std::array::from_fn(|i| block.q(i));
+    out.scales = std::array::from_fn(|s| scales.get(s).map_or(0, |&v| v as i32));
+    out.mins = std::array::from_fn(|s| mins.get(s).map_or(0, |&v| v as i32));
+    (out.d, out.dmin) = (f16_le(block.d), f16_le(block.dmin));
+}
+
 #[cfg(target_arch = "x86_64")]
 fn vec_dot_avx2(n: usize, weight_row: &[u8], act_row: &[u8]) -> f32 {
     let nb = super_blocks(n);

@@ -41,6 +41,7 @@ mod buf;
 pub mod exact;
 pub mod float;
 mod int;
+pub mod ktiled;
 #[cfg(test)]
 mod tests;
 #[cfg(target_arch = "x86_64")]

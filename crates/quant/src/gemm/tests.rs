@@ -393,3 +393,74 @@ fn exact_route_equals_vec_dot_bitwise() {
         }
     }
 }
+
+/// The K-quant tiled route: its SIMD kernel gives the reference's bits, and the reference is the dot product of
+/// the dequantized values (to float rounding), so its codes, scales and biases mean what the formats say.
+#[test]
+fn ktiled_route_matches_its_reference_and_the_dequantized_product() {
+    let mut rng = StdRng::seed_from_u64(11);
+    for ty in [
+        GgmlType::Q2_K,
+        GgmlType::Q3_K,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+    ] {
+        let fmt = ktiled::KFormat::of(ty).expect("a K-quant");
+        let kern = kernels(ty, SimdLevel::Scalar).expect("kernels");
+        for (k, rows, n_tokens) in [(256, 5, 8), (768, 9, 21), (512, 4, 33)] {
+            let w = random_weights(ty, rows, k, &mut rng);
+            let x = random_floats(n_tokens * k, &mut rng);
+            let arb = kern.act.row_bytes(k).expect("whole blocks");
+            let mut act = vec![0u8; n_tokens * arb];
+            for t in 0..n_tokens {
+                (kern.quantize_act_row)(&x[t * k..(t + 1) * k], &mut act[t * arb..(t + 1) * arb]);
+            }
+            let rb = ty.row_bytes(k).expect("whole blocks");
+            let wrb = ktiled::weight_row_bytes(k);
+            let mut wp = vec![0u8; rows * wrb];
+            for r in 0..rows {
+                ktiled::unpack_row(&fmt, &w[r * rb..(r + 1) * rb], k, &mut wp[r * wrb..(r + 1) * wrb]);
+            }
+            let mut ap = vec![0u8; ktiled::act_bytes(k, n_tokens)];
+            for t in 0..n_tokens {
+                ktiled::pack_act(&act[t * arb..(t + 1) * arb], k, t, &mut ap);
+            }
+            let run = |f: ktiled::KTiledFn| {
+                let mut out = vec![0f32; n_tokens * rows];
+                let view = OutView::of(&mut out, rows, n_tokens).expect("sized");
+                f(&fmt, k, &wp, &ap, n_tokens, &view, 0);
+                out
+            };
+            let want = run(ktiled::run_reference);
+            let fast = run(ktiled::best(SimdLevel::detect()));
+            assert_eq!(
+                fast.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{ty:?} k {k}: SIMD against reference"
+            );
+            // Against the dequantized product (weights and the Q8_K activations as floats, summed in f64).
+            let mut wf = vec![0f32; k];
+            let mut af = vec![0f32; k];
+            for r in 0..rows {
+                (kern.dequantize_row)(&w[r * rb..(r + 1) * rb], &mut wf);
+                for t in 0..n_tokens {
+                    let blocks = crate::k_common::blocks::<crate::q8_k::BlockQ8K>(&act[t * arb..], k / 256);
+                    for (b, block) in blocks.iter().enumerate() {
+                        let d = f32::from_le_bytes(block.d);
+                        for (i, &q) in block.qs.iter().enumerate() {
+                            af[256 * b + i] = d * q as f32;
+                        }
+                    }
+                    let exact: f64 = wf.iter().zip(&af).map(|(&a, &b)| a as f64 * b as f64).sum();
+                    let mag: f64 = wf.iter().zip(&af).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
+                    let got = want[t * rows + r] as f64;
+                    assert!(
+                        (got - exact).abs() <= 1e-5 * mag + 1e-6,
+                        "{ty:?} k {k} row {r} token {t}: {got} vs {exact}"
+                    );
+                }
+            }
+        }
+    }
+}

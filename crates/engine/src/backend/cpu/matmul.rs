@@ -10,7 +10,9 @@
 use std::cell::RefCell;
 use std::sync::Mutex;
 
+use quant::gemm::ktiled::{self, KFormat};
 use quant::gemm::{ActPanel, Acts, Gemm, GemmError, OutView, Route, WeightPanel, MR};
+use quant::SimdLevel;
 
 use super::{CpuBackend, CpuWeight};
 use crate::error::{EngineError, Result};
@@ -42,6 +44,9 @@ thread_local! {
     static WEIGHT_PANEL: RefCell<WeightPanel> = RefCell::new(WeightPanel::default());
     /// The calling thread's activations laid out for the GEMM, kept between calls.
     static ACT_PANEL: RefCell<ActPanel> = RefCell::new(ActPanel::default());
+    /// Each pool thread's unpacked K-quant rows, and the calling thread's activation bands, for [`ktiled`].
+    static KTILED_ROWS: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static KTILED_ACTS: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// out: [n_tokens, w.rows] = x: [n_tokens, w.row_len] · wᵀ
@@ -76,7 +81,9 @@ pub fn matmul(be: &CpuBackend, w: &CpuWeight, x: &[f32], n_tokens: usize, out: &
     }
     // [n_tokens, act_row_bytes]
     let act = &mut scratch[..n_tokens * act_row_bytes];
-    if n_tokens >= GEMM_MIN_TOKENS {
+    // K-quants from 8 tokens: ggml's tiled order (llama.cpp's products bit for bit), where this CPU has its kernel.
+    let ktiled_fmt = KFormat::of(w.ty).filter(|_| be.simd >= SimdLevel::Avx512 && n_tokens >= ktiled::MIN_TOKENS);
+    if n_tokens >= GEMM_MIN_TOKENS && ktiled_fmt.is_none() {
         if let Some(gemm) = Gemm::new(&kernels, k, be.simd).filter(|g| n_tokens >= g.min_tokens()) {
             return matmul_gemm(be, w, &gemm, x, n_tokens, act, out);
         }
@@ -97,6 +104,9 @@ pub fn matmul(be: &CpuBackend, w: &CpuWeight, x: &[f32], n_tokens: usize, out: &
         });
     }
     let act = &*act;
+    if let Some(fmt) = ktiled_fmt {
+        return matmul_ktiled(be, w, &fmt, act, act_row_bytes, n_tokens, out);
+    }
     let weights = w.bytes();
     let rb = w.row_bytes;
     // Enough chunks to balance the threads, few enough to keep per-task overhead small.
@@ -143,6 +153,64 @@ pub fn matmul(be: &CpuBackend, w: &CpuWeight, x: &[f32], n_tokens: usize, out: &
         }
     });
     Ok(())
+}
+
+/// The K-quant product in ggml's tiled order ([`ktiled`]): `act` holds the tokens' Q8_K rows, laid out here in
+/// bands of 16; each task unpacks a block of weight rows into its thread's panel and runs every band against it.
+fn matmul_ktiled(
+    be: &CpuBackend,
+    w: &CpuWeight,
+    fmt: &KFormat,
+    act: &[u8],
+    act_row_bytes: usize,
+    n_tokens: usize,
+    out: &mut [f32],
+) -> Result<()> {
+    let (rows, k) = (w.rows, w.row_len);
+    let busy = || EngineError::BadSetting {
+        name: "matmul",
+        value: w.src.info.name.clone(),
+        reason: "re-entered on one thread".into(),
+    };
+    KTILED_ACTS.with(|cell| {
+        let mut bands = cell.try_borrow_mut().map_err(|_| busy())?;
+        bands.clear();
+        bands.resize(ktiled::act_bytes(k, n_tokens), 0);
+        for t in 0..n_tokens {
+            ktiled::pack_act(&act[t * act_row_bytes..(t + 1) * act_row_bytes], k, t, &mut bands);
+        }
+        let bands = &*bands;
+        let run = ktiled::best(be.simd);
+        let block = GEMM_BLOCK_ROWS.min(rows.div_ceil(2 * be.n_threads)).max(4);
+        // SAFETY: out holds n_tokens * rows floats (checked by `matmul`) and outlives the view; the tasks below
+        // take disjoint row blocks.
+        let view = unsafe { OutView::new(out.as_mut_ptr(), rows, n_tokens) };
+        let weights = w.bytes();
+        let failed = Mutex::new(false);
+        be.work.run(rows.div_ceil(block), &|c| {
+            let (r0, r1) = (c * block, ((c + 1) * block).min(rows));
+            let wrb = ktiled::weight_row_bytes(k);
+            let done = KTILED_ROWS.with(|panel| {
+                let Ok(mut panel) = panel.try_borrow_mut() else {
+                    return false;
+                };
+                panel.resize(wrb * (r1 - r0), 0);
+                for r in r0..r1 {
+                    let row = &weights[r * w.row_bytes..(r + 1) * w.row_bytes];
+                    ktiled::unpack_row(fmt, row, k, &mut panel[(r - r0) * wrb..(r - r0 + 1) * wrb]);
+                }
+                run(fmt, k, &panel[..wrb * (r1 - r0)], bands, n_tokens, &view, r0);
+                true
+            });
+            if !done {
+                *failed.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            }
+        });
+        match failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            true => Err(busy()),
+            false => Ok(()),
+        }
+    })
 }
 
 /// Rows per GEMM task. The integer routes: at most [`GEMM_BLOCK_ROWS`], and enough blocks for every thread to get
