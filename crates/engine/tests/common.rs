@@ -122,3 +122,30 @@ fn synth_llama_path() -> PathBuf {
     );
     path
 }
+
+/// Largest |Δ| of llama.cpp's logits between its F16-KV and F32-KV runs: at the first position (top-40 and probes)
+/// and along the greedy paths as long as both runs chose the same tokens.
+pub fn own_spread(key: &str) -> f32 {
+    let a = greedy_fixture(key);
+    let b = greedy_fixture_file(&format!("{key}.greedy.kv-f32.json"));
+    let mut worst = 0.0f32;
+    for (ca, cb) in a.cases.iter().zip(&b.cases) {
+        for &(id, la) in ca.last_logits_top.iter().chain(&ca.last_logits_stats.probe) {
+            let other = cb
+                .last_logits_top
+                .iter()
+                .chain(&cb.last_logits_stats.probe)
+                .find(|x| x.0 == id);
+            if let Some(&(_, lb)) = other {
+                worst = worst.max((la - lb).abs());
+            }
+        }
+        for step in 0..ca.greedy_ids.len().min(cb.greedy_ids.len()) {
+            if ca.greedy_ids[..=step] != cb.greedy_ids[..=step] {
+                break;
+            }
+            worst = worst.max((ca.greedy_logits[step] - cb.greedy_logits[step]).abs());
+        }
+    }
+    worst
+}
