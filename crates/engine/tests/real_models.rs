@@ -8,9 +8,9 @@
 //! perturbation causes. We allow twice that. A wrong kernel moves logits by whole units. Greedy paths may part only
 //! where llama.cpp's own top-2 margin was within the tolerance: there either engine's noise can flip it.
 
-use crate::common::{greedy_fixture, model, own_spread, GEMMA, QWEN, SYNTH_LLAMA};
+use crate::common::{greedy_fixture, greedy_fixture_file, model, own_spread, GEMMA, QWEN, SYNTH_LLAMA};
 use engine::sampling::argmax;
-use engine::{RunOptions, Session};
+use engine::{KvPrecision, RunOptions, Session};
 
 fn top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
     let mut idx: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
@@ -20,13 +20,22 @@ fn top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
 }
 
 fn check_model(key: &str) {
+    check_model_with(key, None)
+}
+
+/// Against the fixture of llama.cpp's run with the same cache precision (`None`: our automatic F16, its default).
+fn check_model_with(key: &str, kv: Option<KvPrecision>) {
     let m = model(key);
-    let fx = greedy_fixture(key);
+    let fx = match kv {
+        Some(KvPrecision::F32) => greedy_fixture_file(&format!("{key}.greedy.kv-f32.json")),
+        _ => greedy_fixture(key),
+    };
     assert!(fx.cases.len() >= 5, "fixture needs at least 5 prompts");
     let mut session = Session::new(
         m,
         &RunOptions {
             ctx: Some(512),
+            kv_precision: kv,
             ..Default::default()
         },
     )
@@ -141,6 +150,22 @@ fn qwen_matches_llama_cpp() {
 #[test]
 fn gemma3_matches_llama_cpp() {
     check_model(GEMMA);
+}
+
+/// With F32 caches on both sides: no f16 rounding of queries and probabilities, the same orders.
+#[test]
+fn qwen_matches_llama_cpp_with_an_f32_cache() {
+    check_model_with(QWEN, Some(KvPrecision::F32));
+}
+
+#[test]
+fn gemma3_matches_llama_cpp_with_an_f32_cache() {
+    check_model_with(GEMMA, Some(KvPrecision::F32));
+}
+
+#[test]
+fn synth_llama_matches_llama_cpp_with_an_f32_cache() {
+    check_model_with(SYNTH_LLAMA, Some(KvPrecision::F32));
 }
 
 /// No real `llama`-architecture model is available here: a synthetic one (random weights, SentencePiece

@@ -180,10 +180,16 @@ fn attention_with(
     let hd = p.head_dim;
     // ggml multiplies a batch of several tokens in its tiled GEMM and a single token with `vec_dot`; each sums in
     // its own order (see lanes16). The value product's reduction (positions, padded to 256) always fits a tile.
+    // With an F32 cache the query (a permuted view, and already the cache's type) never reaches the tiled GEMM:
+    // its scores are `vec_dot`'s at every batch size.
+    let scores = match kv.k {
+        KvData::F16(_) => Accumulators::for_product(batch.len(), hd),
+        KvData::F32(_) => Accumulators::Four,
+    };
     let plan = Plan {
         lanes: Lanes16::new(simd),
         round_f16: vec_ops::round_f16_fn(simd),
-        scores: Accumulators::for_product(batch.len(), hd),
+        scores,
         values: Accumulators::for_product(batch.len(), LANES),
         round_q: matches!(kv.k, KvData::F16(_)),
         round_p: matches!(kv.v, KvData::F16(_)),
