@@ -33,6 +33,10 @@ pub struct BenchArgs {
     /// CUDA: start each kernel only after the previous one has ended (see `run --serial-launches`).
     #[arg(long)]
     pub serial_launches: bool,
+    /// CUDA: prompt attention through cuBLAS GEMMs instead of the flash-attention kernel (see `run
+    /// --gemm-attention`).
+    #[arg(long)]
+    pub gemm_attention: bool,
     /// Context length (default: the longest test, at least 512).
     #[arg(long)]
     pub ctx: Option<u32>,
@@ -173,6 +177,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                     kv_type: args.kv_type,
                     memory_budget_mib: args.memory_budget_mib,
                     serial_launches: args.serial_launches,
+                    gemm_attention: args.gemm_attention,
                 };
                 let loaded = load_any(&margs)?;
                 let n_threads = if threads == 0 {

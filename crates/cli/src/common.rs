@@ -44,6 +44,10 @@ pub struct ModelArgs {
     /// predecessor finishes, on sm_90 and later). For diagnosis and A/B timing.
     #[arg(long)]
     pub serial_launches: bool,
+    /// CUDA: prompt attention through cuBLAS GEMMs and a softmax kernel instead of the flash-attention kernel. For
+    /// A/B timing.
+    #[arg(long)]
+    pub gemm_attention: bool,
 }
 
 impl ModelArgs {
@@ -118,12 +122,13 @@ pub fn cpu_backend(args: &ModelArgs) -> Result<CpuBackend> {
     })?)
 }
 
-/// The CUDA backend on the first GPU; `serial_launches` turns off overlapping launches.
-pub fn cuda_backend(serial_launches: bool) -> Result<CudaBackend> {
+/// The CUDA backend on the first GPU, with the CUDA switches of `args`.
+pub fn cuda_backend(args: &ModelArgs) -> Result<CudaBackend> {
     let be = CudaBackend::new(CudaConfig {
         ordinal: 0,
         kernel_cache: Some(kernel_cache_dir()),
-        dependent_launch: !serial_launches,
+        dependent_launch: !args.serial_launches,
+        gemm_prompt_attention: args.gemm_attention,
     })?;
     tracing::info!(
         "CUDA kernels {}",
@@ -156,7 +161,7 @@ pub fn load_any(args: &ModelArgs) -> Result<Loaded> {
     let path = resolve(args.model.as_deref())?;
     let device = choose_device(args.device);
     if device == Device::Cuda {
-        match cuda_backend(args.serial_launches).and_then(|be| load_on(&path, be)) {
+        match cuda_backend(args).and_then(|be| load_on(&path, be)) {
             Ok(m) => return Ok(Loaded::Cuda(Box::new(m))),
             Err(e) if args.device == Device::Auto => tracing::warn!("CUDA unavailable, using the CPU: {e:#}"),
             Err(e) => return Err(e),

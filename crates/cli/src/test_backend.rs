@@ -26,7 +26,7 @@ pub fn test_backend(args: TestBackendArgs) -> Result<()> {
     let cpu = cpu_backend(&args.model)?;
     let cases = match choose_device(args.model.device) {
         Device::Cuda => {
-            let dev = cuda_backend(args.model.serial_launches)?;
+            let dev = cuda_backend(&args.model)?;
             eprintln!("checking {} against {}", dev.device_info(), cpu.device_info());
             run_all(&cpu, &dev, args.seed)?
         }

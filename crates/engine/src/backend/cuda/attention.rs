@@ -1,6 +1,6 @@
 //! Attention over the device KV cache: decode batches through the split decode kernel (graph-stable launch
-//! shapes), prompts of one sequence through cuBLAS GEMMs (`prefill.rs`), anything else through the warp-per-query
-//! kernel.
+//! shapes), prompts of one sequence through the flash-attention kernel (`kernels/flash.cu`; head dims 64 and 128)
+//! or cuBLAS GEMMs (`prefill.rs`; other head dims), anything else through the warp-per-query kernel.
 
 use super::{
     device, lock, Arg, CudaBackend, CudaKv, DECODE_SPLIT_KEYS, MAX_DECODE_TOKENS, MAX_SPLITS, NO_SPLIT_PAIRS,
@@ -46,11 +46,20 @@ impl CudaBackend {
             LayerKind::Sliding { window } => window as i32,
         };
         let meta = lock(&self.meta);
-        // A prompt of one sequence in an F16 cache: scores and values through cuBLAS (tensor cores).
+        // A prompt of one sequence in an F16 cache: on tensor cores, in one flash-attention kernel where it has an
+        // instance for the head size, else through cuBLAS GEMMs.
         let one_seq = batch.seq_ids.windows(2).all(|w| w[0] == w[1]);
         if s.precision == KvPrecision::F16 && one_seq && n >= PROMPT_ATTENTION_TOKENS {
             drop(meta);
-            return self.attention_gemm(q, kv, batch, p, out);
+            let flash = match p.head_dim {
+                64 => Some(&self.funcs.flash_prefill_64),
+                128 => Some(&self.funcs.flash_prefill_128),
+                _ => None,
+            };
+            return match flash {
+                Some(f) if self.flash_prefill => self.attention_flash(f, q, kv, batch, p, window, out),
+                _ => self.attention_gemm(q, kv, batch, p, out),
+            };
         }
         // Decode batches: the 4-warp kernel with splits fixed by the cache size (not by positions), so that a captured
         // graph stays valid. Other batches: a warp per (token, head), split by the batch's positions.
@@ -108,4 +117,58 @@ impl CudaBackend {
         }
         Ok(())
     }
+
+    /// A one-sequence prompt through the flash-attention kernel: the queries in f16, then a block per 64 rows and
+    /// head.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_flash(
+        &self,
+        f: &cudarc::driver::CudaFunction,
+        q: &CudaSlice<f32>,
+        kv: &CudaKv,
+        batch: &Batch,
+        p: AttentionParams,
+        window: i32,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let s = kv.shape;
+        let n = batch.len();
+        let q_len = n * p.n_heads * p.head_dim;
+        let mut scratch = lock(&self.scratch);
+        scratch.ensure_x16(&self.stream, q_len)?;
+        self.launch_1d(
+            &self.funcs.to_f16,
+            q_len,
+            &[
+                Arg::Ptr(self.ptr(q)),
+                Arg::Ptr(self.ptr(&scratch.x16)),
+                Arg::Usize(q_len),
+            ],
+        )?;
+        let meta = lock(&self.meta);
+        self.launch(
+            f,
+            (n.div_ceil(FLASH_ROWS) as u32, p.n_heads as u32, 1),
+            128,
+            &[
+                Arg::Ptr(self.ptr(&scratch.x16)),
+                Arg::Ptr(self.ptr(&kv.k)),
+                Arg::Ptr(self.ptr(&kv.v)),
+                Arg::Ptr(self.ptr(&meta.pos)),
+                Arg::Ptr(self.ptr(out)),
+                Arg::I32(n as i32),
+                Arg::I32(p.n_heads as i32),
+                Arg::I32(p.n_kv_heads as i32),
+                Arg::I32(s.n_ctx as i32),
+                Arg::I32(s.n_seqs as i32),
+                Arg::I32(p.layer as i32),
+                Arg::I32(batch.seq_ids[0] as i32),
+                Arg::F32(p.scale),
+                Arg::I32(window),
+            ],
+        )
+    }
 }
+
+/// Query rows per flash-attention block (`FA_ROWS` in `kernels/flash.cu`).
+const FLASH_ROWS: usize = 64;

@@ -52,6 +52,8 @@ pub struct Funcs {
     pub attn_decode_f16: CudaFunction,
     pub attn_decode_f32: CudaFunction,
     pub softmax_causal: CudaFunction,
+    pub flash_prefill_64: CudaFunction,
+    pub flash_prefill_128: CudaFunction,
     pub regroup_blocks: CudaFunction,
     weights: HashMap<GgmlType, WeightFuncs>,
 }
@@ -115,6 +117,8 @@ impl Funcs {
             attn_decode_f16: f("attn_decode_f16")?,
             attn_decode_f32: f("attn_decode_f32")?,
             softmax_causal: f("softmax_causal")?,
+            flash_prefill_64: f("flash_prefill_64")?,
+            flash_prefill_128: f("flash_prefill_128")?,
             regroup_blocks: f("regroup_blocks")?,
             weights,
         })

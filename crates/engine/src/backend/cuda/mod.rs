@@ -55,6 +55,9 @@ pub struct CudaConfig {
     /// Let each kernel launch while its predecessor finishes (programmatic dependent launch, sm_90 and later);
     /// off launches every kernel after the previous one ends.
     pub dependent_launch: bool,
+    /// Prompt attention through cuBLAS GEMMs and a softmax kernel instead of the flash-attention kernel (for A/B
+    /// timing; head sizes without a flash instance take the GEMMs anyway).
+    pub gemm_prompt_attention: bool,
 }
 
 pub use weights::CudaWeight;
@@ -88,6 +91,8 @@ pub struct CudaBackend {
     graphs: Mutex<Graphs>,
     /// Whether launches overlap their predecessor's tail (`CudaConfig::dependent_launch` on a device that has it).
     dependent_launch: bool,
+    /// Whether one-sequence prompts take the flash-attention kernel (`!CudaConfig::gemm_prompt_attention`).
+    flash_prefill: bool,
     /// Whether the kernels came from the on-disk cache at start.
     pub kernels_cached: bool,
 }
@@ -155,6 +160,7 @@ impl CudaBackend {
             scratch: Mutex::new(scratch),
             graphs: Mutex::new(Graphs::default()),
             dependent_launch: cfg.dependent_launch && compute_capability.0 >= 9,
+            flash_prefill: !cfg.gemm_prompt_attention,
             kernels_cached,
         })
     }

@@ -10,10 +10,11 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// The engine's own kernels, concatenated after the format sources.
-const ENGINE_KERNELS: [(&str, &str); 4] = [
+const ENGINE_KERNELS: [(&str, &str); 5] = [
     ("matvec.cu", include_str!("kernels/matvec.cu")),
     ("ops.cu", include_str!("kernels/ops.cu")),
     ("attention.cu", include_str!("kernels/attention.cu")),
+    ("flash.cu", include_str!("kernels/flash.cu")),
     ("sampling.cu", include_str!("kernels/sampling.cu")),
 ];
 
@@ -215,7 +216,9 @@ mod tests {
             assert!(src.contains(&format!("void {k}(")), "{k} missing");
         }
         // Declared with launch bounds: `__launch_bounds__(...) top_candidates(`.
-        assert!(src.contains(") top_candidates("), "top_candidates missing");
+        for k in ["top_candidates", "flash_prefill_64", "flash_prefill_128"] {
+            assert!(src.contains(&format!(") {k}(")), "{k} missing");
+        }
         assert!(!src.contains("#include"), "kernels must not include toolkit headers");
     }
 
