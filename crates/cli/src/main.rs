@@ -4,6 +4,7 @@ mod bench;
 mod chat;
 mod check;
 mod common;
+mod dump;
 mod eval;
 mod info;
 mod llama_py;
@@ -60,6 +61,9 @@ enum Command {
     Synth(synth::SynthArgs),
     /// Check every op of a device backend against the CPU, per weight format and shape (like test-backend-ops).
     TestBackend(test_backend::TestBackendArgs),
+    /// Write every intermediate tensor of a prompt's forward pass, named as llama.cpp names them (to compare with
+    /// dev/llama-ref/llama_dump op by op: scripts/compare-dumps.py).
+    Dump(dump::DumpArgs),
 }
 
 fn main() -> ExitCode {
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
         Command::Report(a) => report::report(a),
         Command::Synth(a) => synth::synth(a),
         Command::TestBackend(a) => test_backend::test_backend(a),
+        Command::Dump(a) => dump::dump(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -241,3 +241,67 @@ fn chat_answers_piped_turns_through_the_template() {
         "special tokens leaked: {reply:?}"
     );
 }
+
+/// `dump` writes every tensor of the prompt pass and of each greedy step, under llama.cpp's names; the last layer
+/// past its attention carries only the row whose logits are wanted.
+#[test]
+fn dump_writes_the_forward_pass_under_llama_cpp_names() {
+    let m = tiny("dump.gguf");
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dump.bin");
+    let o = quarrel(&[
+        "dump",
+        "-m",
+        m.to_str().unwrap(),
+        "-p",
+        "t5 t6 t7",
+        "--steps",
+        "2",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = std::fs::read(&out).unwrap();
+    let (mut at, mut records) = (0, Vec::new());
+    let u32_at = |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+    while at < bytes.len() {
+        let (step, len) = (u32_at(&bytes, at), u32_at(&bytes, at + 4) as usize);
+        let name = String::from_utf8(bytes[at + 8..at + 8 + len].to_vec()).unwrap();
+        let count = i64::from_le_bytes(bytes[at + 8 + len..at + 16 + len].try_into().unwrap()) as usize;
+        records.push((step, name, count));
+        at += 8 + len + 32 + 4 * count;
+    }
+    assert_eq!(at, bytes.len(), "records end where the file ends");
+    let find = |step: u32, name: &str| records.iter().find(|r| r.0 == step && r.1 == name).map(|r| r.2);
+    let d = find(1, "inp_embd").expect("step 1 embeddings"); // one token
+    let n_prompt = find(0, "inp_embd").expect("prompt embeddings") / d;
+    assert!(n_prompt >= 2, "{records:?}");
+    let layers = records.iter().filter(|r| r.0 == 0 && r.1.starts_with("l_out-")).count();
+    assert!(layers >= 1);
+    assert_eq!(find(0, "l_out-0"), Some(n_prompt * d));
+    // Attention takes every prompt row in every layer (later tokens need their keys and values).
+    let kqv = format!("kqv_out-{}", layers - 1);
+    assert_eq!(find(0, &kqv), find(1, &kqv).map(|one| one * n_prompt));
+    assert_eq!(
+        find(0, &format!("l_out-{}", layers - 1)),
+        Some(d),
+        "only the logits row goes on in the last layer"
+    );
+    for step in 0..3 {
+        assert_eq!(find(step, "result_norm"), Some(d), "step {step}");
+        assert!(find(step, "result_output").is_some_and(|v| v > d), "step {step}");
+    }
+    assert_one_error_line(
+        &quarrel(&[
+            "dump",
+            "-m",
+            m.to_str().unwrap(),
+            "-p",
+            "t5",
+            "--device",
+            "cuda",
+            "-o",
+            out.to_str().unwrap(),
+        ]),
+        "CPU",
+    );
+}

@@ -53,6 +53,12 @@ impl GenerationStats {
 }
 
 impl<'m, B: Backend> Session<'m, B> {
+    /// Sends every later forward pass's intermediate tensors to `tap` (`None` stops it); see
+    /// [`decoder::TensorTap`].
+    pub fn set_tap(&mut self, tap: Option<decoder::TensorTap>) {
+        self.state.tap = tap;
+    }
+
     pub fn new(model: &'m Model<B>, opts: &RunOptions) -> Result<Self> {
         let state = model.new_state(opts)?;
         let logits = vec![0.0; state.limits.max_logit_rows * model.config.vocab];

@@ -1,12 +1,38 @@
 //! THE forward pass: embed -> layers -> norm -> logits, over a batch of tokens from one or several sequences.
 //! Every architecture runs through this one function; its differences are `ArchConfig` fields.
 
-use super::config::ArchConfig;
+use super::config::{Activation, ArchConfig};
 use super::weights::Weights;
 use crate::backend::{AttentionParams, Backend, KvShape, RopeStore};
 use crate::batch::Batch;
 use crate::error::{EngineError, Result};
 use crate::sampling::Candidates;
+
+/// Receives intermediate tensors of a forward pass, each under llama.cpp's graph name for it (`attn_norm-3`,
+/// `kqv_out-3`, `l_out-3`, …; see [`forward`]), as f32 in batch order: for comparing with llama.cpp op by op
+/// (`quarrel dump`, `dev/llama-ref/llama_dump`). Each tensor is read back from the backend, so a forward pass with a
+/// tap is slow; on a GPU, decode steps replayed from a captured graph cannot be tapped (their reads fail).
+pub type TensorTap = Box<dyn FnMut(&str, &[f32]) + Send>;
+
+/// Hands `buf`'s first `len` values to the tap, if there is one, as `name-layer` (or `name` for `layer` None).
+fn tap<B: Backend>(
+    be: &B,
+    tap: &mut Option<TensorTap>,
+    name: &str,
+    layer: Option<usize>,
+    buf: &B::Buf,
+    len: usize,
+) -> Result<()> {
+    if let Some(f) = tap.as_mut() {
+        let mut values = vec![0.0; len];
+        be.read(buf, &mut values)?;
+        match layer {
+            Some(il) => f(&format!("{name}-{il}"), &values),
+            None => f(name, &values),
+        }
+    }
+    Ok(())
+}
 
 /// Batch limits the scratch space is sized for, once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +60,8 @@ pub struct DecoderState<B: Backend> {
     last: B::Buf,   // [max_logit_rows, d_model]
     logits: B::Buf, // [max_logit_rows, vocab]
     pub kv: B::Kv,
+    /// Where intermediate tensors go, when set (see [`TensorTap`]).
+    pub tap: Option<TensorTap>,
 }
 
 impl<B: Backend> DecoderState<B> {
@@ -56,6 +84,7 @@ impl<B: Backend> DecoderState<B> {
             last: be.alloc(m * cfg.d_model)?,
             logits: be.alloc(m * cfg.vocab)?,
             kv: be.alloc_kv(kv_shape)?,
+            tap: None,
         })
     }
 }
@@ -74,6 +103,12 @@ pub enum Output<'a> {
 
 /// Runs `batch` through the model. Logits of the tokens with `want_logits` are written to `logits_out`
 /// ([n_wanted, vocab], in batch order).
+///
+/// With a [`TensorTap`] in the state, it receives (llama.cpp's names): `inp_embd` (embeddings, scaled where the
+/// model scales them), per layer `attn_norm`, `Qcur` and `Kcur` (after their norms and RoPE), `Vcur`, `kqv_out`,
+/// `attn_post_norm` (post-norm models), `ffn_inp` (the residual after attention), `ffn_norm`, `ffn_swiglu` /
+/// `ffn_geglu` (the gated activation), `ffn_out` (post-norm models: the down product before its norm),
+/// `ffn_post_norm`, `l_out`; then `result_norm` and `result_output` (the logits rows).
 pub fn forward<B: Backend>(
     be: &B,
     cfg: &ArchConfig,
@@ -177,6 +212,7 @@ fn run<B: Backend>(
     let state_id = st.id;
     be.forward_scope(batch, state_id, &mut || {
         be.embed(&w.token_embd, &batch.tokens, cfg.embed_scale, &mut st.x)?;
+        tap(be, &mut st.tap, "inp_embd", None, &st.x, n * d)?;
         for (il, lw) in w.layers.iter().enumerate() {
             // Attention block.
             let bias = match (&lw.bq, &lw.bk, &lw.bv) {
@@ -209,6 +245,7 @@ fn run<B: Backend>(
                 be.rms_norm_in_place(&mut st.q, qn, eps, n * cfg.n_heads)?;
                 be.rms_norm_in_place(&mut st.k, kn, eps, n * cfg.n_kv_heads)?;
                 rope.apply(be, &mut st.q, &mut st.k, &st.v)?;
+                tap(be, &mut st.tap, "attn_norm", Some(il), &st.xn, n * d)?;
             } else {
                 be.attn_input_rope(
                     &st.x,
@@ -231,44 +268,102 @@ fn run<B: Backend>(
                 scale_at: cfg.attn_scale_at,
                 kind: cfg.layer_kinds[il],
             };
+            if st.tap.is_some() {
+                if lw.q_norm.is_none() {
+                    tap(be, &mut st.tap, "attn_norm", Some(il), &st.xn, n * d)?;
+                }
+                tap(be, &mut st.tap, "Qcur", Some(il), &st.q, n * cfg.q_dim())?;
+                tap(be, &mut st.tap, "Kcur", Some(il), &st.k, n * cfg.kv_dim())?;
+                tap(be, &mut st.tap, "Vcur", Some(il), &st.v, n * cfg.kv_dim())?;
+            }
             be.attention(&st.q, &st.kv, batch, params, &mut st.attn)?;
+            tap(be, &mut st.tap, "kqv_out", Some(il), &st.attn, n * cfg.q_dim())?;
+            // In the last layer only the rows whose logits are wanted go on past the attention output product (as
+            // in llama.cpp, whose products sum in orders that depend on how many rows they take); none, if none is.
+            // Attention and its product take every row: later tokens need every row's keys and values.
+            let narrow = il + 1 == w.layers.len() && rows.len() < n;
+            if narrow && rows.is_empty() {
+                break;
+            }
+            let m = if narrow { rows.len() } else { n };
             match &lw.post_attn_norm {
                 Some(pn) => {
                     be.matmul(&lw.wo, &st.attn, n, &mut st.xn)?;
-                    be.rms_norm_in_place(&mut st.xn, pn, eps, n)?;
-                    be.add(&mut st.x, &st.xn, n * d)?;
+                    if narrow {
+                        // The wanted rows of the product (into the gate scratch) and of the residual (into last).
+                        be.gather_rows(&st.xn, &rows, d, &mut st.gate)?;
+                        be.gather_rows(&st.x, &rows, d, &mut st.last)?;
+                        be.rms_norm_in_place(&mut st.gate, pn, eps, m)?;
+                        tap(be, &mut st.tap, "attn_post_norm", Some(il), &st.gate, m * d)?;
+                        be.add(&mut st.last, &st.gate, m * d)?;
+                    } else {
+                        be.rms_norm_in_place(&mut st.xn, pn, eps, n)?;
+                        tap(be, &mut st.tap, "attn_post_norm", Some(il), &st.xn, n * d)?;
+                        be.add(&mut st.x, &st.xn, n * d)?;
+                    }
                 }
-                None => be.matmul_add(&lw.wo, &st.attn, n, &mut st.xn, &mut st.x, n * d)?,
+                None => {
+                    be.matmul_add(&lw.wo, &st.attn, n, &mut st.xn, &mut st.x, n * d)?;
+                    if narrow {
+                        be.gather_rows(&st.x, &rows, d, &mut st.last)?;
+                    }
+                }
             }
+            // The residual stream from here on: [m, d].
+            let x = if narrow { &mut st.last } else { &mut st.x };
+            tap(be, &mut st.tap, "ffn_inp", Some(il), x, m * d)?;
 
             // Feed-forward block.
             be.ffn_input(
-                &st.x,
+                x,
                 &lw.ffn_norm,
                 eps,
-                n,
+                m,
                 [&lw.gate, &lw.up],
                 cfg.activation,
                 &mut st.xn,
                 &mut st.gate,
                 &mut st.up,
-                n * ff,
+                m * ff,
             )?;
+            if st.tap.is_some() {
+                let act = match cfg.activation {
+                    Activation::Silu => "ffn_swiglu",
+                    Activation::GeluTanh => "ffn_geglu",
+                };
+                tap(be, &mut st.tap, "ffn_norm", Some(il), &st.xn, m * d)?;
+                tap(be, &mut st.tap, act, Some(il), &st.gate, m * ff)?;
+            }
             match &lw.post_ffn_norm {
                 Some(pn) => {
-                    be.matmul(&lw.down, &st.gate, n, &mut st.xn)?;
-                    be.rms_norm_in_place(&mut st.xn, pn, eps, n)?;
-                    be.add(&mut st.x, &st.xn, n * d)?;
+                    be.matmul(&lw.down, &st.gate, m, &mut st.xn)?;
+                    tap(be, &mut st.tap, "ffn_out", Some(il), &st.xn, m * d)?;
+                    be.rms_norm_in_place(&mut st.xn, pn, eps, m)?;
+                    tap(be, &mut st.tap, "ffn_post_norm", Some(il), &st.xn, m * d)?;
+                    be.add(x, &st.xn, m * d)?;
                 }
-                None => be.matmul_add(&lw.down, &st.gate, n, &mut st.xn, &mut st.x, n * d)?,
+                None => be.matmul_add(&lw.down, &st.gate, m, &mut st.xn, x, m * d)?,
             }
+            tap(be, &mut st.tap, "l_out", Some(il), x, m * d)?;
         }
         if rows.is_empty() {
             return Ok(());
         }
-        be.gather_rows(&st.x, &rows, d, &mut st.last)?;
+        // With every row wanted the last layer ran on all of them (else `last` already holds the wanted ones).
+        if rows.len() == n {
+            be.gather_rows(&st.x, &rows, d, &mut st.last)?;
+        }
         be.rms_norm_in_place(&mut st.last, &w.output_norm, eps, rows.len())?;
-        be.matmul(w.output(), &st.last, rows.len(), &mut st.logits)
+        tap(be, &mut st.tap, "result_norm", None, &st.last, rows.len() * d)?;
+        be.matmul(w.output(), &st.last, rows.len(), &mut st.logits)?;
+        tap(
+            be,
+            &mut st.tap,
+            "result_output",
+            None,
+            &st.logits,
+            rows.len() * cfg.vocab,
+        )
     })?;
     if rows.is_empty() {
         return Ok(());
