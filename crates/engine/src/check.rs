@@ -199,19 +199,32 @@ pub struct DeterminismRun {
     pub max_abs_logit_diff: f32,
     pub bit_identical: bool,
     /// For a batched run that diverged: the reference's margin between its token and this run's at that step,
-    /// when it was a near-tie (margin <= 2 max |Δ|, with max |Δ| <= [`NEAR_TIE_MAX_DELTA`]).
+    /// when it was a near-tie (margin <= 2 max |Δ|, with max |Δ| within [`DeterminismReport::near_tie_max_delta`]).
     pub near_tie_margin: Option<f32>,
 }
 
-/// Largest logit difference between a batched run and the run alone that still counts as kernel noise: batches
-/// take other kernels (GEMM tiles instead of one-token products, K-quants summed in another order), as in
-/// llama.cpp; a wrong kernel moves logits by whole units.
-pub const NEAR_TIE_MAX_DELTA: f32 = 1.0;
+/// Largest logit difference between a batched run and the run alone that still counts as kernel noise, as a
+/// fraction of the spread of the logits (their standard deviation over the vocabulary, at the first step alone):
+/// batches take other kernels (attention and K-quant products summed in other orders), as in llama.cpp, and the
+/// difference grows step by step with the 8-bit activation rounding; a wrong kernel moves logits by several spreads.
+/// Measured on the CPU (2026-11-26, "The capital of France is", batch 2 against alone up to step 17): Gemma 3 270M
+/// 1.13 with a spread of 5.1, i.e. 0.22; llama.cpp's own F16-vs-F32-cache difference on Gemma's fixtures is 1.21.
+pub const NEAR_TIE_SPREAD_FRACTION: f32 = 0.35;
+
+/// [`NEAR_TIE_SPREAD_FRACTION`] of the standard deviation of `logits`.
+pub fn near_tie_max_delta(logits: &[f32]) -> f32 {
+    let n = logits.len().max(1) as f64;
+    let mean = logits.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let var = logits.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+    NEAR_TIE_SPREAD_FRACTION * var.sqrt() as f32
+}
 
 /// The determinism check: the reference run alone, `repeats - 1` more runs alone, then the prompt batched with
 /// `fillers` at each batch size in `batch_sizes` (it takes the last slot).
 #[derive(Debug, Clone, Serialize)]
 pub struct DeterminismReport {
+    /// The largest logit difference that counts as kernel noise here ([`near_tie_max_delta`] of the first logits).
+    pub near_tie_max_delta: f32,
     pub prompt_tokens: usize,
     pub n_gen: usize,
     pub reference_tokens: Vec<u32>,
@@ -230,6 +243,7 @@ pub fn determinism(
     batch_sizes: &[usize],
 ) -> Result<DeterminismReport> {
     let reference = greedy_batched(st, &[prompt.to_vec()], n_gen, 0)?.swap_remove(0);
+    let noise = reference.logits.first().map_or(0.0, |l| near_tie_max_delta(l));
     let mut runs = Vec::new();
     let mut compare = |label: String, batch_size: usize, t: &Trace| {
         let div = first_divergence(&reference.tokens, &t.tokens);
@@ -246,7 +260,7 @@ pub fn determinism(
         let near_tie_margin = div.as_ref().and_then(|d| {
             let row = reference.logits.get(d.step)?;
             let margin = row.get(d.expected as usize)? - row.get(d.got as usize)?;
-            (batch_size > 1 && max <= NEAR_TIE_MAX_DELTA && margin <= 2.0 * max).then_some(margin)
+            (batch_size > 1 && max <= noise && margin <= 2.0 * max).then_some(margin)
         });
         runs.push(DeterminismRun {
             label,
@@ -275,6 +289,7 @@ pub fn determinism(
         .iter()
         .all(|r| (r.tokens_equal || r.near_tie_margin.is_some()) && (r.batch_size > 1 || r.bit_identical));
     Ok(DeterminismReport {
+        near_tie_max_delta: noise,
         prompt_tokens: prompt.len(),
         n_gen,
         reference_tokens: reference.tokens,
@@ -600,7 +615,7 @@ mod tests {
         let r = &near.runs[0];
         let d = r.first_divergence.clone().expect("a divergence");
         assert_eq!(d.step, 3);
-        let accepted = r.max_abs_logit_diff <= NEAR_TIE_MAX_DELTA;
+        let accepted = r.max_abs_logit_diff <= near.near_tie_max_delta;
         assert_eq!(r.near_tie_margin.is_some(), accepted, "{r:?}");
         assert_eq!(near.passed, accepted);
         if let Some(m) = r.near_tie_margin {
