@@ -246,7 +246,7 @@ pub fn run_all<D: Backend>(cpu: &CpuBackend, dev: &D, seed: u64) -> Result<Vec<C
         check_fused(&mut p, &mut rng, ty)?;
     }
     for precision in [KvPrecision::F16, KvPrecision::F32] {
-        for (n_heads, n_kv_heads, head_dim) in [(4, 2, 64), (8, 2, 128)] {
+        for (n_heads, n_kv_heads, head_dim) in [(4, 2, 64), (8, 2, 128), (4, 1, 256)] {
             check_attention(&mut p, &mut rng, precision, n_heads, n_kv_heads, head_dim)?;
         }
     }
