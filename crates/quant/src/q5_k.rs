@@ -152,11 +152,7 @@ pub fn unpack_gemm_row(row: &[u8], k: usize, dst: &mut [u8], mw: &mut [f32]) {
 /// scales and mins of its eight sub-blocks of 32.
 pub fn tiled_superblock(bytes: &[u8], out: &mut crate::gemm::ktiled::Superblock) {
     let block = &blocks::<BlockQ5K>(bytes, 1)[0];
-    let (scales, mins) = unpack_scales_mins(&block.scales);
-    out.codes = std::array::from_fn(|i| block.q(i));
-    out.scales = std::array::from_fn(|s| scales.get(s).map_or(0, |&v| v as i32));
-    out.mins = std::array::from_fn(|s| mins.get(s).map_or(0, |&v| v as i32));
-    (out.d, out.dmin) = (f16_le(block.d), f16_le(block.dmin));
+    crate::gemm::ktiled::scale_min_superblock(block.d, block.dmin, &block.scales, |i| block.q(i), out);
 }
 
 #[cfg(target_arch = "x86_64")]

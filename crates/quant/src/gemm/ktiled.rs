@@ -59,6 +59,22 @@ impl Default for Superblock {
     }
 }
 
+/// The integer form of a superblock with Q4_K's header (f16 d, f16 dmin, 12 bytes of 6-bit scales and mins for
+/// eight sub-blocks of 32), whose element `i` has code `q(i)`: Q4_K and Q5_K.
+pub fn scale_min_superblock(
+    d: [u8; 2],
+    dmin: [u8; 2],
+    packed: &[u8; 12],
+    q: impl Fn(usize) -> u8,
+    out: &mut Superblock,
+) {
+    let (scales, mins) = crate::k_common::unpack_scales_mins(packed);
+    out.codes = std::array::from_fn(q);
+    out.scales = std::array::from_fn(|s| scales.get(s).map_or(0, |&v| v as i32));
+    out.mins = std::array::from_fn(|s| mins.get(s).map_or(0, |&v| v as i32));
+    (out.d, out.dmin) = (crate::k_common::f16_le(d), crate::k_common::f16_le(dmin));
+}
+
 /// How a K-quant format enters the route (ggml's constants for it).
 #[derive(Clone, Copy)]
 pub struct KFormat {
