@@ -32,6 +32,11 @@
 //! ggml's. Slower than the integer route (its one accumulator a pair is walked block after block); it keeps batched
 //! prefill equal to decoding, and to llama.cpp's products, for the formats whose per-pair kernels allow it.
 //!
+//! # K-quant tiled route (Q2_K … Q6_K at AVX-512 VNNI, from 8 tokens; [`ktiled`])
+//! ggml's own tiled order for the K-quants (exact integer sums per superblock, its float epilogue), which the engine
+//! takes instead of the integer route so that prompts are llama.cpp's bit for bit. The integer route stays the
+//! K-quants' plan where [`Gemm`] is asked directly (its tests, `examples/gemm_speed`).
+//!
 //! # Float route (F32, F16, BF16)
 //! Weight rows are widened to f32 once and interleaved sixteen rows to a vector; the activations stay the f32 input
 //! (as the per-pair path keeps them) and are broadcast element by element, so the microkernel is plain FMAs and

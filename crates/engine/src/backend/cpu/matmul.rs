@@ -3,8 +3,9 @@
 //!
 //! Prompt-sized products (from [`Gemm::min_tokens`] tokens, 8 to 24, where the CPU has a microkernel) go through the
 //! register-tiled GEMM of [`quant::gemm`] instead: the converted activations are laid out once for it,
-//! then each task unpacks a block of weight rows into its thread's panel and runs every token against it. Smaller
-//! products (decoding) keep the per-pair path, which takes tokens four at a time through the format's tile kernel
+//! then each task unpacks a block of weight rows into its thread's panel and runs every token against it. K-quant
+//! weights from 8 tokens take ggml's tiled order instead ([`ktiled`], `matmul_ktiled`). Smaller products
+//! (decoding) keep the per-pair path, which takes tokens four at a time through the format's tile kernel
 //! ([`quant::Kernels::vec_dot_x4`]) where it has one.
 
 use std::cell::RefCell;
