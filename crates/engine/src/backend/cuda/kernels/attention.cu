@@ -160,6 +160,11 @@ __device__ __forceinline__ void attn_decode(const float* __restrict__ q, const T
         bool valid = key < end;
         float s = -QINF;
         if (valid) {
+            // This key's value row into L1 now, while the scores are computed: the value loop below reads the
+            // tile's rows 8 at a time, which would otherwise wait for memory four times a tile.
+            const char* vrow = (const char*)(vc + base + (size_t)key * head_dim);
+            for (int off = 0; off < head_dim * (int)sizeof(T); off += 128)
+                asm volatile("prefetch.global.L1 [%0];" ::"l"(vrow + off));
             const T* row = kc + base + (size_t)key * head_dim;
             s = 0.f;
 #pragma unroll 4
