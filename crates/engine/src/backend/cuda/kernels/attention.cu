@@ -167,7 +167,7 @@ __device__ __forceinline__ void attn_decode(const float* __restrict__ q, const T
                 asm volatile("prefetch.global.L1 [%0];" ::"l"(vrow + off));
             const T* row = kc + base + (size_t)key * head_dim;
             s = 0.f;
-#pragma unroll 4
+#pragma unroll 8
             for (int d = 0; d < head_dim; d += 8) s += kv_dot8<T>(row, d, qs);
         }
         float m_tile = warp_max(s);
