@@ -155,12 +155,21 @@ __device__ __forceinline__ void dot2_q(const u8* __restrict__ wa, const u8* __re
 // threads), so its warps' first loads hit L2 while the previous kernel was still finishing. Only the first
 // PREFETCH_ROW_BYTES of each row: a whole wave of blocks prefetching 8 KB rows would overflow the L2.
 // Only blocks of the first wave (a couple per SM) prefetch: later ones start after the predecessor has ended.
+// Rows of at most PREFETCH_L1_ROW_BYTES (small models) come whole into L1 instead: the block's warps then start
+// from L1 (weights are read-only, so no line can go stale).
 #define PREFETCH_ROW_BYTES 1024
+#define PREFETCH_L1_ROW_BYTES 2048
 #define PREFETCH_BLOCKS_PER_SM 2
 __device__ __forceinline__ void prefetch_rows(const u8* w, size_t row_bytes, int first, int n) {
     u32 n_sms;
     asm("mov.u32 %0, %%nsmid;" : "=r"(n_sms));
     if (blockIdx.x >= PREFETCH_BLOCKS_PER_SM * n_sms) return;
+    if (row_bytes <= PREFETCH_L1_ROW_BYTES) {
+        int lines = (int)((row_bytes + 127) / 128);
+        for (int i = threadIdx.x; i < n * lines; i += blockDim.x)
+            asm volatile("prefetch.global.L1 [%0];" ::"l"(w + (size_t)(first + i / lines) * row_bytes + 128 * (i % lines)));
+        return;
+    }
     int lines = (int)((min(row_bytes, (size_t)PREFETCH_ROW_BYTES) + 127) / 128);
     for (int i = threadIdx.x; i < n * lines; i += blockDim.x)
         prefetch_l2(w + (size_t)(first + i / lines) * row_bytes + 128 * (i % lines));
