@@ -47,7 +47,7 @@ impl Accumulators {
     }
 }
 
-/// The kernels at one SIMD level.
+/// The kernels at one SIMD level: AVX-512 intrinsics, the reference compiled for AVX2 + FMA, or the reference.
 pub struct Lanes16 {
     /// `dot(a, b)` in the given accumulator order.
     pub dot: fn(&[f32], &[f32], Accumulators) -> f32,
@@ -85,6 +85,19 @@ impl Lanes16 {
                 silu_mul: x86::silu_mul,
             };
         }
+        #[cfg(target_arch = "x86_64")]
+        if simd >= SimdLevel::Avx2 {
+            return Self {
+                dot: avx2::dot,
+                dot_rows: avx2::dot_rows,
+                weighted_sum: avx2::weighted_sum,
+                fma_rows: avx2::fma_rows,
+                reduce_rows: avx2::reduce_rows,
+                exp_sum: avx2::exp_sum,
+                fma_row: avx2::fma_row,
+                silu_mul: avx2::silu_mul,
+            };
+        }
         let _ = simd;
         Self {
             dot,
@@ -100,6 +113,7 @@ impl Lanes16 {
 }
 
 /// Adds 16 lanes by halves, as ggml's horizontal sum does.
+#[inline(always)]
 pub fn reduce(v: &[f32; LANES]) -> f32 {
     let mut t = *v;
     for width in [8, 4] {
@@ -138,6 +152,7 @@ pub fn reduce_rows(acc: &mut [f32], sets: Accumulators, n: usize, out: &mut [f32
     }
 }
 
+#[inline(always)]
 fn dot_rows(q: &[f32], rows: &[f32], out: &mut [f32]) {
     let n = q.len();
     for (o, r) in out.iter_mut().zip(rows.chunks_exact(n)) {
@@ -145,6 +160,7 @@ fn dot_rows(q: &[f32], rows: &[f32], out: &mut [f32]) {
     }
 }
 
+#[inline(always)]
 fn weighted_sum(p: &[f32], rows: &[f32], first: usize, n: usize, out: &mut [f32]) {
     let mut acc = vec![0f32; LANES * n];
     let mut j = 0;
@@ -157,6 +173,7 @@ fn weighted_sum(p: &[f32], rows: &[f32], first: usize, n: usize, out: &mut [f32]
     reduce_rows(&mut acc, Accumulators::One, n, out);
 }
 
+#[inline(always)]
 fn fma_rows(acc: &mut [f32], lane0: usize, p: &[f32], rows: &[f32], n: usize) {
     for (j, (&p, v)) in p.iter().zip(rows.chunks_exact(n)).enumerate() {
         let l = lane0 + j;
@@ -164,6 +181,7 @@ fn fma_rows(acc: &mut [f32], lane0: usize, p: &[f32], rows: &[f32], n: usize) {
     }
 }
 
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32], order: Accumulators) -> f32 {
     let n = a.len().min(b.len());
     match order {
@@ -200,6 +218,7 @@ fn dot(a: &[f32], b: &[f32], order: Accumulators) -> f32 {
 
 /// ggml's SIMD exp of one lane (the AVX-512 form): `x · log2 e` split into an integer `n` and a remainder `b`,
 /// `2^n · (1 + p(b))` with a degree-5 polynomial, 0 or infinity beyond |n| > 192.
+#[inline(always)]
 pub fn exp_lane(x: f32) -> f32 {
     let c = |bits: u32| f32::from_bits(bits);
     let shift = c(0x4b40_0000); // 1.5 · 2^23: adding it rounds to an integer
@@ -218,6 +237,7 @@ pub fn exp_lane(x: f32) -> f32 {
 }
 
 /// `j · 2^n` rounded once (what AVX-512's `scalef` gives), for integral `n` with |n| <= 192.
+#[inline(always)]
 fn scale_by_power_of_two(j: f32, n: f32) -> f32 {
     let pow2 = |k: i32| f32::from_bits(((k + 127) as u32) << 23);
     let k = n as i32;
@@ -231,6 +251,7 @@ fn scale_by_power_of_two(j: f32, n: f32) -> f32 {
     }
 }
 
+#[inline(always)]
 fn exp_sum(x: &mut [f32], max: f32) -> f64 {
     let mut sum = 0f64;
     for chunk in x.chunks_exact_mut(LANES) {
@@ -244,12 +265,14 @@ fn exp_sum(x: &mut [f32], max: f32) -> f64 {
     sum
 }
 
+#[inline(always)]
 fn fma_row(acc: &mut [f32], p: f32, v: &[f32]) {
     for (a, &x) in acc.iter_mut().zip(v) {
         *a = x.mul_add(p, *a);
     }
 }
 
+#[inline(always)]
 fn silu_mul(gate: &mut [f32], up: &[f32]) {
     let whole = gate.len() / LANES * LANES;
     for (g, &u) in gate[..whole].iter_mut().zip(up) {
@@ -257,6 +280,37 @@ fn silu_mul(gate: &mut [f32], up: &[f32]) {
     }
     for (g, &u) in gate[whole..].iter_mut().zip(&up[whole..]) {
         *g = *g / (1.0 + (-*g).exp()) * u;
+    }
+}
+
+/// The reference functions compiled for AVX2 + FMA: the same code, so the same bits (its `mul_add`s become FMA
+/// instructions instead of calls to libm's `fmaf`, and the 16-lane loops vectorize).
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::Accumulators;
+
+    macro_rules! compiled_for_avx2 {
+        ($($name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)?;)*) => {$(
+            pub fn $name($($arg: $ty),*) $(-> $ret)? {
+                #[target_feature(enable = "avx2,fma")]
+                fn inner($($arg: $ty),*) $(-> $ret)? {
+                    super::$name($($arg),*)
+                }
+                // SAFETY: handed out only at SimdLevel::Avx2 or above, whose detection includes AVX2 and FMA.
+                unsafe { inner($($arg),*) }
+            }
+        )*};
+    }
+
+    compiled_for_avx2! {
+        dot(a: &[f32], b: &[f32], order: Accumulators) -> f32;
+        dot_rows(q: &[f32], rows: &[f32], out: &mut [f32]);
+        weighted_sum(p: &[f32], rows: &[f32], first: usize, n: usize, out: &mut [f32]);
+        fma_rows(acc: &mut [f32], lane0: usize, p: &[f32], rows: &[f32], n: usize);
+        reduce_rows(acc: &mut [f32], sets: Accumulators, n: usize, out: &mut [f32]);
+        exp_sum(x: &mut [f32], max: f32) -> f64;
+        fma_row(acc: &mut [f32], p: f32, v: &[f32]);
+        silu_mul(gate: &mut [f32], up: &[f32]);
     }
 }
 
@@ -560,7 +614,13 @@ mod tests {
 
     #[test]
     fn every_level_gives_the_reference_bits() {
-        let fast = Lanes16::new(SimdLevel::detect());
+        for level in SimdLevel::available() {
+            every_kernel_gives_the_reference_bits(level);
+        }
+    }
+
+    fn every_kernel_gives_the_reference_bits(level: SimdLevel) {
+        let fast = Lanes16::new(level);
         let slow = Lanes16::new(SimdLevel::Scalar);
         for n in [16, 64, 80, 256, 1000] {
             let (a, b) = (values(n, 1), values(n, 2));
