@@ -17,11 +17,10 @@
 
 use super::OutView;
 use crate::k_common::blocks;
+pub use crate::k_common::QK_K;
 use crate::q8_k::BlockQ8K;
 use crate::{GgmlType, SimdLevel};
 
-/// Elements per superblock.
-pub const QK_K: usize = 256;
 /// Tokens per activation band (the lanes of the kernel's vectors).
 pub const BAND: usize = 16;
 /// Bytes per superblock of an unpacked weight row.

@@ -132,8 +132,9 @@ struct Plan {
     round_p: bool,
 }
 
-/// Per-task scratch: scores [n_ctx rounded up to 16], one widened row [head_dim], the query [head_dim], value
-/// accumulators [4, 16, head_dim].
+/// A worker's scratch, kept between calls (grown, never shrunk): scores [n_ctx rounded up to 16], one widened row
+/// [head_dim], the query [head_dim], value accumulators [4, 16, head_dim]. `query` writes every part it reads.
+#[derive(Default)]
 struct Scratch {
     scores: Vec<f32>,
     row: Vec<f32>,
@@ -141,15 +142,25 @@ struct Scratch {
     acc: Vec<f32>,
 }
 
-impl Scratch {
-    fn new(n_ctx: usize, hd: usize) -> Self {
-        Self {
-            scores: vec![0.0; n_ctx.next_multiple_of(LANES)],
-            row: vec![0.0; hd],
-            q: vec![0.0; hd],
-            acc: vec![0.0; 4 * LANES * hd],
-        }
-    }
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// Runs `f` with this thread's scratch, sized for `n_ctx` positions of `hd` values.
+fn with_scratch(n_ctx: usize, hd: usize, f: impl FnOnce(&mut Scratch)) {
+    SCRATCH.with(|cell| {
+        let mut s = cell.borrow_mut();
+        let grow = |v: &mut Vec<f32>, n: usize| {
+            if v.len() < n {
+                v.resize(n, 0.0);
+            }
+        };
+        grow(&mut s.scores, n_ctx.next_multiple_of(LANES));
+        grow(&mut s.row, hd);
+        grow(&mut s.q, hd);
+        grow(&mut s.acc, 4 * LANES * hd);
+        f(&mut s)
+    })
 }
 
 /// q, out: [n_tokens, n_heads * head_dim]
@@ -216,15 +227,16 @@ fn attention_with(
         }
         pool.run(runs.len() * p.n_kv_heads, &|task| {
             let ((t0, t1), kvh) = (runs[task / p.n_kv_heads], task % p.n_kv_heads);
-            let mut s = Scratch::new(kv.shape.n_ctx, hd);
-            for t in t0..t1 {
-                for h in kvh * group..(kvh + 1) * group {
-                    let i = t * p.n_heads + h;
-                    // SAFETY: row i of out belongs to this task alone and lies inside out.
-                    let o = unsafe { std::slice::from_raw_parts_mut(out_rows.at(i * hd), hd) };
-                    query(q, &rows, batch, &p, i, o, &mut s, &plan);
+            with_scratch(kv.shape.n_ctx, hd, |s| {
+                for t in t0..t1 {
+                    for h in kvh * group..(kvh + 1) * group {
+                        let i = t * p.n_heads + h;
+                        // SAFETY: row i of out belongs to this task alone and lies inside out.
+                        let o = unsafe { std::slice::from_raw_parts_mut(out_rows.at(i * hd), hd) };
+                        query(q, &rows, batch, &p, i, o, s, &plan);
+                    }
                 }
-            }
+            });
         });
         return;
     }
@@ -232,12 +244,13 @@ fn attention_with(
     let n_tasks = (pool.n_threads() * 4).min(n).max(1);
     let per_task = n.div_ceil(n_tasks);
     pool.run(n.div_ceil(per_task), &|task| {
-        let mut s = Scratch::new(kv.shape.n_ctx, hd);
-        for i in task * per_task..((task + 1) * per_task).min(n) {
-            // SAFETY: row i of out belongs to this task alone and lies inside out[..n * hd].
-            let o = unsafe { std::slice::from_raw_parts_mut(out_rows.at(i * hd), hd) };
-            query(q, &rows, batch, &p, i, o, &mut s, &plan);
-        }
+        with_scratch(kv.shape.n_ctx, hd, |s| {
+            for i in task * per_task..((task + 1) * per_task).min(n) {
+                // SAFETY: row i of out belongs to this task alone and lies inside out[..n * hd].
+                let o = unsafe { std::slice::from_raw_parts_mut(out_rows.at(i * hd), hd) };
+                query(q, &rows, batch, &p, i, o, s, &plan);
+            }
+        });
     });
 }
 
@@ -272,16 +285,17 @@ fn query(
         Rows::Cache(kv) => kv.offset(p.layer, seq, h / group, 0),
         Rows::Wide(w) => w.base(seq, h / group, p.n_kv_heads, hd),
     };
-    s.q.copy_from_slice(&q[i * hd..(i + 1) * hd]);
+    let (qv, row) = (&mut s.q[..hd], &mut s.row[..hd]);
+    qv.copy_from_slice(&q[i * hd..(i + 1) * hd]);
     let score_scale = match p.scale_at {
         ScaleAt::Query => {
-            s.q.iter_mut().for_each(|v| *v *= p.scale);
+            qv.iter_mut().for_each(|v| *v *= p.scale);
             1.0
         }
         ScaleAt::Scores => p.scale,
     };
     if plan.round_q {
-        (plan.round_f16)(&mut s.q);
+        (plan.round_f16)(qv);
     }
     let (c0, c1) = (start / LANES * LANES, (pos / LANES + 1) * LANES);
     s.scores[c0..start].fill(f32::NEG_INFINITY);
@@ -289,13 +303,13 @@ fn query(
     match (rows, plan.scores) {
         (Rows::Wide(w), Accumulators::One) => {
             let sc = &mut s.scores[start..=pos];
-            (plan.lanes.dot_rows)(&s.q, &w.k[base + start * hd..base + (pos + 1) * hd], sc);
+            (plan.lanes.dot_rows)(qv, &w.k[base + start * hd..base + (pos + 1) * hd], sc);
             sc.iter_mut().for_each(|v| *v *= score_scale);
         }
         _ => {
             for j in start..=pos {
-                let krow = rows.k(base + j * hd, hd, &mut s.row);
-                s.scores[j] = (plan.lanes.dot)(&s.q, krow, plan.scores) * score_scale;
+                let krow = rows.k(base + j * hd, hd, &mut row[..]);
+                s.scores[j] = (plan.lanes.dot)(qv, krow, plan.scores) * score_scale;
             }
         }
     }
@@ -331,7 +345,7 @@ fn query(
         Rows::Cache(_) => {
             for j in start..=pos {
                 let at = ((j / LANES) % sets * LANES + j % LANES) * hd;
-                let vrow = rows.v(base + j * hd, hd, &mut s.row);
+                let vrow = rows.v(base + j * hd, hd, &mut row[..]);
                 (plan.lanes.fma_row)(&mut acc[at..at + hd], s.scores[j], vrow);
             }
         }
