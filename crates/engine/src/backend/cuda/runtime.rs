@@ -27,6 +27,7 @@ pub fn kernel_source() -> String {
         src.push_str(&format!("\n// ---- format {name}\n"));
         src.push_str(body);
     }
+    src.push_str(&super::decode::block_defines());
     for (name, body) in ENGINE_KERNELS {
         src.push_str(&format!("\n// ---- {name}\n"));
         src.push_str(body);
@@ -220,6 +221,15 @@ mod tests {
             assert!(src.contains(&format!(") {k}(")), "{k} missing");
         }
         assert!(!src.contains("#include"), "kernels must not include toolkit headers");
+    }
+
+    /// The products' launch bounds name the block sizes the host launches with, defined ahead of their use.
+    #[test]
+    fn the_decode_block_sizes_come_from_the_host() {
+        let src = kernel_source();
+        let define = format!("#define MATVEC_THREADS {}\n", super::super::MATVEC_THREADS);
+        let at = src.find(&define).expect("MATVEC_THREADS defined");
+        assert!(at < src.find("#define MATVEC1_BOUNDS").expect("bounds"));
     }
 
     /// Kernels are launched to overlap their predecessor (programmatic dependent launch): each must wait for it

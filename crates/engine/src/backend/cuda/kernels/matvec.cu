@@ -647,8 +647,16 @@ __device__ __forceinline__ void dequant_rows_f(const u8* __restrict__ w, size_t 
     }
 }
 
+// Register cap of the single-token products (launch bounds: at most 65,536 / (6 * 128) = 85 registers a thread, so
+// that MATVEC1_MIN_BLOCKS blocks of MATVEC_THREADS fit an SM). Measured on H100 (tg128, 16:10 UTC): 8B q8_0
+// 270.8 -> 278.7, 8B f16 162.6 -> 167.5, smollm2 q8_0 1,652 -> 1,756, 8B q4_k and smollm2 f16 within noise;
+// 7 blocks (73 registers) cost 8B q4_k 2 %, 8 blocks 10 % and 12 blocks half its speed (spills). The norm-fusing
+// products (256 threads a block) stay uncapped: capped alike, smollm2 f16 went 1,885-1,893 -> 1,828-1,867.
+// MATVEC_THREADS comes from decode.rs.
+#define MATVEC1_MIN_BLOCKS 6
+#define MATVEC1_BOUNDS __launch_bounds__(MATVEC_THREADS, MATVEC1_MIN_BLOCKS)
 #define QUARREL_QUANT_KERNELS(NAME, FMT)                                                                        \
-    extern "C" __global__ void matvec1_##NAME(Segs s, size_t rb, int rows, int K, const i8* aq, const float4* am, \
+    extern "C" __global__ void MATVEC1_BOUNDS matvec1_##NAME(Segs s, size_t rb, int rows, int K, const i8* aq, const float4* am, \
                                               int n, int acc) {                                               \
         prefetch_block_segs(s, rb, 2); grid_dep_sync();                                                        \
         matvec_q<FMT, 1>(s, rb, rows, K, aq, am, n, acc);                                                  \
@@ -658,7 +666,7 @@ __device__ __forceinline__ void dequant_rows_f(const u8* __restrict__ w, size_t 
         prefetch_block_segs(s, rb, 1); grid_dep_sync();                                                        \
         matvec_q<FMT, 8>(s, rb, rows, K, aq, am, n, acc);                                                  \
     }                                                                                                          \
-    extern "C" __global__ void glu1_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K, const i8* aq,    \
+    extern "C" __global__ void MATVEC1_BOUNDS glu1_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K, const i8* aq,    \
                                            const float4* am, float* h, int n, int act) {                         \
         prefetch_block_glu(g, u, rb, rows); grid_dep_sync();                                                   \
         glu_q<FMT, 1>(g, u, rb, rows, K, aq, am, h, n, act);                                                    \
@@ -673,7 +681,7 @@ __device__ __forceinline__ void dequant_rows_f(const u8* __restrict__ w, size_t 
         grid_dep_sync();                                                                                       \
         dequant_rows<FMT>(w, rb, K, ids, n_rows, scale, o32, o16);                                             \
     }                                                                                                          \
-    extern "C" __global__ void matvec1r_##NAME(Segs s, size_t rb, int rows, int K, const i8* aq, const float4* am, \
+    extern "C" __global__ void MATVEC1_BOUNDS matvec1r_##NAME(Segs s, size_t rb, int rows, int K, const i8* aq, const float4* am, \
                                                RopeArgs ra) {                                                 \
         prefetch_block_segs(s, rb, 2); grid_dep_sync();                                                        \
         matvec_rope_pairs(s, rb, rows, ra, [&](const u8* wa, const u8* wb, float* a, float* b) {               \
@@ -682,7 +690,7 @@ __device__ __forceinline__ void dequant_rows_f(const u8* __restrict__ w, size_t 
     }
 
 #define QUARREL_FLOAT_KERNELS(NAME, FMT)                                                                        \
-    extern "C" __global__ void matvec1_##NAME(Segs s, size_t rb, int rows, int K, const float* x, int n,        \
+    extern "C" __global__ void MATVEC1_BOUNDS matvec1_##NAME(Segs s, size_t rb, int rows, int K, const float* x, int n,        \
                                               int acc) {                                                      \
         prefetch_block_segs(s, rb, 2); grid_dep_sync();                                                        \
         matvec_f<FMT, 1>(s, rb, rows, K, x, n, acc);                                                           \
@@ -692,7 +700,7 @@ __device__ __forceinline__ void dequant_rows_f(const u8* __restrict__ w, size_t 
         prefetch_block_segs(s, rb, 1); grid_dep_sync();                                                        \
         matvec_f<FMT, 8>(s, rb, rows, K, x, n, acc);                                                           \
     }                                                                                                          \
-    extern "C" __global__ void glu1_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K, const float* x,  \
+    extern "C" __global__ void MATVEC1_BOUNDS glu1_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K, const float* x,  \
                                            float* h, int n, int act) {                                                \
         prefetch_block_glu(g, u, rb, rows); grid_dep_sync();                                                   \
         glu_f<FMT, 1>(g, u, rb, rows, K, x, h, n, act);                                                            \
@@ -712,7 +720,7 @@ __device__ __forceinline__ void dequant_rows_f(const u8* __restrict__ w, size_t 
         prefetch_block_segs(s, rb, 2); grid_dep_sync();                                                        \
         matvec_f<FMT, 1>(s, rb, rows, K, x, 1, acc, nw, eps);                                                  \
     }                                                                                                          \
-    extern "C" __global__ void matvec1r_##NAME(Segs s, size_t rb, int rows, int K, const float* x,             \
+    extern "C" __global__ void MATVEC1_BOUNDS matvec1r_##NAME(Segs s, size_t rb, int rows, int K, const float* x,             \
                                                RopeArgs ra) {                                                 \
         prefetch_block_segs(s, rb, 2); grid_dep_sync();                                                        \
         matvec_rope_pairs(s, rb, rows, ra, [&](const u8* wa, const u8* wb, float* a, float* b) {               \
