@@ -304,6 +304,24 @@ pub trait Backend: Send + Sync {
         params: AttentionParams,
         out: &mut Self::Buf,
     ) -> Result<()>;
+    /// Attention and its output projection added into the residual stream in one op: `attn = attention(q)`,
+    /// then `x += attn · woᵀ` over `len` elements (`tmp` is scratch). A backend may fuse the steps.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_output(
+        &self,
+        q: &Self::Buf,
+        kv: &Self::Kv,
+        batch: &Batch,
+        params: AttentionParams,
+        attn: &mut Self::Buf,
+        wo: &Self::Weight,
+        tmp: &mut Self::Buf,
+        x: &mut Self::Buf,
+        len: usize,
+    ) -> Result<()> {
+        self.attention(q, kv, batch, params, attn)?;
+        self.matmul_add(wo, attn, batch.len(), tmp, x, len)
+    }
     /// `gate = act(gate) * up`, both [n_tokens, d_ff] (len elements used).
     fn gated_activation(&self, gate: &mut Self::Buf, up: &Self::Buf, len: usize, act: Activation) -> Result<()>;
     /// `x += y` over the first len elements.

@@ -276,12 +276,19 @@ fn run<B: Backend>(
                 tap(be, &mut st.tap, "Kcur", Some(il), &st.k, n * cfg.kv_dim())?;
                 tap(be, &mut st.tap, "Vcur", Some(il), &st.v, n * cfg.kv_dim())?;
             }
-            be.attention(&st.q, &st.kv, batch, params, &mut st.attn)?;
-            tap(be, &mut st.tap, "kqv_out", Some(il), &st.attn, n * cfg.q_dim())?;
             // In the last layer only the rows whose logits are wanted go on past the attention output product (as
             // in llama.cpp, whose products sum in orders that depend on how many rows they take); none, if none is.
             // Attention and its product take every row: later tokens need every row's keys and values.
             let narrow = il + 1 == w.layers.len() && rows.len() < n;
+            // Attention and its product in one op where nothing comes between them.
+            let fused_output = lw.post_attn_norm.is_none() && st.tap.is_none() && !(narrow && rows.is_empty());
+            if fused_output {
+                let (attn, xn, x) = (&mut st.attn, &mut st.xn, &mut st.x);
+                be.attention_output(&st.q, &st.kv, batch, params, attn, &lw.wo, xn, x, n * d)?;
+            } else {
+                be.attention(&st.q, &st.kv, batch, params, &mut st.attn)?;
+                tap(be, &mut st.tap, "kqv_out", Some(il), &st.attn, n * cfg.q_dim())?;
+            }
             if narrow && rows.is_empty() {
                 break;
             }
@@ -303,7 +310,9 @@ fn run<B: Backend>(
                     }
                 }
                 None => {
-                    be.matmul_add(&lw.wo, &st.attn, n, &mut st.xn, &mut st.x, n * d)?;
+                    if !fused_output {
+                        be.matmul_add(&lw.wo, &st.attn, n, &mut st.xn, &mut st.x, n * d)?;
+                    }
                     if narrow {
                         be.gather_rows(&st.x, &rows, d, &mut st.last)?;
                     }

@@ -3,7 +3,7 @@
 //! or cuBLAS GEMMs (`prefill.rs`; other head dims), anything else through the warp-per-query kernel.
 
 use super::{
-    device, lock, Arg, CudaBackend, CudaKv, DECODE_SPLIT_KEYS, MAX_DECODE_TOKENS, MAX_SPLITS, NO_SPLIT_PAIRS,
+    device, err, lock, Arg, CudaBackend, CudaKv, DECODE_SPLIT_KEYS, MAX_DECODE_TOKENS, MAX_SPLITS, NO_SPLIT_PAIRS,
     PROMPT_ATTENTION_TOKENS,
 };
 use crate::backend::{AttentionParams, KvPrecision};
@@ -12,7 +12,13 @@ use crate::error::{EngineError, Result};
 use crate::model::config::LayerKind;
 use cudarc::driver::CudaSlice;
 
+// Decode batches always take the decode kernel, which can write the 8-bit form of its output.
+const _: () = assert!(MAX_DECODE_TOKENS < PROMPT_ATTENTION_TOKENS);
+
 impl CudaBackend {
+    /// Attention of `batch` into `out`; with `q8` (decode batches only: at most `MAX_DECODE_TOKENS` tokens, head
+    /// size a multiple of 32) also the 8-bit activations of `out` at those (aq, am) pointers, for the output
+    /// projection.
     pub(super) fn attention_any(
         &self,
         q: &CudaSlice<f32>,
@@ -20,6 +26,7 @@ impl CudaBackend {
         batch: &Batch,
         p: AttentionParams,
         out: &mut CudaSlice<f32>,
+        q8: Option<(u64, u64)>,
     ) -> Result<()> {
         let s = kv.shape;
         device::check_batch_fits(&s, batch)?;
@@ -101,6 +108,12 @@ impl CudaBackend {
             Arg::I32(window),
         ];
         args.extend(split_len.map(|l| Arg::I32(l as i32)));
+        let (aq, am) = q8.unwrap_or((0, 0));
+        if split_len.is_none() {
+            args.extend([Arg::Ptr(aq), Arg::Ptr(am)]);
+        } else if q8.is_some() {
+            return Err(err("attention", "8-bit output outside a decode batch"));
+        }
         self.launch(f, (pairs as u32, n_splits as u32, 1), threads, &args)?;
         if n_splits > 1 {
             self.launch(
@@ -112,6 +125,8 @@ impl CudaBackend {
                     Arg::Ptr(self.ptr(out)),
                     Arg::I32(n_splits as i32),
                     Arg::I32(p.head_dim as i32),
+                    Arg::Ptr(aq),
+                    Arg::Ptr(am),
                 ],
             )?;
         }

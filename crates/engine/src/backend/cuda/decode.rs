@@ -435,6 +435,44 @@ impl CudaBackend {
         )
     }
 
+    /// Attention of a decode batch followed by a quantized output projection added into `x`: attention writes the
+    /// 8-bit activations of its output itself (no conversion launch). `false` when the shapes call for the plain
+    /// ops.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn attention_output_fused(
+        &self,
+        q: &CudaSlice<f32>,
+        kv: &CudaKv,
+        batch: &Batch,
+        p: crate::backend::AttentionParams,
+        attn: &mut CudaSlice<f32>,
+        wo: &CudaWeight,
+        x: &mut CudaSlice<f32>,
+        len: usize,
+    ) -> Result<bool> {
+        let n = batch.len();
+        let k = p.n_heads * p.head_dim;
+        if n == 0
+            || n > MAX_DECODE_TOKENS
+            || quant::cuda::is_float(wo.ty)
+            || wo.row_len != k
+            || !p.head_dim.is_multiple_of(32)
+        {
+            return Ok(false);
+        }
+        self.check_len("attention output product", x.len().min(len), n * wo.rows)?;
+        let (aq, am) = {
+            let mut scratch = lock(&self.scratch);
+            if scratch.ensure_q8(&self.stream, n * k)? {
+                lock(&self.graphs).clear();
+            }
+            (self.ptr(&scratch.aq), self.ptr(&scratch.am))
+        };
+        self.attention_any(q, kv, batch, p, attn, Some((aq, am)))?;
+        self.matvec_segs(&[(wo, self.ptr(x), 0)], Acts::Q8 { aq, am }, n, true)?;
+        Ok(true)
+    }
+
     /// Fused gated-FFN input for decode-sized batches; `None` when the shapes call for the plain ops.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn ffn_input_fused(

@@ -642,7 +642,26 @@ impl Backend for CudaBackend {
         p: AttentionParams,
         out: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        self.attention_any(q, kv, batch, p, out)
+        self.attention_any(q, kv, batch, p, out, None)
+    }
+
+    fn attention_output(
+        &self,
+        q: &CudaSlice<f32>,
+        kv: &CudaKv,
+        batch: &Batch,
+        p: AttentionParams,
+        attn: &mut CudaSlice<f32>,
+        wo: &CudaWeight,
+        tmp: &mut CudaSlice<f32>,
+        x: &mut CudaSlice<f32>,
+        len: usize,
+    ) -> Result<()> {
+        if self.attention_output_fused(q, kv, batch, p, attn, wo, x, len)? {
+            return Ok(());
+        }
+        self.attention_any(q, kv, batch, p, attn, None)?;
+        self.matmul_add(wo, attn, batch.len(), tmp, x, len)
     }
 
     fn gated_activation(

@@ -106,18 +106,22 @@ pub(super) fn check_attention<D: Backend>(
             );
         }
     }
-    // Decode attention, then a quantized output projection of its output.
+    // Decode attention, then a quantized output projection of its output: as two ops, and as the one op that adds
+    // the product into the residual stream (on CUDA, attention then writes the product's 8-bit input itself).
     let one = Batch::for_sequence(&[0], 1, 599);
-    for (ty, decode) in [
-        (GgmlType::Q8_0, &decode),
-        (GgmlType::Q4_K, &decode),
-        (GgmlType::Q4_K, &one),
+    for (ty, decode, fused) in [
+        (GgmlType::Q8_0, &decode, false),
+        (GgmlType::Q4_K, &decode, false),
+        (GgmlType::Q4_K, &one, false),
+        (GgmlType::Q8_0, &decode, true),
+        (GgmlType::Q4_K, &one, true),
     ] {
         let src = p.source(&format!("o.{}.{q_dim}", ty.name()))?;
         let (wc, wd) = (p.cpu.load_weight(&src)?, p.dev.load_weight(&src)?);
         let n = decode.len();
         let q = random_acts(n * q_dim, rng);
         let params = params_of(LayerKind::Global);
+        #[allow(clippy::too_many_arguments)]
         fn attend_project<B: Backend>(
             be: &B,
             x: &B::Buf,
@@ -126,20 +130,32 @@ pub(super) fn check_attention<D: Backend>(
             params: AttentionParams,
             w: &B::Weight,
             out: &mut B::Buf,
+            fused: bool,
         ) -> Result<()> {
-            let mut attn = be.alloc(batch.len() * params.n_heads * params.head_dim)?;
+            let n = batch.len();
+            let mut attn = be.alloc(n * params.n_heads * params.head_dim)?;
+            if fused {
+                let mut tmp = be.alloc(n * 64)?;
+                return be.attention_output(x, kv, batch, params, &mut attn, w, &mut tmp, out, n * 64);
+            }
             be.attention(x, kv, batch, params, &mut attn)?;
             be.matmul(w, &attn, batch.len(), out)
         }
+        // (The output starts at 1: the fused op adds into it.)
+        let start = if fused { 1.0 } else { 0.0 };
         let (a, b) = p.both(
             decode,
             &q,
-            &vec![0.0; n * 64],
-            |be, x, o| attend_project(be, x, &kc, decode, params, &wc, o),
-            |be, x, o| attend_project(be, x, &kd, decode, params, &wd, o),
+            &vec![start; n * 64],
+            |be, x, o| attend_project(be, x, &kc, decode, params, &wc, o, fused),
+            |be, x, o| attend_project(be, x, &kd, decode, params, &wd, o, fused),
         )?;
         p.record(
-            "attention + output proj.",
+            if fused {
+                "attention + output proj. added"
+            } else {
+                "attention + output proj."
+            },
             ty.name(),
             format!("{tag}, decode batch of {n}"),
             &b,

@@ -86,9 +86,21 @@ extern "C" __global__ void attn_f32(const float* q, const float* kc, const float
                         scale, window, split_len);
 }
 
+// Element i of the attention output, v, stored in out and, when aq is not null, in the 8-bit activations of the
+// output projection that follows (quant_chunk: the warp holds 32 consecutive elements, head_dim % 32 == 0): one
+// conversion launch less a layer for quantized weights.
+__device__ __forceinline__ void attn_store(float* __restrict__ out, i8* __restrict__ aq, float4* __restrict__ am,
+                                           size_t i, float v) {
+    out[i] = v;
+    if (aq) {
+        size_t first = i - (threadIdx.x & 31);
+        quant_chunk(v, aq + first, am + first / 32);
+    }
+}
+
 // Merges the splits of one (token, head): a block of head_dim threads.
 extern "C" __global__ void attn_combine(const float* __restrict__ part, float* __restrict__ out, int n_splits,
-                                        int head_dim) {
+                                        int head_dim, i8* aq, float4* am) {
     grid_dep_sync();
     int th = blockIdx.x, d = threadIdx.x;
     if (d >= head_dim) return;
@@ -104,7 +116,7 @@ extern "C" __global__ void attn_combine(const float* __restrict__ part, float* _
         num += w * ps[d];
         den += w * ps[head_dim + 1];
     }
-    out[(size_t)th * head_dim + d] = den > 0.f ? num / den : 0.f;
+    attn_store(out, aq, am, (size_t)th * head_dim + d, den > 0.f ? num / den : 0.f);
 }
 
 // Decode attention (few queries, many keys): a block of 4 warps per (token, head, split). Splits divide the
@@ -136,7 +148,8 @@ __device__ __forceinline__ void attn_decode(const float* __restrict__ q, const T
                                             const T* __restrict__ vc, const int* __restrict__ pos,
                                             const int* __restrict__ seq, float* __restrict__ out,
                                             float* __restrict__ part, int n_heads, int n_kv_heads, int head_dim,
-                                            int n_ctx, int n_seqs, int layer, float scale, int window) {
+                                            int n_ctx, int n_seqs, int layer, float scale, int window, i8* aq,
+                                            float4* am) {
     __shared__ float qs[256];
     __shared__ float wm[DW], wl[DW];
     __shared__ float wacc[DW][256];
@@ -218,7 +231,7 @@ __device__ __forceinline__ void attn_decode(const float* __restrict__ q, const T
             den += f * wl[w];
         }
         if (n_splits == 1) {
-            out[(size_t)th * head_dim + d] = den > 0.f ? num / den : 0.f;
+            attn_store(out, aq, am, (size_t)th * head_dim + d, den > 0.f ? num / den : 0.f);
         } else {
             float* pp = part + ((size_t)th * n_splits + split) * (head_dim + 2);
             pp[d] = num;
@@ -232,17 +245,19 @@ __device__ __forceinline__ void attn_decode(const float* __restrict__ q, const T
 
 extern "C" __global__ void attn_decode_f16(const float* q, const u16* kc, const u16* vc, const int* pos,
                                            const int* seq, float* out, float* part, int n_heads, int n_kv_heads,
-                                           int head_dim, int n_ctx, int n_seqs, int layer, float scale, int window) {
+                                           int head_dim, int n_ctx, int n_seqs, int layer, float scale, int window, i8* aq,
+                                           float4* am) {
     grid_dep_sync();
     attn_decode<u16>(q, kc, vc, pos, seq, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer, scale,
-                     window);
+                     window, aq, am);
 }
 extern "C" __global__ void attn_decode_f32(const float* q, const float* kc, const float* vc, const int* pos,
                                            const int* seq, float* out, float* part, int n_heads, int n_kv_heads,
-                                           int head_dim, int n_ctx, int n_seqs, int layer, float scale, int window) {
+                                           int head_dim, int n_ctx, int n_seqs, int layer, float scale, int window, i8* aq,
+                                           float4* am) {
     grid_dep_sync();
     attn_decode<float>(q, kc, vc, pos, seq, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer, scale,
-                       window);
+                       window, aq, am);
 }
 
 // Prompt attention through GEMMs: S = scale * Q Kᵀ is computed by cuBLAS, this kernel turns each row of S into
