@@ -655,19 +655,20 @@ __device__ __forceinline__ void dequant_rows_f(const u8* __restrict__ w, size_t 
 // MATVEC_THREADS comes from decode.rs.
 #define MATVEC1_MIN_BLOCKS 6
 #define MATVEC1_BOUNDS __launch_bounds__(MATVEC_THREADS, MATVEC1_MIN_BLOCKS)
-// Quantized formats may take another cap: Q4_K and Q6_K (the 8B q4_k model's) run best at 5 blocks (102
-// registers): 8B q4_k 353.5 / 353.4 -> 379.7 / 377.6 tok/s, where q8_0 lost 1 % and f16 0.3 % with 5 (16:40 UTC).
+// Quantized formats may take another cap: Q4_K and Q6_K (the 8B q4_k model's) run best at 4 blocks (128
+// registers): 8B q4_k 353.5 / 353.4 -> 379.7 / 377.6 tok/s at 5 blocks (16:40 UTC, where q8_0 lost 1 % and f16
+// 0.3 % with 5), 379.8 / 380.5 -> 383.3 / 383.4 at 4 (16:50 UTC).
 template <class F>
 struct Matvec1MinBlocks {
     static constexpr int value = MATVEC1_MIN_BLOCKS;
 };
 template <>
 struct Matvec1MinBlocks<FmtQ4_K> {
-    static constexpr int value = 5;
+    static constexpr int value = 4;
 };
 template <>
 struct Matvec1MinBlocks<FmtQ6_K> {
-    static constexpr int value = 5;
+    static constexpr int value = 4;
 };
 #define MATVEC1_QBOUNDS(FMT) __launch_bounds__(MATVEC_THREADS, Matvec1MinBlocks<FMT>::value)
 #define QUARREL_QUANT_KERNELS(NAME, FMT)                                                                        \
