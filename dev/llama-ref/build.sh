@@ -21,23 +21,22 @@ for f in "$B/src/libllama.a" "$B/ggml/src/libggml.a" "$B/ggml/src/libggml-cpu.a"
 done
 OUT=$ROOT/target/llama-ref
 mkdir -p "$OUT"
+# Compiles dev/llama-ref/NAME.cpp into $OUT/NAME when it, the shared header or llama.cpp's library is newer.
+# Link order: llama, then ggml's front, CPU backend, base. ggml-cpu was built with -fopenmp.
+build_tool() {
+  local name=$1 exe=$OUT/$1
+  if [ ! -x "$exe" ] || [ "$HERE/$name.cpp" -nt "$exe" ] || [ "$HERE/llama_common.h" -nt "$exe" ] ||
+     [ "$B/src/libllama.a" -nt "$exe" ]; then
+    echo "build.sh: compiling $exe" >&2
+    g++ -std=c++17 -O2 -Wall -Wextra -I"$S/include" -I"$S/ggml/include" "$HERE/$name.cpp" -o "$exe.tmp" \
+      "$B/src/libllama.a" "$B/ggml/src/libggml.a" "$B/ggml/src/libggml-cpu.a" "$B/ggml/src/libggml-base.a" \
+      -fopenmp -lpthread -ldl -lm
+    mv "$exe.tmp" "$exe"
+  fi
+}
+build_tool llama_ref
+build_tool llama_dump
 EXE=$OUT/llama_ref
-if [ ! -x "$EXE" ] || [ "$HERE/llama_ref.cpp" -nt "$EXE" ] || [ "$B/src/libllama.a" -nt "$EXE" ]; then
-  echo "build.sh: compiling $EXE" >&2
-  # Link order: llama, then ggml's front, CPU backend, base. ggml-cpu was built with -fopenmp.
-  g++ -std=c++17 -O2 -Wall -Wextra -I"$S/include" -I"$S/ggml/include" "$HERE/llama_ref.cpp" -o "$EXE.tmp" \
-    "$B/src/libllama.a" "$B/ggml/src/libggml.a" "$B/ggml/src/libggml-cpu.a" "$B/ggml/src/libggml-base.a" \
-    -fopenmp -lpthread -ldl -lm
-  mv "$EXE.tmp" "$EXE"
-fi
-DUMP=$OUT/llama_dump
-if [ ! -x "$DUMP" ] || [ "$HERE/llama_dump.cpp" -nt "$DUMP" ] || [ "$B/src/libllama.a" -nt "$DUMP" ]; then
-  echo "build.sh: compiling $DUMP" >&2
-  g++ -std=c++17 -O2 -Wall -Wextra -I"$S/include" -I"$S/ggml/include" "$HERE/llama_dump.cpp" -o "$DUMP.tmp" \
-    "$B/src/libllama.a" "$B/ggml/src/libggml.a" "$B/ggml/src/libggml-cpu.a" "$B/ggml/src/libggml-base.a" \
-    -fopenmp -lpthread -ldl -lm
-  mv "$DUMP.tmp" "$DUMP"
-fi
 SHIM=$OUT/no_amx.so
 if [ ! -f "$SHIM" ] || [ "$HERE/no_amx.c" -nt "$SHIM" ]; then
   gcc -O2 -shared -fPIC -Wall -Wextra "$HERE/no_amx.c" -o "$SHIM" -ldl

@@ -13,12 +13,11 @@
 #include "ggml-backend.h"
 #include "ggml.h"
 #include "llama.h"
+#include "llama_common.h"
 
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -58,21 +57,6 @@ bool on_tensor(struct ggml_tensor * t, bool ask, void * user) {
     return true;
 }
 
-void decode(llama_context * ctx, const std::vector<llama_token> & ids, int start_pos) {
-    llama_batch batch = llama_batch_init((int32_t) ids.size(), 0, 1);
-    for (size_t k = 0; k < ids.size(); k++) {
-        batch.token[k] = ids[k];
-        batch.pos[k] = start_pos + (llama_pos) k;
-        batch.n_seq_id[k] = 1;
-        batch.seq_id[k][0] = 0;
-        batch.logits[k] = k + 1 == ids.size();
-    }
-    batch.n_tokens = (int32_t) ids.size();
-    int rc = llama_decode(ctx, batch);
-    llama_batch_free(batch);
-    if (rc != 0) throw std::runtime_error("llama_decode returned " + std::to_string(rc));
-}
-
 void quiet_log(enum ggml_log_level, const char *, void *) {}
 
 int run(int argc, char ** argv) {
@@ -84,11 +68,7 @@ int run(int argc, char ** argv) {
         std::string val = argv[++i];
         if (key == "--model") model_path = val;
         else if (key == "--prompt") prompt = val;
-        else if (key == "--prompt-file") {
-            std::ifstream f(val, std::ios::binary);
-            if (!f) throw std::runtime_error("cannot read " + val);
-            prompt.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-        }
+        else if (key == "--prompt-file") prompt = read_file(val);
         else if (key == "--out") out_path = val;
         else if (key == "--steps") steps = std::stoi(val);
         else if (key == "--ctx") n_ctx = std::stoi(val);
@@ -123,12 +103,10 @@ int run(int argc, char ** argv) {
     llama_context * ctx = llama_init_from_model(model, cp);
     if (!ctx) throw std::runtime_error("cannot create context");
 
-    int n = -llama_tokenize(vocab, prompt.data(), (int32_t) prompt.size(), nullptr, 0, true, true);
-    std::vector<llama_token> ids(n);
-    llama_tokenize(vocab, prompt.data(), (int32_t) prompt.size(), ids.data(), n, true, true);
+    const std::vector<llama_token> ids = tokenize(vocab, prompt);
     decode(ctx, ids, 0);
     const int n_vocab = llama_vocab_n_tokens(vocab);
-    int pos = n;
+    int pos = (int) ids.size();
     for (int s = 0; s < steps; s++) {
         const float * logits = llama_get_logits_ith(ctx, -1);
         llama_token best = 0;

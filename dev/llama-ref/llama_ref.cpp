@@ -20,6 +20,7 @@
 // The last five are copied verbatim into the output (the caller knows them better than this program).
 
 #include "llama.h"
+#include "llama_common.h"
 
 #include <algorithm>
 #include <cmath>
@@ -200,18 +201,6 @@ std::string json_f32(float v) {
 
 // ---------------------------------------------------------------- llama.cpp helpers
 
-std::vector<llama_token> tokenize(const llama_vocab * vocab, const std::string & text) {
-    const bool add_special = true;   // BOS/EOS per the model's metadata (tokenizer.ggml.add_bos_token ...)
-    const bool parse_special = true; // "<|im_start|>" etc. become their special ids
-    int n = -llama_tokenize(vocab, text.data(), (int32_t) text.size(), nullptr, 0, add_special, parse_special);
-    std::vector<llama_token> ids(std::max(n, 0));
-    int got = llama_tokenize(vocab, text.data(), (int32_t) text.size(), ids.data(), (int32_t) ids.size(),
-                             add_special, parse_special);
-    if (got < 0) throw std::runtime_error("llama_tokenize failed");
-    ids.resize(got);
-    return ids;
-}
-
 std::string detokenize(const llama_vocab * vocab, const std::vector<llama_token> & ids) {
     // remove_special=false, unparse_special=true: the text shows exactly what was generated, markers included.
     std::vector<char> buf(ids.size() * 64 + 64);
@@ -222,22 +211,6 @@ std::string detokenize(const llama_vocab * vocab, const std::vector<llama_token>
     }
     if (n < 0) throw std::runtime_error("llama_detokenize failed");
     return std::string(buf.data(), n);
-}
-
-// Decode `ids` at positions start_pos.., sequence 0, output only for the last one.
-void decode(llama_context * ctx, const std::vector<llama_token> & ids, int start_pos) {
-    llama_batch batch = llama_batch_init((int32_t) ids.size(), 0, 1);
-    for (size_t k = 0; k < ids.size(); k++) {
-        batch.token[k] = ids[k];
-        batch.pos[k] = start_pos + (llama_pos) k;
-        batch.n_seq_id[k] = 1;
-        batch.seq_id[k][0] = 0;
-        batch.logits[k] = k + 1 == ids.size();
-    }
-    batch.n_tokens = (int32_t) ids.size();
-    int rc = llama_decode(ctx, batch);
-    llama_batch_free(batch);
-    if (rc != 0) throw std::runtime_error("llama_decode returned " + std::to_string(rc));
 }
 
 struct Argmax {
@@ -327,14 +300,6 @@ template <typename T, typename F> std::string list(const std::vector<T> & xs, F 
 
 std::string pair_list(const std::vector<std::pair<int, float>> & xs) {
     return list(xs, [](const std::pair<int, float> & p) { return "[" + std::to_string(p.first) + ", " + json_f32(p.second) + "]"; });
-}
-
-std::string read_file(const std::string & path) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw std::runtime_error("cannot read " + path);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
 }
 
 void quiet_log(enum ggml_log_level level, const char * text, void *) {
