@@ -87,27 +87,21 @@ pub struct KFormat {
 
 impl KFormat {
     pub fn of(ty: GgmlType) -> Option<Self> {
-        let f = |subblock, has_min, bias, block_bytes, unpack| {
+        let f = |subblock, has_min, bias, unpack| {
             Some(Self {
                 subblock,
                 has_min,
                 bias,
-                block_bytes,
+                block_bytes: ty.block_bytes(),
                 unpack,
             })
         };
         match ty {
-            GgmlType::Q2_K => f(
-                16,
-                true,
-                0,
-                84,
-                crate::q2_k::tiled_superblock as fn(&[u8], &mut Superblock),
-            ),
-            GgmlType::Q3_K => f(16, false, 4, 110, crate::q3_k::tiled_superblock),
-            GgmlType::Q4_K => f(32, true, 0, 144, crate::q4_k::tiled_superblock),
-            GgmlType::Q5_K => f(32, true, 0, 176, crate::q5_k::tiled_superblock),
-            GgmlType::Q6_K => f(16, false, 32, 210, crate::q6_k::tiled_superblock),
+            GgmlType::Q2_K => f(16, true, 0, crate::q2_k::tiled_superblock as fn(&[u8], &mut Superblock)),
+            GgmlType::Q3_K => f(16, false, 4, crate::q3_k::tiled_superblock),
+            GgmlType::Q4_K => f(32, true, 0, crate::q4_k::tiled_superblock),
+            GgmlType::Q5_K => f(32, true, 0, crate::q5_k::tiled_superblock),
+            GgmlType::Q6_K => f(16, false, 32, crate::q6_k::tiled_superblock),
             _ => None,
         }
     }
@@ -266,7 +260,7 @@ mod x86 {
                 for b in 0..nb {
                     let ab = unsafe { ap.add((band * nb + b) * A_BYTES) };
                     let wb: [*const u8; ROWS] = rows.map(|p| unsafe { p.add(b * W_BYTES) });
-                    let mut s1 = [_mm512_setzero_si512(); ROWS];
+                    let (mut s1, mut s2) = ([_mm512_setzero_si512(); ROWS], [_mm512_setzero_si512(); ROWS]);
                     for s in 0..n_sub {
                         let mut raw = [_mm512_setzero_si512(); ROWS];
                         for g in s * groups..(s + 1) * groups {
@@ -284,22 +278,19 @@ mod x86 {
                             let scale = _mm512_set1_epi32(word(wb[r], SCALES_AT + 4 * s));
                             *s1 = _mm512_add_epi32(*s1, _mm512_mullo_epi32(_mm512_sub_epi32(raw[r], corr), scale));
                         }
+                        if fmt.has_min {
+                            for (r, s2) in s2.iter_mut().enumerate() {
+                                let min = _mm512_set1_epi32(word(wb[r], MINS_AT + 4 * s));
+                                *s2 = _mm512_add_epi32(*s2, _mm512_mullo_epi32(bsum, min));
+                            }
+                        }
                     }
                     let d_a = unsafe { _mm512_loadu_ps(ab.add(AD_AT).cast()) };
                     for r in 0..ROWS {
                         let mut res = _mm512_mul_ps(_mm512_cvtepi32_ps(s1[r]), _mm512_set1_ps(float(wb[r], D_AT)));
                         if fmt.has_min {
-                            let mut s2 = _mm512_setzero_si512();
-                            for s in 0..n_sub {
-                                let mut bsum = vec(ab, BSUMS_AT + s * ns * BAND * 4);
-                                for u in 1..ns {
-                                    bsum = _mm512_add_epi32(bsum, vec(ab, BSUMS_AT + (s * ns + u) * BAND * 4));
-                                }
-                                let min = _mm512_set1_epi32(word(wb[r], MINS_AT + 4 * s));
-                                s2 = _mm512_add_epi32(s2, _mm512_mullo_epi32(bsum, min));
-                            }
                             let dmin = _mm512_set1_ps(float(wb[r], D_AT + 4));
-                            res = _mm512_fnmadd_ps(dmin, _mm512_cvtepi32_ps(s2), res);
+                            res = _mm512_fnmadd_ps(dmin, _mm512_cvtepi32_ps(s2[r]), res);
                         }
                         acc[r] = _mm512_fmadd_ps(res, d_a, acc[r]);
                     }
