@@ -3,8 +3,8 @@
 //! or cuBLAS GEMMs (`prefill.rs`; other head dims), anything else through the warp-per-query kernel.
 
 use super::{
-    device, err, lock, Arg, CudaBackend, CudaKv, DECODE_SPLIT_KEYS, MAX_DECODE_TOKENS, MAX_SPLITS, NO_SPLIT_PAIRS,
-    PROMPT_ATTENTION_TOKENS,
+    device, err, lock, Arg, CudaBackend, CudaKv, DECODE_SPLIT_KEYS, FLASH_ROWS, FLASH_THREADS, MAX_DECODE_TOKENS,
+    MAX_SPLITS, NO_SPLIT_PAIRS, PROMPT_ATTENTION_TOKENS,
 };
 use crate::backend::{AttentionParams, KvPrecision};
 use crate::batch::Batch;
@@ -164,7 +164,7 @@ impl CudaBackend {
         self.launch(
             f,
             (n.div_ceil(FLASH_ROWS) as u32, p.n_heads as u32, 1),
-            128,
+            FLASH_THREADS,
             &[
                 Arg::Ptr(self.ptr(&scratch.x16)),
                 Arg::Ptr(self.ptr(&kv.k)),
@@ -184,6 +184,3 @@ impl CudaBackend {
         )
     }
 }
-
-/// Query rows per flash-attention block (`FA_ROWS` in `kernels/flash.cu`).
-const FLASH_ROWS: usize = 64;

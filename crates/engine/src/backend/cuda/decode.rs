@@ -75,12 +75,6 @@ fn float_kernel<'a>(f: &'a Option<CudaFunction>, w: &CudaWeight) -> Result<&'a C
 /// Warps per block of the norm-fused products.
 const NORM_BLOCK_ROWS: usize = 8;
 
-/// The block size the single-token products are compiled for (their launch bounds in matvec.cu), as a `#define`
-/// ahead of the kernel source: a launch of any other size would fail.
-pub(super) fn block_defines() -> String {
-    format!("\n// ---- block size the host launches products with\n#define MATVEC_THREADS {MATVEC_THREADS}\n")
-}
-
 /// Most blocks per SM of the single-token products, whose warps walk their row pairs grid-stride: it caps only the
 /// output projection (tens of thousands of rows), which gained from it on H100 (8B q8_0 256.3 -> 259.4, smollm2
 /// q8_0 1,507 -> 1,554 tok/s; 8 blocks did as well, 2 or 3 were slower, capping the 4,096-row products too).

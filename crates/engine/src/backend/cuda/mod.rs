@@ -34,6 +34,10 @@ pub use runtime::probe_libraries;
 pub const MAX_DECODE_TOKENS: usize = 8;
 /// Threads per block of the matrix-vector kernels (a warp per row).
 const MATVEC_THREADS: u32 = 128;
+/// Query rows and threads per block of the flash-attention kernel (`kernels/flash.cu`: 16 rows a warp).
+const FLASH_ROWS: usize = 64;
+const FLASH_THREADS: u32 = 128;
+const _: () = assert!(FLASH_ROWS == 16 * (FLASH_THREADS as usize / 32));
 /// Positions per attention split are a multiple of this.
 const SPLIT_QUANTUM: usize = 256;
 /// Most splits of one (token, head) in flash-decoding.

@@ -27,12 +27,23 @@ pub fn kernel_source() -> String {
         src.push_str(&format!("\n// ---- format {name}\n"));
         src.push_str(body);
     }
-    src.push_str(&super::decode::block_defines());
+    src.push_str(&host_defines());
     for (name, body) in ENGINE_KERNELS {
         src.push_str(&format!("\n// ---- {name}\n"));
         src.push_str(body);
     }
     src
+}
+
+/// The launch shapes the kernels are compiled for, as `#define`s ahead of the engine's kernels, from the host's
+/// constants: the products' launch bounds name MATVEC_THREADS (a launch of another size would fail), and the
+/// flash-attention kernel's warps each take 16 of a block's FA_ROWS query rows.
+fn host_defines() -> String {
+    use super::{FLASH_ROWS, FLASH_THREADS, MATVEC_THREADS};
+    format!(
+        "\n// ---- launch shapes from the host\n#define MATVEC_THREADS {MATVEC_THREADS}\n#define FA_ROWS \
+         {FLASH_ROWS}\n#define FA_THREADS {FLASH_THREADS}\n"
+    )
 }
 
 /// The GPU architecture option for NVRTC: `sm_90` for compute capability 9.0. (`sm_90a` features are not used.)
@@ -223,13 +234,21 @@ mod tests {
         assert!(!src.contains("#include"), "kernels must not include toolkit headers");
     }
 
-    /// The products' launch bounds name the block sizes the host launches with, defined ahead of their use.
+    /// The kernels' launch bounds and tile shapes name the sizes the host launches with, defined ahead of their use.
     #[test]
-    fn the_decode_block_sizes_come_from_the_host() {
+    fn the_launch_shapes_come_from_the_host() {
         let src = kernel_source();
         let define = format!("#define MATVEC_THREADS {}\n", super::super::MATVEC_THREADS);
         let at = src.find(&define).expect("MATVEC_THREADS defined");
         assert!(at < src.find("#define MATVEC1_BOUNDS").expect("bounds"));
+        let rows = src
+            .find(&format!("#define FA_ROWS {}\n", super::super::FLASH_ROWS))
+            .expect("FA_ROWS");
+        let threads = src
+            .find(&format!("#define FA_THREADS {}\n", super::super::FLASH_THREADS))
+            .expect("FA_THREADS");
+        let kernel = src.find("void flash_prefill(").expect("flash kernel");
+        assert!(rows < kernel && threads < kernel);
     }
 
     /// Kernels are launched to overlap their predecessor (programmatic dependent launch): each must wait for it

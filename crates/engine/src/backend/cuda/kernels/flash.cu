@@ -7,8 +7,9 @@
 // q16: [n_tokens, n_heads, HD] f16 (the prompt's queries, one sequence); cache: [n_layers, n_seqs, n_kv_heads,
 // n_ctx, HD] f16; pos: [n_tokens]; out: [n_tokens, n_heads, HD] f32. HD is 64 or 128.
 
-#define FA_ROWS 64
+// FA_ROWS (query rows a block) and FA_THREADS (its threads) are defined ahead of this file from the host's constants.
 #define FA_KEYS 64
+static_assert(FA_ROWS == 16 * (FA_THREADS / 32), "a warp takes 16 query rows");
 
 __device__ __forceinline__ void mma_16816(float* d, const u32* a, u32 b0, u32 b1) {
     asm volatile(
@@ -174,7 +175,7 @@ __device__ __forceinline__ void flash_prefill(const u16* __restrict__ q16, const
     }
 }
 
-extern "C" __global__ void __launch_bounds__(128) flash_prefill_64(const u16* q16, const u16* kc, const u16* vc,
+extern "C" __global__ void __launch_bounds__(FA_THREADS) flash_prefill_64(const u16* q16, const u16* kc, const u16* vc,
                                                                    const int* pos, float* out, int n_tokens,
                                                                    int n_heads, int n_kv_heads, int n_ctx,
                                                                    int n_seqs, int layer, int seq, float scale,
@@ -183,7 +184,7 @@ extern "C" __global__ void __launch_bounds__(128) flash_prefill_64(const u16* q1
     flash_prefill<64>(q16, kc, vc, pos, out, n_tokens, n_heads, n_kv_heads, n_ctx, n_seqs, layer, seq, scale,
                       window);
 }
-extern "C" __global__ void __launch_bounds__(128) flash_prefill_128(const u16* q16, const u16* kc, const u16* vc,
+extern "C" __global__ void __launch_bounds__(FA_THREADS) flash_prefill_128(const u16* q16, const u16* kc, const u16* vc,
                                                                     const int* pos, float* out, int n_tokens,
                                                                     int n_heads, int n_kv_heads, int n_ctx,
                                                                     int n_seqs, int layer, int seq, float scale,
