@@ -80,7 +80,8 @@ impl CudaBackend {
             let f = match s.precision {
                 KvPrecision::F16 => &self.funcs.attn_decode_f16,
                 KvPrecision::F32 => &self.funcs.attn_decode_f32,
-            };
+            }
+            .for_head_dim(p.head_dim);
             (f, 128, n_splits, None)
         } else {
             let (split_len, n_splits) = Self::split_plan(kv, batch, p.n_heads);

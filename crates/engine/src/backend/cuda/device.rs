@@ -49,13 +49,32 @@ pub struct Funcs {
     pub attn_f16: CudaFunction,
     pub attn_f32: CudaFunction,
     pub attn_combine: CudaFunction,
-    pub attn_decode_f16: CudaFunction,
-    pub attn_decode_f32: CudaFunction,
+    /// Decode attention by cache precision, for any head size and compiled for 64 and 128.
+    pub attn_decode_f16: DecodeAttention,
+    pub attn_decode_f32: DecodeAttention,
     pub softmax_causal: CudaFunction,
     pub flash_prefill_64: CudaFunction,
     pub flash_prefill_128: CudaFunction,
     pub regroup_blocks: CudaFunction,
     weights: HashMap<GgmlType, WeightFuncs>,
+}
+
+/// One decode-attention kernel for any head size, and instances compiled for the common ones.
+pub struct DecodeAttention {
+    pub any: CudaFunction,
+    pub hd64: CudaFunction,
+    pub hd128: CudaFunction,
+}
+
+impl DecodeAttention {
+    /// The kernel for heads of `head_dim`.
+    pub fn for_head_dim(&self, head_dim: usize) -> &CudaFunction {
+        match head_dim {
+            64 => &self.hd64,
+            128 => &self.hd128,
+            _ => &self.any,
+        }
+    }
 }
 
 impl Funcs {
@@ -114,8 +133,16 @@ impl Funcs {
             attn_f16: f("attn_f16")?,
             attn_f32: f("attn_f32")?,
             attn_combine: f("attn_combine")?,
-            attn_decode_f16: f("attn_decode_f16")?,
-            attn_decode_f32: f("attn_decode_f32")?,
+            attn_decode_f16: DecodeAttention {
+                any: f("attn_decode_f16")?,
+                hd64: f("attn_decode_f16_64")?,
+                hd128: f("attn_decode_f16_128")?,
+            },
+            attn_decode_f32: DecodeAttention {
+                any: f("attn_decode_f32")?,
+                hd64: f("attn_decode_f32_64")?,
+                hd128: f("attn_decode_f32_128")?,
+            },
             softmax_causal: f("softmax_causal")?,
             flash_prefill_64: f("flash_prefill_64")?,
             flash_prefill_128: f("flash_prefill_128")?,
