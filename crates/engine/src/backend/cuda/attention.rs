@@ -77,12 +77,12 @@ impl CudaBackend {
                 .clamp(1, MAX_SPLITS)
                 .min(NO_SPLIT_PAIRS * MAX_SPLITS / pairs.max(1))
                 .max(1);
-            let f = match s.precision {
+            let (f, threads) = match s.precision {
                 KvPrecision::F16 => &self.funcs.attn_decode_f16,
                 KvPrecision::F32 => &self.funcs.attn_decode_f32,
             }
             .for_head_dim(p.head_dim);
-            (f, 128, n_splits, None)
+            (f, threads, n_splits, None)
         } else {
             let (split_len, n_splits) = Self::split_plan(kv, batch, p.n_heads);
             let f = match s.precision {

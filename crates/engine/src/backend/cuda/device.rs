@@ -67,12 +67,13 @@ pub struct DecodeAttention {
 }
 
 impl DecodeAttention {
-    /// The kernel for heads of `head_dim`.
-    pub fn for_head_dim(&self, head_dim: usize) -> &CudaFunction {
+    /// The kernel for heads of `head_dim`, and its threads per block.
+    pub fn for_head_dim(&self, head_dim: usize) -> (&CudaFunction, u32) {
+        let compiled = 128 * super::DECODE_LANES_PER_KEY;
         match head_dim {
-            64 => &self.hd64,
-            128 => &self.hd128,
-            _ => &self.any,
+            64 => (&self.hd64, compiled),
+            128 => (&self.hd128, compiled),
+            _ => (&self.any, 128),
         }
     }
 }

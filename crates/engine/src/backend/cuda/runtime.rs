@@ -36,13 +36,14 @@ pub fn kernel_source() -> String {
 }
 
 /// The launch shapes the kernels are compiled for, as `#define`s ahead of the engine's kernels, from the host's
-/// constants: the products' launch bounds name MATVEC_THREADS (a launch of another size would fail), and the
-/// flash-attention kernel's warps each take 16 of a block's FA_ROWS query rows.
+/// constants: the products' launch bounds name MATVEC_THREADS (a launch of another size would fail), the
+/// flash-attention kernel's warps each take 16 of a block's FA_ROWS query rows, and decode attention compiled for
+/// a head size scores each key on DECODE_LPK lanes (its blocks are 128 DECODE_LPK threads).
 fn host_defines() -> String {
-    use super::{FLASH_ROWS, FLASH_THREADS, MATVEC_THREADS};
+    use super::{DECODE_LANES_PER_KEY, FLASH_ROWS, FLASH_THREADS, MATVEC_THREADS};
     format!(
         "\n// ---- launch shapes from the host\n#define MATVEC_THREADS {MATVEC_THREADS}\n#define FA_ROWS \
-         {FLASH_ROWS}\n#define FA_THREADS {FLASH_THREADS}\n"
+         {FLASH_ROWS}\n#define FA_THREADS {FLASH_THREADS}\n#define DECODE_LPK {DECODE_LANES_PER_KEY}\n"
     )
 }
 
@@ -249,6 +250,15 @@ mod tests {
             .expect("FA_THREADS");
         let kernel = src.find("void flash_prefill(").expect("flash kernel");
         assert!(rows < kernel && threads < kernel);
+        let lanes = src
+            .find(&format!("#define DECODE_LPK {}\n", super::super::DECODE_LANES_PER_KEY))
+            .expect("DECODE_LPK");
+        assert!(
+            lanes
+                < src
+                    .find("attn_decode<u16, 128, DECODE_LPK>")
+                    .expect("decode attention for 128")
+        );
     }
 
     /// Kernels are launched to overlap their predecessor (programmatic dependent launch): each must wait for it

@@ -125,9 +125,9 @@ extern "C" __global__ void attn_combine(const float* __restrict__ part, float* _
 // reduction per key), then lanes own head dimensions for the values. The 4 warps merge in shared memory; with
 // several splits the block writes a partial for attn_combine. A warp's work is a long chain of dependent
 // instructions (with one block per head, nothing hides their latency), so head sizes 64 and 128 get kernels
-// compiled for them: exact loops and one wide load of a lane's values per key (measured on H100, tg128:
-// smollm2-135m f16 1,879 -> 2,003 tok/s, 8B q4_k 383.7 -> 390.0).
-#define DW 4
+// compiled for them: exact loops, one wide load of a lane's values per key, and DECODE_LPK lanes scoring each key
+// in blocks of as many times more warps (measured on H100, tg128: smollm2-135m f16 1,879 -> 2,003 tok/s compiled,
+// 2,132 with 4 lanes a key; 8B q4_k 383.7 -> 390.0 -> 395-398).
 template <typename T>
 __device__ __forceinline__ float kv_dot8(const T* row, int d, const float* qs);
 template <>
@@ -222,9 +222,10 @@ __device__ __forceinline__ void load_slice(const T* p, float f[NJ]) {
 }
 
 // HD is the head size, known at compile time (the common sizes: exact loops, wide loads of the values), or 0 for
-// the head_dim argument (a multiple of 32, at most 256). Lane l owns value dimensions [nj l, nj l + nj),
-// nj = head_dim / 32.
-template <typename T, int HD>
+// the head_dim argument (a multiple of 32, at most 256). LPK lanes score each key, each over head_dim / LPK
+// dimensions, so a warp's tile is 32 / LPK keys and the block has 4 LPK warps (a round of 128 keys either way).
+// Lane l owns value dimensions [nj l, nj l + nj), nj = head_dim / 32.
+template <typename T, int HD, int LPK>
 __device__ __forceinline__ void attn_decode(const float* __restrict__ q, const T* __restrict__ kc,
                                             const T* __restrict__ vc, const int* __restrict__ pos,
                                             const int* __restrict__ seq, float* __restrict__ out,
@@ -232,12 +233,13 @@ __device__ __forceinline__ void attn_decode(const float* __restrict__ q, const T
                                             int n_ctx, int n_seqs, int layer, float scale, int window, i8* aq,
                                             float4* am) {
     constexpr int MAX_HD = HD ? HD : 256, NJ = MAX_HD / 32;  // NJ: the most value elements a lane owns
-    const int head_dim = HD ? HD : head_dim_arg, nj = head_dim / 32;
+    constexpr int NW = 4 * LPK, KPW = 32 / LPK, VR = KPW < 8 ? KPW : 8;  // warps, keys a tile, values a pass
+    const int head_dim = HD ? HD : head_dim_arg, nj = head_dim / 32, span = head_dim / LPK;
     __shared__ __align__(16) float qs[MAX_HD];
-    __shared__ float wm[DW], wl[DW];
-    __shared__ float wacc[DW][MAX_HD];
+    __shared__ float wm[NW], wl[NW];
+    __shared__ float wacc[NW][MAX_HD];
     int th = blockIdx.x, split = blockIdx.y, n_splits = gridDim.y;
-    int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
+    int warp = threadIdx.x / 32, lane = threadIdx.x & 31, sub = lane % LPK;
     int t = th / n_heads, h = th % n_heads;
     int start, end;
     decode_span(pos[t], window, start, end);
@@ -245,40 +247,43 @@ __device__ __forceinline__ void attn_decode(const float* __restrict__ q, const T
     __syncthreads();
     int kvh = h / (n_heads / n_kv_heads);
     size_t base = (((size_t)layer * n_seqs + seq[t]) * n_kv_heads + kvh) * n_ctx * head_dim;
-    const T* kb = kc + base;
+    const T* kb = kc + base + sub * span;
     const T* vb = vc + base + nj * lane;
     float m = -QINF, l = 0.f, acc[NJ];
 #pragma unroll
     for (int j = 0; j < NJ; j++) acc[j] = 0.f;
-    for (int k0 = start + 32 * warp; k0 < end; k0 += 32 * DW) {
-        int key = k0 + lane;
+    for (int k0 = start + KPW * warp; k0 < end; k0 += KPW * NW) {
+        int key = k0 + lane / LPK;
         bool valid = key < end;
-        float s = -QINF;
+        float s = 0.f;
         if (valid) {
-            // This key's value row into L1 now, while the scores are computed (the value loop reads the tile's
-            // rows 8 at a time).
-            const char* vrow = (const char*)(vc + base + (size_t)key * head_dim);
+            if (sub == 0) {
+                // This key's value row into L1 now, while the scores are computed.
+                const char* vrow = (const char*)(vc + base + (size_t)key * head_dim);
 #pragma unroll
-            for (int off = 0; off < head_dim * (int)sizeof(T); off += 128)
-                asm volatile("prefetch.global.L1 [%0];" ::"l"(vrow + off));
+                for (int off = 0; off < head_dim * (int)sizeof(T); off += 128)
+                    asm volatile("prefetch.global.L1 [%0];" ::"l"(vrow + off));
+            }
             const T* row = kb + (size_t)key * head_dim;
-            s = 0.f;
 #pragma unroll
-            for (int d = 0; d < head_dim; d += 8) s += kv_dot8<T>(row, d, qs);
+            for (int d = 0; d < span; d += 8) s += kv_dot8<T>(row, d, qs + sub * span);
         }
+#pragma unroll
+        for (int o = 1; o < LPK; o <<= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (!valid) s = -QINF;
         float m_new = fmaxf(m, warp_max(s));
         float corr = __expf(m - m_new), e = valid ? __expf(s - m_new) : 0.f;
-        l = l * corr + warp_sum(e);
+        l = l * corr + warp_sum(sub == 0 ? e : 0.f);
 #pragma unroll
         for (int j = 0; j < NJ; j++) acc[j] *= corr;
         m = m_new;
-        int n_keys = min(32, end - k0);
+        int n_keys = min(KPW, end - k0);
         const T* vt = vb + (size_t)k0 * head_dim;
-        // Values 8 keys at a time, every load of the 8 rows issued before the first use.
-        for (int r0 = 0; r0 < n_keys; r0 += 8) {
-            float vv[8][NJ];
+        // Values VR keys at a time, every load of those rows issued before the first use.
+        for (int r0 = 0; r0 < n_keys; r0 += VR) {
+            float vv[VR][NJ];
 #pragma unroll
-            for (int u = 0; u < 8; u++) {
+            for (int u = 0; u < VR; u++) {
                 const T* vrow = vt + (size_t)min(r0 + u, n_keys - 1) * head_dim;
                 if constexpr (HD != 0) {
                     load_slice<T, NJ>(vrow, vv[u]);
@@ -288,8 +293,8 @@ __device__ __forceinline__ void attn_decode(const float* __restrict__ q, const T
                 }
             }
 #pragma unroll
-            for (int u = 0; u < 8; u++) {
-                float pr = __shfl_sync(0xffffffffu, e, (r0 + u) & 31);
+            for (int u = 0; u < VR; u++) {
+                float pr = __shfl_sync(0xffffffffu, e, ((r0 + u) * LPK) & 31);
                 if (r0 + u < n_keys) {
 #pragma unroll
                     for (int j = 0; j < NJ; j++) acc[j] += pr * vv[u][j];
@@ -307,11 +312,11 @@ __device__ __forceinline__ void attn_decode(const float* __restrict__ q, const T
     __syncthreads();
     float M = -QINF;
 #pragma unroll
-    for (int w = 0; w < DW; w++) M = fmaxf(M, wm[w]);
+    for (int w = 0; w < NW; w++) M = fmaxf(M, wm[w]);
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
         float num = 0.f, den = 0.f;
 #pragma unroll
-        for (int w = 0; w < DW; w++) {
+        for (int w = 0; w < NW; w++) {
             if (wm[w] == -QINF) continue;
             float f = __expf(wm[w] - M);
             num += f * wacc[w][d];
@@ -336,7 +341,7 @@ extern "C" __global__ void attn_decode_f16_64(const float* q, const u16* kc, con
                                               i8* aq, float4* am) {
     attn_decode_prefetch<u16>(kc, vc, pos, seq, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer, window);
     grid_dep_sync();
-    attn_decode<u16, 64>(q, kc, vc, pos, seq, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer,
+    attn_decode<u16, 64, DECODE_LPK>(q, kc, vc, pos, seq, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer,
                          scale, window, aq, am);
 }
 extern "C" __global__ void attn_decode_f16_128(const float* q, const u16* kc, const u16* vc, const int* pos,
@@ -345,7 +350,7 @@ extern "C" __global__ void attn_decode_f16_128(const float* q, const u16* kc, co
                                                i8* aq, float4* am) {
     attn_decode_prefetch<u16>(kc, vc, pos, seq, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer, window);
     grid_dep_sync();
-    attn_decode<u16, 128>(q, kc, vc, pos, seq, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer,
+    attn_decode<u16, 128, DECODE_LPK>(q, kc, vc, pos, seq, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer,
                           scale, window, aq, am);
 }
 extern "C" __global__ void attn_decode_f16(const float* q, const u16* kc, const u16* vc, const int* pos,
@@ -354,7 +359,7 @@ extern "C" __global__ void attn_decode_f16(const float* q, const u16* kc, const 
                                            i8* aq, float4* am) {
     attn_decode_prefetch<u16>(kc, vc, pos, seq, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer, window);
     grid_dep_sync();
-    attn_decode<u16, 0>(q, kc, vc, pos, seq, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer,
+    attn_decode<u16, 0, 1>(q, kc, vc, pos, seq, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer,
                         scale, window, aq, am);
 }
 extern "C" __global__ void attn_decode_f32_64(const float* q, const float* kc, const float* vc, const int* pos,
@@ -363,7 +368,7 @@ extern "C" __global__ void attn_decode_f32_64(const float* q, const float* kc, c
                                               i8* aq, float4* am) {
     attn_decode_prefetch<float>(kc, vc, pos, seq, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer, window);
     grid_dep_sync();
-    attn_decode<float, 64>(q, kc, vc, pos, seq, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer,
+    attn_decode<float, 64, DECODE_LPK>(q, kc, vc, pos, seq, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer,
                            scale, window, aq, am);
 }
 extern "C" __global__ void attn_decode_f32_128(const float* q, const float* kc, const float* vc, const int* pos,
@@ -372,7 +377,7 @@ extern "C" __global__ void attn_decode_f32_128(const float* q, const float* kc, 
                                                i8* aq, float4* am) {
     attn_decode_prefetch<float>(kc, vc, pos, seq, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer, window);
     grid_dep_sync();
-    attn_decode<float, 128>(q, kc, vc, pos, seq, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer,
+    attn_decode<float, 128, DECODE_LPK>(q, kc, vc, pos, seq, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer,
                             scale, window, aq, am);
 }
 extern "C" __global__ void attn_decode_f32(const float* q, const float* kc, const float* vc, const int* pos,
@@ -381,7 +386,7 @@ extern "C" __global__ void attn_decode_f32(const float* q, const float* kc, cons
                                            i8* aq, float4* am) {
     attn_decode_prefetch<float>(kc, vc, pos, seq, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer, window);
     grid_dep_sync();
-    attn_decode<float, 0>(q, kc, vc, pos, seq, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer,
+    attn_decode<float, 0, 1>(q, kc, vc, pos, seq, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer,
                           scale, window, aq, am);
 }
 
