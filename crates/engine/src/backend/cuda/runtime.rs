@@ -256,7 +256,7 @@ mod tests {
         assert!(
             lanes
                 < src
-                    .find("attn_decode<u16, 128, DECODE_LPK>")
+                    .find("(attn_decode_f16_128, u16, 128, DECODE_LPK)")
                     .expect("decode attention for 128")
         );
     }

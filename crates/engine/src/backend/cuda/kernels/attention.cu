@@ -335,60 +335,24 @@ __device__ __forceinline__ void attn_decode(const float* __restrict__ q, const T
     }
 }
 
-extern "C" __global__ void attn_decode_f16_64(const float* q, const u16* kc, const u16* vc, const int* pos,
-                                              const int* seq, float* out, float* part, int n_heads, int n_kv_heads,
-                                              int head_dim, int n_ctx, int n_seqs, int layer, float scale, int window,
-                                              i8* aq, float4* am) {
-    attn_decode_prefetch<u16>(kc, vc, pos, seq, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer, window);
-    grid_dep_sync();
-    attn_decode<u16, 64, DECODE_LPK>(q, kc, vc, pos, seq, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer,
-                         scale, window, aq, am);
-}
-extern "C" __global__ void attn_decode_f16_128(const float* q, const u16* kc, const u16* vc, const int* pos,
-                                               const int* seq, float* out, float* part, int n_heads, int n_kv_heads,
-                                               int head_dim, int n_ctx, int n_seqs, int layer, float scale, int window,
-                                               i8* aq, float4* am) {
-    attn_decode_prefetch<u16>(kc, vc, pos, seq, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer, window);
-    grid_dep_sync();
-    attn_decode<u16, 128, DECODE_LPK>(q, kc, vc, pos, seq, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer,
-                          scale, window, aq, am);
-}
-extern "C" __global__ void attn_decode_f16(const float* q, const u16* kc, const u16* vc, const int* pos,
-                                           const int* seq, float* out, float* part, int n_heads, int n_kv_heads,
-                                           int head_dim, int n_ctx, int n_seqs, int layer, float scale, int window,
-                                           i8* aq, float4* am) {
-    attn_decode_prefetch<u16>(kc, vc, pos, seq, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer, window);
-    grid_dep_sync();
-    attn_decode<u16, 0, 1>(q, kc, vc, pos, seq, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer,
-                        scale, window, aq, am);
-}
-extern "C" __global__ void attn_decode_f32_64(const float* q, const float* kc, const float* vc, const int* pos,
-                                              const int* seq, float* out, float* part, int n_heads, int n_kv_heads,
-                                              int head_dim, int n_ctx, int n_seqs, int layer, float scale, int window,
-                                              i8* aq, float4* am) {
-    attn_decode_prefetch<float>(kc, vc, pos, seq, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer, window);
-    grid_dep_sync();
-    attn_decode<float, 64, DECODE_LPK>(q, kc, vc, pos, seq, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer,
-                           scale, window, aq, am);
-}
-extern "C" __global__ void attn_decode_f32_128(const float* q, const float* kc, const float* vc, const int* pos,
-                                               const int* seq, float* out, float* part, int n_heads, int n_kv_heads,
-                                               int head_dim, int n_ctx, int n_seqs, int layer, float scale, int window,
-                                               i8* aq, float4* am) {
-    attn_decode_prefetch<float>(kc, vc, pos, seq, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer, window);
-    grid_dep_sync();
-    attn_decode<float, 128, DECODE_LPK>(q, kc, vc, pos, seq, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer,
-                            scale, window, aq, am);
-}
-extern "C" __global__ void attn_decode_f32(const float* q, const float* kc, const float* vc, const int* pos,
-                                           const int* seq, float* out, float* part, int n_heads, int n_kv_heads,
-                                           int head_dim, int n_ctx, int n_seqs, int layer, float scale, int window,
-                                           i8* aq, float4* am) {
-    attn_decode_prefetch<float>(kc, vc, pos, seq, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer, window);
-    grid_dep_sync();
-    attn_decode<float, 0, 1>(q, kc, vc, pos, seq, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer,
-                          scale, window, aq, am);
-}
+// The decode-attention kernels, by cache element T, compiled head size HD (0: the head_dim argument) and lanes a
+// key.
+#define ATTN_DECODE_KERNEL(NAME, T, HD, LPK)                                                                    \
+    extern "C" __global__ void NAME(const float* q, const T* kc, const T* vc, const int* pos, const int* seq,   \
+                                    float* out, float* part, int n_heads, int n_kv_heads, int head_dim,         \
+                                    int n_ctx, int n_seqs, int layer, float scale, int window, i8* aq,          \
+                                    float4* am) {                                                               \
+        attn_decode_prefetch<T>(kc, vc, pos, seq, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer, window); \
+        grid_dep_sync();                                                                                        \
+        attn_decode<T, HD, LPK>(q, kc, vc, pos, seq, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs,   \
+                                layer, scale, window, aq, am);                                                  \
+    }
+ATTN_DECODE_KERNEL(attn_decode_f16_64, u16, 64, DECODE_LPK)
+ATTN_DECODE_KERNEL(attn_decode_f16_128, u16, 128, DECODE_LPK)
+ATTN_DECODE_KERNEL(attn_decode_f16, u16, 0, 1)
+ATTN_DECODE_KERNEL(attn_decode_f32_64, float, 64, DECODE_LPK)
+ATTN_DECODE_KERNEL(attn_decode_f32_128, float, 128, DECODE_LPK)
+ATTN_DECODE_KERNEL(attn_decode_f32, float, 0, 1)
 
 // Prompt attention through GEMMs: S = scale * Q Kᵀ is computed by cuBLAS, this kernel turns each row of S into
 // causal (and windowed) softmax probabilities in f16 for the second GEMM, P V. S: [n_heads, n_tokens, n_keys] f32,
