@@ -1,6 +1,8 @@
 //! Attention over the device KV cache: decode batches through the split decode kernel (graph-stable launch
-//! shapes), prompts of one sequence through the flash-attention kernel (`kernels/flash.cu`; head dims 64 and 128)
-//! or cuBLAS GEMMs (`prefill.rs`; other head dims), anything else through the warp-per-query kernel.
+//! shapes); batches whose sequences each come as one run of tokens run by run as each would alone, prompts through
+//! the flash-attention kernel (`kernels/flash.cu`; head dims 64 and 128; a single prompt of another head size
+//! through cuBLAS GEMMs, `prefill.rs`) and shorter runs through the decode kernel; interleaved sequences through
+//! the warp-per-query kernel.
 
 use super::{
     device, err, lock, Arg, CudaBackend, CudaKv, DECODE_SPLIT_KEYS, FLASH_ROWS, FLASH_THREADS, MAX_DECODE_TOKENS,
@@ -52,52 +54,101 @@ impl CudaBackend {
             LayerKind::Global => 0,
             LayerKind::Sliding { window } => window as i32,
         };
-        let meta = lock(&self.meta);
-        // A prompt of one sequence in an F16 cache: on tensor cores, in one flash-attention kernel where it has an
-        // instance for the head size, else through cuBLAS GEMMs.
-        let one_seq = batch.seq_ids.windows(2).all(|w| w[0] == w[1]);
-        if s.precision == KvPrecision::F16 && one_seq && n >= PROMPT_ATTENTION_TOKENS {
-            drop(meta);
-            let flash = match p.head_dim {
-                64 => Some(&self.funcs.flash_prefill_64),
-                128 => Some(&self.funcs.flash_prefill_128),
-                _ => None,
-            };
-            return match flash {
-                Some(f) if self.flash_prefill => self.attention_flash(f, q, kv, batch, p, window, out),
-                _ => self.attention_gemm(q, kv, batch, p, out),
-            };
+        let flash = match p.head_dim {
+            64 if self.flash_prefill => Some(&self.funcs.flash_prefill_64),
+            128 if self.flash_prefill => Some(&self.funcs.flash_prefill_128),
+            _ => None,
         }
-        // Decode batches: the 4-warp kernel with splits fixed by the cache size (not by positions), so that a captured
-        // graph stays valid. Other batches: a warp per (token, head), split by the batch's positions.
-        let (f, threads, n_splits, split_len) = if n <= MAX_DECODE_TOKENS {
-            let n_splits = s
-                .n_ctx
-                .div_ceil(DECODE_SPLIT_KEYS)
-                .clamp(1, MAX_SPLITS)
-                .min(NO_SPLIT_PAIRS * MAX_SPLITS / pairs.max(1))
-                .max(1);
-            let (f, threads) = match s.precision {
-                KvPrecision::F16 => &self.funcs.attn_decode_f16,
-                KvPrecision::F32 => &self.funcs.attn_decode_f32,
+        .filter(|_| s.precision == KvPrecision::F16);
+        let (pos, seq) = {
+            let meta = lock(&self.meta);
+            (self.ptr(&meta.pos), self.ptr(&meta.seq))
+        };
+        // Byte offsets of token `start`'s rows.
+        let (q_base, out_base, row_bytes) = (self.ptr(q), self.ptr(out), (p.n_heads * p.head_dim * 4) as u64);
+        let at = |start: usize| Rows {
+            q: q_base + start as u64 * row_bytes,
+            out: out_base + start as u64 * row_bytes,
+            pos: pos + start as u64 * 4,
+            seq: seq + start as u64 * 4,
+        };
+        // Decode batches: one launch of the decode kernel, its splits fixed by the cache size (not by positions), so
+        // that a captured graph stays valid.
+        if n <= MAX_DECODE_TOKENS {
+            return self.attention_rows(at(0), n, kv, p, window, q8, None);
+        }
+        if q8.is_some() {
+            return Err(err("attention", "8-bit output outside a decode batch"));
+        }
+        let Some(runs) = seq_runs(&batch.seq_ids) else {
+            // Sequences interleaved: a warp per (token, head), split by the batch's positions.
+            let split = Self::split_plan(kv, batch, p.n_heads);
+            return self.attention_rows(at(0), n, kv, p, window, None, Some(split));
+        };
+        // One sequence's prompt in an F16 cache without a flash instance for its head size: cuBLAS GEMMs.
+        if flash.is_none() && s.precision == KvPrecision::F16 && runs.len() == 1 && n >= PROMPT_ATTENTION_TOKENS {
+            return self.attention_gemm(q, kv, batch, p, out);
+        }
+        // Each sequence's run as it would run alone (so that prompts batched together attend exactly as alone):
+        // prompts through the flash-attention kernel on tensor cores, shorter runs through the decode kernel.
+        let (long, short): (Vec<_>, Vec<_>) = runs
+            .into_iter()
+            .partition(|r| flash.is_some() && r.1 >= PROMPT_ATTENTION_TOKENS);
+        if let Some(f) = flash.filter(|_| !long.is_empty()) {
+            self.attention_flash(f, q, kv, &long, p, window, out)?;
+        }
+        for (start, len, _) in short {
+            self.attention_rows(at(start), len, kv, p, window, None, None)?;
+        }
+        Ok(())
+    }
+
+    /// Attention of `n` tokens from `rows` (their queries, outputs, positions and sequences): the decode kernel
+    /// (a block per token and head, splits fixed by the cache size), or with `split` = (keys a split, splits) the
+    /// warp-per-query kernel. `q8`: the outputs' 8-bit form too (decode kernel only).
+    #[allow(clippy::too_many_arguments)]
+    fn attention_rows(
+        &self,
+        rows: Rows,
+        n: usize,
+        kv: &CudaKv,
+        p: AttentionParams,
+        window: i32,
+        q8: Option<(u64, u64)>,
+        split: Option<(usize, usize)>,
+    ) -> Result<()> {
+        let s = kv.shape;
+        let pairs = n * p.n_heads;
+        let (f, threads, n_splits) = match split {
+            None => {
+                let n_splits = s
+                    .n_ctx
+                    .div_ceil(DECODE_SPLIT_KEYS)
+                    .clamp(1, MAX_SPLITS)
+                    .min(NO_SPLIT_PAIRS * MAX_SPLITS / pairs.max(1))
+                    .max(1);
+                let (f, threads) = match s.precision {
+                    KvPrecision::F16 => &self.funcs.attn_decode_f16,
+                    KvPrecision::F32 => &self.funcs.attn_decode_f32,
+                }
+                .for_head_dim(p.head_dim);
+                (f, threads, n_splits)
             }
-            .for_head_dim(p.head_dim);
-            (f, threads, n_splits, None)
-        } else {
-            let (split_len, n_splits) = Self::split_plan(kv, batch, p.n_heads);
-            let f = match s.precision {
-                KvPrecision::F16 => &self.funcs.attn_f16,
-                KvPrecision::F32 => &self.funcs.attn_f32,
-            };
-            (f, 32, n_splits, Some(split_len))
+            Some((_, n_splits)) => {
+                let f = match s.precision {
+                    KvPrecision::F16 => &self.funcs.attn_f16,
+                    KvPrecision::F32 => &self.funcs.attn_f32,
+                };
+                (f, 32, n_splits)
+            }
         };
         let mut args = vec![
-            Arg::Ptr(self.ptr(q)),
+            Arg::Ptr(rows.q),
             Arg::Ptr(self.ptr(&kv.k)),
             Arg::Ptr(self.ptr(&kv.v)),
-            Arg::Ptr(self.ptr(&meta.pos)),
-            Arg::Ptr(self.ptr(&meta.seq)),
-            Arg::Ptr(self.ptr(out)),
+            Arg::Ptr(rows.pos),
+            Arg::Ptr(rows.seq),
+            Arg::Ptr(rows.out),
             Arg::Ptr(self.ptr(&kv.part)),
             Arg::I32(p.n_heads as i32),
             Arg::I32(p.n_kv_heads as i32),
@@ -108,12 +159,10 @@ impl CudaBackend {
             Arg::F32(p.scale),
             Arg::I32(window),
         ];
-        args.extend(split_len.map(|l| Arg::I32(l as i32)));
         let (aq, am) = q8.unwrap_or((0, 0));
-        if split_len.is_none() {
-            args.extend([Arg::Ptr(aq), Arg::Ptr(am)]);
-        } else if q8.is_some() {
-            return Err(err("attention", "8-bit output outside a decode batch"));
+        match split {
+            Some((split_len, _)) => args.push(Arg::I32(split_len as i32)),
+            None => args.extend([Arg::Ptr(aq), Arg::Ptr(am)]),
         }
         self.launch(f, (pairs as u32, n_splits as u32, 1), threads, &args)?;
         if n_splits > 1 {
@@ -123,7 +172,7 @@ impl CudaBackend {
                 p.head_dim as u32,
                 &[
                     Arg::Ptr(self.ptr(&kv.part)),
-                    Arg::Ptr(self.ptr(out)),
+                    Arg::Ptr(rows.out),
                     Arg::I32(n_splits as i32),
                     Arg::I32(p.head_dim as i32),
                     Arg::Ptr(aq),
@@ -134,22 +183,22 @@ impl CudaBackend {
         Ok(())
     }
 
-    /// A one-sequence prompt through the flash-attention kernel: the queries in f16, then a block per 64 rows and
-    /// head.
+    /// Prompts through the flash-attention kernel, a launch per run of one sequence's tokens (start, length,
+    /// sequence): the queries in f16, then a block per 64 rows and head.
     #[allow(clippy::too_many_arguments)]
     fn attention_flash(
         &self,
         f: &cudarc::driver::CudaFunction,
         q: &CudaSlice<f32>,
         kv: &CudaKv,
-        batch: &Batch,
+        runs: &[(usize, usize, u32)],
         p: AttentionParams,
         window: i32,
         out: &mut CudaSlice<f32>,
     ) -> Result<()> {
         let s = kv.shape;
-        let n = batch.len();
-        let q_len = n * p.n_heads * p.head_dim;
+        let q_dim = p.n_heads * p.head_dim;
+        let q_len = runs.iter().map(|r| r.1).sum::<usize>() * q_dim;
         let mut scratch = lock(&self.scratch);
         scratch.ensure_x16(&self.stream, q_len)?;
         self.launch_1d(
@@ -162,26 +211,74 @@ impl CudaBackend {
             ],
         )?;
         let meta = lock(&self.meta);
-        self.launch(
-            f,
-            (n.div_ceil(FLASH_ROWS) as u32, p.n_heads as u32, 1),
-            FLASH_THREADS,
-            &[
-                Arg::Ptr(self.ptr(&scratch.x16)),
-                Arg::Ptr(self.ptr(&kv.k)),
-                Arg::Ptr(self.ptr(&kv.v)),
-                Arg::Ptr(self.ptr(&meta.pos)),
-                Arg::Ptr(self.ptr(out)),
-                Arg::I32(n as i32),
-                Arg::I32(p.n_heads as i32),
-                Arg::I32(p.n_kv_heads as i32),
-                Arg::I32(s.n_ctx as i32),
-                Arg::I32(s.n_seqs as i32),
-                Arg::I32(p.layer as i32),
-                Arg::I32(batch.seq_ids[0] as i32),
-                Arg::F32(p.scale),
-                Arg::I32(window),
-            ],
-        )
+        for &(start, n, seq) in runs {
+            // Byte offsets of the run's queries (f16), positions (i32) and outputs (f32).
+            let (q_at, pos_at, out_at) = (
+                (start * q_dim * 2) as u64,
+                (start * 4) as u64,
+                (start * q_dim * 4) as u64,
+            );
+            self.launch(
+                f,
+                (n.div_ceil(FLASH_ROWS) as u32, p.n_heads as u32, 1),
+                FLASH_THREADS,
+                &[
+                    Arg::Ptr(self.ptr(&scratch.x16) + q_at),
+                    Arg::Ptr(self.ptr(&kv.k)),
+                    Arg::Ptr(self.ptr(&kv.v)),
+                    Arg::Ptr(self.ptr(&meta.pos) + pos_at),
+                    Arg::Ptr(self.ptr(out) + out_at),
+                    Arg::I32(n as i32),
+                    Arg::I32(p.n_heads as i32),
+                    Arg::I32(p.n_kv_heads as i32),
+                    Arg::I32(s.n_ctx as i32),
+                    Arg::I32(s.n_seqs as i32),
+                    Arg::I32(p.layer as i32),
+                    Arg::I32(seq as i32),
+                    Arg::F32(p.scale),
+                    Arg::I32(window),
+                ],
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Device addresses of a batch's rows from some token on: queries and outputs [n, n_heads, head_dim] f32,
+/// positions and sequences [n] i32.
+struct Rows {
+    q: u64,
+    out: u64,
+    pos: u64,
+    seq: u64,
+}
+
+/// The batch's runs of one sequence's tokens as (start, length, sequence), or `None` when a sequence's tokens are
+/// split over several runs.
+fn seq_runs(seq_ids: &[u32]) -> Option<Vec<(usize, usize, u32)>> {
+    let mut runs: Vec<(usize, usize, u32)> = Vec::new();
+    for (i, &seq) in seq_ids.iter().enumerate() {
+        if let Some(last) = runs.last_mut().filter(|r| r.2 == seq) {
+            last.1 += 1;
+        } else if runs.iter().any(|r| r.2 == seq) {
+            return None;
+        } else {
+            runs.push((i, 1, seq));
+        }
+    }
+    Some(runs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::seq_runs;
+
+    #[test]
+    fn runs_of_one_sequence_each() {
+        assert_eq!(seq_runs(&[3, 3, 3, 1, 1]), Some(vec![(0, 3, 3), (3, 2, 1)]));
+        assert_eq!(seq_runs(&[0]), Some(vec![(0, 1, 0)]));
+        assert_eq!(seq_runs(&[]), Some(vec![]));
+        // Sequence 0 comes back after sequence 1: not runs the flash kernel can take one by one.
+        assert_eq!(seq_runs(&[0, 1, 0]), None);
     }
 }

@@ -67,6 +67,22 @@ pub(super) fn check_attention<D: Backend>(
     for i in 0..40u32 {
         single.push(0, 520 + i, 1, i == 39);
     }
+    // Two sequences' prompts one after the other (a flash-attention launch each on a GPU).
+    let mut two = Batch::new();
+    for i in 0..40u32 {
+        two.push(0, 560 + i, 1, i == 39);
+    }
+    for i in 0..20u32 {
+        two.push(0, 20 + i, 0, i == 19);
+    }
+    // Runs shorter than a prompt, more tokens than a decode batch (the decode kernel run by run on a GPU).
+    let mut short = Batch::new();
+    for i in 0..6u32 {
+        short.push(0, 594 + i, 1, i == 5);
+    }
+    for i in 0..5u32 {
+        short.push(0, 35 + i, 0, i == 4);
+    }
     // Layer 1's attention, with the usual 1/sqrt(head_dim) scale.
     let params_of = |kind| AttentionParams {
         layer: 1,
@@ -81,6 +97,8 @@ pub(super) fn check_attention<D: Backend>(
         ("prompt batch", &mixed),
         ("decode batch", &decode),
         ("one-sequence prompt", &single),
+        ("two sequences' prompts", &two),
+        ("two short runs", &short),
     ] {
         for kind in [LayerKind::Global, LayerKind::Sliding { window: 16 }] {
             let q = random_acts(batch.len() * q_dim, rng);
