@@ -72,35 +72,27 @@ impl CudaBackend {
             pos: pos + start as u64 * 4,
             seq: seq + start as u64 * 4,
         };
-        // Decode batches: one launch of the decode kernel, its splits fixed by the cache size (not by positions), so
-        // that a captured graph stays valid.
-        if n <= MAX_DECODE_TOKENS {
-            return self.attention_rows(at(0), n, kv, p, window, q8, None);
+        match plan_attention(&batch.seq_ids, flash.is_some(), s.precision == KvPrecision::F16) {
+            AttentionPlan::Decode => self.attention_rows(at(0), n, kv, p, window, q8, None),
+            _ if q8.is_some() => Err(err("attention", "8-bit output outside a decode batch")),
+            AttentionPlan::Interleaved => {
+                let split = Self::split_plan(kv, batch, p.n_heads);
+                self.attention_rows(at(0), n, kv, p, window, None, Some(split))
+            }
+            AttentionPlan::Gemm => self.attention_gemm(q, kv, batch, p, out),
+            AttentionPlan::Runs {
+                flash: long,
+                decode: short,
+            } => {
+                if let Some(f) = flash.filter(|_| !long.is_empty()) {
+                    self.attention_flash(f, q, kv, &long, p, window, out)?;
+                }
+                for (start, len, _) in short {
+                    self.attention_rows(at(start), len, kv, p, window, None, None)?;
+                }
+                Ok(())
+            }
         }
-        if q8.is_some() {
-            return Err(err("attention", "8-bit output outside a decode batch"));
-        }
-        let Some(runs) = seq_runs(&batch.seq_ids) else {
-            // Sequences interleaved: a warp per (token, head), split by the batch's positions.
-            let split = Self::split_plan(kv, batch, p.n_heads);
-            return self.attention_rows(at(0), n, kv, p, window, None, Some(split));
-        };
-        // One sequence's prompt in an F16 cache without a flash instance for its head size: cuBLAS GEMMs.
-        if flash.is_none() && s.precision == KvPrecision::F16 && runs.len() == 1 && n >= PROMPT_ATTENTION_TOKENS {
-            return self.attention_gemm(q, kv, batch, p, out);
-        }
-        // Each sequence's run as it would run alone (so that prompts batched together attend exactly as alone):
-        // prompts through the flash-attention kernel on tensor cores, shorter runs through the decode kernel.
-        let (long, short): (Vec<_>, Vec<_>) = runs
-            .into_iter()
-            .partition(|r| flash.is_some() && r.1 >= PROMPT_ATTENTION_TOKENS);
-        if let Some(f) = flash.filter(|_| !long.is_empty()) {
-            self.attention_flash(f, q, kv, &long, p, window, out)?;
-        }
-        for (start, len, _) in short {
-            self.attention_rows(at(start), len, kv, p, window, None, None)?;
-        }
-        Ok(())
     }
 
     /// Attention of `n` tokens from `rows` (their queries, outputs, positions and sequences): the decode kernel
@@ -191,7 +183,7 @@ impl CudaBackend {
         f: &cudarc::driver::CudaFunction,
         q: &CudaSlice<f32>,
         kv: &CudaKv,
-        runs: &[(usize, usize, u32)],
+        runs: &[Run],
         p: AttentionParams,
         window: i32,
         out: &mut CudaSlice<f32>,
@@ -244,6 +236,43 @@ impl CudaBackend {
     }
 }
 
+/// One sequence's run of tokens in a batch: (start, length, sequence).
+type Run = (usize, usize, u32);
+
+/// Which kernels a batch's attention takes.
+#[derive(Debug, PartialEq)]
+enum AttentionPlan {
+    /// Decode batches: one launch of the decode kernel, its splits fixed by the cache size (not by positions), so
+    /// that a captured graph stays valid.
+    Decode,
+    /// Sequences interleaved: a warp per (token, head), split by the batch's positions.
+    Interleaved,
+    /// One sequence's prompt in an F16 cache without a flash-attention instance for its head size: cuBLAS GEMMs.
+    Gemm,
+    /// Each sequence's run as it would run alone (so that prompts batched together attend exactly as alone):
+    /// prompts through the flash-attention kernel on tensor cores, shorter runs through the decode kernel.
+    Runs { flash: Vec<Run>, decode: Vec<Run> },
+}
+
+/// The plan for a batch of `seq_ids`; `flash`: a flash-attention instance serves this head size and cache.
+fn plan_attention(seq_ids: &[u32], flash: bool, f16: bool) -> AttentionPlan {
+    let n = seq_ids.len();
+    if n <= MAX_DECODE_TOKENS {
+        return AttentionPlan::Decode;
+    }
+    let Some(runs) = seq_runs(seq_ids) else {
+        return AttentionPlan::Interleaved;
+    };
+    if !flash && f16 && runs.len() == 1 && n >= PROMPT_ATTENTION_TOKENS {
+        return AttentionPlan::Gemm;
+    }
+    let (long, short) = runs.into_iter().partition(|r| flash && r.1 >= PROMPT_ATTENTION_TOKENS);
+    AttentionPlan::Runs {
+        flash: long,
+        decode: short,
+    }
+}
+
 /// Device addresses of a batch's rows from some token on: queries and outputs [n, n_heads, head_dim] f32,
 /// positions and sequences [n] i32.
 struct Rows {
@@ -255,8 +284,8 @@ struct Rows {
 
 /// The batch's runs of one sequence's tokens as (start, length, sequence), or `None` when a sequence's tokens are
 /// split over several runs.
-fn seq_runs(seq_ids: &[u32]) -> Option<Vec<(usize, usize, u32)>> {
-    let mut runs: Vec<(usize, usize, u32)> = Vec::new();
+fn seq_runs(seq_ids: &[u32]) -> Option<Vec<Run>> {
+    let mut runs: Vec<Run> = Vec::new();
     for (i, &seq) in seq_ids.iter().enumerate() {
         if let Some(last) = runs.last_mut().filter(|r| r.2 == seq) {
             last.1 += 1;
@@ -271,7 +300,7 @@ fn seq_runs(seq_ids: &[u32]) -> Option<Vec<(usize, usize, u32)>> {
 
 #[cfg(test)]
 mod tests {
-    use super::seq_runs;
+    use super::{plan_attention, seq_runs, AttentionPlan};
 
     #[test]
     fn runs_of_one_sequence_each() {
@@ -280,5 +309,43 @@ mod tests {
         assert_eq!(seq_runs(&[]), Some(vec![]));
         // Sequence 0 comes back after sequence 1: not runs the flash kernel can take one by one.
         assert_eq!(seq_runs(&[0, 1, 0]), None);
+    }
+
+    fn seqs(runs: &[(u32, usize)]) -> Vec<u32> {
+        runs.iter().flat_map(|&(s, n)| std::iter::repeat_n(s, n)).collect()
+    }
+
+    #[test]
+    fn batches_attend_run_by_run_as_alone() {
+        // Decode batches (up to 8 tokens, any sequences): one launch whatever the flash kernels.
+        assert_eq!(
+            plan_attention(&seqs(&[(0, 1), (1, 1), (2, 1)]), true, true),
+            AttentionPlan::Decode
+        );
+        assert_eq!(plan_attention(&seqs(&[(0, 8)]), false, false), AttentionPlan::Decode);
+        // One prompt: flash attention where an instance exists, else GEMMs in an F16 cache, else the decode kernel.
+        let one = seqs(&[(3, 40)]);
+        let flash =
+            |f: Vec<(usize, usize, u32)>, d: Vec<(usize, usize, u32)>| AttentionPlan::Runs { flash: f, decode: d };
+        assert_eq!(plan_attention(&one, true, true), flash(vec![(0, 40, 3)], vec![]));
+        assert_eq!(plan_attention(&one, false, true), AttentionPlan::Gemm);
+        assert_eq!(plan_attention(&one, false, false), flash(vec![], vec![(0, 40, 3)]));
+        // Two prompts, a prompt and a short run, two short runs: each run as it would go alone (a run alone of at
+        // most 8 tokens takes the decode kernel too).
+        assert_eq!(
+            plan_attention(&seqs(&[(1, 40), (0, 20)]), true, true),
+            flash(vec![(0, 40, 1), (40, 20, 0)], vec![])
+        );
+        assert_eq!(
+            plan_attention(&seqs(&[(1, 40), (0, 5)]), true, true),
+            flash(vec![(0, 40, 1)], vec![(40, 5, 0)])
+        );
+        assert_eq!(
+            plan_attention(&seqs(&[(1, 6), (0, 5)]), true, true),
+            flash(vec![], vec![(0, 6, 1), (6, 5, 0)])
+        );
+        // Interleaved sequences: the warp-per-query kernel.
+        let mixed: Vec<u32> = (0..20).map(|i| i % 2).collect();
+        assert_eq!(plan_attention(&mixed, true, true), AttentionPlan::Interleaved);
     }
 }
