@@ -300,7 +300,7 @@ fn seq_runs(seq_ids: &[u32]) -> Option<Vec<Run>> {
 
 #[cfg(test)]
 mod tests {
-    use super::{plan_attention, seq_runs, AttentionPlan};
+    use super::{plan_attention, seq_runs, AttentionPlan, Run};
 
     #[test]
     fn runs_of_one_sequence_each() {
@@ -325,24 +325,23 @@ mod tests {
         assert_eq!(plan_attention(&seqs(&[(0, 8)]), false, false), AttentionPlan::Decode);
         // One prompt: flash attention where an instance exists, else GEMMs in an F16 cache, else the decode kernel.
         let one = seqs(&[(3, 40)]);
-        let flash =
-            |f: Vec<(usize, usize, u32)>, d: Vec<(usize, usize, u32)>| AttentionPlan::Runs { flash: f, decode: d };
-        assert_eq!(plan_attention(&one, true, true), flash(vec![(0, 40, 3)], vec![]));
+        let runs = |flash: Vec<Run>, decode: Vec<Run>| AttentionPlan::Runs { flash, decode };
+        assert_eq!(plan_attention(&one, true, true), runs(vec![(0, 40, 3)], vec![]));
         assert_eq!(plan_attention(&one, false, true), AttentionPlan::Gemm);
-        assert_eq!(plan_attention(&one, false, false), flash(vec![], vec![(0, 40, 3)]));
+        assert_eq!(plan_attention(&one, false, false), runs(vec![], vec![(0, 40, 3)]));
         // Two prompts, a prompt and a short run, two short runs: each run as it would go alone (a run alone of at
         // most 8 tokens takes the decode kernel too).
         assert_eq!(
             plan_attention(&seqs(&[(1, 40), (0, 20)]), true, true),
-            flash(vec![(0, 40, 1), (40, 20, 0)], vec![])
+            runs(vec![(0, 40, 1), (40, 20, 0)], vec![])
         );
         assert_eq!(
             plan_attention(&seqs(&[(1, 40), (0, 5)]), true, true),
-            flash(vec![(0, 40, 1)], vec![(40, 5, 0)])
+            runs(vec![(0, 40, 1)], vec![(40, 5, 0)])
         );
         assert_eq!(
             plan_attention(&seqs(&[(1, 6), (0, 5)]), true, true),
-            flash(vec![], vec![(0, 6, 1), (6, 5, 0)])
+            runs(vec![], vec![(0, 6, 1), (6, 5, 0)])
         );
         // Interleaved sequences: the warp-per-query kernel.
         let mixed: Vec<u32> = (0..20).map(|i| i % 2).collect();
