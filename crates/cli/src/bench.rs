@@ -326,10 +326,8 @@ fn bench_model<B: Backend>(
                 let prompt: Vec<u32> = (0..n_prompt).map(|_| next_token()).collect();
                 session.prefill(0, &prompt)?;
             }
-            let mut tok = next_token();
-            for _ in 0..n_gen {
-                tok = session.decode_step_greedy(0, tok)?;
-            }
+            // Greedy generation as `run --temp 0` does it (on a GPU, each step queued before the last pick is read).
+            session.decode_greedy(0, next_token(), n_gen, &mut |_| true)?;
             let ns = t0.elapsed().as_nanos() as u64;
             if rep >= args.warmup {
                 samples_ns.push(ns.max(1));

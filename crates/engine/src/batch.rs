@@ -11,6 +11,10 @@ pub struct Batch {
     pub seq_ids: Vec<u32>,
     /// [n_tokens] whether the caller wants this token's logits
     pub want_logits: Vec<bool>,
+    /// The batch's one token is the device's greedy pick of the step before (`Backend::argmax_chain`), not yet
+    /// known to the host: its entry in `tokens` is a placeholder, and the device already holds the token and its
+    /// position.
+    pub chained: bool,
 }
 
 impl Batch {
@@ -39,6 +43,7 @@ impl Batch {
         self.positions.clear();
         self.seq_ids.clear();
         self.want_logits.clear();
+        self.chained = false;
     }
 
     pub fn len(&self) -> usize {

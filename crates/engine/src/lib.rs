@@ -5,6 +5,7 @@ pub mod backend;
 pub mod batch;
 pub mod check;
 pub mod error;
+pub mod greedy_chain;
 pub mod kl;
 pub mod model;
 pub mod perplexity;

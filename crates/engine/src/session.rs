@@ -227,6 +227,58 @@ impl<'m, B: Backend> Session<'m, B> {
         }
     }
 
+    /// Feeds `token` to `seq`, then each greedy pick in turn, until `max` picks are made or `on_token(pick)`
+    /// returns false (that pick is not fed); returns the number of picks. Each token fed needs room in the
+    /// context (`ContextFull` otherwise, as for [`Session::decode_step_greedy`]). Where the backend chains greedy
+    /// steps on the device, the step that feeds a pick is queued before the host reads the pick, so the device
+    /// never waits for the host; a stop then discards that step.
+    pub fn decode_greedy(
+        &mut self,
+        seq: u32,
+        token: u32,
+        max: usize,
+        on_token: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<usize> {
+        if self.model.backend.chains_greedy() {
+            return crate::greedy_chain::decode(&mut SessionSteps { session: self, seq }, token, max, on_token);
+        }
+        let mut token = token;
+        for made in 0..max {
+            self.check_room(seq)?;
+            token = self.decode_step_greedy(seq, token)?;
+            if !on_token(token) {
+                return Ok(made + 1);
+            }
+        }
+        Ok(max)
+    }
+
+    /// Runs one token of `seq` (`None`: the device's pick of the chained step before) and queues its greedy pick
+    /// on the device; returns the token's position.
+    fn chain_step(&mut self, seq: u32, token: Option<u32>) -> Result<u32> {
+        let pos = self.seq_len(seq);
+        let mut batch = Batch::for_sequence(&[token.unwrap_or(0)], seq, pos);
+        batch.chained = token.is_none();
+        self.check_batch(&batch)?;
+        let m = self.model;
+        decoder::forward_greedy_chain(&m.backend, &m.config, &m.weights, &mut self.state, &batch)?;
+        self.commit(&batch);
+        Ok(pos)
+    }
+
+    /// `ContextFull` when `seq` has no room for another token.
+    fn check_room(&self, seq: u32) -> Result<()> {
+        let pos = self.seq_len(seq);
+        if pos >= self.n_ctx() {
+            return Err(EngineError::ContextFull {
+                seq,
+                pos,
+                n_ctx: self.n_ctx(),
+            });
+        }
+        Ok(())
+    }
+
     /// Feeds `tokens` to sequence `seq` in batches of at most `max_batch`; returns the last token's logits.
     pub fn prefill(&mut self, seq: u32, tokens: &[u32]) -> Result<&[f32]> {
         if tokens.is_empty() {
@@ -293,32 +345,42 @@ impl<'m, B: Backend> Session<'m, B> {
         let t1 = Instant::now();
         let mut generated = 0;
         let mut stop = StopReason::MaxTokens;
-        while generated < max_tokens {
-            generated += 1;
-            sampler.accept(token);
-            if self.model.tokenizer.is_eog(token) {
-                stop = StopReason::EndOfGeneration;
-                break;
-            }
-            if !on_token(token) {
-                stop = StopReason::Callback;
-                break;
-            }
-            if generated == max_tokens {
-                break;
-            }
-            if self.seq_len(seq) >= self.n_ctx() {
-                return Err(EngineError::ContextFull {
-                    seq,
-                    pos: self.seq_len(seq),
-                    n_ctx: self.n_ctx(),
-                });
-            }
-            token = if sampler.is_plain_greedy() {
-                self.decode_step_greedy(seq, token)?
-            } else {
-                self.decode_step_sampled(seq, token, sampler)?
+        if sampler.is_plain_greedy() {
+            let model = self.model;
+            let mut deliver = |t: u32| {
+                generated += 1;
+                sampler.accept(t);
+                if model.tokenizer.is_eog(t) {
+                    stop = StopReason::EndOfGeneration;
+                    return false;
+                }
+                if !on_token(t) {
+                    stop = StopReason::Callback;
+                    return false;
+                }
+                true
             };
+            if max_tokens > 0 && deliver(token) && max_tokens > 1 {
+                self.decode_greedy(seq, token, max_tokens - 1, &mut deliver)?;
+            }
+        } else {
+            while generated < max_tokens {
+                generated += 1;
+                sampler.accept(token);
+                if self.model.tokenizer.is_eog(token) {
+                    stop = StopReason::EndOfGeneration;
+                    break;
+                }
+                if !on_token(token) {
+                    stop = StopReason::Callback;
+                    break;
+                }
+                if generated == max_tokens {
+                    break;
+                }
+                self.check_room(seq)?;
+                token = self.decode_step_sampled(seq, token, sampler)?;
+            }
         }
         Ok(GenerationStats {
             prompt_tokens: prompt.len() - keep,
@@ -327,5 +389,31 @@ impl<'m, B: Backend> Session<'m, B> {
             generation_time: t1.elapsed(),
             stop,
         })
+    }
+}
+
+/// One sequence of a session, driven by the chained greedy loop.
+struct SessionSteps<'a, 'm, B: Backend> {
+    session: &'a mut Session<'m, B>,
+    seq: u32,
+}
+
+impl<B: Backend> crate::greedy_chain::ChainedSteps for SessionSteps<'_, '_, B> {
+    fn queue(&mut self, token: Option<u32>) -> Result<u32> {
+        self.session.chain_step(self.seq, token)
+    }
+    fn pick(&mut self, pos: u32) -> Result<u32> {
+        self.session.model.backend.chain_pick(pos)
+    }
+    fn check_room(&self) -> Result<()> {
+        self.session.check_room(self.seq)
+    }
+    fn set_token(&mut self, pos: u32, token: u32) {
+        if let Some(h) = self.session.history[self.seq as usize].get_mut(pos as usize) {
+            *h = token;
+        }
+    }
+    fn truncate(&mut self, len: u32) -> Result<()> {
+        self.session.truncate(self.seq, len)
     }
 }

@@ -158,6 +158,31 @@ pub trait Backend: Send + Sync {
     fn argmax_rows(&self, _logits: &Self::Buf, _n_rows: usize, _vocab: usize) -> Result<Option<Vec<u32>>> {
         Ok(None)
     }
+    /// Whether greedy steps chain on the device: [`Backend::argmax_chain`] queues a step's pick without waiting,
+    /// and the next forward pass of a [`Batch::chained`] batch takes that pick as its token, so that a generator
+    /// can queue the next step before it reads the pick (the device never waits for the host between steps).
+    fn chains_greedy(&self) -> bool {
+        false
+    }
+    /// Queues the argmax of the one logits row of the last forward pass, a single token of `seq` at `pos`, and
+    /// makes the pick the token of the next forward pass if that batch is chained (its one token of `seq` at
+    /// `pos + 1`). The pick is read with [`Backend::chain_pick`].
+    fn argmax_chain(&self, _logits: &Self::Buf, _vocab: usize, _seq: u32, _pos: u32) -> Result<()> {
+        Err(crate::error::EngineError::BadSetting {
+            name: "chained greedy step",
+            value: self.name().into(),
+            reason: "this backend picks tokens on the host".into(),
+        })
+    }
+    /// Waits for the pick that [`Backend::argmax_chain`] queued for the step at `pos`; only the last two chained
+    /// steps' picks are kept.
+    fn chain_pick(&self, _pos: u32) -> Result<u32> {
+        Err(crate::error::EngineError::BadSetting {
+            name: "chained greedy step",
+            value: self.name().into(),
+            reason: "this backend picks tokens on the host".into(),
+        })
+    }
     /// The top `n` candidates of each of the first `n_rows` rows of `logits` ([n_rows, vocab]) with each row's
     /// softmax normalizer, when the device can pick them itself (so that only they cross to the host); `None`
     /// means: read the logits back instead.

@@ -96,6 +96,9 @@ pub enum Output<'a> {
     /// Their argmax (greedy tokens), picked on the device where it can; the slice is host scratch for the logits
     /// where it cannot ([n_wanted, vocab]).
     Greedy(&'a mut Vec<u32>, &'a mut [f32]),
+    /// Its argmax queued on the device, chained into the next step (`Backend::argmax_chain`): the batch is one
+    /// token, of this sequence at this position.
+    Chain(u32, u32),
     /// Their top `n` sampling candidates where the device picks them; where it cannot, the vector stays empty and
     /// the logits are in the slice instead ([n_wanted, vocab]).
     Candidates(usize, &'a mut Vec<Candidates>, &'a mut [f32]),
@@ -163,6 +166,32 @@ pub fn forward_greedy<B: Backend>(
     Ok(ids)
 }
 
+/// Runs a batch of one token that wants its logits and queues its greedy pick on the device, chained into the next
+/// step (`Backend::argmax_chain`); the pick is read with `Backend::chain_pick`.
+pub fn forward_greedy_chain<B: Backend>(
+    be: &B,
+    cfg: &ArchConfig,
+    w: &Weights<B::Weight>,
+    st: &mut DecoderState<B>,
+    batch: &Batch,
+) -> Result<()> {
+    if batch.len() != 1 || !batch.want_logits[0] {
+        return Err(EngineError::BadSetting {
+            name: "chained greedy step",
+            value: format!("{} tokens", batch.len()),
+            reason: "takes one token that wants its logits".into(),
+        });
+    }
+    run(
+        be,
+        cfg,
+        w,
+        st,
+        batch,
+        Output::Chain(batch.seq_ids[0], batch.positions[0]),
+    )
+}
+
 fn run<B: Backend>(
     be: &B,
     cfg: &ArchConfig,
@@ -174,6 +203,7 @@ fn run<B: Backend>(
     let logits_len = match &output {
         Output::Logits(l) => l.len(),
         Output::Greedy(_, l) | Output::Candidates(_, _, l) => l.len(),
+        Output::Chain(..) => cfg.vocab,
     };
     let n = batch.len();
     if n > st.limits.max_batch {
@@ -393,6 +423,7 @@ fn run<B: Backend>(
             };
             Ok(())
         }
+        Output::Chain(seq, pos) => be.argmax_chain(&st.logits, cfg.vocab, seq, pos),
         Output::Candidates(k, cands, scratch) => {
             match be.top_candidates(&st.logits, rows.len(), cfg.vocab, k)? {
                 Some(c) => *cands = c,

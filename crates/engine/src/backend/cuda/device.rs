@@ -219,6 +219,19 @@ impl Meta {
         Ok(())
     }
 
+    /// A chained batch (`Batch::chained`): its one token and position are on the device already (written by the
+    /// previous step's argmax), so nothing is uploaded; its placeholder id stands for the token in host checks.
+    pub fn hold_device_token(&mut self, batch: &Batch) -> Result<()> {
+        if self.host_rows != [0] || batch.logit_rows() != [0] {
+            return Err(err(
+                "chained greedy step",
+                "follows a one-token step that wants its logits",
+            ));
+        }
+        self.host_tokens = batch.tokens.clone();
+        Ok(())
+    }
+
     /// The embedding reads the uploaded ids: they must be the ones the caller passes.
     pub fn check_tokens(&self, ids: &[u32]) -> Result<()> {
         if ids != self.host_tokens.as_slice() {

@@ -99,6 +99,8 @@ pub struct CudaBackend {
     meta: Mutex<Meta>,
     scratch: Mutex<Scratch>,
     graphs: Mutex<Graphs>,
+    /// Chained greedy steps' picks (made at the first chained step).
+    chain: Mutex<Option<sampling::Chain>>,
     /// Whether launches overlap their predecessor's tail (`CudaConfig::dependent_launch` on a device that has it).
     dependent_launch: bool,
     /// Whether one-sequence prompts take the flash-attention kernel (`!CudaConfig::gemm_prompt_attention`).
@@ -169,6 +171,7 @@ impl CudaBackend {
             meta: Mutex::new(meta),
             scratch: Mutex::new(scratch),
             graphs: Mutex::new(Graphs::default()),
+            chain: Mutex::new(None),
             dependent_launch: cfg.dependent_launch && compute_capability.0 >= 9,
             flash_prefill: !cfg.gemm_prompt_attention,
             kernels_cached,
@@ -214,6 +217,24 @@ impl CudaBackend {
 
     /// Uploads the batch's metadata; the kernels of the following ops read it.
     fn upload_batch(&self, batch: &Batch) -> Result<()> {
+        let mut chain = lock(&self.chain);
+        let next = chain.as_mut().and_then(|c| c.next.take());
+        if batch.chained {
+            // The device holds the token and its position already (the argmax of the step before wrote them).
+            let want = batch
+                .seq_ids
+                .first()
+                .zip(batch.positions.first())
+                .map(|(&s, &p)| (s, p));
+            if batch.len() != 1 || next.is_none() || want != next {
+                return Err(err(
+                    "chained greedy step",
+                    format!("the device holds the pick for {next:?}, the batch is {want:?}"),
+                ));
+            }
+            return lock(&self.meta).hold_device_token(batch);
+        }
+        drop(chain);
         let mut meta = lock(&self.meta);
         if meta.capacity < batch.len() {
             *meta = Meta::new(&self.stream, batch.len().next_power_of_two())?;
@@ -323,6 +344,18 @@ impl Backend for CudaBackend {
 
     fn argmax_rows(&self, logits: &CudaSlice<f32>, n_rows: usize, vocab: usize) -> Result<Option<Vec<u32>>> {
         self.argmax_on_device(logits, n_rows, vocab).map(Some)
+    }
+
+    fn chains_greedy(&self) -> bool {
+        true
+    }
+
+    fn argmax_chain(&self, logits: &CudaSlice<f32>, vocab: usize, seq: u32, pos: u32) -> Result<()> {
+        self.argmax_chain_on_device(logits, vocab, seq, pos)
+    }
+
+    fn chain_pick(&self, pos: u32) -> Result<u32> {
+        self.chain_pick_on_device(pos)
     }
 
     fn top_candidates(

@@ -4,7 +4,8 @@
 use super::{err, lock, Arg, CudaBackend};
 use crate::error::{EngineError, Result};
 use crate::sampling::{Candidates, MAX_CANDIDATES};
-use cudarc::driver::CudaSlice;
+use cudarc::driver::{CudaContext, CudaEvent, CudaSlice, PinnedHostSlice};
+use std::sync::Arc;
 
 /// Threads per block of the argmax kernels.
 const ARGMAX_THREADS: u32 = 256;
@@ -16,11 +17,74 @@ pub fn argmax_plan(vocab: usize) -> (usize, usize) {
     (ARGMAX_SLICE, vocab.div_ceil(ARGMAX_SLICE).max(1))
 }
 
+/// Slots of the host-mapped ring that chained greedy steps write their picks to (a generator keeps two steps
+/// queued; a slot is reused four positions later).
+const CHAIN_RING: usize = 4;
+
+/// Chained greedy decoding (`Backend::argmax_chain`): the ring of picks in page-locked host memory that the argmax
+/// kernel writes directly, an event per slot recorded after the kernel, and where the next chained batch must be.
+pub struct Chain {
+    /// [CHAIN_RING] picks by position slot, page-locked and mapped into the device's address space (owned here,
+    /// addressed through the two fields below).
+    _memory: PinnedHostSlice<i32>,
+    /// The ring's host address, which the host reads (volatile) once the slot's event has completed.
+    picks_host: usize,
+    /// The same memory as the device addresses it.
+    picks_device: u64,
+    /// [CHAIN_RING] completes when the slot's pick is written.
+    events: Vec<CudaEvent>,
+    /// [CHAIN_RING] the position each slot's pick follows (`None`: none queued).
+    queued: [Option<u32>; CHAIN_RING],
+    /// The (sequence, position) of the token the device holds for a chained batch; `None` after any upload.
+    pub next: Option<(u32, u32)>,
+}
+
+impl Chain {
+    fn new(ctx: &Arc<CudaContext>) -> Result<Self> {
+        // SAFETY: the memory is written below before anything reads it.
+        let picks =
+            unsafe { ctx.alloc_pinned_with_flags::<i32>(CHAIN_RING, cudarc::driver::sys::CU_MEMHOSTALLOC_DEVICEMAP) }
+                .map_err(|e| err("allocating the chained picks", e))?;
+        let host = picks.as_ptr().map_err(|e| err("chained picks", e))? as *mut i32;
+        let mut device = 0u64;
+        // SAFETY: `host` is a live page-locked allocation made with DEVICEMAP; out-parameter only.
+        unsafe { cudarc::driver::sys::cuMemHostGetDevicePointer_v2(&mut device, host.cast(), 0) }
+            .result()
+            .map_err(|e| err("mapping the chained picks", e))?;
+        for i in 0..CHAIN_RING {
+            // SAFETY: in bounds of the allocation, which no kernel uses yet.
+            unsafe { host.add(i).write_volatile(-1) };
+        }
+        let events = (0..CHAIN_RING)
+            .map(|_| ctx.new_event(None).map_err(|e| err("creating an event", e)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            _memory: picks,
+            picks_host: host as usize,
+            picks_device: device,
+            events,
+            queued: [None; CHAIN_RING],
+            next: None,
+        })
+    }
+}
+
+/// The ring slot of the pick that follows position `pos`.
+pub fn chain_slot(pos: u32) -> usize {
+    pos as usize % CHAIN_RING
+}
+
 impl CudaBackend {
-    /// Argmax of each of the first `n_rows` rows of `logits` ([n_rows, vocab]), computed on the GPU so that only
-    /// token ids cross the bus.
-    pub fn argmax_on_device(&self, logits: &CudaSlice<f32>, n_rows: usize, vocab: usize) -> Result<Vec<u32>> {
+    /// Queues the argmax kernels of the first `n_rows` rows of `logits` into the ids scratch; `chain` (one row)
+    /// also feeds the pick to the next chained step and writes it to the host-mapped ring at that device address.
+    fn queue_argmax(&self, logits: &CudaSlice<f32>, n_rows: usize, vocab: usize, chain: u64) -> Result<()> {
         self.check_len("logits", logits.len(), n_rows * vocab)?;
+        let (tokens, pos) = if chain != 0 {
+            let meta = lock(&self.meta);
+            (self.ptr(&meta.tokens), self.ptr(&meta.pos))
+        } else {
+            (0, 0)
+        };
         let (slice, parts) = argmax_plan(vocab);
         let mut scratch = lock(&self.scratch);
         scratch.ensure_ids(&self.stream, n_rows)?;
@@ -47,8 +111,19 @@ impl CudaBackend {
                 Arg::Ptr(part_i),
                 Arg::I32(parts as i32),
                 Arg::Ptr(self.ptr(&scratch.ids)),
+                Arg::Ptr(tokens),
+                Arg::Ptr(pos),
+                Arg::Ptr(chain),
+                Arg::I32(CHAIN_RING as i32),
             ],
-        )?;
+        )
+    }
+
+    /// Argmax of each of the first `n_rows` rows of `logits` ([n_rows, vocab]), computed on the GPU so that only
+    /// token ids cross the bus.
+    pub fn argmax_on_device(&self, logits: &CudaSlice<f32>, n_rows: usize, vocab: usize) -> Result<Vec<u32>> {
+        self.queue_argmax(logits, n_rows, vocab, 0)?;
+        let scratch = lock(&self.scratch);
         let mut ids = vec![0i32; n_rows];
         self.stream
             .memcpy_dtoh(&scratch.ids.slice(0..n_rows), &mut ids)
@@ -56,6 +131,41 @@ impl CudaBackend {
         self.stream.synchronize().map_err(|e| err("synchronize", e))?;
         Ok(ids.into_iter().map(|i| i as u32).collect())
     }
+
+    /// `Backend::argmax_chain`: queues the pick of the one-token step of `seq` at `pos` without waiting.
+    pub fn argmax_chain_on_device(&self, logits: &CudaSlice<f32>, vocab: usize, seq: u32, pos: u32) -> Result<()> {
+        let mut chain = lock(&self.chain);
+        if chain.is_none() {
+            *chain = Some(Chain::new(&self.ctx)?);
+        }
+        let c = chain.as_mut().expect("made above");
+        let slot = chain_slot(pos);
+        // The kernel writes the slot of the position the device holds, which is `pos` (checked by `upload_batch`).
+        self.queue_argmax(logits, 1, vocab, c.picks_device)?;
+        c.events[slot]
+            .record(&self.stream)
+            .map_err(|e| err("recording an event", e))?;
+        c.queued[slot] = Some(pos);
+        c.next = Some((seq, pos + 1));
+        Ok(())
+    }
+
+    /// `Backend::chain_pick`: waits for the pick queued for the step at `pos`.
+    pub fn chain_pick_on_device(&self, pos: u32) -> Result<u32> {
+        let chain = lock(&self.chain);
+        let slot = chain_slot(pos);
+        let c = chain
+            .as_ref()
+            .filter(|c| c.queued[slot] == Some(pos))
+            .ok_or_else(|| err("chained greedy pick", format!("no step at position {pos} is queued")))?;
+        c.events[slot]
+            .synchronize()
+            .map_err(|e| err("waiting for a chained pick", e))?;
+        // SAFETY: the slot is in bounds of the live allocation, and its event says the kernel that wrote it ended.
+        let id = unsafe { (c.picks_host as *const i32).add(slot).read_volatile() };
+        u32::try_from(id).map_err(|_| err("chained greedy pick", format!("the device wrote {id}")))
+    }
+
     /// The top `n` candidates of each of the first `n_rows` rows of `logits`, picked on the GPU (a block per row:
     /// radix select, then a bitonic sort), so that only they cross the bus.
     pub fn top_candidates_on_device(

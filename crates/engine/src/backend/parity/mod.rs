@@ -30,7 +30,7 @@ use std::sync::Arc;
 mod attention;
 mod sampling;
 use attention::check_attention;
-use sampling::check_sampling;
+use sampling::{check_chain, check_sampling};
 
 /// One comparison.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -251,6 +251,7 @@ pub fn run_all<D: Backend>(cpu: &CpuBackend, dev: &D, seed: u64) -> Result<Vec<C
         }
     }
     check_sampling(&mut p, &mut rng)?;
+    check_chain(&mut p, &mut rng)?;
     Ok(p.cases)
 }
 

@@ -2,6 +2,7 @@
 
 use super::Pair;
 use crate::backend::Backend;
+use crate::batch::Batch;
 use crate::error::Result;
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -86,5 +87,111 @@ pub(super) fn check_sampling<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng) 
             1e-5,
         );
     }
+    Ok(())
+}
+
+/// Chained greedy steps (devices that chain them; the CPU does not): three steps queued as a generator queues them,
+/// each before the previous pick is read. Each pick, read back through the device's ring, must be the host's argmax
+/// of its step's logits; each chained step's embedding must be the table's row of the pick before it (the device
+/// fed it without the host); and a chained batch where the device holds no pick must be refused.
+pub(super) fn check_chain<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng) -> Result<()> {
+    if !p.dev.chains_greedy() {
+        return Ok(());
+    }
+    let (vocab, k) = (97usize, 576usize);
+    let src = p.source(&format!("w.{}.{vocab}x{k}", gguf::GgmlType::F32.name()))?;
+    let (table_cpu, table_dev) = (p.cpu.load_weight(&src)?, p.dev.load_weight(&src)?);
+    let (first, pos0, steps) = (11u32, 5u32, 3usize);
+    let rows: Vec<Vec<f32>> = (0..steps)
+        .map(|_| {
+            (0..vocab)
+                .map(|_| (rng.gen_range(-4.0f32..4.0) * 4.0).round() / 4.0)
+                .collect()
+        })
+        .collect();
+    let mut logits = Vec::new();
+    for row in &rows {
+        let mut buf = p.dev.alloc(vocab)?;
+        p.dev.write(&mut buf, row)?;
+        logits.push(buf);
+    }
+    let mut embedded = Vec::new();
+    let mut picks = Vec::new();
+    for (i, row_logits) in logits.iter().enumerate() {
+        let pos = pos0 + i as u32;
+        let mut batch = Batch::for_sequence(&[if i == 0 { first } else { 0 }], 0, pos);
+        batch.chained = i > 0;
+        let mut out = p.dev.alloc(k)?;
+        p.dev.forward_scope(&batch, super::fresh_scope(), &mut || {
+            p.dev.embed(&table_dev, &batch.tokens, 1.0, &mut out)
+        })?;
+        p.dev.argmax_chain(row_logits, vocab, 0, pos)?;
+        embedded.push(out);
+        if i > 0 {
+            picks.push(p.dev.chain_pick(pos - 1)?);
+        }
+    }
+    picks.push(p.dev.chain_pick(pos0 + steps as u32 - 1)?);
+    let want: Vec<u32> = rows.iter().map(|r| crate::sampling::argmax(r)).collect();
+    let as_f32 = |v: &[u32]| v.iter().map(|&i| i as f32).collect::<Vec<_>>();
+    p.record(
+        "argmax_chain",
+        "f32",
+        format!("{steps} steps of {vocab}, ties: picks"),
+        &as_f32(&picks),
+        &as_f32(&want),
+        0.0,
+    );
+    // The rows each step embedded: the first token, then the pick of the step before.
+    let fed: Vec<u32> = std::iter::once(first)
+        .chain(want[..steps - 1].iter().copied())
+        .collect();
+    let mut want_rows = p.cpu.alloc(steps * k)?;
+    p.cpu.embed(&table_cpu, &fed, 1.0, &mut want_rows)?;
+    let mut want_rows_host = vec![0f32; steps * k];
+    p.cpu.read(&want_rows, &mut want_rows_host)?;
+    let mut got_rows = vec![0f32; steps * k];
+    for (i, out) in embedded.iter().enumerate() {
+        p.dev.read(out, &mut got_rows[i * k..(i + 1) * k])?;
+    }
+    p.record(
+        "argmax_chain",
+        "f32",
+        format!("{steps} steps: embedding of the token the device fed"),
+        &got_rows,
+        &want_rows_host,
+        0.0,
+    );
+    // After the last pick the device holds position pos0 + steps; a chained batch anywhere else is refused, and so
+    // is any chained batch once a plain batch has replaced the device's token.
+    let mut wrong = Batch::for_sequence(&[0], 0, pos0 + steps as u32 + 1);
+    wrong.chained = true;
+    let mut out = p.dev.alloc(k)?;
+    let refused_wrong_pos = p
+        .dev
+        .forward_scope(&wrong, super::fresh_scope(), &mut || {
+            p.dev.embed(&table_dev, &wrong.tokens, 1.0, &mut out)
+        })
+        .is_err();
+    let plain = Batch::for_sequence(&[first], 0, 0);
+    p.dev.forward_scope(&plain, super::fresh_scope(), &mut || {
+        p.dev.embed(&table_dev, &plain.tokens, 1.0, &mut out)
+    })?;
+    let mut after_plain = Batch::for_sequence(&[0], 0, 1);
+    after_plain.chained = true;
+    let refused_after_plain = p
+        .dev
+        .forward_scope(&after_plain, super::fresh_scope(), &mut || {
+            p.dev.embed(&table_dev, &after_plain.tokens, 1.0, &mut out)
+        })
+        .is_err();
+    p.record(
+        "argmax_chain",
+        "-",
+        "chained batches where the device holds no pick: refused".into(),
+        &[refused_wrong_pos as u8 as f32, refused_after_plain as u8 as f32],
+        &[1.0, 1.0],
+        0.0,
+    );
     Ok(())
 }

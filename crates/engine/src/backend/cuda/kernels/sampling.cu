@@ -50,9 +50,12 @@ extern "C" __global__ void argmax_rows(const float* __restrict__ logits, int voc
     }
 }
 
-// out[r] = the best of row r's n_parts partial results.
+// out[r] = the best of row r's n_parts partial results. With `picks` (a chained greedy step: one row), the pick also
+// becomes the next step's token (`tokens[0]`, the batch's token ids) at the next position (`pos[0]`), and goes to
+// the host-mapped ring `picks` at the slot of the step's position.
 extern "C" __global__ void argmax_combine(const float* __restrict__ part_v, const int* __restrict__ part_i,
-                                          int n_parts, int* __restrict__ out) {
+                                          int n_parts, int* __restrict__ out, int* tokens, int* pos, int* picks,
+                                          int ring) {
     grid_dep_sync();
     float bv = (-QINF);
     int bi = 0x7fffffff;
@@ -62,7 +65,16 @@ extern "C" __global__ void argmax_combine(const float* __restrict__ part_v, cons
         if (v > bv || (v == bv && i < bi)) { bv = v; bi = i; }
     }
     block_argmax(bv, bi);
-    if (threadIdx.x == 0) out[blockIdx.x] = bi;
+    if (threadIdx.x == 0) {
+        out[blockIdx.x] = bi;
+        if (picks != nullptr) {
+            int p = pos[0];
+            tokens[0] = bi;
+            pos[0] = p + 1;
+            picks[p % ring] = bi;
+            __threadfence_system();
+        }
+    }
 }
 
 // Top candidates. logits: [n_rows, vocab]; ids, vals: [n_rows, n] (sorted by logit, descending, ties by the smaller
