@@ -674,7 +674,7 @@ struct Matvec1MinBlocks<FmtQ6_K> {
 #define QUARREL_QUANT_KERNELS(NAME, FMT)                                                                        \
     extern "C" __global__ void MATVEC1_QBOUNDS(FMT) matvec1_##NAME(Segs s, size_t rb, int rows, int K, const i8* aq, const float4* am, \
                                               int n, int acc) {                                               \
-        prefetch_block_segs(s, rb, 2); grid_dep_sync();                                                        \
+        prefetch_block_segs(s, rb, 2); grid_dep_sync_early();                                                        \
         matvec_q<FMT, 1>(s, rb, rows, K, aq, am, n, acc);                                                  \
     }                                                                                                          \
     extern "C" __global__ void matvec8_##NAME(Segs s, size_t rb, int rows, int K, const i8* aq, const float4* am, \
@@ -684,7 +684,7 @@ struct Matvec1MinBlocks<FmtQ6_K> {
     }                                                                                                          \
     extern "C" __global__ void MATVEC1_QBOUNDS(FMT) glu1_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K, const i8* aq,    \
                                            const float4* am, float* h, int n, int act) {                         \
-        prefetch_block_glu(g, u, rb, rows); grid_dep_sync();                                                   \
+        prefetch_block_glu(g, u, rb, rows); grid_dep_sync_early();                                                   \
         glu_q<FMT, 1>(g, u, rb, rows, K, aq, am, h, n, act);                                                    \
     }                                                                                                          \
     extern "C" __global__ void glu8_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K, const i8* aq,    \
@@ -699,7 +699,7 @@ struct Matvec1MinBlocks<FmtQ6_K> {
     }                                                                                                          \
     extern "C" __global__ void MATVEC1_QBOUNDS(FMT) matvec1r_##NAME(Segs s, size_t rb, int rows, int K, const i8* aq, const float4* am, \
                                                RopeArgs ra) {                                                 \
-        prefetch_block_segs(s, rb, 2); grid_dep_sync();                                                        \
+        prefetch_block_segs(s, rb, 2); grid_dep_sync_early();                                                        \
         matvec_rope_pairs(s, rb, rows, ra, [&](const u8* wa, const u8* wb, float* a, float* b) {               \
             dot2_q<FMT, 1>(wa, wb, K, aq, am, 1, a, b);                              \
         });                                                                                                    \
