@@ -262,15 +262,30 @@ mod tests {
     }
 
     /// Kernels are launched to overlap their predecessor (programmatic dependent launch): each must wait for it
-    /// near its top, with nothing but weight prefetches before.
+    /// near its top, with nothing but weight prefetches before. Only the single-token quantized products let their
+    /// successor launch before their own wait (`grid_dep_sync_early`): no two of them follow each other in a
+    /// decode step, so early launches cannot pile up.
     #[test]
     fn every_kernel_waits_for_its_predecessor_first() {
         let src = kernel_source();
         let mut n = 0;
+        let mut early = Vec::new();
         for (at, _) in src.match_indices("__global__ void") {
             let body = at + src[at..].find('{').expect("kernel body");
             let head: String = src[body..].chars().take(260).collect();
-            let sync = head.find("grid_dep_sync();");
+            // The kernel's name, as the macros that stamp kernels out per format spell it.
+            let signature = &src[at..body];
+            let name = signature
+                .split(|c: char| c.is_whitespace() || c == '(')
+                .find(|w| w.ends_with("##NAME"))
+                .unwrap_or(signature);
+            let sync = match head.find("grid_dep_sync_early();") {
+                Some(i) => {
+                    early.push(name.to_string());
+                    Some(i)
+                }
+                None => head.find("grid_dep_sync();"),
+            };
             assert!(
                 sync.is_some(),
                 "kernel at byte {at} does not start with grid_dep_sync: {head}"
@@ -287,6 +302,12 @@ mod tests {
             n += 1;
         }
         assert!(n > 30, "only {n} kernel definitions found");
+        early.sort();
+        assert_eq!(
+            early,
+            ["glu1_##NAME", "matvec1_##NAME", "matvec1r_##NAME"],
+            "early-launching kernels"
+        );
     }
 
     #[test]
