@@ -18,6 +18,15 @@ use cudarc::driver::CudaSlice;
 const _: () = assert!(MAX_DECODE_TOKENS < PROMPT_ATTENTION_TOKENS);
 
 impl CudaBackend {
+    /// Pairs of (token, head) and the attention split plan for a batch: (split_len, n_splits).
+    fn split_plan(kv: &CudaKv, batch: &Batch, n_heads: usize) -> (usize, usize) {
+        let max_pos = batch.positions.iter().copied().max().unwrap_or(0) as usize + 1;
+        if batch.len() * n_heads >= NO_SPLIT_PAIRS {
+            return (kv.shape.n_ctx.max(1), 1);
+        }
+        (kv.split_len, max_pos.div_ceil(kv.split_len).clamp(1, MAX_SPLITS))
+    }
+
     /// Attention of `batch` into `out`; with `q8` (decode batches only: at most `MAX_DECODE_TOKENS` tokens, head
     /// size a multiple of 32) also the 8-bit activations of `out` at those (aq, am) pointers, for the output
     /// projection.

@@ -217,24 +217,9 @@ impl CudaBackend {
 
     /// Uploads the batch's metadata; the kernels of the following ops read it.
     fn upload_batch(&self, batch: &Batch) -> Result<()> {
-        let mut chain = lock(&self.chain);
-        let next = chain.as_mut().and_then(|c| c.next.take());
-        if batch.chained {
-            // The device holds the token and its position already (the argmax of the step before wrote them).
-            let want = batch
-                .seq_ids
-                .first()
-                .zip(batch.positions.first())
-                .map(|(&s, &p)| (s, p));
-            if batch.len() != 1 || next.is_none() || want != next {
-                return Err(err(
-                    "chained greedy step",
-                    format!("the device holds the pick for {next:?}, the batch is {want:?}"),
-                ));
-            }
-            return lock(&self.meta).hold_device_token(batch);
+        if self.take_chained(batch)? {
+            return Ok(());
         }
-        drop(chain);
         let mut meta = lock(&self.meta);
         if meta.capacity < batch.len() {
             *meta = Meta::new(&self.stream, batch.len().next_power_of_two())?;
@@ -242,15 +227,6 @@ impl CudaBackend {
             lock(&self.graphs).clear();
         }
         meta.upload(&self.stream, batch)
-    }
-
-    /// Pairs of (token, head) and the attention split plan for a batch: (split_len, n_splits).
-    fn split_plan(kv: &CudaKv, batch: &Batch, n_heads: usize) -> (usize, usize) {
-        let max_pos = batch.positions.iter().copied().max().unwrap_or(0) as usize + 1;
-        if batch.len() * n_heads >= NO_SPLIT_PAIRS {
-            return (kv.shape.n_ctx.max(1), 1);
-        }
-        (kv.split_len, max_pos.div_ceil(kv.split_len).clamp(1, MAX_SPLITS))
     }
 }
 

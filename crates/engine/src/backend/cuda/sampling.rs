@@ -2,6 +2,7 @@
 //! that only ids (or a few hundred candidates) cross the bus instead of a row of logits.
 
 use super::{err, lock, Arg, CudaBackend};
+use crate::batch::Batch;
 use crate::error::{EngineError, Result};
 use crate::sampling::{Candidates, MAX_CANDIDATES};
 use cudarc::driver::{CudaContext, CudaEvent, CudaSlice, PinnedHostSlice};
@@ -148,6 +149,29 @@ impl CudaBackend {
         c.queued[slot] = Some(pos);
         c.next = Some((seq, pos + 1));
         Ok(())
+    }
+
+    /// For `upload_batch`: true when `batch` is chained (its token and position are on the device already, written
+    /// by the argmax of the step before, so nothing is uploaded), an error when the device holds no pick for it.
+    /// Any other batch voids the pick the device holds (its upload overwrites the token).
+    pub(super) fn take_chained(&self, batch: &Batch) -> Result<bool> {
+        let next = lock(&self.chain).as_mut().and_then(|c| c.next.take());
+        if !batch.chained {
+            return Ok(false);
+        }
+        let want = batch
+            .seq_ids
+            .first()
+            .zip(batch.positions.first())
+            .map(|(&s, &p)| (s, p));
+        if batch.len() != 1 || next.is_none() || want != next {
+            return Err(err(
+                "chained greedy step",
+                format!("the device holds the pick for {next:?}, the batch is {want:?}"),
+            ));
+        }
+        lock(&self.meta).hold_device_token(batch)?;
+        Ok(true)
     }
 
     /// `Backend::chain_pick`: waits for the pick queued for the step at `pos`.
