@@ -178,9 +178,9 @@ pub(super) fn check_attention<D: Backend>(
             format!("{tag}, decode batch of {n}"),
             &b,
             &a,
-            // Twice the format's bound, as for the other composed cases (`ffn_input`, `ffn`): attention's output
-            // is rounded to 8 bits per 32 on the GPU and per 256 (Q8_K) on the CPU before the K-quant product. With
-            // another random draw, Q4_K at 4/1 heads x 256 measured 5.8e-2 against the format's 5e-2 (H100).
+            // Twice the format's bound, as for the other composed cases (`ffn_input`): attention's output is
+            // rounded to 8 bits before the product (see `FORMATS`). With another random draw, Q4_K at 4/1 heads x 256
+            // measured 5.8e-2 (H100).
             bound.max(2.0 * FORMATS.iter().find(|(t, _)| *t == ty).map_or(5e-2, |(_, b)| *b)),
         );
     }

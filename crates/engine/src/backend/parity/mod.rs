@@ -61,7 +61,10 @@ pub fn nrmse(got: &[f32], want: &[f32]) -> f64 {
     (num / den.max(1e-30)).sqrt()
 }
 
-/// Weight formats checked, with the matmul bound of each.
+/// Weight formats checked, with the matmul bound of each. Both sides read the same quantized weights; what differs is
+/// how the activations are rounded to 8 bits: per 32 on the GPU, and for K-quants per 256 (Q8_K) on the CPU, where an
+/// outlier (one input in 97 is 8x the others) coarsens 256 values instead of 32. Hence the K-quants' wider bound:
+/// over seeds 1-5 on the H100 a single-token Q4_K product reached 5.4e-2.
 pub const FORMATS: [(GgmlType, f64); 13] = [
     (GgmlType::F32, 1e-5),
     (GgmlType::F16, 4e-3),
@@ -71,11 +74,11 @@ pub const FORMATS: [(GgmlType, f64); 13] = [
     (GgmlType::Q5_0, 2e-2),
     (GgmlType::Q5_1, 2e-2),
     (GgmlType::Q8_0, 2e-2),
-    (GgmlType::Q2_K, 5e-2),
-    (GgmlType::Q3_K, 5e-2),
-    (GgmlType::Q4_K, 5e-2),
-    (GgmlType::Q5_K, 5e-2),
-    (GgmlType::Q6_K, 5e-2),
+    (GgmlType::Q2_K, 7e-2),
+    (GgmlType::Q3_K, 7e-2),
+    (GgmlType::Q4_K, 7e-2),
+    (GgmlType::Q5_K, 7e-2),
+    (GgmlType::Q6_K, 7e-2),
 ];
 
 /// Byte offsets of the f16 scale fields in a block of each quantized format (patched to sane values so that
