@@ -345,20 +345,12 @@ impl<'m, B: Backend> Session<'m, B> {
         let t1 = Instant::now();
         let mut generated = 0;
         let mut stop = StopReason::MaxTokens;
+        let model = self.model;
+        let tokenizer = &model.tokenizer;
         if sampler.is_plain_greedy() {
-            let model = self.model;
             let mut deliver = |t: u32| {
                 generated += 1;
-                sampler.accept(t);
-                if model.tokenizer.is_eog(t) {
-                    stop = StopReason::EndOfGeneration;
-                    return false;
-                }
-                if !on_token(t) {
-                    stop = StopReason::Callback;
-                    return false;
-                }
-                true
+                take_token(tokenizer, sampler, on_token, t, &mut stop)
             };
             if max_tokens > 0 && deliver(token) && max_tokens > 1 {
                 self.decode_greedy(seq, token, max_tokens - 1, &mut deliver)?;
@@ -366,16 +358,7 @@ impl<'m, B: Backend> Session<'m, B> {
         } else {
             while generated < max_tokens {
                 generated += 1;
-                sampler.accept(token);
-                if self.model.tokenizer.is_eog(token) {
-                    stop = StopReason::EndOfGeneration;
-                    break;
-                }
-                if !on_token(token) {
-                    stop = StopReason::Callback;
-                    break;
-                }
-                if generated == max_tokens {
+                if !take_token(tokenizer, sampler, on_token, token, &mut stop) || generated == max_tokens {
                     break;
                 }
                 self.check_room(seq)?;
@@ -390,6 +373,27 @@ impl<'m, B: Backend> Session<'m, B> {
             stop,
         })
     }
+}
+
+/// Hands a chosen token to the sampler's history and to `on_token`; false, with `stop` set, at an end-of-generation
+/// token or when `on_token` declines to go on.
+fn take_token(
+    tokenizer: &tokenizer::Tokenizer,
+    sampler: &mut Sampler,
+    on_token: &mut dyn FnMut(u32) -> bool,
+    t: u32,
+    stop: &mut StopReason,
+) -> bool {
+    sampler.accept(t);
+    if tokenizer.is_eog(t) {
+        *stop = StopReason::EndOfGeneration;
+        return false;
+    }
+    if !on_token(t) {
+        *stop = StopReason::Callback;
+        return false;
+    }
+    true
 }
 
 /// One sequence of a session, driven by the chained greedy loop.

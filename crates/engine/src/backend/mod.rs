@@ -168,20 +168,12 @@ pub trait Backend: Send + Sync {
     /// makes the pick the token of the next forward pass if that batch is chained (its one token of `seq` at
     /// `pos + 1`). The pick is read with [`Backend::chain_pick`].
     fn argmax_chain(&self, _logits: &Self::Buf, _vocab: usize, _seq: u32, _pos: u32) -> Result<()> {
-        Err(crate::error::EngineError::BadSetting {
-            name: "chained greedy step",
-            value: self.name().into(),
-            reason: "this backend picks tokens on the host".into(),
-        })
+        Err(no_chained_steps(self.name()))
     }
     /// Waits for the pick that [`Backend::argmax_chain`] queued for the step at `pos`; only the last two chained
     /// steps' picks are kept.
     fn chain_pick(&self, _pos: u32) -> Result<u32> {
-        Err(crate::error::EngineError::BadSetting {
-            name: "chained greedy step",
-            value: self.name().into(),
-            reason: "this backend picks tokens on the host".into(),
-        })
+        Err(no_chained_steps(self.name()))
     }
     /// The top `n` candidates of each of the first `n_rows` rows of `logits` ([n_rows, vocab]) with each row's
     /// softmax normalizer, when the device can pick them itself (so that only they cross to the host); `None`
@@ -400,4 +392,13 @@ pub fn plain_ffn_input<B: Backend + ?Sized>(
     be.matmul(gate_up[0], xn, n_tokens, h)?;
     be.matmul(gate_up[1], xn, n_tokens, up_tmp)?;
     be.gated_activation(h, up_tmp, len, act)
+}
+
+/// The error of a chained greedy step on a backend that does not chain them (`Backend::chains_greedy`).
+fn no_chained_steps(backend: &str) -> crate::error::EngineError {
+    crate::error::EngineError::BadSetting {
+        name: "chained greedy step",
+        value: backend.into(),
+        reason: "this backend picks tokens on the host".into(),
+    }
 }
