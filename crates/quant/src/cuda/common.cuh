@@ -105,11 +105,14 @@ __device__ __forceinline__ void grid_dep_sync() {
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }
-// grid_dep_sync for the single-token quantized products: the successor may start launching before this kernel's
-// own wait, so its blocks and their weight prefetch overlap this kernel's whole run (it still waits for this
-// kernel's end and writes). Only where the successor is a kernel that triggers after its wait, so that no chain of
-// early launches builds up. Measured on H100 (tg128): 8B q8_0 289.7 -> 291.4, q4_k 403.1 -> 403.9, smollm2-135m q8_0
-// 2,122 -> 2,129; every kernel triggering early instead took smollm2 f16 2,236 -> 2,050 (kernels piling up).
+// grid_dep_sync for the single-token quantized products and the plain single-token float product (output
+// projections, down, logits): the successor may start launching before this kernel's own wait, so its blocks and
+// their weight prefetch overlap this kernel's whole run (it still waits for this kernel's end and writes). Only
+// where the successor is a kernel that triggers after its wait, so that no chain of early launches builds up.
+// Measured on H100 (tg128): 8B q8_0 289.7 -> 291.4, q4_k 403.1 -> 403.9, smollm2-135m q8_0 2,122 -> 2,129; the
+// float product early too, smollm2 f16 2,235 -> 2,263 (q8_0 and 8B unchanged); every kernel triggering early
+// instead took smollm2 f16 2,236 -> 2,050 (kernels piling up), and the float norm-fused products early as well
+// gained nothing.
 __device__ __forceinline__ void grid_dep_sync_early() {
 #if __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");

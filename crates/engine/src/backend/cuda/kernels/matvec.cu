@@ -708,7 +708,7 @@ struct Matvec1MinBlocks<FmtQ6_K> {
 #define QUARREL_FLOAT_KERNELS(NAME, FMT)                                                                        \
     extern "C" __global__ void MATVEC1_BOUNDS matvec1_##NAME(Segs s, size_t rb, int rows, int K, const float* x, int n,        \
                                               int acc) {                                                      \
-        prefetch_block_segs(s, rb, 2); grid_dep_sync();                                                        \
+        prefetch_block_segs(s, rb, 2); grid_dep_sync_early();                                                        \
         matvec_f<FMT, 1>(s, rb, rows, K, x, n, acc);                                                           \
     }                                                                                                          \
     extern "C" __global__ void matvec8_##NAME(Segs s, size_t rb, int rows, int K, const float* x, int n,        \
