@@ -407,7 +407,7 @@ impl<B: Backend> crate::greedy_chain::ChainedSteps for SessionSteps<'_, '_, B> {
         self.session.chain_step(self.seq, token)
     }
     fn pick(&mut self, pos: u32) -> Result<u32> {
-        self.session.model.backend.chain_pick(pos)
+        self.session.model.backend.chain_pick(self.session.state.id, pos)
     }
     fn check_room(&self) -> Result<()> {
         self.session.check_room(self.seq)

@@ -164,15 +164,16 @@ pub trait Backend: Send + Sync {
     fn chains_greedy(&self) -> bool {
         false
     }
-    /// Queues the argmax of the one logits row of the last forward pass, a single token of `seq` at `pos`, and
-    /// makes the pick the token of the next forward pass if that batch is chained (its one token of `seq` at
-    /// `pos + 1`). The pick is read with [`Backend::chain_pick`].
-    fn argmax_chain(&self, _logits: &Self::Buf, _vocab: usize, _seq: u32, _pos: u32) -> Result<()> {
+    /// Queues the argmax of the one logits row of the last forward pass, a single token of `seq` at `pos` run in
+    /// the scope of run state `state` ([`Backend::forward_scope`]), and makes the pick the token of the next forward
+    /// pass if that batch is chained (its one token of `seq` at `pos + 1`, in the same state's scope). The pick is
+    /// read with [`Backend::chain_pick`].
+    fn argmax_chain(&self, _logits: &Self::Buf, _vocab: usize, _state: u64, _seq: u32, _pos: u32) -> Result<()> {
         Err(no_chained_steps(self.name()))
     }
-    /// Waits for the pick that [`Backend::argmax_chain`] queued for the step at `pos`; only the last two chained
-    /// steps' picks are kept.
-    fn chain_pick(&self, _pos: u32) -> Result<u32> {
+    /// Waits for the pick that [`Backend::argmax_chain`] queued for run state `state`'s step at `pos`; only the
+    /// last two chained steps' picks are kept, and a pick queued for another state is refused, not returned.
+    fn chain_pick(&self, _state: u64, _pos: u32) -> Result<u32> {
         Err(no_chained_steps(self.name()))
     }
     /// The top `n` candidates of each of the first `n_rows` rows of `logits` ([n_rows, vocab]) with each row's

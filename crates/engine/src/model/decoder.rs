@@ -423,7 +423,7 @@ fn run<B: Backend>(
             };
             Ok(())
         }
-        Output::Chain(seq, pos) => be.argmax_chain(&st.logits, cfg.vocab, seq, pos),
+        Output::Chain(seq, pos) => be.argmax_chain(&st.logits, cfg.vocab, st.id, seq, pos),
         Output::Candidates(k, cands, scratch) => {
             match be.top_candidates(&st.logits, rows.len(), cfg.vocab, k)? {
                 Some(c) => *cands = c,

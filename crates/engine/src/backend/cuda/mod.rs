@@ -24,6 +24,7 @@ use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr};
 use device::{Funcs, Graphs, Meta, Scratch};
 use gguf::GgmlType;
 use launch::Arg;
+use sampling::ChainStep;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -216,8 +217,9 @@ impl CudaBackend {
     }
 
     /// Uploads the batch's metadata; the kernels of the following ops read it.
-    fn upload_batch(&self, batch: &Batch) -> Result<()> {
-        if self.take_chained(batch)? {
+    /// Puts `batch`'s tokens, positions and sequences on the device, for the forward pass of run state `state`.
+    fn upload_batch(&self, batch: &Batch, state: u64) -> Result<()> {
+        if self.take_chained(batch, state)? {
             return Ok(());
         }
         let mut meta = lock(&self.meta);
@@ -326,12 +328,12 @@ impl Backend for CudaBackend {
         true
     }
 
-    fn argmax_chain(&self, logits: &CudaSlice<f32>, vocab: usize, seq: u32, pos: u32) -> Result<()> {
-        self.argmax_chain_on_device(logits, vocab, seq, pos)
+    fn argmax_chain(&self, logits: &CudaSlice<f32>, vocab: usize, state: u64, seq: u32, pos: u32) -> Result<()> {
+        self.argmax_chain_on_device(logits, vocab, ChainStep { state, seq, pos })
     }
 
-    fn chain_pick(&self, pos: u32) -> Result<u32> {
-        self.chain_pick_on_device(pos)
+    fn chain_pick(&self, state: u64, pos: u32) -> Result<u32> {
+        self.chain_pick_on_device(state, pos)
     }
 
     fn top_candidates(
@@ -363,7 +365,7 @@ impl Backend for CudaBackend {
     }
 
     fn forward_scope(&self, batch: &Batch, state_id: u64, f: &mut dyn FnMut() -> Result<()>) -> Result<()> {
-        self.upload_batch(batch)?;
+        self.upload_batch(batch, state_id)?;
         if batch.len() > MAX_DECODE_TOKENS {
             return f();
         }

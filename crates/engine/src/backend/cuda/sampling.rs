@@ -34,10 +34,20 @@ pub struct Chain {
     picks_device: u64,
     /// [CHAIN_RING] completes when the slot's pick is written.
     events: Vec<CudaEvent>,
-    /// [CHAIN_RING] the position each slot's pick follows (`None`: none queued).
-    queued: [Option<u32>; CHAIN_RING],
-    /// The (sequence, position) of the token the device holds for a chained batch; `None` after any upload.
-    pub next: Option<(u32, u32)>,
+    /// [CHAIN_RING] the run state and position each slot's pick follows (`None`: none queued).
+    queued: [Option<(u64, u32)>; CHAIN_RING],
+    /// The step whose token the device holds for a chained batch; `None` after any upload.
+    pub next: Option<ChainStep>,
+}
+
+/// A one-token step of a chained greedy run: the run state whose forward pass it is (`Backend::forward_scope`),
+/// and its token's sequence and position. Two generators sharing a device may both chain steps of sequence 0 at
+/// the same positions; the state tells their picks apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChainStep {
+    pub state: u64,
+    pub seq: u32,
+    pub pos: u32,
 }
 
 impl Chain {
@@ -133,8 +143,9 @@ impl CudaBackend {
         Ok(ids.into_iter().map(|i| i as u32).collect())
     }
 
-    /// `Backend::argmax_chain`: queues the pick of the one-token step of `seq` at `pos` without waiting.
-    pub fn argmax_chain_on_device(&self, logits: &CudaSlice<f32>, vocab: usize, seq: u32, pos: u32) -> Result<()> {
+    /// `Backend::argmax_chain`: queues the pick of the one-token step `step` without waiting.
+    pub fn argmax_chain_on_device(&self, logits: &CudaSlice<f32>, vocab: usize, step: ChainStep) -> Result<()> {
+        let ChainStep { state, seq, pos } = step;
         let mut chain = lock(&self.chain);
         if chain.is_none() {
             *chain = Some(Chain::new(&self.ctx)?);
@@ -146,15 +157,20 @@ impl CudaBackend {
         c.events[slot]
             .record(&self.stream)
             .map_err(|e| err("recording an event", e))?;
-        c.queued[slot] = Some(pos);
-        c.next = Some((seq, pos + 1));
+        c.queued[slot] = Some((state, pos));
+        c.next = Some(ChainStep {
+            state,
+            seq,
+            pos: pos + 1,
+        });
         Ok(())
     }
 
-    /// For `upload_batch`: true when `batch` is chained (its token and position are on the device already, written
-    /// by the argmax of the step before, so nothing is uploaded), an error when the device holds no pick for it.
-    /// Any other batch voids the pick the device holds (its upload overwrites the token).
-    pub(super) fn take_chained(&self, batch: &Batch) -> Result<bool> {
+    /// For `upload_batch`: true when `batch` (run by run state `state`) is chained (its token and position are on
+    /// the device already, written by the argmax of the same state's step before, so nothing is uploaded), an error
+    /// when the device holds no pick for it. Any other batch voids the pick the device holds (its upload overwrites
+    /// the token).
+    pub(super) fn take_chained(&self, batch: &Batch, state: u64) -> Result<bool> {
         let next = lock(&self.chain).as_mut().and_then(|c| c.next.take());
         if !batch.chained {
             return Ok(false);
@@ -163,7 +179,7 @@ impl CudaBackend {
             .seq_ids
             .first()
             .zip(batch.positions.first())
-            .map(|(&s, &p)| (s, p));
+            .map(|(&seq, &pos)| ChainStep { state, seq, pos });
         if batch.len() != 1 || next.is_none() || want != next {
             return Err(err(
                 "chained greedy step",
@@ -174,14 +190,19 @@ impl CudaBackend {
         Ok(true)
     }
 
-    /// `Backend::chain_pick`: waits for the pick queued for the step at `pos`.
-    pub fn chain_pick_on_device(&self, pos: u32) -> Result<u32> {
+    /// `Backend::chain_pick`: waits for the pick queued for run state `state`'s step at `pos`.
+    pub fn chain_pick_on_device(&self, state: u64, pos: u32) -> Result<u32> {
         let chain = lock(&self.chain);
         let slot = chain_slot(pos);
         let c = chain
             .as_ref()
-            .filter(|c| c.queued[slot] == Some(pos))
-            .ok_or_else(|| err("chained greedy pick", format!("no step at position {pos} is queued")))?;
+            .filter(|c| c.queued[slot] == Some((state, pos)))
+            .ok_or_else(|| {
+                err(
+                    "chained greedy pick",
+                    format!("no step of run state {state} at position {pos} is queued"),
+                )
+            })?;
         c.events[slot]
             .synchronize()
             .map_err(|e| err("waiting for a chained pick", e))?;

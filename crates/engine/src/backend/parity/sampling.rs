@@ -117,21 +117,27 @@ pub(super) fn check_chain<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng) -> 
     }
     let mut embedded = Vec::new();
     let mut picks = Vec::new();
+    // One run state's steps; another state's chained step or pick read in between is refused.
+    let (state, other) = (super::fresh_scope(), super::fresh_scope());
+    let mut refused_other_state = Vec::new();
     for (i, row_logits) in logits.iter().enumerate() {
         let pos = pos0 + i as u32;
         let mut batch = Batch::for_sequence(&[if i == 0 { first } else { 0 }], 0, pos);
         batch.chained = i > 0;
         let mut out = p.dev.alloc(k)?;
-        p.dev.forward_scope(&batch, super::fresh_scope(), &mut || {
+        p.dev.forward_scope(&batch, state, &mut || {
             p.dev.embed(&table_dev, &batch.tokens, 1.0, &mut out)
         })?;
-        p.dev.argmax_chain(row_logits, vocab, 0, pos)?;
+        p.dev.argmax_chain(row_logits, vocab, state, 0, pos)?;
         embedded.push(out);
         if i > 0 {
-            picks.push(p.dev.chain_pick(pos - 1)?);
+            picks.push(p.dev.chain_pick(state, pos - 1)?);
+        }
+        if i == 0 {
+            refused_other_state.push(p.dev.chain_pick(other, pos).is_err());
         }
     }
-    picks.push(p.dev.chain_pick(pos0 + steps as u32 - 1)?);
+    picks.push(p.dev.chain_pick(state, pos0 + steps as u32 - 1)?);
     let want: Vec<u32> = rows.iter().map(|r| crate::sampling::argmax(r)).collect();
     let as_f32 = |v: &[u32]| v.iter().map(|&i| i as f32).collect::<Vec<_>>();
     p.record(
@@ -162,11 +168,29 @@ pub(super) fn check_chain<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng) -> 
         &want_rows_host,
         0.0,
     );
-    // After the last pick the device holds position pos0 + steps; a chained batch anywhere else is refused, and so
-    // is any chained batch once a plain batch has replaced the device's token.
+    // After the last pick the device holds position pos0 + steps; the right position in another state's scope is
+    // refused, and so is a chained batch anywhere else, and any chained batch once a plain batch has replaced the
+    // device's token.
+    let mut out = p.dev.alloc(k)?;
+    let mut right_pos = Batch::for_sequence(&[0], 0, pos0 + steps as u32);
+    right_pos.chained = true;
+    refused_other_state.push(
+        p.dev
+            .forward_scope(&right_pos, other, &mut || {
+                p.dev.embed(&table_dev, &right_pos.tokens, 1.0, &mut out)
+            })
+            .is_err(),
+    );
+    p.record(
+        "argmax_chain",
+        "-",
+        "another run state's pick and chained step: refused".into(),
+        &refused_other_state.iter().map(|&r| r as u8 as f32).collect::<Vec<_>>(),
+        &[1.0, 1.0],
+        0.0,
+    );
     let mut wrong = Batch::for_sequence(&[0], 0, pos0 + steps as u32 + 1);
     wrong.chained = true;
-    let mut out = p.dev.alloc(k)?;
     let refused_wrong_pos = p
         .dev
         .forward_scope(&wrong, super::fresh_scope(), &mut || {
