@@ -115,7 +115,10 @@ pub(super) fn check_chain<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng) -> 
         p.dev.write(&mut buf, row)?;
         logits.push(buf);
     }
-    let mut embedded = Vec::new();
+    // The rows each step embeds, read back after the step: the steps share one run state, whose recorded forward
+    // pass a device may replay, so they write one buffer, as a decoder's steps do.
+    let mut got_rows = vec![0f32; steps * k];
+    let mut out = p.dev.alloc(k)?;
     let mut picks = Vec::new();
     // One run state's steps; another state's chained step or pick read in between is refused.
     let (state, other) = (super::fresh_scope(), super::fresh_scope());
@@ -124,12 +127,11 @@ pub(super) fn check_chain<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng) -> 
         let pos = pos0 + i as u32;
         let mut batch = Batch::for_sequence(&[if i == 0 { first } else { 0 }], 0, pos);
         batch.chained = i > 0;
-        let mut out = p.dev.alloc(k)?;
         p.dev.forward_scope(&batch, state, &mut || {
             p.dev.embed(&table_dev, &batch.tokens, 1.0, &mut out)
         })?;
         p.dev.argmax_chain(row_logits, vocab, state, 0, pos)?;
-        embedded.push(out);
+        p.dev.read(&out, &mut got_rows[i * k..(i + 1) * k])?;
         if i > 0 {
             picks.push(p.dev.chain_pick(state, pos - 1)?);
         }
@@ -156,10 +158,6 @@ pub(super) fn check_chain<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng) -> 
     p.cpu.embed(&table_cpu, &fed, 1.0, &mut want_rows)?;
     let mut want_rows_host = vec![0f32; steps * k];
     p.cpu.read(&want_rows, &mut want_rows_host)?;
-    let mut got_rows = vec![0f32; steps * k];
-    for (i, out) in embedded.iter().enumerate() {
-        p.dev.read(out, &mut got_rows[i * k..(i + 1) * k])?;
-    }
     p.record(
         "argmax_chain",
         "f32",
@@ -171,7 +169,6 @@ pub(super) fn check_chain<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng) -> 
     // After the last pick the device holds position pos0 + steps; the right position in another state's scope is
     // refused, and so is a chained batch anywhere else, and any chained batch once a plain batch has replaced the
     // device's token.
-    let mut out = p.dev.alloc(k)?;
     let mut right_pos = Batch::for_sequence(&[0], 0, pos0 + steps as u32);
     right_pos.chained = true;
     refused_other_state.push(
