@@ -37,6 +37,9 @@ pub struct BenchArgs {
     /// --gemm-attention`).
     #[arg(long)]
     pub gemm_attention: bool,
+    /// CUDA: quantized weights always take 8-bit activations (see `run --int8-activations`).
+    #[arg(long)]
+    pub int8_activations: bool,
     /// Context length (default: the longest test, at least 512).
     #[arg(long)]
     pub ctx: Option<u32>,
@@ -178,6 +181,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                     memory_budget_mib: args.memory_budget_mib,
                     serial_launches: args.serial_launches,
                     gemm_attention: args.gemm_attention,
+                    int8_activations: args.int8_activations,
                 };
                 let loaded = load_any(&margs)?;
                 let n_threads = if threads == 0 {

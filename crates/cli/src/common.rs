@@ -48,6 +48,10 @@ pub struct ModelArgs {
     /// A/B timing.
     #[arg(long)]
     pub gemm_attention: bool,
+    /// CUDA: quantized weights always take 8-bit activations, as llama.cpp's CUDA products do (by default
+    /// single-token products of short Q8_0 rows take f32 activations: fewer launches a decode step).
+    #[arg(long)]
+    pub int8_activations: bool,
 }
 
 impl ModelArgs {
@@ -129,6 +133,7 @@ pub fn cuda_backend(args: &ModelArgs) -> Result<CudaBackend> {
         kernel_cache: Some(kernel_cache_dir()),
         dependent_launch: !args.serial_launches,
         gemm_prompt_attention: args.gemm_attention,
+        int8_activations: args.int8_activations,
     })?;
     tracing::info!(
         "CUDA kernels {}",

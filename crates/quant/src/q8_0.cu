@@ -12,4 +12,20 @@ struct FmtQ8_0 {
         k.d = make_float2(d, d);
         k.m = make_float2(0.f, 0.f);
     }
+    // The float view, for single-token products of short rows against f32 activations (no 8-bit conversion of
+    // the input, so its norm can run inside the product): elements [i, i + 8) of a row, i % 8 == 0, as d * q.
+    __device__ static void load8(const u8* row, int i, float f[8]) {
+        int c = i >> 5;
+        float d = h2f(ld16(rg_scalars<FmtQ8_0>(row, c)));
+        uint2 q = *(const uint2*)(rg_array<FmtQ8_0>(row, c) + (i & 31));
+        u32 w[2] = {q.x, q.y};
+#pragma unroll
+        for (int j = 0; j < 8; j++) f[j] = d * (float)(i8)(w[j >> 2] >> (8 * (j & 3)));
+    }
+    // Bytes of 256 elements (a regrouped group of 8 blocks), and of a row of K (its last group partial).
+    __device__ static constexpr int span_bytes() { return 8 * BLOCK_BYTES; }
+    __device__ static int row_span_bytes(int K) {
+        int n = K / BLOCK_ELEMS, rem = n % 8;
+        return n / 8 * 8 * BLOCK_BYTES + (rem ? 8 * SCALAR_BYTES + rem * (BLOCK_BYTES - SCALAR_BYTES) : 0);
+    }
 };

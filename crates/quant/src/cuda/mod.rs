@@ -56,6 +56,17 @@ pub fn is_float(ty: GgmlType) -> bool {
     matches!(ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16)
 }
 
+/// The suffix of the kernels that take `ty`'s rows against f32 activations: the float formats' own, and Q8_0's
+/// float view (`FmtQ8_0::load8`, kernels `*_q8_0f`); `None` for formats whose products always take 8-bit
+/// activations.
+pub fn float_view_suffix(ty: GgmlType) -> Option<&'static str> {
+    match ty {
+        GgmlType::Q8_0 => Some("q8_0f"),
+        _ if is_float(ty) => kernel_suffix(ty),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,14 +56,37 @@ enum Acts {
 /// Longest float row whose single-token products normalize their input on the fly (each warp while its rows
 /// stream, `dot2_fn`) instead of after a norm launch. Measured on an H100: smollm2-135m f16 went 1,369 -> 1,543
 /// tok/s; with Llama-3-8B rows (K = 4096) it cost 2 % (155.0 -> 151.7: x and the norm weights read beside every
-/// row). Quantized weights always take the norm launch, which also converts the row to 8 bits: under dependent
-/// launch it overlaps its neighbours, and measured it beat every block normalizing and converting the row in shared
-/// memory (smollm2 q8_0 1,323-1,351 -> 1,366-1,378) as well as every block only converting it (1,355 -> 1,290).
+/// row). Quantized weights that take 8-bit activations take the norm launch, which also converts the row to 8 bits:
+/// under dependent launch it overlaps its neighbours, and measured it beat every block normalizing and converting the
+/// row in shared memory (smollm2 q8_0 1,323-1,351 -> 1,366-1,378) as well as every block only converting it
+/// (1,355 -> 1,290). Short Q8_0 rows take f32 activations through the format's float view instead
+/// (`FLOAT_VIEW_MAX`), and so normalize on the fly as float rows do.
 const NORM_IN_KERNEL_MAX: usize = 1024;
 
-/// Whether a single-token product of `ty` rows of length `k` takes its input's RMSNorm inside the kernel.
-fn norm_in_kernel(ty: gguf::GgmlType, k: usize) -> bool {
-    quant::cuda::is_float(ty) && k <= NORM_IN_KERNEL_MAX
+/// Longest row whose single-token products of a quantized format with a float view (Q8_0:
+/// `quant::cuda::float_view_suffix`) take f32 activations instead of 8-bit ones, like float weights: no conversion
+/// launch before them, and for rows up to NORM_IN_KERNEL_MAX their input's norm inside the product. Longer rows
+/// keep the integer dot products, whose bytes a lane streams are what counts there. Measured on an H100 (tg128,
+/// synth smollm2-135m q8_0, 5 kernels a layer instead of 8): 2,120 -> 2,199 tok/s; greedy tokens against the CPU
+/// part as early as with 8-bit activations (the random-weight preset's flat logits), and test-backend holds.
+const FLOAT_VIEW_MAX: usize = 2048;
+
+/// Whether a product of `n` tokens over `ty` rows of length `k` takes f32 activations (else 8-bit ones; always,
+/// for quantized weights, with `int8_activations`).
+fn takes_f32(ty: gguf::GgmlType, k: usize, n: usize, int8_activations: bool) -> bool {
+    quant::cuda::is_float(ty)
+        || (n == 1 && !int8_activations && quant::cuda::float_view_suffix(ty).is_some() && k <= FLOAT_VIEW_MAX)
+}
+
+impl CudaBackend {
+    fn takes_f32(&self, ty: gguf::GgmlType, k: usize, n: usize) -> bool {
+        takes_f32(ty, k, n, self.int8_activations)
+    }
+
+    /// Whether a single-token product of `ty` rows of length `k` takes its input's RMSNorm inside the kernel.
+    fn norm_in_kernel(&self, ty: gguf::GgmlType, k: usize) -> bool {
+        self.takes_f32(ty, k, 1) && k <= NORM_IN_KERNEL_MAX
+    }
 }
 
 /// A float-only kernel of a weight's format (`WeightFuncs`), or the error naming the weight.
@@ -178,7 +201,11 @@ impl CudaBackend {
     fn matvec_segs(&self, ws: &[(&CudaWeight, u64, u64)], acts: Acts, n: usize, accumulate: bool) -> Result<()> {
         let w0 = ws[0].0;
         let fns = self.funcs.weight(w0.ty, &w0.name)?;
-        let f = if n == 1 { &fns.matvec1 } else { &fns.matvec8 };
+        let f = match (n, acts) {
+            (1, Acts::F32(_)) if !quant::cuda::is_float(w0.ty) => float_kernel(&fns.matvec1f, w0)?,
+            (1, _) => &fns.matvec1,
+            _ => &fns.matvec8,
+        };
         let (segs, total) = self.segs(ws);
         let rows_per_warp = if n == 1 { MATVEC1_ROWS_PER_WARP } else { 1 };
         let mut blocks = total.div_ceil(rows_per_warp * (MATVEC_THREADS / 32) as usize);
@@ -200,9 +227,10 @@ impl CudaBackend {
         self.launch(f, grid, MATVEC_THREADS, &args)
     }
 
-    /// The activations a weight's kernels read: `x` itself for float weights, else its 8-bit form (one launch).
+    /// The activations a weight's kernels read: `x` itself where they take f32 (`takes_f32`), else its 8-bit form
+    /// (one launch).
     fn acts_for(&self, w: &CudaWeight, x: u64, n: usize) -> Result<Acts> {
-        if quant::cuda::is_float(w.ty) {
+        if self.takes_f32(w.ty, w.row_len, n) {
             Ok(Acts::F32(x))
         } else {
             self.quantize_acts(x, n, w.row_len)
@@ -247,7 +275,7 @@ impl CudaBackend {
         let outs: Vec<u64> = qkv.iter().map(|o| self.ptr(*o)).collect();
         let segs: Vec<(&CudaWeight, u64, u64)> = (0..3).map(|i| (w[i], outs[i], bias_ptr(bias[i]))).collect();
         let same_type = w.iter().all(|wi| wi.ty == w[0].ty);
-        if n == 1 && same_type && norm_in_kernel(w[0].ty, k) {
+        if n == 1 && same_type && self.norm_in_kernel(w[0].ty, k) {
             return self.matvec_norm_segs(&segs, self.ptr(x), norm, eps).map(|_| true);
         }
         let acts = self.norm_acts(self.ptr(x), norm, eps, n, self.ptr(xn), !float)?;
@@ -327,7 +355,7 @@ impl CudaBackend {
         drop(meta);
         let fns = self.funcs.weight(ty, &w[0].name)?;
         let pairs = total / 2;
-        if norm_in_kernel(ty, k) {
+        if self.norm_in_kernel(ty, k) {
             let nw = norm.vector.as_ref().ok_or_else(|| err("norm weight", "not a vector"))?;
             self.launch(
                 float_kernel(&fns.matvec1nr, w[0])?,
@@ -448,7 +476,7 @@ impl CudaBackend {
         let k = p.n_heads * p.head_dim;
         if n == 0
             || n > MAX_DECODE_TOKENS
-            || quant::cuda::is_float(wo.ty)
+            || self.takes_f32(wo.ty, wo.row_len, n)
             || wo.row_len != k
             || !p.head_dim.is_multiple_of(32)
         {
@@ -498,7 +526,7 @@ impl CudaBackend {
             Activation::Silu => 0,
             Activation::GeluTanh => 1,
         };
-        if n == 1 && norm_in_kernel(g.ty, k) {
+        if n == 1 && self.norm_in_kernel(g.ty, k) {
             let nw = norm.vector.as_ref().ok_or_else(|| err("norm weight", "not a vector"))?;
             let fns = self.funcs.weight(g.ty, &g.name)?;
             return self
@@ -539,5 +567,25 @@ impl CudaBackend {
         let grid = (g.rows.div_ceil((MATVEC_THREADS / 32) as usize) as u32, 1, 1);
         self.launch(f, grid, MATVEC_THREADS, &args)?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gguf::GgmlType;
+
+    #[test]
+    fn short_q8_0_rows_of_one_token_take_f32_activations() {
+        // Float weights always do; Q8_0 for one token and rows up to FLOAT_VIEW_MAX, unless told not to.
+        assert!(takes_f32(GgmlType::F16, 4096, 8, true));
+        assert!(takes_f32(GgmlType::Q8_0, 576, 1, false));
+        assert!(takes_f32(GgmlType::Q8_0, FLOAT_VIEW_MAX, 1, false));
+        assert!(!takes_f32(GgmlType::Q8_0, FLOAT_VIEW_MAX + 32, 1, false));
+        assert!(!takes_f32(GgmlType::Q8_0, 576, 2, false));
+        assert!(!takes_f32(GgmlType::Q8_0, 576, 1, true));
+        // Formats without a float view keep 8-bit activations.
+        assert!(!takes_f32(GgmlType::Q4_K, 576, 1, false));
+        assert!(!takes_f32(GgmlType::Q4_0, 576, 1, false));
     }
 }

@@ -16,11 +16,14 @@ pub struct WeightFuncs {
     pub matvec8: CudaFunction,
     pub glu1: CudaFunction,
     pub glu8: CudaFunction,
-    /// Float formats only: single-token products that normalize their input on the fly (no norm launch).
+    /// Formats with a float view (`quant::cuda::float_view_suffix`) only: single-token products against f32
+    /// activations (the float formats' `matvec1` itself), and ones that normalize their input on the fly (no norm
+    /// launch).
+    pub matvec1f: Option<CudaFunction>,
     pub matvec1n: Option<CudaFunction>,
     pub glu1n: Option<CudaFunction>,
-    /// Single-token Q/K/V products that rotate Q and K and write K and V into the cache (`matvec1nr`, float formats
-    /// only: normalizing the input on the fly).
+    /// Single-token Q/K/V products that rotate Q and K and write K and V into the cache (`matvec1nr`, formats with
+    /// a float view only: normalizing the input on the fly).
     pub matvec1r: CudaFunction,
     pub matvec1nr: Option<CudaFunction>,
     pub dequant: CudaFunction,
@@ -91,10 +94,9 @@ impl Funcs {
                 continue;
             };
             let float_only = |name: &str| -> Result<Option<CudaFunction>> {
-                if quant::cuda::is_float(ty) {
-                    f(&format!("{name}_{sfx}")).map(Some)
-                } else {
-                    Ok(None)
+                match quant::cuda::float_view_suffix(ty) {
+                    Some(fsfx) => f(&format!("{name}_{fsfx}")).map(Some),
+                    None => Ok(None),
                 }
             };
             weights.insert(
@@ -104,6 +106,7 @@ impl Funcs {
                     matvec8: f(&format!("matvec8_{sfx}"))?,
                     glu1: f(&format!("glu1_{sfx}"))?,
                     glu8: f(&format!("glu8_{sfx}"))?,
+                    matvec1f: float_only("matvec1")?,
                     matvec1n: float_only("matvec1n")?,
                     glu1n: float_only("glu1n")?,
                     matvec1r: f(&format!("matvec1r_{sfx}"))?,

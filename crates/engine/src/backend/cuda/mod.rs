@@ -69,6 +69,9 @@ pub struct CudaConfig {
     /// Prompt attention through cuBLAS GEMMs and a softmax kernel instead of the flash-attention kernel (for A/B
     /// timing; head sizes without a flash instance take the GEMMs anyway).
     pub gemm_prompt_attention: bool,
+    /// Quantized weights always take 8-bit activations, as llama.cpp's CUDA products do. Off, single-token products
+    /// of short Q8_0 rows take f32 activations through the format's float view (fewer launches a decode step).
+    pub int8_activations: bool,
 }
 
 pub use weights::CudaWeight;
@@ -106,6 +109,8 @@ pub struct CudaBackend {
     dependent_launch: bool,
     /// Whether one-sequence prompts take the flash-attention kernel (`!CudaConfig::gemm_prompt_attention`).
     flash_prefill: bool,
+    /// Whether quantized weights always take 8-bit activations (`CudaConfig::int8_activations`).
+    int8_activations: bool,
     /// Whether the kernels came from the on-disk cache at start.
     pub kernels_cached: bool,
 }
@@ -175,6 +180,7 @@ impl CudaBackend {
             chain: Mutex::new(None),
             dependent_launch: cfg.dependent_launch && compute_capability.0 >= 9,
             flash_prefill: !cfg.gemm_prompt_attention,
+            int8_activations: cfg.int8_activations,
             kernels_cached,
         })
     }

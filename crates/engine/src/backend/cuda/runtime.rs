@@ -215,6 +215,15 @@ mod tests {
                 "{name} not instantiated"
             );
         }
+        // Every format's float view (the kernels taking its rows against f32 activations) is instantiated.
+        for ty in gguf::GgmlType::ALL {
+            if let Some(sfx) = quant::cuda::float_view_suffix(ty) {
+                assert!(
+                    src.contains(&format!("QUARREL_FLOAT_KERNELS({sfx},")),
+                    "{sfx} not instantiated"
+                );
+            }
+        }
         for k in [
             "quantize_q8",
             "rms_norm",

@@ -425,9 +425,13 @@ __device__ __forceinline__ void glu_q(const u8* __restrict__ gate, const u8* __r
     }
 }
 
-// Float weights (F32, F16, BF16) against f32 activations, 8 elements a lane at a time; K % 8 == 0.
+// Float weights (F32, F16, BF16) against f32 activations, 8 elements a lane at a time; K % 8 == 0. The same
+// kernels take Q8_0 rows through its float view (FmtQ8_0::load8; the `q8_0f` instances): span_bytes and
+// row_span_bytes give the bytes of 256 elements and of a row.
 struct FmtF32 {
     static constexpr int ELEM_BYTES = 4;
+    __device__ static constexpr int span_bytes() { return 256 * ELEM_BYTES; }
+    __device__ static int row_span_bytes(int K) { return K * ELEM_BYTES; }
     __device__ static void load8(const u8* row, int i, float f[8]) {
         uint4 ua = ldw4_stream(row + 4 * (size_t)i), ub = ldw4_stream(row + 4 * (size_t)i + 16);
         float4 a = make_float4(__uint_as_float(ua.x), __uint_as_float(ua.y), __uint_as_float(ua.z),
@@ -439,6 +443,8 @@ struct FmtF32 {
 };
 struct FmtF16 {
     static constexpr int ELEM_BYTES = 2;
+    __device__ static constexpr int span_bytes() { return 256 * ELEM_BYTES; }
+    __device__ static int row_span_bytes(int K) { return K * ELEM_BYTES; }
     __device__ static void load8(const u8* row, int i, float f[8]) {
         uint4 a = ldw4_stream(row + 2 * (size_t)i);
         u32 w[4] = {a.x, a.y, a.z, a.w};
@@ -451,6 +457,8 @@ struct FmtF16 {
 };
 struct FmtBF16 {
     static constexpr int ELEM_BYTES = 2;
+    __device__ static constexpr int span_bytes() { return 256 * ELEM_BYTES; }
+    __device__ static int row_span_bytes(int K) { return K * ELEM_BYTES; }
     __device__ static void load8(const u8* row, int i, float f[8]) {
         uint4 a = ldw4_stream(row + 2 * (size_t)i);
         u32 w[4] = {a.x, a.y, a.z, a.w};
@@ -489,7 +497,7 @@ template <class F, int NT>
 __device__ __forceinline__ void dot2_f(const u8* __restrict__ wa, const u8* __restrict__ wb, int K,
                                        const float* __restrict__ x, int n_tokens, float acc_a[NT], float acc_b[NT]) {
     int lane = threadIdx.x & 31;
-    const int span = 256 * F::ELEM_BYTES, row_span = K * F::ELEM_BYTES;
+    const int span = F::span_bytes(), row_span = F::row_span_bytes(K);
 #pragma unroll(NT == 1 ? 4 : 2)
     for (int i = 8 * lane; i < K; i += 256) {
         if (NT == 1) prefetch_ahead(wa, wb, span, i >> 8, row_span);
@@ -524,7 +532,7 @@ __device__ __forceinline__ void dot2_fn(const u8* __restrict__ wa, const u8* __r
                                         float* acc_a, float* acc_b) {
     int lane = threadIdx.x & 31;
     float a = 0.f, b = 0.f, ss = 0.f;
-    const int span = 256 * F::ELEM_BYTES, row_span = K * F::ELEM_BYTES;
+    const int span = F::span_bytes(), row_span = F::row_span_bytes(K);
 #pragma unroll 4
     for (int i = 8 * lane; i < K; i += 256) {
         prefetch_ahead(wa, wb, span, i >> 8, row_span);
@@ -759,6 +767,7 @@ struct Matvec1MinBlocks<FmtQ6_K> {
 QUARREL_FLOAT_KERNELS(f32, FmtF32)
 QUARREL_FLOAT_KERNELS(f16, FmtF16)
 QUARREL_FLOAT_KERNELS(bf16, FmtBF16)
+QUARREL_FLOAT_KERNELS(q8_0f, FmtQ8_0)
 QUARREL_QUANT_KERNELS(q4_0, FmtQ4_0)
 QUARREL_QUANT_KERNELS(q4_1, FmtQ4_1)
 QUARREL_QUANT_KERNELS(q5_0, FmtQ5_0)
