@@ -91,8 +91,12 @@ impl CudaBackend {
 
 /// A float-only kernel of a weight's format (`WeightFuncs`), or the error naming the weight.
 fn float_kernel<'a>(f: &'a Option<CudaFunction>, w: &CudaWeight) -> Result<&'a CudaFunction> {
-    f.as_ref()
-        .ok_or_else(|| err(&format!("f32-activation product of {}", w.name), "its format has no float view"))
+    f.as_ref().ok_or_else(|| {
+        err(
+            &format!("f32-activation product of {}", w.name),
+            "its format has no float view",
+        )
+    })
 }
 
 /// Warps per block of the norm-fused products.
