@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug, Clone)]
 pub struct SynthArgs {
-    /// Shape preset (smollm2-135m, llama3-1b, llama3-8b, mistral-7b, qwen2.5-0.5b, tiny).
+    /// Shape preset (smollm2-135m, llama3-1b, llama3-8b, mistral-7b, qwen2.5-0.5b, gemma3-270m, tiny).
     #[arg(long)]
     pub preset: String,
     /// Tensor types: f16, q8_0, q4_k (Q6_K for ffn_down and output), q6_k.

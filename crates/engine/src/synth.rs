@@ -74,7 +74,8 @@ impl FromStr for SynthQuant {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Preset {
     pub name: &'static str,
-    /// GGUF `general.architecture`: `llama` or `qwen2`.
+    /// GGUF `general.architecture`: `llama`, `qwen2` or `gemma3` (which adds Q/K norms, post-norms and
+    /// sliding-window layers, as llama.cpp reads them from the architecture).
     pub arch: &'static str,
     pub d_model: usize,
     pub n_layers: usize,
@@ -87,24 +88,37 @@ pub struct Preset {
     pub tied: bool,
     /// Q, K and V projections carry F32 biases (qwen2).
     pub qkv_bias: bool,
-    /// NEOX-style RoPE (qwen2; llama.cpp derives it from the architecture).
+    /// NEOX-style RoPE (qwen2, gemma3; llama.cpp derives it from the architecture).
     pub neox: bool,
+    /// The head size where it is not d_model / n_heads (gemma3: `attention.key_length`); 0 derives it.
+    pub key_length: usize,
 }
 
 impl Preset {
     pub fn head_dim(&self) -> usize {
-        self.d_model / self.n_heads.max(1)
+        match self.key_length {
+            0 => self.d_model / self.n_heads.max(1),
+            k => k,
+        }
     }
 
-    /// RMSNorm epsilon: 1e-6 for qwen2, 1e-5 otherwise.
+    /// RMSNorm epsilon: 1e-6 for qwen2 and gemma3, 1e-5 otherwise.
     pub fn norm_eps(&self) -> f32 {
-        if self.arch == "qwen2" {
+        if self.arch == "qwen2" || self.is_gemma3() {
             1e-6
         } else {
             1e-5
         }
     }
+
+    /// Gemma 3's layer: Q/K norms, norms after attention and after the FFN, sliding-window layers.
+    pub fn is_gemma3(&self) -> bool {
+        self.arch == "gemma3"
+    }
 }
+
+/// Window of gemma3's sliding-window layers (5 of every 6), as Gemma 3 270M has it.
+pub const GEMMA3_SLIDING_WINDOW: u32 = 512;
 
 const fn llama_preset(
     name: &'static str,
@@ -125,11 +139,12 @@ const fn llama_preset(
         tied,
         qkv_bias: false,
         neox: false,
+        key_length: 0,
     }
 }
 
-/// The PRESETS.md table, plus `tiny` for tests.
-static PRESETS: [Preset; 6] = [
+/// The PRESETS.md table, Gemma 3 270M's shape (head size 256), and `tiny` for tests.
+static PRESETS: [Preset; 7] = [
     llama_preset("smollm2-135m", [576, 30, 9, 3, 1536, 49_152], 100_000.0, true),
     llama_preset("llama3-1b", [2048, 16, 32, 8, 8192, 128_256], 500_000.0, true),
     llama_preset("llama3-8b", [4096, 32, 32, 8, 14336, 128_256], 500_000.0, false),
@@ -147,6 +162,22 @@ static PRESETS: [Preset; 6] = [
         tied: true,
         qkv_bias: true,
         neox: true,
+        key_length: 0,
+    },
+    Preset {
+        name: "gemma3-270m",
+        arch: "gemma3",
+        d_model: 640,
+        n_layers: 18,
+        n_heads: 4,
+        n_kv_heads: 1,
+        d_ff: 2048,
+        vocab: 262_144,
+        rope_theta: 1_000_000.0,
+        tied: true,
+        qkv_bias: false,
+        neox: true,
+        key_length: 256,
     },
     llama_preset("tiny", [64, 2, 4, 2, 128, 512], 10_000.0, false),
 ];

@@ -59,8 +59,11 @@ pub fn validate(preset: &Preset) -> Result<(), SynthError> {
             reason,
         })
     };
-    if preset.arch != "llama" && preset.arch != "qwen2" {
-        return bad(format!("architecture '{}' (expected llama or qwen2)", preset.arch));
+    if !matches!(preset.arch, "llama" | "qwen2" | "gemma3") {
+        return bad(format!(
+            "architecture '{}' (expected llama, qwen2 or gemma3)",
+            preset.arch
+        ));
     }
     for (what, value) in [
         ("d_model", preset.d_model),
@@ -76,7 +79,7 @@ pub fn validate(preset: &Preset) -> Result<(), SynthError> {
             return bad(format!("{what} = {value} does not fit in u32"));
         }
     }
-    if !preset.d_model.is_multiple_of(preset.n_heads) {
+    if preset.key_length == 0 && !preset.d_model.is_multiple_of(preset.n_heads) {
         return bad(format!(
             "d_model {} is not a multiple of n_heads {}",
             preset.d_model, preset.n_heads
@@ -97,12 +100,13 @@ pub fn validate(preset: &Preset) -> Result<(), SynthError> {
     if !(preset.rope_theta.is_finite() && preset.rope_theta > 0.0) {
         return bad(format!("rope_theta {}", preset.rope_theta));
     }
-    if preset.neox != (preset.arch == "qwen2") {
+    let arch_neox = matches!(preset.arch, "qwen2" | "gemma3");
+    if preset.neox != arch_neox {
         // llama.cpp picks the RoPE style from the architecture, so a preset cannot ask for the other one.
         return bad(format!(
             "neox = {} but llama.cpp uses {} RoPE for arch '{}'",
             preset.neox,
-            if preset.arch == "qwen2" { "NEOX" } else { "normal" },
+            if arch_neox { "NEOX" } else { "normal" },
             preset.arch
         ));
     }
@@ -169,11 +173,22 @@ pub fn plan_tensors(preset: &Preset, quant: SynthQuant) -> Result<Vec<PlannedTen
             tensors.push(vector(name("attn_k.bias"), kv_dim, Fill::Normal));
             tensors.push(vector(name("attn_v.bias"), kv_dim, Fill::Normal));
         }
+        let gemma3 = preset.is_gemma3();
+        if gemma3 {
+            tensors.push(vector(name("attn_q_norm.weight"), preset.head_dim(), Fill::Ones));
+            tensors.push(vector(name("attn_k_norm.weight"), preset.head_dim(), Fill::Ones));
+        }
         tensors.push(weight(name("attn_output.weight"), WeightRole::Other, q_dim, d_model)?);
+        if gemma3 {
+            tensors.push(vector(name("post_attention_norm.weight"), d_model, Fill::Ones));
+        }
         tensors.push(vector(name("ffn_norm.weight"), d_model, Fill::Ones));
         tensors.push(weight(name("ffn_gate.weight"), WeightRole::Other, d_model, d_ff)?);
         tensors.push(weight(name("ffn_up.weight"), WeightRole::Other, d_model, d_ff)?);
         tensors.push(weight(name("ffn_down.weight"), WeightRole::FfnDown, d_ff, d_model)?);
+        if gemma3 {
+            tensors.push(vector(name("post_ffw_norm.weight"), d_model, Fill::Ones));
+        }
     }
     Ok(tensors)
 }
@@ -214,6 +229,16 @@ pub fn metadata(preset: &Preset, quant: SynthQuant) -> Vec<(String, Value)> {
         (key("attention.layer_norm_rms_epsilon"), Value::F32(norm_eps)),
         (key("vocab_size"), as_u32(preset.vocab)),
     ];
+    if preset.key_length > 0 {
+        kv.push((key("attention.key_length"), as_u32(preset.key_length)));
+        kv.push((key("attention.value_length"), as_u32(preset.key_length)));
+    }
+    if preset.is_gemma3() {
+        kv.push((
+            key("attention.sliding_window"),
+            Value::U32(crate::synth::GEMMA3_SLIDING_WINDOW),
+        ));
+    }
     kv.extend(spm_vocabulary(preset.vocab));
     kv
 }

@@ -19,6 +19,7 @@ fn presets_have_the_parameter_counts_of_the_real_models() {
         ("llama3-8b", 8_030_261_248),
         ("mistral-7b", 7_241_732_096),
         ("qwen2.5-0.5b", 494_032_768),
+        ("gemma3-270m", 268_098_176),
     ];
     for (name, n_params) in expected {
         let tensors = plan_tensors(preset(name).unwrap(), SynthQuant::F16).unwrap();
@@ -48,7 +49,7 @@ fn expected_type(quant: SynthQuant, short_name: &str, row_len: u64) -> GgmlType 
 #[test]
 fn every_preset_and_quant_has_the_right_tensors() {
     for p in presets() {
-        let head_dim = (p.d_model / p.n_heads) as u64;
+        let head_dim = p.head_dim() as u64;
         let (d, ff, v) = (p.d_model as u64, p.d_ff as u64, p.vocab as u64);
         let q = p.n_heads as u64 * head_dim;
         let kv = p.n_kv_heads as u64 * head_dim;
@@ -75,6 +76,12 @@ fn every_preset_and_quant_has_the_right_tensors() {
                 layer.push(("attn_q.bias", vec![q]));
                 layer.push(("attn_k.bias", vec![kv]));
                 layer.push(("attn_v.bias", vec![kv]));
+            }
+            if p.is_gemma3() {
+                layer.push(("attn_q_norm.weight", vec![head_dim]));
+                layer.push(("attn_k_norm.weight", vec![head_dim]));
+                layer.push(("post_attention_norm.weight", vec![d]));
+                layer.push(("post_ffw_norm.weight", vec![d]));
             }
             expected.extend(layer.into_iter().map(|(n, dims)| (format!("blk.{i}.{n}"), dims)));
         }
@@ -186,11 +193,24 @@ fn check_file(path: &Path, p: &Preset, quant: SynthQuant) {
     );
     assert_eq!(
         read_u32(&g, &format!("{arch}.rope.dimension_count")),
-        (p.d_model / p.n_heads) as u64
+        p.head_dim() as u64
     );
+    if p.key_length > 0 {
+        assert_eq!(
+            read_u32(&g, &format!("{arch}.attention.key_length")),
+            p.key_length as u64
+        );
+        assert_eq!(
+            read_u32(&g, &format!("{arch}.attention.value_length")),
+            p.key_length as u64
+        );
+    }
+    if p.is_gemma3() {
+        assert_eq!(read_u32(&g, &format!("{arch}.attention.sliding_window")), 512);
+    }
     assert_eq!(g.get_f32(&format!("{arch}.rope.freq_base")).unwrap(), p.rope_theta);
     let eps = g.get_f32(&format!("{arch}.attention.layer_norm_rms_epsilon")).unwrap();
-    assert_eq!(eps, if arch == "qwen2" { 1e-6 } else { 1e-5 });
+    assert_eq!(eps, if arch == "llama" { 1e-5 } else { 1e-6 });
 
     let tokens = g.get_str_array("tokenizer.ggml.tokens").unwrap();
     let scores = g.get_f32_array("tokenizer.ggml.scores").unwrap();
@@ -313,6 +333,17 @@ fn tiny_files_read_back_in_every_quant() {
     let path = dir.join("tiny-qwen2.gguf");
     write_synth(&tiny_qwen, SynthQuant::Q8_0, 1, &path).unwrap();
     check_file(&path, &tiny_qwen, SynthQuant::Q8_0);
+    // A gemma3-shaped tiny model: its norms and keys, a head size other than d_model / n_heads.
+    let tiny_gemma = Preset {
+        arch: "gemma3",
+        neox: true,
+        tied: true,
+        key_length: 32,
+        ..tiny.clone()
+    };
+    let path = dir.join("tiny-gemma3.gguf");
+    write_synth(&tiny_gemma, SynthQuant::F16, 1, &path).unwrap();
+    check_file(&path, &tiny_gemma, SynthQuant::F16);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -358,4 +389,45 @@ fn unwritable_path_is_an_io_error_naming_it() {
     let err = write_synth(preset("tiny").unwrap(), SynthQuant::F16, 0, path).unwrap_err();
     assert!(matches!(err, SynthError::Io { .. }), "{err}");
     assert!(err.to_string().contains("nonexistent-dir-for-quarrel-synth"), "{err}");
+}
+
+/// A gemma3 synth file loads as Gemma 3 (head size from `key_length`, Q/K norms, post-norms, 5 sliding-window
+/// layers of 6) and decodes to finite logits on the CPU.
+#[test]
+fn a_gemma3_synth_model_loads_and_decodes() {
+    use crate::backend::cpu::{CpuBackend, CpuConfig};
+    use crate::model::config::LayerKind;
+    let dir = temp_dir("gemma3");
+    let p = Preset {
+        arch: "gemma3",
+        neox: true,
+        tied: true,
+        key_length: 32,
+        n_layers: 6,
+        ..preset("tiny").unwrap().clone()
+    };
+    let path = dir.join("tiny-gemma3.gguf");
+    write_synth(&p, SynthQuant::Q8_0, 3, &path).unwrap();
+    let be = CpuBackend::new(CpuConfig {
+        n_threads: 1,
+        simd: None,
+    })
+    .unwrap();
+    let m = crate::Model::load(&path, be, &mut |_, _| {}).unwrap();
+    let c = &m.config;
+    assert_eq!((c.head_dim, c.n_heads, c.q_dim()), (32, 4, 128));
+    assert!(c.qk_norm && c.post_norms);
+    let window = LayerKind::Sliding {
+        window: GEMMA3_SLIDING_WINDOW,
+    };
+    assert_eq!(
+        c.layer_kinds,
+        [window, window, window, window, window, LayerKind::Global]
+    );
+    let mut s = crate::Session::new(&m, &Default::default()).unwrap();
+    s.prefill(0, &[1, 300, 301]).unwrap();
+    let logits = s.decode_step(0, 302).unwrap();
+    assert_eq!(logits.len(), p.vocab);
+    assert!(logits.iter().all(|v| v.is_finite()));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
