@@ -67,6 +67,8 @@ pub struct DecodeAttention {
     pub any: CudaFunction,
     pub hd64: CudaFunction,
     pub hd128: CudaFunction,
+    /// Head size 256, one lane a key (as `any`).
+    pub hd256: CudaFunction,
 }
 
 impl DecodeAttention {
@@ -76,6 +78,7 @@ impl DecodeAttention {
         match head_dim {
             64 => (&self.hd64, compiled),
             128 => (&self.hd128, compiled),
+            256 => (&self.hd256, 128),
             _ => (&self.any, 128),
         }
     }
@@ -141,11 +144,13 @@ impl Funcs {
                 any: f("attn_decode_f16")?,
                 hd64: f("attn_decode_f16_64")?,
                 hd128: f("attn_decode_f16_128")?,
+                hd256: f("attn_decode_f16_256")?,
             },
             attn_decode_f32: DecodeAttention {
                 any: f("attn_decode_f32")?,
                 hd64: f("attn_decode_f32_64")?,
                 hd128: f("attn_decode_f32_128")?,
+                hd256: f("attn_decode_f32_256")?,
             },
             softmax_causal: f("softmax_causal")?,
             flash_prefill_64: f("flash_prefill_64")?,
