@@ -67,7 +67,7 @@ pub struct DecodeAttention {
     pub any: CudaFunction,
     pub hd64: CudaFunction,
     pub hd128: CudaFunction,
-    /// Head size 256, one lane a key (as `any`).
+    /// Head size 256 (`DECODE_LANES_PER_KEY_256` lanes a key).
     pub hd256: CudaFunction,
 }
 
@@ -78,7 +78,7 @@ impl DecodeAttention {
         match head_dim {
             64 => (&self.hd64, compiled),
             128 => (&self.hd128, compiled),
-            256 => (&self.hd256, 128),
+            256 => (&self.hd256, 128 * super::DECODE_LANES_PER_KEY_256),
             _ => (&self.any, 128),
         }
     }

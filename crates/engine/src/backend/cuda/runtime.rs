@@ -40,10 +40,11 @@ pub fn kernel_source() -> String {
 /// flash-attention kernel's warps each take 16 of a block's FA_ROWS query rows, and decode attention compiled for
 /// a head size scores each key on DECODE_LPK lanes (its blocks are 128 DECODE_LPK threads).
 fn host_defines() -> String {
-    use super::{DECODE_LANES_PER_KEY, FLASH_ROWS, FLASH_THREADS, MATVEC_THREADS};
+    use super::{DECODE_LANES_PER_KEY, DECODE_LANES_PER_KEY_256, FLASH_ROWS, FLASH_THREADS, MATVEC_THREADS};
     format!(
         "\n// ---- launch shapes from the host\n#define MATVEC_THREADS {MATVEC_THREADS}\n#define FA_ROWS \
-         {FLASH_ROWS}\n#define FA_THREADS {FLASH_THREADS}\n#define DECODE_LPK {DECODE_LANES_PER_KEY}\n"
+         {FLASH_ROWS}\n#define FA_THREADS {FLASH_THREADS}\n#define DECODE_LPK {DECODE_LANES_PER_KEY}\n#define \
+         DECODE_LPK_256 {DECODE_LANES_PER_KEY_256}\n"
     )
 }
 

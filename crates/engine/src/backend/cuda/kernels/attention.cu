@@ -127,8 +127,8 @@ extern "C" __global__ void attn_combine(const float* __restrict__ part, float* _
 // instructions (with one block per head, nothing hides their latency), so head sizes 64 and 128 get kernels
 // compiled for them: exact loops, one wide load of a lane's values per key, and DECODE_LPK lanes scoring each key
 // in blocks of as many times more warps (measured on H100, tg128: smollm2-135m f16 1,879 -> 2,003 tok/s compiled,
-// 2,132 with 4 lanes a key; 8B q4_k 383.7 -> 390.0 -> 395-398). Head size 256 (Gemma 3) is compiled too, with one
-// lane a key: synth gemma3-270m f16 1,171 -> 1,274, q8_0 1,187 -> 1,290, q4_k 1,216 -> 1,328.
+// 2,132 with 4 lanes a key; 8B q4_k 383.7 -> 390.0 -> 395-398). Head size 256 (Gemma 3) is compiled too, with
+// DECODE_LPK_256 lanes a key: synth gemma3-270m f16 1,171 -> 1,274 with one lane, 1,307 with two.
 template <typename T>
 __device__ __forceinline__ float kv_dot8(const T* row, int d, const float* qs);
 template <>
@@ -350,11 +350,11 @@ __device__ __forceinline__ void attn_decode(const float* __restrict__ q, const T
     }
 ATTN_DECODE_KERNEL(attn_decode_f16_64, u16, 64, DECODE_LPK)
 ATTN_DECODE_KERNEL(attn_decode_f16_128, u16, 128, DECODE_LPK)
-ATTN_DECODE_KERNEL(attn_decode_f16_256, u16, 256, 1)
+ATTN_DECODE_KERNEL(attn_decode_f16_256, u16, 256, DECODE_LPK_256)
 ATTN_DECODE_KERNEL(attn_decode_f16, u16, 0, 1)
 ATTN_DECODE_KERNEL(attn_decode_f32_64, float, 64, DECODE_LPK)
 ATTN_DECODE_KERNEL(attn_decode_f32_128, float, 128, DECODE_LPK)
-ATTN_DECODE_KERNEL(attn_decode_f32_256, float, 256, 1)
+ATTN_DECODE_KERNEL(attn_decode_f32_256, float, 256, DECODE_LPK_256)
 ATTN_DECODE_KERNEL(attn_decode_f32, float, 0, 1)
 
 // Prompt attention through GEMMs: S = scale * Q Kᵀ is computed by cuBLAS, this kernel turns each row of S into
