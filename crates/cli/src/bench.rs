@@ -7,7 +7,7 @@ use crate::sysinfo::SystemInfo;
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use engine::model::Model;
-use engine::{Backend, RunOptions, Session};
+use engine::{Backend, Batch, RunOptions, Session};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -61,6 +61,11 @@ pub struct BenchArgs {
     /// Unmeasured warm-up runs before each test.
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
+    /// Sequences decoding together in tests that generate (as llama-batched-bench does): each holds its own
+    /// prompt, and each generation step is one batch of a token of every sequence. tok/s counts every sequence's
+    /// tokens.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub parallel: u32,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Format::Md)]
     pub output: Format,
@@ -83,6 +88,8 @@ pub struct TestResult {
     pub simd: String,
     pub n_prompt: usize,
     pub n_gen: usize,
+    /// Sequences decoding together (`--parallel`; 1 in tests that only take a prompt).
+    pub n_parallel: usize,
     pub n_ctx: u32,
     pub kv_type: String,
     pub avg_ns: u64,
@@ -102,10 +109,14 @@ pub struct TestResult {
 
 impl TestResult {
     pub fn test_name(&self) -> String {
-        match (self.n_prompt, self.n_gen) {
+        let name = match (self.n_prompt, self.n_gen) {
             (p, 0) => format!("pp{p}"),
             (0, n) => format!("tg{n}"),
             (p, n) => format!("pp{p}+tg{n}"),
+        };
+        match self.n_parallel {
+            0 | 1 => name,
+            n => format!("{name} x{n}"),
         }
     }
 }
@@ -286,8 +297,10 @@ fn bench_model<B: Backend>(
     system: &SystemInfo,
 ) -> Result<Vec<TestResult>> {
     let need = tests.iter().map(|&(p, n)| p + n).max().unwrap_or(1) as u32;
+    let parallel = args.parallel as usize;
     let opts = RunOptions {
         ctx: Some(args.ctx.unwrap_or(need.max(512))),
+        n_seqs: parallel,
         ..margs.run_options()
     };
     let kv_precision = model.plan(&opts)?.0.precision;
@@ -322,22 +335,31 @@ fn bench_model<B: Backend>(
     };
     let mut results = Vec::new();
     for &(n_prompt, n_gen) in tests {
+        // Prompt-only tests run one sequence.
+        let n_seqs = if n_gen == 0 { 1 } else { parallel };
         let mut samples_ns = Vec::new();
         for rep in 0..args.warmup + args.repetitions {
-            session.clear(0)?;
-            let t0 = Instant::now();
-            if n_prompt > 0 {
-                let prompt: Vec<u32> = (0..n_prompt).map(|_| next_token()).collect();
-                session.prefill(0, &prompt)?;
+            for seq in 0..n_seqs as u32 {
+                session.clear(seq)?;
             }
-            // Greedy generation as `run --temp 0` does it (on a GPU, each step queued before the last pick is read).
-            session.decode_greedy(0, next_token(), n_gen, &mut |_| true)?;
+            let t0 = Instant::now();
+            if n_seqs == 1 {
+                if n_prompt > 0 {
+                    let prompt: Vec<u32> = (0..n_prompt).map(|_| next_token()).collect();
+                    session.prefill(0, &prompt)?;
+                }
+                // Greedy generation as `run --temp 0` does it (on a GPU, each step queued before the last pick
+                // is read).
+                session.decode_greedy(0, next_token(), n_gen, &mut |_| true)?;
+            } else {
+                decode_together(&mut session, n_seqs, n_prompt, n_gen, &mut next_token)?;
+            }
             let ns = t0.elapsed().as_nanos() as u64;
             if rep >= args.warmup {
                 samples_ns.push(ns.max(1));
             }
         }
-        let n_tokens = (n_prompt + n_gen) as f64;
+        let n_tokens = (n_seqs * (n_prompt + n_gen)) as f64;
         let samples_ts: Vec<f64> = samples_ns.iter().map(|&ns| n_tokens * 1e9 / ns as f64).collect();
         let (avg_ts, stddev_ts) = mean_sd(&samples_ts);
         let (avg_ns, stddev_ns) = mean_sd(&samples_ns.iter().map(|&v| v as f64).collect::<Vec<_>>());
@@ -353,6 +375,7 @@ fn bench_model<B: Backend>(
             simd: simd.clone(),
             n_prompt,
             n_gen,
+            n_parallel: n_seqs,
             n_ctx: session.n_ctx(),
             kv_type: kv_precision.name().to_string(),
             avg_ns: avg_ns as u64,
@@ -370,4 +393,31 @@ fn bench_model<B: Backend>(
         });
     }
     Ok(results)
+}
+
+/// `n_seqs` sequences, each with its own random prompt of `n_prompt` tokens (prefilled one after the other), then
+/// `n_gen` greedy steps each as one batch of every sequence's next token.
+fn decode_together<B: Backend>(
+    session: &mut Session<'_, B>,
+    n_seqs: usize,
+    n_prompt: usize,
+    n_gen: usize,
+    next_token: &mut dyn FnMut() -> u32,
+) -> Result<()> {
+    for seq in 0..n_seqs as u32 {
+        if n_prompt > 0 {
+            let prompt: Vec<u32> = (0..n_prompt).map(|_| next_token()).collect();
+            session.prefill(seq, &prompt)?;
+        }
+    }
+    let mut tokens: Vec<u32> = (0..n_seqs).map(|_| next_token()).collect();
+    for _ in 0..n_gen {
+        let mut batch = Batch::new();
+        for (seq, &t) in tokens.iter().enumerate() {
+            let seq = seq as u32;
+            batch.push(t, session.seq_len(seq), seq, true);
+        }
+        tokens = session.forward_greedy(&batch)?;
+    }
+    Ok(())
 }

@@ -72,6 +72,10 @@ fn speed_of(e: &Value) -> Option<Speed> {
         (0, n) => format!("tg{n}"),
         (p, n) => format!("pp{p}+tg{n}"),
     };
+    let test = match e.get("n_parallel").and_then(Value::as_u64) {
+        Some(k) if k > 1 => format!("{test} x{k}"),
+        _ => test,
+    };
     let backend = if e.get("backends").is_some() {
         s(e, "backends")
     } else {

@@ -415,6 +415,44 @@ fn bench_sweeps_threads_and_lengths_with_statistics_and_a_plot() {
     one_error_line(&quarrel(&["bench", "-m", &m, "--plot", "x.gif"]), ".svg or .png");
 }
 
+/// `--parallel N` decodes N sequences together in generation tests (a batch of N tokens a step); prompt-only tests
+/// keep one sequence. A count of 0 is refused.
+#[test]
+fn bench_decodes_several_sequences_together() {
+    let m = tiny("bench-parallel.gguf");
+    let v = json(&[
+        "bench",
+        "-m",
+        &m,
+        "-p",
+        "8",
+        "-n",
+        "6",
+        "-r",
+        "1",
+        "--warmup",
+        "0",
+        "--parallel",
+        "3",
+        "-o",
+        "json",
+    ]);
+    let a = v.as_array().unwrap();
+    assert_eq!(a.len(), 2, "pp8 and tg6");
+    assert_eq!(
+        (a[0]["n_gen"].as_u64(), a[0]["n_parallel"].as_u64()),
+        (Some(0), Some(1))
+    );
+    assert_eq!(
+        (a[1]["n_gen"].as_u64(), a[1]["n_parallel"].as_u64()),
+        (Some(6), Some(3))
+    );
+    assert!(a[1]["avg_ts"].as_f64().unwrap() > 0.0);
+    let md = ok(&["bench", "-m", &m, "-p", "0", "-n", "4", "-r", "1", "--parallel", "2"]);
+    assert!(md.contains("tg4 x2"), "{md}");
+    one_error_line(&quarrel(&["bench", "-m", &m, "--parallel", "0"]), "parallel");
+}
+
 #[test]
 fn report_renders_fixtures_side_by_side_with_plots() {
     let out = tmp("report.md");

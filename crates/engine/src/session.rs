@@ -146,6 +146,23 @@ impl<'m, B: Backend> Session<'m, B> {
         Ok(&self.logits[..n * m.config.vocab])
     }
 
+    /// Runs one batch, as [`Session::forward`] does, and returns the greedy token after each token with
+    /// `want_logits`, in batch order, picked on the device where the backend can (only ids cross to the host).
+    pub fn forward_greedy(&mut self, batch: &Batch) -> Result<Vec<u32>> {
+        self.check_batch(batch)?;
+        let m = self.model;
+        let ids = decoder::forward_greedy(
+            &m.backend,
+            &m.config,
+            &m.weights,
+            &mut self.state,
+            batch,
+            &mut self.logits,
+        )?;
+        self.commit(batch);
+        Ok(ids)
+    }
+
     /// Checks that each sequence's tokens continue it in order and fit the context.
     fn check_batch(&self, batch: &Batch) -> Result<()> {
         let n_seqs = self.seq_len.len() as u32;
