@@ -71,21 +71,30 @@ const NORM_IN_KERNEL_MAX: usize = 1024;
 /// part as early as with 8-bit activations (the random-weight preset's flat logits), and test-backend holds.
 const FLOAT_VIEW_MAX: usize = 2048;
 
+/// Largest weight (bytes) whose single-token products take the float view: a bigger one is bound by bandwidth,
+/// where the integer path's wider loads stream faster than the one launch it saves (Gemma 3 270M's 178 MB Q8_0
+/// logits product: 1,321 -> 1,246 tok/s through the float view).
+const FLOAT_VIEW_MAX_BYTES: usize = 16 << 20;
+
 /// Whether a product of `n` tokens over `ty` rows of length `k` takes f32 activations (else 8-bit ones; always,
 /// for quantized weights, with `int8_activations`).
-fn takes_f32(ty: gguf::GgmlType, k: usize, n: usize, int8_activations: bool) -> bool {
+fn takes_f32(ty: gguf::GgmlType, k: usize, bytes: usize, n: usize, int8_activations: bool) -> bool {
     quant::cuda::is_float(ty)
-        || (n == 1 && !int8_activations && quant::cuda::float_view_suffix(ty).is_some() && k <= FLOAT_VIEW_MAX)
+        || (n == 1
+            && !int8_activations
+            && quant::cuda::float_view_suffix(ty).is_some()
+            && k <= FLOAT_VIEW_MAX
+            && bytes <= FLOAT_VIEW_MAX_BYTES)
 }
 
 impl CudaBackend {
-    fn takes_f32(&self, ty: gguf::GgmlType, k: usize, n: usize) -> bool {
-        takes_f32(ty, k, n, self.int8_activations)
+    fn takes_f32(&self, w: &CudaWeight, n: usize) -> bool {
+        takes_f32(w.ty, w.row_len, w.rows * w.row_bytes, n, self.int8_activations)
     }
 
     /// Whether a single-token product of `ty` rows of length `k` takes its input's RMSNorm inside the kernel.
-    fn norm_in_kernel(&self, ty: gguf::GgmlType, k: usize) -> bool {
-        self.takes_f32(ty, k, 1) && k <= NORM_IN_KERNEL_MAX
+    fn norm_in_kernel(&self, w: &CudaWeight) -> bool {
+        self.takes_f32(w, 1) && w.row_len <= NORM_IN_KERNEL_MAX
     }
 }
 
@@ -234,7 +243,7 @@ impl CudaBackend {
     /// The activations a weight's kernels read: `x` itself where they take f32 (`takes_f32`), else its 8-bit form
     /// (one launch).
     fn acts_for(&self, w: &CudaWeight, x: u64, n: usize) -> Result<Acts> {
-        if self.takes_f32(w.ty, w.row_len, n) {
+        if self.takes_f32(w, n) {
             Ok(Acts::F32(x))
         } else {
             self.quantize_acts(x, n, w.row_len)
@@ -279,7 +288,7 @@ impl CudaBackend {
         let outs: Vec<u64> = qkv.iter().map(|o| self.ptr(*o)).collect();
         let segs: Vec<(&CudaWeight, u64, u64)> = (0..3).map(|i| (w[i], outs[i], bias_ptr(bias[i]))).collect();
         let same_type = w.iter().all(|wi| wi.ty == w[0].ty);
-        if n == 1 && same_type && self.norm_in_kernel(w[0].ty, k) {
+        if n == 1 && same_type && self.norm_in_kernel(w[0]) {
             return self.matvec_norm_segs(&segs, self.ptr(x), norm, eps).map(|_| true);
         }
         let acts = self.norm_acts(self.ptr(x), norm, eps, n, self.ptr(xn), !float)?;
@@ -359,7 +368,7 @@ impl CudaBackend {
         drop(meta);
         let fns = self.funcs.weight(ty, &w[0].name)?;
         let pairs = total / 2;
-        if self.norm_in_kernel(ty, k) {
+        if self.norm_in_kernel(w[0]) {
             let nw = norm.vector.as_ref().ok_or_else(|| err("norm weight", "not a vector"))?;
             self.launch(
                 float_kernel(&fns.matvec1nr, w[0])?,
@@ -478,11 +487,7 @@ impl CudaBackend {
     ) -> Result<bool> {
         let n = batch.len();
         let k = p.n_heads * p.head_dim;
-        if n == 0
-            || n > MAX_DECODE_TOKENS
-            || self.takes_f32(wo.ty, wo.row_len, n)
-            || wo.row_len != k
-            || !p.head_dim.is_multiple_of(32)
+        if n == 0 || n > MAX_DECODE_TOKENS || self.takes_f32(wo, n) || wo.row_len != k || !p.head_dim.is_multiple_of(32)
         {
             return Ok(false);
         }
@@ -530,7 +535,7 @@ impl CudaBackend {
             Activation::Silu => 0,
             Activation::GeluTanh => 1,
         };
-        if n == 1 && self.norm_in_kernel(g.ty, k) {
+        if n == 1 && self.norm_in_kernel(g) {
             let nw = norm.vector.as_ref().ok_or_else(|| err("norm weight", "not a vector"))?;
             let fns = self.funcs.weight(g.ty, &g.name)?;
             return self
@@ -582,14 +587,23 @@ mod tests {
     #[test]
     fn short_q8_0_rows_of_one_token_take_f32_activations() {
         // Float weights always do; Q8_0 for one token and rows up to FLOAT_VIEW_MAX, unless told not to.
-        assert!(takes_f32(GgmlType::F16, 4096, 8, true));
-        assert!(takes_f32(GgmlType::Q8_0, 576, 1, false));
-        assert!(takes_f32(GgmlType::Q8_0, FLOAT_VIEW_MAX, 1, false));
-        assert!(!takes_f32(GgmlType::Q8_0, FLOAT_VIEW_MAX + 32, 1, false));
-        assert!(!takes_f32(GgmlType::Q8_0, 576, 2, false));
-        assert!(!takes_f32(GgmlType::Q8_0, 576, 1, true));
+        let mb = 1 << 20;
+        assert!(takes_f32(GgmlType::F16, 4096, 512 * mb, 8, true));
+        assert!(takes_f32(GgmlType::Q8_0, 576, mb, 1, false));
+        assert!(takes_f32(
+            GgmlType::Q8_0,
+            FLOAT_VIEW_MAX,
+            FLOAT_VIEW_MAX_BYTES,
+            1,
+            false
+        ));
+        assert!(!takes_f32(GgmlType::Q8_0, FLOAT_VIEW_MAX + 32, mb, 1, false));
+        // A weight bound by bandwidth (a big vocabulary's logits) keeps the integer path.
+        assert!(!takes_f32(GgmlType::Q8_0, 576, FLOAT_VIEW_MAX_BYTES + 1, 1, false));
+        assert!(!takes_f32(GgmlType::Q8_0, 576, mb, 2, false));
+        assert!(!takes_f32(GgmlType::Q8_0, 576, mb, 1, true));
         // Formats without a float view keep 8-bit activations.
-        assert!(!takes_f32(GgmlType::Q4_K, 576, 1, false));
-        assert!(!takes_f32(GgmlType::Q4_0, 576, 1, false));
+        assert!(!takes_f32(GgmlType::Q4_K, 576, mb, 1, false));
+        assert!(!takes_f32(GgmlType::Q4_0, 576, mb, 1, false));
     }
 }
