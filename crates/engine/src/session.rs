@@ -131,36 +131,32 @@ impl<'m, B: Backend> Session<'m, B> {
     /// Runs one batch. Each sequence's tokens must continue it in order (positions `seq_len`, `seq_len + 1`, …).
     /// Returns the logits of the tokens with `want_logits`: [n_wanted, vocab], in batch order.
     pub fn forward(&mut self, batch: &Batch) -> Result<&[f32]> {
-        self.check_batch(batch)?;
-        let m = self.model;
-        decoder::forward(
-            &m.backend,
-            &m.config,
-            &m.weights,
-            &mut self.state,
-            batch,
-            &mut self.logits,
-        )?;
-        self.commit(batch);
+        self.run_batch(batch, |m, st, batch, logits| {
+            decoder::forward(&m.backend, &m.config, &m.weights, st, batch, logits)
+        })?;
         let n = batch.want_logits.iter().filter(|&&w| w).count();
-        Ok(&self.logits[..n * m.config.vocab])
+        Ok(&self.logits[..n * self.model.config.vocab])
     }
 
     /// Runs one batch, as [`Session::forward`] does, and returns the greedy token after each token with
     /// `want_logits`, in batch order, picked on the device where the backend can (only ids cross to the host).
     pub fn forward_greedy(&mut self, batch: &Batch) -> Result<Vec<u32>> {
+        self.run_batch(batch, |m, st, batch, logits| {
+            decoder::forward_greedy(&m.backend, &m.config, &m.weights, st, batch, logits)
+        })
+    }
+
+    /// Checks `batch`, runs it through `pass` (a forward pass over the run state, with the logits buffer as its
+    /// output or scratch) and records it.
+    fn run_batch<T>(
+        &mut self,
+        batch: &Batch,
+        pass: impl FnOnce(&Model<B>, &mut DecoderState<B>, &Batch, &mut [f32]) -> Result<T>,
+    ) -> Result<T> {
         self.check_batch(batch)?;
-        let m = self.model;
-        let ids = decoder::forward_greedy(
-            &m.backend,
-            &m.config,
-            &m.weights,
-            &mut self.state,
-            batch,
-            &mut self.logits,
-        )?;
+        let out = pass(self.model, &mut self.state, batch, &mut self.logits)?;
         self.commit(batch);
-        Ok(ids)
+        Ok(out)
     }
 
     /// Checks that each sequence's tokens continue it in order and fit the context.
@@ -200,9 +196,7 @@ impl<'m, B: Backend> Session<'m, B> {
         pass: impl FnOnce(&Model<B>, &mut DecoderState<B>, &Batch, &mut [f32]) -> Result<Vec<T>>,
     ) -> Result<T> {
         let batch = Batch::for_sequence(&[token], seq, self.seq_len(seq));
-        self.check_batch(&batch)?;
-        let out = pass(self.model, &mut self.state, &batch, &mut self.logits)?;
-        self.commit(&batch);
+        let out = self.run_batch(&batch, pass)?;
         out.into_iter().next().ok_or(EngineError::BadSetting {
             name: what,
             value: "0 rows".into(),
