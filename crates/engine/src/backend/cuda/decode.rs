@@ -92,9 +92,30 @@ impl CudaBackend {
         takes_f32(w.ty, w.row_len, w.rows * w.row_bytes, n, self.int8_activations)
     }
 
-    /// Whether a single-token product of `ty` rows of length `k` takes its input's RMSNorm inside the kernel.
+    /// Whether a single-token product of `w` takes its input's RMSNorm inside the kernel.
     fn norm_in_kernel(&self, w: &CudaWeight) -> bool {
         self.takes_f32(w, 1) && w.row_len <= NORM_IN_KERNEL_MAX
+    }
+
+    /// RMSNorm of `n_rows` rows at `x` by the vector weight `w` into `out` (which may be `x`): a block a row.
+    pub(super) fn norm_rows(&self, x: u64, w: &CudaWeight, eps: f32, n_rows: usize, out: u64) -> Result<()> {
+        let wv = w.vector.as_ref().ok_or_else(|| err("norm weight", "not a vector"))?;
+        if n_rows == 0 {
+            return Ok(());
+        }
+        let threads = if w.row_len <= 256 { 32 } else { 256 };
+        self.launch(
+            &self.funcs.rms_norm,
+            (n_rows as u32, 1, 1),
+            threads,
+            &[
+                Arg::Ptr(x),
+                Arg::Ptr(self.ptr(wv)),
+                Arg::Ptr(out),
+                Arg::I32(w.row_len as i32),
+                Arg::F32(eps),
+            ],
+        )
     }
 }
 

@@ -784,25 +784,3 @@ impl Backend for CudaBackend {
         )
     }
 }
-
-impl CudaBackend {
-    fn norm_rows(&self, x: u64, w: &CudaWeight, eps: f32, n_rows: usize, out: u64) -> Result<()> {
-        let wv = w.vector.as_ref().ok_or_else(|| err("norm weight", "not a vector"))?;
-        if n_rows == 0 {
-            return Ok(());
-        }
-        let threads = if w.row_len <= 256 { 32 } else { 256 };
-        self.launch(
-            &self.funcs.rms_norm,
-            (n_rows as u32, 1, 1),
-            threads,
-            &[
-                Arg::Ptr(x),
-                Arg::Ptr(self.ptr(wv)),
-                Arg::Ptr(out),
-                Arg::I32(w.row_len as i32),
-                Arg::F32(eps),
-            ],
-        )
-    }
-}
