@@ -255,7 +255,6 @@ impl<'m, B: Backend> Session<'m, B> {
         }
         let mut token = token;
         for made in 0..max {
-            self.check_room(seq)?;
             token = self.decode_step_greedy(seq, token)?;
             if !on_token(token) {
                 return Ok(made + 1);
@@ -270,10 +269,9 @@ impl<'m, B: Backend> Session<'m, B> {
         let pos = self.seq_len(seq);
         let mut batch = Batch::for_sequence(&[token.unwrap_or(0)], seq, pos);
         batch.chained = token.is_none();
-        self.check_batch(&batch)?;
-        let m = self.model;
-        decoder::forward_greedy_chain(&m.backend, &m.config, &m.weights, &mut self.state, &batch)?;
-        self.commit(&batch);
+        self.run_batch(&batch, |m, st, batch, _| {
+            decoder::forward_greedy_chain(&m.backend, &m.config, &m.weights, st, batch)
+        })?;
         Ok(pos)
     }
 
@@ -372,7 +370,6 @@ impl<'m, B: Backend> Session<'m, B> {
                 if !take_token(tokenizer, sampler, on_token, token, &mut stop) || generated == max_tokens {
                     break;
                 }
-                self.check_room(seq)?;
                 token = self.decode_step_sampled(seq, token, sampler)?;
             }
         }

@@ -274,7 +274,9 @@ mod tests {
     /// Kernels are launched to overlap their predecessor (programmatic dependent launch): each must wait for it
     /// near its top, with nothing but weight prefetches before. Only the single-token quantized products and the
     /// plain single-token float product let their successor launch before their own wait (`grid_dep_sync_early`):
-    /// no two of them follow each other in a decode step, so early launches cannot pile up.
+    /// a kernel that waits first sits between any two of them in a decode step (at most two in a row, where a model
+    /// mixes an 8-bit-input gated product with a down projection through Q8_0's float view), so early launches
+    /// cannot pile up.
     #[test]
     fn every_kernel_waits_for_its_predecessor_first() {
         let src = kernel_source();

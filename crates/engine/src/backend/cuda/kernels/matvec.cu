@@ -428,10 +428,12 @@ __device__ __forceinline__ void glu_q(const u8* __restrict__ gate, const u8* __r
 // Float weights (F32, F16, BF16) against f32 activations, 8 elements a lane at a time; K % 8 == 0. The same
 // kernels take Q8_0 rows through its float view (FmtQ8_0::load8; the `q8_0f` instances): span_bytes and
 // row_span_bytes give the bytes of 256 elements and of a row.
-struct FmtF32 {
-    static constexpr int ELEM_BYTES = 4;
+template <int ELEM_BYTES>
+struct FloatRows {
     __device__ static constexpr int span_bytes() { return 256 * ELEM_BYTES; }
     __device__ static int row_span_bytes(int K) { return K * ELEM_BYTES; }
+};
+struct FmtF32 : FloatRows<4> {
     __device__ static void load8(const u8* row, int i, float f[8]) {
         uint4 ua = ldw4_stream(row + 4 * (size_t)i), ub = ldw4_stream(row + 4 * (size_t)i + 16);
         float4 a = make_float4(__uint_as_float(ua.x), __uint_as_float(ua.y), __uint_as_float(ua.z),
@@ -441,10 +443,7 @@ struct FmtF32 {
         f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
     }
 };
-struct FmtF16 {
-    static constexpr int ELEM_BYTES = 2;
-    __device__ static constexpr int span_bytes() { return 256 * ELEM_BYTES; }
-    __device__ static int row_span_bytes(int K) { return K * ELEM_BYTES; }
+struct FmtF16 : FloatRows<2> {
     __device__ static void load8(const u8* row, int i, float f[8]) {
         uint4 a = ldw4_stream(row + 2 * (size_t)i);
         u32 w[4] = {a.x, a.y, a.z, a.w};
@@ -455,10 +454,7 @@ struct FmtF16 {
         }
     }
 };
-struct FmtBF16 {
-    static constexpr int ELEM_BYTES = 2;
-    __device__ static constexpr int span_bytes() { return 256 * ELEM_BYTES; }
-    __device__ static int row_span_bytes(int K) { return K * ELEM_BYTES; }
+struct FmtBF16 : FloatRows<2> {
     __device__ static void load8(const u8* row, int i, float f[8]) {
         uint4 a = ldw4_stream(row + 2 * (size_t)i);
         u32 w[4] = {a.x, a.y, a.z, a.w};
