@@ -267,6 +267,22 @@ pub trait Backend: Send + Sync {
         self.rope(k, batch, n_kv_heads, head_dim, style, params, freq_factors)?;
         self.kv_store(kv, layer, k, v, batch)
     }
+    /// The output head in one op: `out = rms_norm(x) · wᵀ`; `xn` is scratch of x's size (its contents afterwards
+    /// are unspecified). A device may fuse the norm into the product.
+    #[allow(clippy::too_many_arguments)]
+    fn norm_matmul(
+        &self,
+        x: &Self::Buf,
+        norm: &Self::Weight,
+        eps: f32,
+        n_tokens: usize,
+        w: &Self::Weight,
+        xn: &mut Self::Buf,
+        out: &mut Self::Buf,
+    ) -> Result<()> {
+        self.rms_norm(x, norm, eps, n_tokens, xn)?;
+        self.matmul(w, xn, n_tokens, out)
+    }
     /// `out += x · wᵀ` over the first `len` elements; `tmp` is scratch of the product's size.
     fn matmul_add(
         &self,

@@ -389,12 +389,28 @@ fn run<B: Backend>(
             return Ok(());
         }
         // With every row wanted the last layer ran on all of them (else `last` already holds the wanted ones).
-        if rows.len() == n {
-            be.gather_rows(&st.x, &rows, d, &mut st.last)?;
+        let every_row_in_order = rows.len() == n && rows.iter().enumerate().all(|(i, &r)| i == r);
+        if st.tap.is_none() && (every_row_in_order || rows.len() < n) {
+            // The norm and the output head in one op: on CUDA a decoded token's norm reads the last layer's
+            // output where it is (no copy first) and converts it for the product in the same launch.
+            let src = if rows.len() < n { &st.last } else { &st.x };
+            be.norm_matmul(
+                src,
+                &w.output_norm,
+                eps,
+                rows.len(),
+                w.output(),
+                &mut st.xn,
+                &mut st.logits,
+            )?;
+        } else {
+            if rows.len() == n {
+                be.gather_rows(&st.x, &rows, d, &mut st.last)?;
+            }
+            be.rms_norm_in_place(&mut st.last, &w.output_norm, eps, rows.len())?;
+            tap(be, &mut st.tap, "result_norm", None, &st.last, rows.len() * d)?;
+            be.matmul(w.output(), &st.last, rows.len(), &mut st.logits)?;
         }
-        be.rms_norm_in_place(&mut st.last, &w.output_norm, eps, rows.len())?;
-        tap(be, &mut st.tap, "result_norm", None, &st.last, rows.len() * d)?;
-        be.matmul(w.output(), &st.last, rows.len(), &mut st.logits)?;
         tap(
             be,
             &mut st.tap,

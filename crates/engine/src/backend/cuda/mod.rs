@@ -555,6 +555,25 @@ impl Backend for CudaBackend {
         }
     }
 
+    fn norm_matmul(
+        &self,
+        x: &CudaSlice<f32>,
+        norm: &CudaWeight,
+        eps: f32,
+        n_tokens: usize,
+        w: &CudaWeight,
+        xn: &mut CudaSlice<f32>,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        self.check_len("output head input", x.len().min(xn.len()), n_tokens * norm.row_len)?;
+        self.check_len("output head output", out.len(), n_tokens * w.rows)?;
+        if self.norm_matmul_fused(x, norm, eps, n_tokens, w, xn, out)? {
+            return Ok(());
+        }
+        self.rms_norm(x, norm, eps, n_tokens, xn)?;
+        self.matmul(w, xn, n_tokens, out)
+    }
+
     fn ffn_input(
         &self,
         x: &CudaSlice<f32>,
