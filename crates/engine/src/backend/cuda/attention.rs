@@ -5,8 +5,8 @@
 //! the warp-per-query kernel.
 
 use super::{
-    device, err, lock, Arg, CudaBackend, CudaKv, DECODE_SPLIT_KEYS, FLASH_ROWS, FLASH_THREADS, MAX_DECODE_TOKENS,
-    MAX_SPLITS, NO_SPLIT_PAIRS, PROMPT_ATTENTION_TOKENS,
+    device, err, lock, Arg, CudaBackend, CudaKv, FLASH_ROWS, FLASH_THREADS, MAX_DECODE_TOKENS, MAX_SPLITS,
+    NO_SPLIT_PAIRS, PROMPT_ATTENTION_TOKENS,
 };
 use crate::backend::{AttentionParams, KvPrecision};
 use crate::batch::Batch;
@@ -82,11 +82,11 @@ impl CudaBackend {
             seq: seq + start as u64 * 4,
         };
         match plan_attention(&batch.seq_ids, flash.is_some(), s.precision == KvPrecision::F16) {
-            AttentionPlan::Decode => self.attention_rows(at(0), n, kv, p, window, q8, None),
+            AttentionPlan::Decode => self.attention_rows(at(0), n, max_pos(&batch.positions), kv, p, window, q8, None),
             _ if q8.is_some() => Err(err("attention", "8-bit output outside a decode batch")),
             AttentionPlan::Interleaved => {
                 let split = Self::split_plan(kv, batch, p.n_heads);
-                self.attention_rows(at(0), n, kv, p, window, None, Some(split))
+                self.attention_rows(at(0), n, 0, kv, p, window, None, Some(split))
             }
             AttentionPlan::Gemm => self.attention_gemm(q, kv, batch, p, out),
             AttentionPlan::Runs {
@@ -97,7 +97,8 @@ impl CudaBackend {
                     self.attention_flash(f, q, kv, &long, p, window, out)?;
                 }
                 for (start, len, _) in short {
-                    self.attention_rows(at(start), len, kv, p, window, None, None)?;
+                    let last = max_pos(&batch.positions[start..start + len]);
+                    self.attention_rows(at(start), len, last, kv, p, window, None, None)?;
                 }
                 Ok(())
             }
@@ -105,13 +106,14 @@ impl CudaBackend {
     }
 
     /// Attention of `n` tokens from `rows` (their queries, outputs, positions and sequences): the decode kernel
-    /// (a block per token and head, splits fixed by the cache size), or with `split` = (keys a split, splits) the
-    /// warp-per-query kernel. `q8`: the outputs' 8-bit form too (decode kernel only).
+    /// (a block per token and head, split by the furthest position `max_pos`: `decode_splits`), or with `split` =
+    /// (keys a split, splits) the warp-per-query kernel. `q8`: the outputs' 8-bit form too (decode kernel only).
     #[allow(clippy::too_many_arguments)]
     fn attention_rows(
         &self,
         rows: Rows,
         n: usize,
+        max_pos: usize,
         kv: &CudaKv,
         p: AttentionParams,
         window: i32,
@@ -122,12 +124,7 @@ impl CudaBackend {
         let pairs = n * p.n_heads;
         let (f, threads, n_splits) = match split {
             None => {
-                let n_splits = s
-                    .n_ctx
-                    .div_ceil(DECODE_SPLIT_KEYS)
-                    .clamp(1, MAX_SPLITS)
-                    .min(NO_SPLIT_PAIRS * MAX_SPLITS / pairs.max(1))
-                    .max(1);
+                let n_splits = super::decode_splits(max_pos, pairs);
                 let (f, threads) = match s.precision {
                     KvPrecision::F16 => &self.funcs.attn_decode_f16,
                     KvPrecision::F32 => &self.funcs.attn_decode_f32,
@@ -247,6 +244,11 @@ impl CudaBackend {
 
 /// One sequence's run of tokens in a batch: (start, length, sequence).
 type Run = (usize, usize, u32);
+
+/// The furthest of some positions (0 for none).
+fn max_pos(positions: &[u32]) -> usize {
+    positions.iter().copied().max().unwrap_or(0) as usize
+}
 
 /// Which kernels a batch's attention takes.
 #[derive(Debug, PartialEq)]

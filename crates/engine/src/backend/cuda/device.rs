@@ -404,14 +404,16 @@ impl Graphs {
 }
 
 /// The key of a decode step's graph: everything that changes a launch parameter. Token ids, positions and
-/// sequences are read from device memory (and decode attention splits by the cache size), so they are not part
-/// of it.
+/// sequences are read from device memory, so they are not part of it, except for the split count of decode
+/// attention that the furthest position calls for (`decode_split_bucket`: a new graph every 1,024 positions).
 pub fn graph_key(state_id: u64, batch: &Batch) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     state_id.hash(&mut h);
     batch.len().hash(&mut h);
     batch.want_logits.hash(&mut h);
+    let max_pos = batch.positions.iter().copied().max().unwrap_or(0) as usize;
+    super::decode_split_bucket(max_pos).hash(&mut h);
     h.finish()
 }
 
@@ -454,8 +456,10 @@ mod tests {
         let a = Batch::for_sequence(&[5], 0, 10);
         let b = Batch::for_sequence(&[9], 0, 11);
         assert_eq!(graph_key(1, &a), graph_key(1, &b), "new token, same shape");
+        let near = Batch::for_sequence(&[9], 0, 1000);
+        assert_eq!(graph_key(1, &a), graph_key(1, &near), "positions are device data");
         let far = Batch::for_sequence(&[9], 0, 3000);
-        assert_eq!(graph_key(1, &a), graph_key(1, &far), "positions are device data");
+        assert_ne!(graph_key(1, &a), graph_key(1, &far), "more attention splits");
         assert_ne!(graph_key(1, &a), graph_key(2, &a), "another state");
         let two = Batch::for_sequence(&[1, 2], 0, 10);
         assert_ne!(graph_key(1, &a), graph_key(1, &two), "more tokens");

@@ -36,10 +36,11 @@ pub(super) fn check_attention<D: Backend>(
         KvPrecision::F16 => 4e-3,
         KvPrecision::F32 => 1e-4,
     };
-    // Fill: sequence 1 with 600 positions (in chunks), sequence 0 and 2 with 40 and 20, interleaved in one batch.
+    // Fill: sequence 1 with 1,090 positions (in chunks), sequence 0 and 2 with 40 and 20, interleaved in one batch.
     let mut fills = Vec::new();
-    for start in (0..600u32).step_by(200) {
-        fills.push(Batch::for_sequence(&vec![0; 200], 1, start));
+    for start in (0..1090u32).step_by(200) {
+        let len = 200.min(1090 - start) as usize;
+        fills.push(Batch::for_sequence(&vec![0; len], 1, start));
     }
     let mut mixed = Batch::new();
     for i in 0..40u32 {
@@ -57,10 +58,11 @@ pub(super) fn check_attention<D: Backend>(
         }
     }
     let tag = format!("{n_heads}/{n_kv_heads} heads x {head_dim}, {} cache", precision.name());
-    // Queries: the mixed prompt batch, and a decode batch over all three sequences (seq 1 at position 600: splits).
+    // Queries: the mixed prompt batch, and a decode batch over all three sequences (seq 1 at position 1,089, past
+    // one decode split of 1,024 keys on a GPU: split and combined).
     let mut decode = Batch::new();
     decode.push(0, 39, 0, true);
-    decode.push(0, 599, 1, true);
+    decode.push(0, 1089, 1, true);
     decode.push(0, 19, 2, true);
     // One sequence's prompt (the tiled prompt kernel on a GPU), reaching back over 500 positions.
     let mut single = Batch::new();

@@ -120,8 +120,8 @@ extern "C" __global__ void attn_combine(const float* __restrict__ part, float* _
 }
 
 // Decode attention (few queries, many keys): a block of 4 warps per (token, head, split). Splits divide the
-// token's window evenly (computed here from its position, so the launch shape never depends on positions and a
-// captured graph stays valid); warps take tiles of 32 keys, lane j scoring key j over the whole head (no
+// token's window evenly (computed here from its position; the split count, from the batch's furthest position,
+// keys the step's captured graph); warps take tiles of 32 keys, lane j scoring key j over the whole head (no
 // reduction per key), then lanes own head dimensions for the values. The 4 warps merge in shared memory; with
 // several splits the block writes a partial for attn_combine. A warp's work is a long chain of dependent
 // instructions (with one block per head, nothing hides their latency), so head sizes 64 and 128 get kernels
