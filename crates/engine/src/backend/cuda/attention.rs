@@ -5,8 +5,8 @@
 //! the warp-per-query kernel.
 
 use super::{
-    device, err, lock, Arg, CudaBackend, CudaKv, FLASH_ROWS, FLASH_THREADS, MAX_DECODE_TOKENS, MAX_SPLITS,
-    NO_SPLIT_PAIRS, PROMPT_ATTENTION_TOKENS,
+    device, err, lock, Arg, CudaBackend, CudaKv, DECODE_SPLIT_KEYS, FLASH_ROWS, FLASH_THREADS, MAX_DECODE_TOKENS,
+    MAX_SPLITS, NO_SPLIT_PAIRS, PROMPT_ATTENTION_TOKENS,
 };
 use crate::backend::{AttentionParams, KvPrecision};
 use crate::batch::Batch;
@@ -16,6 +16,21 @@ use cudarc::driver::CudaSlice;
 
 // Decode batches always take the decode kernel, which can write the 8-bit form of its output.
 const _: () = assert!(MAX_DECODE_TOKENS < PROMPT_ATTENTION_TOKENS);
+
+/// Which split count of decode attention a batch whose furthest token is at `max_pos` takes: a split per
+/// DECODE_SPLIT_KEYS keys, at most MAX_SPLITS. A decode step's graph is keyed by it (`device::graph_key`), so a
+/// step at position 100 runs one split and no combining launch however long the cache is.
+pub(super) fn decode_split_bucket(max_pos: usize) -> usize {
+    (max_pos + 1).div_ceil(DECODE_SPLIT_KEYS).clamp(1, MAX_SPLITS)
+}
+
+/// Splits of decode attention over `pairs` (token, head) pairs whose furthest token is at `max_pos`: its bucket,
+/// fewer where the pairs alone fill the device.
+fn decode_splits(max_pos: usize, pairs: usize) -> usize {
+    decode_split_bucket(max_pos)
+        .min(NO_SPLIT_PAIRS * MAX_SPLITS / pairs.max(1))
+        .max(1)
+}
 
 impl CudaBackend {
     /// Pairs of (token, head) and the attention split plan for a batch: (split_len, n_splits).
@@ -124,7 +139,7 @@ impl CudaBackend {
         let pairs = n * p.n_heads;
         let (f, threads, n_splits) = match split {
             None => {
-                let n_splits = super::decode_splits(max_pos, pairs);
+                let n_splits = decode_splits(max_pos, pairs);
                 let (f, threads) = match s.precision {
                     KvPrecision::F16 => &self.funcs.attn_decode_f16,
                     KvPrecision::F32 => &self.funcs.attn_decode_f32,

@@ -525,6 +525,28 @@ impl CudaBackend {
         Ok(true)
     }
 
+    /// `Backend::norm_matmul`: the fused path where it applies, else the norm and the product.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn norm_matmul_any(
+        &self,
+        x: &CudaSlice<f32>,
+        norm: &CudaWeight,
+        eps: f32,
+        n: usize,
+        w: &CudaWeight,
+        xn: &mut CudaSlice<f32>,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        use crate::backend::Backend;
+        self.check_len("output head input", x.len().min(xn.len()), n * norm.row_len)?;
+        self.check_len("output head output", out.len(), n * w.rows)?;
+        if self.norm_matmul_fused(x, norm, eps, n, w, xn, out)? {
+            return Ok(());
+        }
+        self.rms_norm(x, norm, eps, n, xn)?;
+        self.matmul(w, xn, n, out)
+    }
+
     /// The output head of one token: the norm (and the activations' conversion, for 8-bit activations) in one
     /// launch, then the product; `false` for other shapes (the plain ops). Lengths are checked by the caller. The
     /// norm stays out of the product even where the weight's rows would take it (`norm_in_kernel`): over a
@@ -532,7 +554,7 @@ impl CudaBackend {
     /// against a gather, a norm and a conversion launch before the product): smollm2-135m f16 2,360 -> 2,372 tok/s,
     /// q8_0 2,316 -> 2,338, 8B q4_k 408.8 -> 410.5; with the norm inside the f16 product, 2,331 -> 2,324.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn norm_matmul_fused(
+    fn norm_matmul_fused(
         &self,
         x: &CudaSlice<f32>,
         norm: &CudaWeight,

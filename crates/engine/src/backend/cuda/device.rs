@@ -413,7 +413,7 @@ pub fn graph_key(state_id: u64, batch: &Batch) -> u64 {
     batch.len().hash(&mut h);
     batch.want_logits.hash(&mut h);
     let max_pos = batch.positions.iter().copied().max().unwrap_or(0) as usize;
-    super::decode_split_bucket(max_pos).hash(&mut h);
+    super::attention::decode_split_bucket(max_pos).hash(&mut h);
     h.finish()
 }
 

@@ -50,20 +50,6 @@ const PROMPT_ATTENTION_TOKENS: usize = 16;
 /// Token-head pairs from which a batch runs attention without splitting.
 const NO_SPLIT_PAIRS: usize = 512;
 
-/// Which split count of decode attention a batch whose furthest token is at `max_pos` takes: a split per
-/// DECODE_SPLIT_KEYS keys, at most MAX_SPLITS. A decode step's graph is keyed by it (`device::graph_key`), so a
-/// step at position 100 runs one split and no combining launch however long the cache is.
-fn decode_split_bucket(max_pos: usize) -> usize {
-    (max_pos + 1).div_ceil(DECODE_SPLIT_KEYS).clamp(1, MAX_SPLITS)
-}
-
-/// Splits of decode attention over `pairs` (token, head) pairs whose furthest token is at `max_pos`: its bucket,
-/// fewer where the pairs alone fill the device.
-fn decode_splits(max_pos: usize, pairs: usize) -> usize {
-    decode_split_bucket(max_pos)
-        .min(NO_SPLIT_PAIRS * MAX_SPLITS / pairs.max(1))
-        .max(1)
-}
 /// Lanes that score each key in decode attention compiled for a head size (blocks of 128 times as many threads);
 /// the kernel for other head sizes takes one lane a key and 128 threads. Measured on H100, tg128: 1 -> 2 -> 4 lanes
 /// took smollm2-135m f16 from 1,964 to 2,098 and 2,132 tok/s, 8B q4_k from 387.6 to 395.2 and 395.3; 8 lanes
@@ -580,13 +566,7 @@ impl Backend for CudaBackend {
         xn: &mut CudaSlice<f32>,
         out: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        self.check_len("output head input", x.len().min(xn.len()), n_tokens * norm.row_len)?;
-        self.check_len("output head output", out.len(), n_tokens * w.rows)?;
-        if self.norm_matmul_fused(x, norm, eps, n_tokens, w, xn, out)? {
-            return Ok(());
-        }
-        self.rms_norm(x, norm, eps, n_tokens, xn)?;
-        self.matmul(w, xn, n_tokens, out)
+        self.norm_matmul_any(x, norm, eps, n_tokens, w, xn, out)
     }
 
     fn ffn_input(
