@@ -525,7 +525,12 @@ impl CudaBackend {
         Ok(true)
     }
 
-    /// `Backend::norm_matmul`: the fused path where it applies, else the norm and the product.
+    /// `Backend::norm_matmul`. For one token, the norm (and the activations' conversion, for 8-bit activations) in
+    /// one launch, then the product; else the norm and the product. The norm stays out of the product even where
+    /// the weight's rows would take it (`norm_in_kernel`): over a vocabulary's rows every warp redoing it cost more
+    /// than the launch it saves. Measured on H100 (tg128, against a gather, a norm and a conversion launch before
+    /// the product): smollm2-135m f16 2,360 -> 2,372 tok/s, q8_0 2,316 -> 2,338, 8B q4_k 408.8 -> 410.5; with the
+    /// norm inside the f16 product, 2,331 -> 2,324.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn norm_matmul_any(
         &self,
@@ -538,39 +543,15 @@ impl CudaBackend {
         out: &mut CudaSlice<f32>,
     ) -> Result<()> {
         use crate::backend::Backend;
-        self.check_len("output head input", x.len().min(xn.len()), n * norm.row_len)?;
+        let k = norm.row_len;
+        self.check_len("output head input", x.len().min(xn.len()), n * k)?;
         self.check_len("output head output", out.len(), n * w.rows)?;
-        if self.norm_matmul_fused(x, norm, eps, n, w, xn, out)? {
-            return Ok(());
+        if n == 1 && w.vector.is_none() && w.row_len == k && k.is_multiple_of(32) {
+            let acts = self.norm_acts(self.ptr(x), norm, eps, n, self.ptr(xn), !self.takes_f32(w, n))?;
+            return self.matvec_segs(&[(w, self.ptr(out), 0)], acts, n, false);
         }
         self.rms_norm(x, norm, eps, n, xn)?;
         self.matmul(w, xn, n, out)
-    }
-
-    /// The output head of one token: the norm (and the activations' conversion, for 8-bit activations) in one
-    /// launch, then the product; `false` for other shapes (the plain ops). Lengths are checked by the caller. The
-    /// norm stays out of the product even where the weight's rows would take it (`norm_in_kernel`): over a
-    /// vocabulary's rows every warp redoing it cost more than the launch it saves. Measured on H100 (tg128,
-    /// against a gather, a norm and a conversion launch before the product): smollm2-135m f16 2,360 -> 2,372 tok/s,
-    /// q8_0 2,316 -> 2,338, 8B q4_k 408.8 -> 410.5; with the norm inside the f16 product, 2,331 -> 2,324.
-    #[allow(clippy::too_many_arguments)]
-    fn norm_matmul_fused(
-        &self,
-        x: &CudaSlice<f32>,
-        norm: &CudaWeight,
-        eps: f32,
-        n: usize,
-        w: &CudaWeight,
-        xn: &mut CudaSlice<f32>,
-        out: &mut CudaSlice<f32>,
-    ) -> Result<bool> {
-        let k = norm.row_len;
-        if n != 1 || w.vector.is_some() || w.row_len != k || !k.is_multiple_of(32) {
-            return Ok(false);
-        }
-        let acts = self.norm_acts(self.ptr(x), norm, eps, n, self.ptr(xn), !self.takes_f32(w, n))?;
-        self.matvec_segs(&[(w, self.ptr(out), 0)], acts, n, false)?;
-        Ok(true)
     }
 
     /// Fused gated-FFN input for decode-sized batches; `None` when the shapes call for the plain ops.
