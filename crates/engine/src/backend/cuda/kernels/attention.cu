@@ -229,10 +229,6 @@ __device__ __forceinline__ void load_slice(const T* p, float f[NJ]) {
     }
 }
 
-// HD is the head size, known at compile time (the common sizes: exact loops, wide loads of the values), or 0 for
-// the head_dim argument (a multiple of 32, at most 256). LPK lanes score each key, each over head_dim / LPK
-// dimensions, so a warp's tile is 32 / LPK keys and the block has 4 LPK warps (a round of 128 keys either way).
-// Lane l owns value dimensions [nj l, nj l + nj), nj = head_dim / 32.
 // Value rows u = 0..VR-1 of a pass starting at key r0 of a tile (n_keys keys; rows past the last repeat it).
 template <typename T, int HD, int NJ, int VR>
 __device__ __forceinline__ void load_values(const T* vt, int r0, int n_keys, int head_dim, int nj, float vv[VR][NJ]) {
@@ -256,6 +252,10 @@ __device__ __forceinline__ void load_values(const T* vt, int r0, int n_keys, int
 // 2026-11-26): smollm2-135m f16 2,262 -> 2,331 tok/s, q8_0 2,236 -> 2,317, gemma3-270m f16 1,302 -> 1,310.
 #define QREG_MAX 32
 #define EARLY_V_MAX 32
+// HD is the head size, known at compile time (the common sizes: exact loops, wide loads of the values), or 0 for
+// the head_dim argument (a multiple of 32, at most 256). LPK lanes score each key, each over head_dim / LPK
+// dimensions, so a warp's tile is 32 / LPK keys and the block has 4 LPK warps (a round of 128 keys either way).
+// Lane l owns value dimensions [nj l, nj l + nj), nj = head_dim / 32.
 template <typename T, int HD, int LPK>
 __device__ __forceinline__ void attn_decode(const float* __restrict__ q, const T* __restrict__ kc,
                                             const T* __restrict__ vc, AttnToken tok, float* __restrict__ out,
