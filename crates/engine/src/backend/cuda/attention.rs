@@ -326,7 +326,23 @@ fn seq_runs(seq_ids: &[u32]) -> Option<Vec<Run>> {
 
 #[cfg(test)]
 mod tests {
-    use super::{plan_attention, seq_runs, AttentionPlan, Run};
+    use super::{decode_split_bucket, decode_splits, plan_attention, seq_runs, AttentionPlan, Run};
+    use crate::backend::cuda::{DECODE_SPLIT_KEYS, MAX_SPLITS, NO_SPLIT_PAIRS};
+
+    #[test]
+    fn decode_splits_follow_the_furthest_position() {
+        // One split up to DECODE_SPLIT_KEYS keys (positions 0..DECODE_SPLIT_KEYS - 1), one more per as many keys.
+        assert_eq!(decode_split_bucket(0), 1);
+        assert_eq!(decode_split_bucket(DECODE_SPLIT_KEYS - 1), 1);
+        assert_eq!(decode_split_bucket(DECODE_SPLIT_KEYS), 2);
+        assert_eq!(decode_split_bucket(3 * DECODE_SPLIT_KEYS + 5), 4);
+        // Capped, however long the context.
+        assert_eq!(decode_split_bucket(1 << 30), MAX_SPLITS);
+        // A batch whose (token, head) pairs fill the device alone takes fewer, and never none.
+        assert_eq!(decode_splits(8 * DECODE_SPLIT_KEYS, 9), 9);
+        assert_eq!(decode_splits(1 << 30, NO_SPLIT_PAIRS * MAX_SPLITS / 4), 4);
+        assert_eq!(decode_splits(1 << 30, NO_SPLIT_PAIRS * MAX_SPLITS + 1), 1);
+    }
 
     #[test]
     fn runs_of_one_sequence_each() {
