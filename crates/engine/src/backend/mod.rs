@@ -145,8 +145,15 @@ pub trait Backend: Send + Sync {
     }
     /// Runs one forward pass's ops (`f`) over `batch`. A device may upload the batch's metadata first and replay
     /// a recorded version of the ops instead of running `f` (CUDA graphs); `f` must then launch the same ops for
-    /// every batch of the same shape on the same run state (`state_id`), and must not read results back.
-    fn forward_scope(&self, _batch: &Batch, _state_id: u64, f: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+    /// every batch of the same shape on the same run state (`state_id`) and `pick` flag, and must not read results
+    /// back. `pick`: `f` ends with [`Backend::queue_chain_pick`], for the [`Backend::argmax_chain`] that follows.
+    fn forward_scope(
+        &self,
+        _batch: &Batch,
+        _state_id: u64,
+        _pick: bool,
+        f: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<()> {
         f()
     }
 
@@ -170,6 +177,12 @@ pub trait Backend: Send + Sync {
     /// read with [`Backend::chain_pick`].
     fn argmax_chain(&self, _logits: &Self::Buf, _vocab: usize, _state: u64, _seq: u32, _pos: u32) -> Result<()> {
         Err(no_chained_steps(self.name()))
+    }
+    /// Queues, as the last op of a forward pass's scope (`forward_scope` with `pick`), the device work of the
+    /// [`Backend::argmax_chain`] that follows the pass, so that a recorded pass includes it; `argmax_chain` then
+    /// only keeps the books. The default queues nothing (`argmax_chain` does it all).
+    fn queue_chain_pick(&self, _logits: &Self::Buf, _vocab: usize) -> Result<()> {
+        Ok(())
     }
     /// Waits for the pick that [`Backend::argmax_chain`] queued for run state `state`'s step at `pos`; only the
     /// last two chained steps' picks are kept, and a pick queued for another state is refused, not returned.

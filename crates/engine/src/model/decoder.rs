@@ -240,7 +240,9 @@ fn run<B: Backend>(
     let eps = cfg.norm_eps;
 
     let state_id = st.id;
-    be.forward_scope(batch, state_id, &mut || {
+    // A chained greedy step's pick is queued inside the scope, so that a recorded step includes it.
+    let pick = matches!(output, Output::Chain(..)) && be.chains_greedy() && !rows.is_empty();
+    be.forward_scope(batch, state_id, pick, &mut || {
         be.embed(&w.token_embd, &batch.tokens, cfg.embed_scale, &mut st.x)?;
         tap(be, &mut st.tap, "inp_embd", None, &st.x, n * d)?;
         for (il, lw) in w.layers.iter().enumerate() {
@@ -418,7 +420,11 @@ fn run<B: Backend>(
             None,
             &st.logits,
             rows.len() * cfg.vocab,
-        )
+        )?;
+        if pick {
+            be.queue_chain_pick(&st.logits, cfg.vocab)?;
+        }
+        Ok(())
     })?;
     if rows.is_empty() {
         return Ok(());

@@ -403,13 +403,56 @@ impl Graphs {
     }
 }
 
-/// The key of a decode step's graph: everything that changes a launch parameter. Token ids, positions and
-/// sequences are read from device memory, so they are not part of it, except for the split count of decode
-/// attention that the furthest position calls for (`decode_split_bucket`: a new graph every 1,024 positions).
-pub fn graph_key(state_id: u64, batch: &Batch) -> u64 {
+impl super::CudaBackend {
+    /// `Backend::forward_scope` after the batch's upload: a decode-sized batch's ops run eagerly the first time, are
+    /// captured into a graph the second and replayed after that (`Graphs`), keyed by `graph_key`.
+    pub(super) fn run_scope(
+        &self,
+        batch: &Batch,
+        state_id: u64,
+        pick: bool,
+        f: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<()> {
+        if batch.len() > super::MAX_DECODE_TOKENS {
+            return f();
+        }
+        let key = graph_key(state_id, batch, pick);
+        // The step is decided under the lock, which is released before the ops run (they may take it).
+        let step = super::lock(&self.graphs).prepare(key);
+        match step {
+            GraphStep::Replay => super::lock(&self.graphs).launch(key),
+            GraphStep::RunEagerly => f(),
+            GraphStep::Capture => {
+                use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
+                self.stream
+                    .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED)
+                    .map_err(|e| err("beginning graph capture", e))?;
+                let ran = f();
+                let graph = self.stream.end_capture(CUgraphInstantiate_flags(0));
+                ran?;
+                let graph = graph.map_err(|e| err("ending graph capture", e))?;
+                let mut graphs = super::lock(&self.graphs);
+                match graph {
+                    Some(g) => {
+                        graphs.store(key, g);
+                        graphs.launch(key)
+                    }
+                    None => Err(err("graph capture", "empty graph")),
+                }
+            }
+        }
+    }
+}
+
+/// The key of a decode step's graph: everything that changes a launch parameter, and whether the step ends with
+/// its chained pick (`pick`). Token ids, positions and sequences are read from device memory, so they are not part
+/// of it, except for the split count of decode attention that the furthest position calls for
+/// (`decode_split_bucket`: a new graph every 1,024 positions).
+pub fn graph_key(state_id: u64, batch: &Batch, pick: bool) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     state_id.hash(&mut h);
+    pick.hash(&mut h);
     batch.len().hash(&mut h);
     batch.want_logits.hash(&mut h);
     let max_pos = batch.positions.iter().copied().max().unwrap_or(0) as usize;
@@ -455,17 +498,34 @@ mod tests {
     fn graph_key_ignores_tokens_but_not_shape() {
         let a = Batch::for_sequence(&[5], 0, 10);
         let b = Batch::for_sequence(&[9], 0, 11);
-        assert_eq!(graph_key(1, &a), graph_key(1, &b), "new token, same shape");
+        assert_eq!(
+            graph_key(1, &a, false),
+            graph_key(1, &b, false),
+            "new token, same shape"
+        );
         let near = Batch::for_sequence(&[9], 0, 1000);
-        assert_eq!(graph_key(1, &a), graph_key(1, &near), "positions are device data");
+        assert_eq!(
+            graph_key(1, &a, false),
+            graph_key(1, &near, false),
+            "positions are device data"
+        );
         let far = Batch::for_sequence(&[9], 0, 3000);
-        assert_ne!(graph_key(1, &a), graph_key(1, &far), "more attention splits");
-        assert_ne!(graph_key(1, &a), graph_key(2, &a), "another state");
+        assert_ne!(
+            graph_key(1, &a, false),
+            graph_key(1, &far, false),
+            "more attention splits"
+        );
+        assert_ne!(graph_key(1, &a, false), graph_key(2, &a, false), "another state");
+        assert_ne!(
+            graph_key(1, &a, false),
+            graph_key(1, &a, true),
+            "the chained pick in the step"
+        );
         let two = Batch::for_sequence(&[1, 2], 0, 10);
-        assert_ne!(graph_key(1, &a), graph_key(1, &two), "more tokens");
+        assert_ne!(graph_key(1, &a, false), graph_key(1, &two, false), "more tokens");
         let mut quiet = a.clone();
         quiet.want_logits[0] = false;
-        assert_ne!(graph_key(1, &a), graph_key(1, &quiet), "other logit rows");
+        assert_ne!(graph_key(1, &a, false), graph_key(1, &quiet, false), "other logit rows");
     }
 
     #[test]

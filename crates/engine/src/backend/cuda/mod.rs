@@ -110,6 +110,8 @@ pub struct CudaBackend {
     graphs: Mutex<Graphs>,
     /// Chained greedy steps' picks (made at the first chained step).
     chain: Mutex<Option<sampling::Chain>>,
+    /// The run state whose last forward scope queued its chained pick itself (`forward_scope` with `pick`).
+    pick_in_scope: Mutex<Option<u64>>,
     /// Whether launches overlap their predecessor's tail (`CudaConfig::dependent_launch` on a device that has it).
     dependent_launch: bool,
     /// Whether one-sequence prompts take the flash-attention kernel (`!CudaConfig::gemm_prompt_attention`).
@@ -183,6 +185,7 @@ impl CudaBackend {
             scratch: Mutex::new(scratch),
             graphs: Mutex::new(Graphs::default()),
             chain: Mutex::new(None),
+            pick_in_scope: Mutex::new(None),
             dependent_launch: cfg.dependent_launch && compute_capability.0 >= 9,
             flash_prefill: !cfg.gemm_prompt_attention,
             int8_activations: cfg.int8_activations,
@@ -375,36 +378,16 @@ impl Backend for CudaBackend {
         self.stream.synchronize().map_err(|e| err("synchronize", e))
     }
 
-    fn forward_scope(&self, batch: &Batch, state_id: u64, f: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+    fn forward_scope(&self, batch: &Batch, state_id: u64, pick: bool, f: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        *lock(&self.pick_in_scope) = None;
         self.upload_batch(batch, state_id)?;
-        if batch.len() > MAX_DECODE_TOKENS {
-            return f();
-        }
-        let key = device::graph_key(state_id, batch);
-        // The step is decided under the lock, which is released before the ops run (they may take it).
-        let step = lock(&self.graphs).prepare(key);
-        match step {
-            device::GraphStep::Replay => lock(&self.graphs).launch(key),
-            device::GraphStep::RunEagerly => f(),
-            device::GraphStep::Capture => {
-                use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
-                self.stream
-                    .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED)
-                    .map_err(|e| err("beginning graph capture", e))?;
-                let ran = f();
-                let graph = self.stream.end_capture(CUgraphInstantiate_flags(0));
-                ran?;
-                let graph = graph.map_err(|e| err("ending graph capture", e))?;
-                let mut graphs = lock(&self.graphs);
-                match graph {
-                    Some(g) => {
-                        graphs.store(key, g);
-                        graphs.launch(key)
-                    }
-                    None => Err(err("graph capture", "empty graph")),
-                }
-            }
-        }
+        self.run_scope(batch, state_id, pick, f)?;
+        *lock(&self.pick_in_scope) = pick.then_some(state_id);
+        Ok(())
+    }
+
+    fn queue_chain_pick(&self, logits: &CudaSlice<f32>, vocab: usize) -> Result<()> {
+        self.queue_chain_pick_on_device(logits, vocab)
     }
 
     fn embed(&self, table: &CudaWeight, ids: &[u32], scale: f32, out: &mut CudaSlice<f32>) -> Result<()> {

@@ -143,9 +143,22 @@ impl CudaBackend {
         Ok(ids.into_iter().map(|i| i as u32).collect())
     }
 
-    /// `Backend::argmax_chain`: queues the pick of the one-token step `step` without waiting.
+    /// `Backend::queue_chain_pick`: the argmax kernel of the chained step whose scope is running (recorded with the
+    /// step when the scope is captured); the `argmax_chain` that follows launches none.
+    pub fn queue_chain_pick_on_device(&self, logits: &CudaSlice<f32>, vocab: usize) -> Result<()> {
+        let mut chain = lock(&self.chain);
+        if chain.is_none() {
+            *chain = Some(Chain::new(&self.ctx)?);
+        }
+        let picks = chain.as_ref().expect("made above").picks_device;
+        self.queue_argmax(logits, 1, vocab, picks)
+    }
+
+    /// `Backend::argmax_chain`: queues the pick of the one-token step `step` without waiting (its kernel already
+    /// ran in the step's scope when that scope was run with `pick` for the same state: `pick_in_scope`).
     pub fn argmax_chain_on_device(&self, logits: &CudaSlice<f32>, vocab: usize, step: ChainStep) -> Result<()> {
         let ChainStep { state, seq, pos } = step;
+        let in_scope = lock(&self.pick_in_scope).take() == Some(state);
         let mut chain = lock(&self.chain);
         if chain.is_none() {
             *chain = Some(Chain::new(&self.ctx)?);
@@ -153,7 +166,9 @@ impl CudaBackend {
         let c = chain.as_mut().expect("made above");
         let slot = chain_slot(pos);
         // The kernel writes the slot of the position the device holds, which is `pos` (checked by `upload_batch`).
-        self.queue_argmax(logits, 1, vocab, c.picks_device)?;
+        if !in_scope {
+            self.queue_argmax(logits, 1, vocab, c.picks_device)?;
+        }
         c.events[slot]
             .record(&self.stream)
             .map_err(|e| err("recording an event", e))?;

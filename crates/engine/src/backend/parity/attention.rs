@@ -223,11 +223,13 @@ fn store_both<D: Backend>(
     let (mut ck, mut cv) = (p.cpu.alloc(k.len())?, p.cpu.alloc(v.len())?);
     p.cpu.write(&mut ck, k)?;
     p.cpu.write(&mut cv, v)?;
-    p.cpu
-        .forward_scope(batch, fresh_scope(), &mut || p.cpu.kv_store(kc, layer, &ck, &cv, batch))?;
+    p.cpu.forward_scope(batch, fresh_scope(), false, &mut || {
+        p.cpu.kv_store(kc, layer, &ck, &cv, batch)
+    })?;
     let (mut dk, mut dv) = (p.dev.alloc(k.len())?, p.dev.alloc(v.len())?);
     p.dev.write(&mut dk, k)?;
     p.dev.write(&mut dv, v)?;
-    p.dev
-        .forward_scope(batch, fresh_scope(), &mut || p.dev.kv_store(kd, layer, &dk, &dv, batch))
+    p.dev.forward_scope(batch, fresh_scope(), false, &mut || {
+        p.dev.kv_store(kd, layer, &dk, &dv, batch)
+    })
 }

@@ -184,12 +184,12 @@ impl<D: Backend> Pair<'_, D> {
         self.cpu.write(&mut cx, x)?;
         self.cpu.write(&mut co, o_init)?;
         self.cpu
-            .forward_scope(batch, fresh_scope(), &mut || f_cpu(self.cpu, &mut cx, &mut co))?;
+            .forward_scope(batch, fresh_scope(), false, &mut || f_cpu(self.cpu, &mut cx, &mut co))?;
         let (mut dx, mut dout) = (self.dev.alloc(x.len())?, self.dev.alloc(o_init.len().max(1))?);
         self.dev.write(&mut dx, x)?;
         self.dev.write(&mut dout, o_init)?;
         self.dev
-            .forward_scope(batch, fresh_scope(), &mut || f_dev(self.dev, &mut dx, &mut dout))?;
+            .forward_scope(batch, fresh_scope(), false, &mut || f_dev(self.dev, &mut dx, &mut dout))?;
         let (mut a, mut b) = (vec![0f32; n_out], vec![0f32; n_out]);
         if o_init.is_empty() {
             self.cpu.read(&cx, &mut a)?;

@@ -109,47 +109,13 @@ pub(super) fn check_chain<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng) -> 
                 .collect()
         })
         .collect();
-    let mut logits = Vec::new();
-    for row in &rows {
-        let mut buf = p.dev.alloc(vocab)?;
-        p.dev.write(&mut buf, row)?;
-        logits.push(buf);
-    }
+    // One logits buffer, written before each step, as a decoder's steps write theirs: a recorded step that queues
+    // its pick itself reads it from there.
+    let mut logits = p.dev.alloc(vocab)?;
     // The rows each step embeds, read back after the step: the steps share one run state, whose recorded forward
     // pass a device may replay, so they write one buffer, as a decoder's steps do.
-    let mut got_rows = vec![0f32; steps * k];
     let mut out = p.dev.alloc(k)?;
-    let mut picks = Vec::new();
-    // One run state's steps; another state's chained step or pick read in between is refused.
-    let (state, other) = (super::fresh_scope(), super::fresh_scope());
-    let mut refused_other_state = Vec::new();
-    for (i, row_logits) in logits.iter().enumerate() {
-        let pos = pos0 + i as u32;
-        let mut batch = Batch::for_sequence(&[if i == 0 { first } else { 0 }], 0, pos);
-        batch.chained = i > 0;
-        p.dev.forward_scope(&batch, state, &mut || {
-            p.dev.embed(&table_dev, &batch.tokens, 1.0, &mut out)
-        })?;
-        p.dev.argmax_chain(row_logits, vocab, state, 0, pos)?;
-        p.dev.read(&out, &mut got_rows[i * k..(i + 1) * k])?;
-        if i > 0 {
-            picks.push(p.dev.chain_pick(state, pos - 1)?);
-        }
-        if i == 0 {
-            refused_other_state.push(p.dev.chain_pick(other, pos).is_err());
-        }
-    }
-    picks.push(p.dev.chain_pick(state, pos0 + steps as u32 - 1)?);
     let want: Vec<u32> = rows.iter().map(|r| crate::sampling::argmax(r)).collect();
-    let as_f32 = |v: &[u32]| v.iter().map(|&i| i as f32).collect::<Vec<_>>();
-    p.record(
-        "argmax_chain",
-        "f32",
-        format!("{steps} steps of {vocab}, ties: picks"),
-        &as_f32(&picks),
-        &as_f32(&want),
-        0.0,
-    );
     // The rows each step embedded: the first token, then the pick of the step before.
     let fed: Vec<u32> = std::iter::once(first)
         .chain(want[..steps - 1].iter().copied())
@@ -158,14 +124,56 @@ pub(super) fn check_chain<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng) -> 
     p.cpu.embed(&table_cpu, &fed, 1.0, &mut want_rows)?;
     let mut want_rows_host = vec![0f32; steps * k];
     p.cpu.read(&want_rows, &mut want_rows_host)?;
-    p.record(
-        "argmax_chain",
-        "f32",
-        format!("{steps} steps: embedding of the token the device fed"),
-        &got_rows,
-        &want_rows_host,
-        0.0,
-    );
+    let as_f32 = |v: &[u32]| v.iter().map(|&i| i as f32).collect::<Vec<_>>();
+    let other = super::fresh_scope();
+    let mut refused_other_state = Vec::new();
+    // The pick queued by `argmax_chain` after each step, then by the step's own scope (`queue_chain_pick`, which a
+    // device records with the step: the third step replays the second's recording).
+    for in_scope in [false, true] {
+        let state = super::fresh_scope();
+        let mut got_rows = vec![0f32; steps * k];
+        let mut picks = Vec::new();
+        for (i, row) in rows.iter().enumerate() {
+            let pos = pos0 + i as u32;
+            let mut batch = Batch::for_sequence(&[if i == 0 { first } else { 0 }], 0, pos);
+            batch.chained = i > 0;
+            p.dev.write(&mut logits, row)?;
+            p.dev.forward_scope(&batch, state, in_scope, &mut || {
+                p.dev.embed(&table_dev, &batch.tokens, 1.0, &mut out)?;
+                if in_scope {
+                    p.dev.queue_chain_pick(&logits, vocab)?;
+                }
+                Ok(())
+            })?;
+            p.dev.argmax_chain(&logits, vocab, state, 0, pos)?;
+            p.dev.read(&out, &mut got_rows[i * k..(i + 1) * k])?;
+            if i > 0 {
+                picks.push(p.dev.chain_pick(state, pos - 1)?);
+            }
+            // Another run state's pick read in between is refused.
+            if i == 0 && !in_scope {
+                refused_other_state.push(p.dev.chain_pick(other, pos).is_err());
+            }
+        }
+        picks.push(p.dev.chain_pick(state, pos0 + steps as u32 - 1)?);
+        let how = if in_scope { ", queued in the step" } else { "" };
+        p.record(
+            "argmax_chain",
+            "f32",
+            format!("{steps} steps of {vocab}, ties: picks{how}"),
+            &as_f32(&picks),
+            &as_f32(&want),
+            0.0,
+        );
+        p.record(
+            "argmax_chain",
+            "f32",
+            format!("{steps} steps: embedding of the token the device fed{how}"),
+            &got_rows,
+            &want_rows_host,
+            0.0,
+        );
+    }
     // After the last pick the device holds position pos0 + steps; the right position in another state's scope is
     // refused, and so is a chained batch anywhere else, and any chained batch once a plain batch has replaced the
     // device's token.
@@ -173,7 +181,7 @@ pub(super) fn check_chain<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng) -> 
     right_pos.chained = true;
     refused_other_state.push(
         p.dev
-            .forward_scope(&right_pos, other, &mut || {
+            .forward_scope(&right_pos, other, false, &mut || {
                 p.dev.embed(&table_dev, &right_pos.tokens, 1.0, &mut out)
             })
             .is_err(),
@@ -190,19 +198,19 @@ pub(super) fn check_chain<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng) -> 
     wrong.chained = true;
     let refused_wrong_pos = p
         .dev
-        .forward_scope(&wrong, super::fresh_scope(), &mut || {
+        .forward_scope(&wrong, super::fresh_scope(), false, &mut || {
             p.dev.embed(&table_dev, &wrong.tokens, 1.0, &mut out)
         })
         .is_err();
     let plain = Batch::for_sequence(&[first], 0, 0);
-    p.dev.forward_scope(&plain, super::fresh_scope(), &mut || {
+    p.dev.forward_scope(&plain, super::fresh_scope(), false, &mut || {
         p.dev.embed(&table_dev, &plain.tokens, 1.0, &mut out)
     })?;
     let mut after_plain = Batch::for_sequence(&[0], 0, 1);
     after_plain.chained = true;
     let refused_after_plain = p
         .dev
-        .forward_scope(&after_plain, super::fresh_scope(), &mut || {
+        .forward_scope(&after_plain, super::fresh_scope(), false, &mut || {
             p.dev.embed(&table_dev, &after_plain.tokens, 1.0, &mut out)
         })
         .is_err();
