@@ -91,9 +91,10 @@ pub(super) fn check_sampling<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng) 
 }
 
 /// Chained greedy steps (devices that chain them; the CPU does not): three steps queued as a generator queues them,
-/// each before the previous pick is read. Each pick, read back through the device's ring, must be the host's argmax
-/// of its step's logits; each chained step's embedding must be the table's row of the pick before it (the device
-/// fed it without the host); and a chained batch where the device holds no pick must be refused.
+/// each before the previous pick is read, with the pick queued after each step and then inside it. Each pick, read
+/// back through the device's ring, must be the host's argmax of its step's logits; each chained step's embedding
+/// must be the table's row of the pick before it (the device fed it without the host); and a chained batch where
+/// the device holds no pick must be refused.
 pub(super) fn check_chain<D: Backend>(p: &mut Pair<'_, D>, rng: &mut StdRng) -> Result<()> {
     if !p.dev.chains_greedy() {
         return Ok(());
