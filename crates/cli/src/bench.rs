@@ -109,15 +109,21 @@ pub struct TestResult {
 
 impl TestResult {
     pub fn test_name(&self) -> String {
-        let name = match (self.n_prompt, self.n_gen) {
-            (p, 0) => format!("pp{p}"),
-            (0, n) => format!("tg{n}"),
-            (p, n) => format!("pp{p}+tg{n}"),
-        };
-        match self.n_parallel {
-            0 | 1 => name,
-            n => format!("{name} x{n}"),
-        }
+        test_name(self.n_prompt as u64, self.n_gen as u64, self.n_parallel as u64)
+    }
+}
+
+/// A test's name as llama-bench spells it (`pp512`, `tg128`, `pp512+tg128`), with ` xN` for N sequences decoding
+/// together.
+pub fn test_name(n_prompt: u64, n_gen: u64, n_parallel: u64) -> String {
+    let name = match (n_prompt, n_gen) {
+        (p, 0) => format!("pp{p}"),
+        (0, n) => format!("tg{n}"),
+        (p, n) => format!("pp{p}+tg{n}"),
+    };
+    match n_parallel {
+        0 | 1 => name,
+        n => format!("{name} x{n}"),
     }
 }
 

@@ -67,15 +67,9 @@ fn f(v: &Value, k: &str) -> f64 {
 fn speed_of(e: &Value) -> Option<Speed> {
     let mean = e["avg_ts"].as_f64()?;
     let (p, n) = (e["n_prompt"].as_u64()?, e["n_gen"].as_u64()?);
-    let test = match (p, n) {
-        (p, 0) => format!("pp{p}"),
-        (0, n) => format!("tg{n}"),
-        (p, n) => format!("pp{p}+tg{n}"),
-    };
-    let test = match e.get("n_parallel").and_then(Value::as_u64) {
-        Some(k) if k > 1 => format!("{test} x{k}"),
-        _ => test,
-    };
+    // Files written before `n_parallel` existed ran one sequence.
+    let parallel = e.get("n_parallel").and_then(Value::as_u64).unwrap_or(1);
+    let test = crate::bench::test_name(p, n, parallel);
     let backend = if e.get("backends").is_some() {
         s(e, "backends")
     } else {

@@ -49,7 +49,6 @@ const DECODE_SPLIT_KEYS: usize = 1024;
 const PROMPT_ATTENTION_TOKENS: usize = 16;
 /// Token-head pairs from which a batch runs attention without splitting.
 const NO_SPLIT_PAIRS: usize = 512;
-
 /// Lanes that score each key in decode attention compiled for a head size (blocks of 128 times as many threads);
 /// the kernel for other head sizes takes one lane a key and 128 threads. Measured on H100, tg128: 1 -> 2 -> 4 lanes
 /// took smollm2-135m f16 from 1,964 to 2,098 and 2,132 tok/s, 8B q4_k from 387.6 to 395.2 and 395.3; 8 lanes
@@ -230,8 +229,8 @@ impl CudaBackend {
         Ok(())
     }
 
-    /// Uploads the batch's metadata; the kernels of the following ops read it.
-    /// Puts `batch`'s tokens, positions and sequences on the device, for the forward pass of run state `state`.
+    /// Puts `batch`'s tokens, positions and sequences on the device, for the forward pass of run state `state`
+    /// (nothing for a chained batch, whose token and position are there already); the following ops read them.
     fn upload_batch(&self, batch: &Batch, state: u64) -> Result<()> {
         if self.take_chained(batch, state)? {
             return Ok(());

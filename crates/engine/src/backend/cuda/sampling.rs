@@ -146,12 +146,16 @@ impl CudaBackend {
     /// `Backend::queue_chain_pick`: the argmax kernel of the chained step whose scope is running (recorded with the
     /// step when the scope is captured); the `argmax_chain` that follows launches none.
     pub fn queue_chain_pick_on_device(&self, logits: &CudaSlice<f32>, vocab: usize) -> Result<()> {
-        let mut chain = lock(&self.chain);
+        let picks = self.chain_made(&mut lock(&self.chain))?.picks_device;
+        self.queue_argmax(logits, 1, vocab, picks)
+    }
+
+    /// The chain's ring, made at the first chained step.
+    fn chain_made<'a>(&self, chain: &'a mut Option<Chain>) -> Result<&'a mut Chain> {
         if chain.is_none() {
             *chain = Some(Chain::new(&self.ctx)?);
         }
-        let picks = chain.as_ref().expect("made above").picks_device;
-        self.queue_argmax(logits, 1, vocab, picks)
+        Ok(chain.as_mut().expect("made above"))
     }
 
     /// `Backend::argmax_chain`: queues the pick of the one-token step `step` without waiting (its kernel already
@@ -160,10 +164,7 @@ impl CudaBackend {
         let ChainStep { state, seq, pos } = step;
         let in_scope = lock(&self.pick_in_scope).take() == Some(state);
         let mut chain = lock(&self.chain);
-        if chain.is_none() {
-            *chain = Some(Chain::new(&self.ctx)?);
-        }
-        let c = chain.as_mut().expect("made above");
+        let c = self.chain_made(&mut chain)?;
         let slot = chain_slot(pos);
         // The kernel writes the slot of the position the device holds, which is `pos` (checked by `upload_batch`).
         if !in_scope {
