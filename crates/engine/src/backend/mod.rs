@@ -369,6 +369,23 @@ pub trait Backend: Send + Sync {
         self.attention(q, kv, batch, params, attn)?;
         self.matmul_add(wo, attn, batch.len(), tmp, x, len)
     }
+    /// The rest of a layer after its Q/K/V products: attention and its output projection added into the
+    /// residual stream `x` [n_tokens, d_model], then the gated feed-forward block added into `x`. A backend may run
+    /// it in fewer launches than the ops it is made of (CUDA: `layer_tail.cu`).
+    #[allow(clippy::too_many_arguments)]
+    fn attention_ffn(
+        &self,
+        q: &Self::Buf,
+        kv: &Self::Kv,
+        batch: &Batch,
+        params: AttentionParams,
+        wo: &Self::Weight,
+        ffn: FfnBlock<'_, Self::Weight>,
+        scratch: TailScratch<'_, Self::Buf>,
+        x: &mut Self::Buf,
+    ) -> Result<()> {
+        plain_attention_ffn(self, q, kv, batch, params, wo, ffn, scratch, x)
+    }
     /// `gate = act(gate) * up`, both [n_tokens, d_ff] (len elements used).
     fn gated_activation(&self, gate: &mut Self::Buf, up: &Self::Buf, len: usize, act: Activation) -> Result<()>;
     /// `x += y` over the first len elements.
@@ -422,6 +439,57 @@ pub fn plain_ffn_input<B: Backend + ?Sized>(
     be.matmul(gate_up[0], xn, n_tokens, h)?;
     be.matmul(gate_up[1], xn, n_tokens, up_tmp)?;
     be.gated_activation(h, up_tmp, len, act)
+}
+
+/// A layer's gated feed-forward block (`Backend::attention_ffn`): `x += down · (act(n · gateᵀ) * (n · upᵀ))`
+/// with `n = rms_norm(x) * norm`.
+pub struct FfnBlock<'a, W> {
+    pub norm: &'a W,
+    pub eps: f32,
+    pub gate: &'a W,
+    pub up: &'a W,
+    pub down: &'a W,
+    pub act: Activation,
+}
+
+// (By hand: a derive would ask W to be Copy.)
+impl<W> Clone for FfnBlock<'_, W> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<W> Copy for FfnBlock<'_, W> {}
+
+/// Scratch of `Backend::attention_ffn` (contents afterwards unspecified): `attn` [n_tokens, q_dim], `xn`
+/// [n_tokens, d_model], `gate` and `up` [n_tokens, d_ff]; `d_len` and `ff_len` are the elements of the batch's rows
+/// of `x` and of `gate`.
+pub struct TailScratch<'a, B> {
+    pub attn: &'a mut B,
+    pub xn: &'a mut B,
+    pub gate: &'a mut B,
+    pub up: &'a mut B,
+    pub d_len: usize,
+    pub ff_len: usize,
+}
+
+/// [`Backend::attention_ffn`] through the other ops: the default, and a fused backend's fallback.
+#[allow(clippy::too_many_arguments)]
+pub fn plain_attention_ffn<B: Backend + ?Sized>(
+    be: &B,
+    q: &B::Buf,
+    kv: &B::Kv,
+    batch: &Batch,
+    params: AttentionParams,
+    wo: &B::Weight,
+    ffn: FfnBlock<'_, B::Weight>,
+    s: TailScratch<'_, B::Buf>,
+    x: &mut B::Buf,
+) -> Result<()> {
+    let n = batch.len();
+    be.attention_output(q, kv, batch, params, s.attn, wo, s.xn, x, s.d_len)?;
+    let gate_up = [ffn.gate, ffn.up];
+    be.ffn_input(x, ffn.norm, ffn.eps, n, gate_up, ffn.act, s.xn, s.gate, s.up, s.ff_len)?;
+    be.matmul_add(ffn.down, s.gate, n, s.xn, x, s.d_len)
 }
 
 /// The error of a chained greedy step on a backend that does not chain them (`Backend::chains_greedy`).

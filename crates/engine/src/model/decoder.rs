@@ -3,7 +3,7 @@
 
 use super::config::{Activation, ArchConfig};
 use super::weights::Weights;
-use crate::backend::{AttentionParams, Backend, KvShape, RopeStore};
+use crate::backend::{AttentionParams, Backend, FfnBlock, KvShape, RopeStore, TailScratch};
 use crate::batch::Batch;
 use crate::error::{EngineError, Result};
 use crate::sampling::Candidates;
@@ -314,6 +314,27 @@ fn run<B: Backend>(
             let narrow = il + 1 == w.layers.len() && rows.len() < n;
             // Attention and its product in one op where nothing comes between them.
             let fused_output = lw.post_attn_norm.is_none() && st.tap.is_none() && !(narrow && rows.is_empty());
+            if fused_output && !narrow && lw.post_ffn_norm.is_none() {
+                // And the feed-forward block too (all of the layer's rest).
+                let ffn = FfnBlock {
+                    norm: &lw.ffn_norm,
+                    eps,
+                    gate: &lw.gate,
+                    up: &lw.up,
+                    down: &lw.down,
+                    act: cfg.activation,
+                };
+                let scratch = TailScratch {
+                    attn: &mut st.attn,
+                    xn: &mut st.xn,
+                    gate: &mut st.gate,
+                    up: &mut st.up,
+                    d_len: n * d,
+                    ff_len: n * ff,
+                };
+                be.attention_ffn(&st.q, &st.kv, batch, params, &lw.wo, ffn, scratch, &mut st.x)?;
+                continue;
+            }
             if fused_output {
                 let (attn, xn, x) = (&mut st.attn, &mut st.xn, &mut st.x);
                 be.attention_output(&st.q, &st.kv, batch, params, attn, &lw.wo, xn, x, n * d)?;

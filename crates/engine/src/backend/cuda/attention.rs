@@ -26,7 +26,7 @@ pub(super) fn decode_split_bucket(max_pos: usize) -> usize {
 
 /// Splits of decode attention over `pairs` (token, head) pairs whose furthest token is at `max_pos`: its bucket,
 /// fewer where the pairs alone fill the device.
-fn decode_splits(max_pos: usize, pairs: usize) -> usize {
+pub(super) fn decode_splits(max_pos: usize, pairs: usize) -> usize {
     decode_split_bucket(max_pos)
         .min(NO_SPLIT_PAIRS * MAX_SPLITS / pairs.max(1))
         .max(1)
@@ -55,29 +55,9 @@ impl CudaBackend {
         q8: Option<(u64, u64)>,
     ) -> Result<()> {
         let s = kv.shape;
-        device::check_batch_fits(&s, batch)?;
+        let window = self.check_attention(q, kv, batch, p)?;
         let n = batch.len();
-        let pairs = n * p.n_heads;
-        self.check_len("attention queries", q.len(), pairs * p.head_dim)?;
-        self.check_len("attention output", out.len(), pairs * p.head_dim)?;
-        if p.head_dim != s.head_dim
-            || p.n_kv_heads == 0
-            || !p.n_heads.is_multiple_of(p.n_kv_heads)
-            || p.n_kv_heads != s.n_kv_heads
-        {
-            return Err(EngineError::BadSetting {
-                name: "attention heads",
-                value: format!(
-                    "{} heads, {} kv heads, head_dim {}",
-                    p.n_heads, p.n_kv_heads, p.head_dim
-                ),
-                reason: format!("cache has {} kv heads of {}", s.n_kv_heads, s.head_dim),
-            });
-        }
-        let window = match p.kind {
-            LayerKind::Global => 0,
-            LayerKind::Sliding { window } => window as i32,
-        };
+        self.check_len("attention output", out.len(), n * p.n_heads * p.head_dim)?;
         let flash = match p.head_dim {
             64 if self.flash_prefill => Some(&self.funcs.flash_prefill_64),
             128 if self.flash_prefill => Some(&self.funcs.flash_prefill_128),
@@ -118,6 +98,37 @@ impl CudaBackend {
                 Ok(())
             }
         }
+    }
+
+    /// Checks a batch's attention against its cache and queries; returns the kernels' window argument (0: global).
+    pub(super) fn check_attention(
+        &self,
+        q: &CudaSlice<f32>,
+        kv: &CudaKv,
+        batch: &Batch,
+        p: AttentionParams,
+    ) -> Result<i32> {
+        let s = kv.shape;
+        device::check_batch_fits(&s, batch)?;
+        self.check_len("attention queries", q.len(), batch.len() * p.n_heads * p.head_dim)?;
+        if p.head_dim != s.head_dim
+            || p.n_kv_heads == 0
+            || !p.n_heads.is_multiple_of(p.n_kv_heads)
+            || p.n_kv_heads != s.n_kv_heads
+        {
+            return Err(EngineError::BadSetting {
+                name: "attention heads",
+                value: format!(
+                    "{} heads, {} kv heads, head_dim {}",
+                    p.n_heads, p.n_kv_heads, p.head_dim
+                ),
+                reason: format!("cache has {} kv heads of {}", s.n_kv_heads, s.head_dim),
+            });
+        }
+        Ok(match p.kind {
+            LayerKind::Global => 0,
+            LayerKind::Sliding { window } => window as i32,
+        })
     }
 
     /// Attention of `n` tokens from `rows` (their queries, outputs, positions and sequences): the decode kernel
@@ -261,7 +272,7 @@ impl CudaBackend {
 type Run = (usize, usize, u32);
 
 /// The furthest of some positions (0 for none).
-fn max_pos(positions: &[u32]) -> usize {
+pub(super) fn max_pos(positions: &[u32]) -> usize {
     positions.iter().copied().max().unwrap_or(0) as usize
 }
 

@@ -88,12 +88,12 @@ fn takes_f32(ty: gguf::GgmlType, k: usize, bytes: usize, n: usize, int8_activati
 }
 
 impl CudaBackend {
-    fn takes_f32(&self, w: &CudaWeight, n: usize) -> bool {
+    pub(super) fn takes_f32(&self, w: &CudaWeight, n: usize) -> bool {
         takes_f32(w.ty, w.row_len, w.rows * w.row_bytes, n, self.int8_activations)
     }
 
     /// Whether a single-token product of `w` takes its input's RMSNorm inside the kernel.
-    fn norm_in_kernel(&self, w: &CudaWeight) -> bool {
+    pub(super) fn norm_in_kernel(&self, w: &CudaWeight) -> bool {
         self.takes_f32(w, 1) && w.row_len <= NORM_IN_KERNEL_MAX
     }
 
@@ -130,16 +130,16 @@ fn float_kernel<'a>(f: &'a Option<CudaFunction>, w: &CudaWeight) -> Result<&'a C
 }
 
 /// Warps per block of the norm-fused products.
-const NORM_BLOCK_ROWS: usize = 8;
+pub(super) const NORM_BLOCK_ROWS: usize = 8;
 
 /// Most blocks per SM of the single-token products, whose warps walk their row pairs grid-stride: it caps only the
 /// output projection (tens of thousands of rows), which gained from it on H100 (8B q8_0 256.3 -> 259.4, smollm2
 /// q8_0 1,507 -> 1,554 tok/s; 8 blocks did as well, 2 or 3 were slower, capping the 4,096-row products too).
-const MATVEC1_BLOCKS_PER_SM: usize = 12;
+pub(super) const MATVEC1_BLOCKS_PER_SM: usize = 12;
 
 /// Rows a warp of the single-token products takes (both rows' loads in flight together): `matvec_two_rows` in
 /// matvec.cu.
-const MATVEC1_ROWS_PER_WARP: usize = 2;
+pub(super) const MATVEC1_ROWS_PER_WARP: usize = 2;
 
 impl CudaBackend {
     /// The segment table of up to three (weight, output, bias) triples, and their rows in all.

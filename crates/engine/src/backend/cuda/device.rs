@@ -27,6 +27,18 @@ pub struct WeightFuncs {
     pub matvec1r: CudaFunction,
     pub matvec1nr: Option<CudaFunction>,
     pub dequant: CudaFunction,
+    /// The fused layer tail's kernels (`layer_tail.cu`, formats with a float view only).
+    pub tail: Option<TailFuncs>,
+}
+
+/// The three launches of a one-token layer tail (`layer_tail.cu`) for one weight format.
+pub struct TailFuncs {
+    /// Attention then the output projection into the fixed-point accumulator, by head size 64 and 128.
+    pub attn_o64: CudaFunction,
+    pub attn_o128: CudaFunction,
+    /// The FFN input on x + accumulator; the FFN output folding the accumulator into x.
+    pub glu1na: CudaFunction,
+    pub matvec1a: CudaFunction,
 }
 
 /// Every kernel, looked up once.
@@ -115,6 +127,15 @@ impl Funcs {
                     matvec1r: f(&format!("matvec1r_{sfx}"))?,
                     matvec1nr: float_only("matvec1nr")?,
                     dequant: f(&format!("dequant_{sfx}"))?,
+                    tail: match quant::cuda::float_view_suffix(ty) {
+                        Some(fsfx) => Some(TailFuncs {
+                            attn_o64: f(&format!("attn_o64_{fsfx}"))?,
+                            attn_o128: f(&format!("attn_o128_{fsfx}"))?,
+                            glu1na: f(&format!("glu1na_{fsfx}"))?,
+                            matvec1a: f(&format!("matvec1a_{fsfx}"))?,
+                        }),
+                        None => None,
+                    },
                 },
             );
         }
@@ -291,6 +312,8 @@ pub struct Scratch {
     /// Prompt attention: scores [n_heads, n_tokens, n_keys] f32 and probabilities f16
     pub att_s: CudaSlice<f32>,
     pub att_p: CudaSlice<u16>,
+    /// The fused layer tail's fixed-point accumulator [d] (`layer_tail.cu`): zero between layers
+    pub tail_acc: CudaSlice<i64>,
 }
 
 fn grow<T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits>(
@@ -320,6 +343,7 @@ impl Scratch {
             cand_stats: alloc(stream, 1)?,
             att_s: alloc(stream, 1)?,
             att_p: alloc(stream, 1)?,
+            tail_acc: alloc(stream, 1)?,
         })
     }
     /// Room for `elems` quantized activations; true when the buffers moved.
@@ -340,6 +364,10 @@ impl Scratch {
     pub fn ensure_att(&mut self, stream: &Arc<CudaStream>, n: usize) -> Result<()> {
         grow(stream, &mut self.att_s, n)?;
         grow(stream, &mut self.att_p, n).map(|_| ())
+    }
+    /// Room for a layer tail accumulator of `n` elements (zeros); true when it moved.
+    pub fn ensure_tail_acc(&mut self, stream: &Arc<CudaStream>, n: usize) -> Result<bool> {
+        grow(stream, &mut self.tail_acc, n)
     }
     pub fn ensure_ids(&mut self, stream: &Arc<CudaStream>, n: usize) -> Result<()> {
         grow(stream, &mut self.ids, n).map(|_| ())

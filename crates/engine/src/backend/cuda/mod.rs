@@ -10,12 +10,13 @@ mod attention;
 mod decode;
 mod device;
 mod launch;
+mod layer_tail;
 mod prefill;
 pub mod runtime;
 mod sampling;
 mod weights;
 
-use super::{AttentionParams, Backend, KvPrecision, KvShape, WeightSource};
+use super::{AttentionParams, Backend, FfnBlock, KvPrecision, KvShape, TailScratch, WeightSource};
 use crate::batch::Batch;
 use crate::error::{EngineError, Result};
 use crate::model::config::{Activation, RopeParams, RopeStyle};
@@ -689,6 +690,23 @@ impl Backend for CudaBackend {
         }
         self.attention_any(q, kv, batch, p, attn, None)?;
         self.matmul_add(wo, attn, batch.len(), tmp, x, len)
+    }
+
+    fn attention_ffn(
+        &self,
+        q: &CudaSlice<f32>,
+        kv: &CudaKv,
+        batch: &Batch,
+        p: AttentionParams,
+        wo: &CudaWeight,
+        ffn: FfnBlock<'_, CudaWeight>,
+        s: TailScratch<'_, CudaSlice<f32>>,
+        x: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        if self.attention_ffn_fused(q, kv, batch, p, wo, ffn, s.gate, x)? {
+            return Ok(());
+        }
+        super::plain_attention_ffn(self, q, kv, batch, p, wo, ffn, s, x)
     }
 
     fn gated_activation(

@@ -10,10 +10,11 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// The engine's own kernels, concatenated after the format sources.
-const ENGINE_KERNELS: [(&str, &str); 5] = [
+const ENGINE_KERNELS: [(&str, &str); 6] = [
     ("matvec.cu", include_str!("kernels/matvec.cu")),
     ("ops.cu", include_str!("kernels/ops.cu")),
     ("attention.cu", include_str!("kernels/attention.cu")),
+    ("layer_tail.cu", include_str!("kernels/layer_tail.cu")),
     ("flash.cu", include_str!("kernels/flash.cu")),
     ("sampling.cu", include_str!("kernels/sampling.cu")),
 ];
@@ -40,11 +41,13 @@ pub fn kernel_source() -> String {
 /// flash-attention kernel's warps each take 16 of a block's FA_ROWS query rows, and decode attention compiled for
 /// a head size scores each key on DECODE_LPK lanes (its blocks are 128 DECODE_LPK threads).
 fn host_defines() -> String {
+    use super::layer_tail::{TAIL_CHUNKS_PER_THREAD, TAIL_MAX_D};
     use super::{DECODE_LANES_PER_KEY, DECODE_LANES_PER_KEY_256, FLASH_ROWS, FLASH_THREADS, MATVEC_THREADS};
     format!(
         "\n// ---- launch shapes from the host\n#define MATVEC_THREADS {MATVEC_THREADS}\n#define FA_ROWS \
          {FLASH_ROWS}\n#define FA_THREADS {FLASH_THREADS}\n#define DECODE_LPK {DECODE_LANES_PER_KEY}\n#define \
-         DECODE_LPK_256 {DECODE_LANES_PER_KEY_256}\n"
+         DECODE_LPK_256 {DECODE_LANES_PER_KEY_256}\n#define TAIL_CPT {TAIL_CHUNKS_PER_THREAD}\n#define TAIL_MAX_D \
+         {TAIL_MAX_D}\n"
     )
 }
 
@@ -273,7 +276,8 @@ mod tests {
 
     /// Kernels are launched to overlap their predecessor (programmatic dependent launch): each must wait for it
     /// near its top, with nothing but weight prefetches before. Only the single-token quantized products and the
-    /// plain single-token float product let their successor launch before their own wait (`grid_dep_sync_early`):
+    /// plain single-token float products (also the fused layer tail's FFN output, `matvec1a`) let their successor
+    /// launch before their own wait (`grid_dep_sync_early`):
     /// a kernel that waits first sits between any two of them in a decode step (at most two in a row, where a model
     /// mixes an 8-bit-input gated product with a down projection through Q8_0's float view), so early launches
     /// cannot pile up.
@@ -306,6 +310,7 @@ mod tests {
             let allowed = before
                 .replace("const AttnToken tok = attn_decode_prefetch", "")
                 .replace("const RopePrep rp = rope_prepare", "")
+                .replace("const TailWo w = tail_wo", "")
                 .replace("prefetch_block_segs", "")
                 .replace("prefetch_block_glu", "")
                 .replace("attn_decode_prefetch", "");
@@ -319,7 +324,13 @@ mod tests {
         early.sort();
         assert_eq!(
             early,
-            ["glu1_##NAME", "matvec1_##NAME", "matvec1_##NAME", "matvec1r_##NAME"],
+            [
+                "glu1_##NAME",
+                "matvec1_##NAME",
+                "matvec1_##NAME",
+                "matvec1a_##NAME",
+                "matvec1r_##NAME"
+            ],
             "early-launching kernels"
         );
     }

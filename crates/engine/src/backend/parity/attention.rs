@@ -186,6 +186,7 @@ pub(super) fn check_attention<D: Backend>(
             bound.max(2.0 * FORMATS.iter().find(|(t, _)| *t == ty).map_or(5e-2, |(_, b)| *b)),
         );
     }
+    check_layer_tail(p, rng, &kc, &kd, tag.as_str(), params_of)?;
     // Copy sequence 0's 40 positions over sequence 2, then attend from sequence 2.
     p.cpu.kv_copy_seq(&mut kc, 0, 2, 0, 40)?;
     p.dev.kv_copy_seq(&mut kd, 0, 2, 0, 40)?;
@@ -233,3 +234,127 @@ fn store_both<D: Backend>(
         p.dev.kv_store(kd, layer, &dk, &dv, batch)
     })
 }
+
+/// The residual row length of the layer-tail cases at heads of `head_dim` (on CUDA the fused tail takes rows up to
+/// four blocks of wo a head: 576 at heads of 64, 512 at 128).
+fn tail_d(head_dim: usize) -> usize {
+    if head_dim == 128 {
+        512
+    } else {
+        576
+    }
+}
+
+/// The rest of a layer after Q/K/V as one op (`Backend::attention_ffn`: attention, output projection and gated FFN
+/// added into the residual stream) against the CPU, for one decoded token at two positions (global and windowed),
+/// each run twice: on CUDA the fused tail leaves its accumulator at zero, or the second run would differ.
+fn check_layer_tail<D: Backend>(
+    p: &mut Pair<'_, D>,
+    rng: &mut StdRng,
+    kc: &<CpuBackend as Backend>::Kv,
+    kd: &D::Kv,
+    tag: &str,
+    params_of: impl Fn(LayerKind) -> AttentionParams,
+) -> Result<()> {
+    let params = params_of(LayerKind::Global);
+    let (q_dim, d, ff) = (params.n_heads * params.head_dim, tail_d(params.head_dim), TAIL_FF);
+    for ty in [GgmlType::F16, GgmlType::Q8_0] {
+        let load = |p: &Pair<'_, D>, name: String| -> Result<(<CpuBackend as Backend>::Weight, D::Weight)> {
+            let src = p.source(&name)?;
+            Ok((p.cpu.load_weight(&src)?, p.dev.load_weight(&src)?))
+        };
+        let t = ty.name();
+        let wo = load(p, format!("tail.{t}.o.{d}x{q_dim}"))?;
+        let gate = load(p, format!("tail.{t}.gate.{d}"))?;
+        let up = load(p, format!("tail.{t}.up.{d}"))?;
+        let down = load(p, format!("tail.{t}.down.{d}"))?;
+        let norm = load(p, format!("v.{d}"))?;
+        #[allow(clippy::too_many_arguments)]
+        fn tail<B: Backend>(
+            be: &B,
+            q: &B::Buf,
+            kv: &B::Kv,
+            batch: &Batch,
+            params: AttentionParams,
+            w: [&B::Weight; 5],
+            x: &mut B::Buf,
+            (d, ff): (usize, usize),
+        ) -> Result<()> {
+            let [wo, norm, gate, up, down] = w;
+            let ffn = crate::backend::FfnBlock {
+                norm,
+                eps: 1e-6,
+                gate,
+                up,
+                down,
+                act: crate::model::config::Activation::Silu,
+            };
+            let q_dim = params.n_heads * params.head_dim;
+            let (mut attn, mut xn) = (be.alloc(q_dim)?, be.alloc(d)?);
+            let (mut g, mut u) = (be.alloc(ff)?, be.alloc(ff)?);
+            let scratch = crate::backend::TailScratch {
+                attn: &mut attn,
+                xn: &mut xn,
+                gate: &mut g,
+                up: &mut u,
+                d_len: d,
+                ff_len: ff,
+            };
+            be.attention_ffn(q, kv, batch, params, wo, ffn, scratch, x)
+        }
+        for (kind, seq, pos) in [
+            (LayerKind::Global, 1u32, 599u32),
+            (LayerKind::Sliding { window: 16 }, 0, 39),
+        ] {
+            let batch = Batch::for_sequence(&[0], seq, pos);
+            let params = params_of(kind);
+            let q = random_acts(q_dim, rng);
+            let x = random_acts(d, rng);
+            for run in ["", ", again"] {
+                let (a, b) = p.both(
+                    &batch,
+                    &q,
+                    &x,
+                    |be, q, o| {
+                        tail(
+                            be,
+                            q,
+                            kc,
+                            &batch,
+                            params,
+                            [&wo.0, &norm.0, &gate.0, &up.0, &down.0],
+                            o,
+                            (d, ff),
+                        )
+                    },
+                    |be, q, o| {
+                        tail(
+                            be,
+                            q,
+                            kd,
+                            &batch,
+                            params,
+                            [&wo.1, &norm.1, &gate.1, &up.1, &down.1],
+                            o,
+                            (d, ff),
+                        )
+                    },
+                )?;
+                // What the tail added (the residual it started from would dilute any error).
+                let added = |v: Vec<f32>| v.iter().zip(&x).map(|(o, i)| o - i).collect::<Vec<_>>();
+                p.record(
+                    "attention + output proj. + ffn added",
+                    t,
+                    format!("{tag}, d {d}, ffn {ff}, position {pos}{run}"),
+                    &added(b),
+                    &added(a),
+                    2.0 * FORMATS.iter().find(|(f, _)| *f == ty).map_or(5e-2, |(_, b)| *b),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The FFN width of the layer-tail cases.
+pub(super) const TAIL_FF: usize = 1536;

@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 mod attention;
 mod sampling;
-use attention::check_attention;
+use attention::{check_attention, TAIL_FF};
 use sampling::{check_chain, check_sampling};
 
 /// One comparison.
@@ -229,6 +229,22 @@ pub fn run_all<D: Backend>(cpu: &CpuBackend, dev: &D, seed: u64) -> Result<Vec<C
         for k in [256usize, 1024] {
             let spec = TensorSpec::new(format!("o.{}.{k}", ty.name()), vec![k as u64, 64], ty);
             tensors.push((spec, random_weight(ty, 64, k, &mut rng)));
+        }
+    }
+    // The layer-tail cases' weights (`attention::check_layer_tail`): wo for each attention configuration, the FFN.
+    for ty in [GgmlType::F16, GgmlType::Q8_0] {
+        let t = ty.name();
+        let mut add = |name: String, rows: usize, k: usize| {
+            let spec = TensorSpec::new(name, vec![k as u64, rows as u64], ty);
+            tensors.push((spec, random_weight(ty, rows, k, &mut rng)));
+        };
+        for (d, q_dim) in [(576, 256), (512, 1024), (576, 1024)] {
+            add(format!("tail.{t}.o.{d}x{q_dim}"), d, q_dim);
+        }
+        for d in [512, 576] {
+            add(format!("tail.{t}.gate.{d}"), TAIL_FF, d);
+            add(format!("tail.{t}.up.{d}"), TAIL_FF, d);
+            add(format!("tail.{t}.down.{d}"), d, TAIL_FF);
         }
     }
     for n in [64usize, 256, 512, 576, 896] {

@@ -148,12 +148,11 @@ __device__ __forceinline__ float kv_dot8<float>(const float* row, int d, const f
            qs[d + 6] * b.z + qs[d + 7] * b.w;
 }
 
-// The keys a decode block reads: token t's window split evenly over gridDim.y splits, [start, end).
-__device__ __forceinline__ void decode_span(int p, int window, int& start, int& end) {
-    int n_splits = gridDim.y;
+// The keys a decode block reads: split `split` of token t's window split evenly over `n_splits`, [start, end).
+__device__ __forceinline__ void decode_span(int p, int window, int split, int n_splits, int& start, int& end) {
     int lo = window > 0 ? max(0, p + 1 - window) : 0;
     int per = (p + 1 - lo + n_splits - 1) / n_splits;
-    start = lo + blockIdx.y * per;
+    start = lo + split * per;
     end = min(p + 1, start + per);
 }
 
@@ -173,13 +172,13 @@ template <typename T>
 __device__ __forceinline__ AttnToken attn_decode_prefetch(const T* kc, const T* vc, const int* __restrict__ pos,
                                                           const int* __restrict__ seq, int n_heads, int n_kv_heads,
                                                           int head_dim, int n_ctx, int n_seqs, int layer,
-                                                          int window) {
+                                                          int window, int split, int n_splits) {
     int n_tokens = gridDim.x / n_heads, th = blockIdx.x, t = th / n_heads, h = th % n_heads;
     int p = pos[t], sq = seq[t], written = p;
     for (int u = 0; u < n_tokens; u++)
         if (seq[u] == sq) written = min(written, pos[u]);
     int start, end;
-    decode_span(p, window, start, end);
+    decode_span(p, window, split, n_splits, start, end);
     end = min(min(end, written), start + ATTN_PREFETCH_KEYS);
     if (start >= end) return {p, sq};
     int kvh = h / (n_heads / n_kv_heads);
@@ -255,13 +254,14 @@ __device__ __forceinline__ void load_values(const T* vt, int r0, int n_keys, int
 // HD is the head size, known at compile time (the common sizes: exact loops, wide loads of the values), or 0 for
 // the head_dim argument (a multiple of 32, at most 256). LPK lanes score each key, each over head_dim / LPK
 // dimensions, so a warp's tile is 32 / LPK keys and the block has 4 LPK warps (a round of 128 keys either way).
-// Lane l owns value dimensions [nj l, nj l + nj), nj = head_dim / 32.
+// Lane l owns value dimensions [nj l, nj l + nj), nj = head_dim / 32. With `os` (one split: the fused layer tail,
+// layer_tail.cu) the block's head output goes to that shared array instead of out.
 template <typename T, int HD, int LPK>
 __device__ __forceinline__ void attn_decode(const float* __restrict__ q, const T* __restrict__ kc,
                                             const T* __restrict__ vc, AttnToken tok, float* __restrict__ out,
                                             float* __restrict__ part, int n_heads, int n_kv_heads, int head_dim_arg,
-                                            int n_ctx, int n_seqs, int layer, float scale, int window, i8* aq,
-                                            float4* am) {
+                                            int n_ctx, int n_seqs, int layer, float scale, int window, int split,
+                                            int n_splits, i8* aq, float4* am, float* os = nullptr) {
     constexpr int MAX_HD = HD ? HD : 256, NJ = MAX_HD / 32;  // NJ: the most value elements a lane owns
     constexpr int NW = 4 * LPK, KPW = 32 / LPK, VR = KPW < 8 ? KPW : 8;  // warps, keys a tile, values a pass
     constexpr bool QREG = HD != 0 && HD / LPK <= QREG_MAX;
@@ -270,11 +270,11 @@ __device__ __forceinline__ void attn_decode(const float* __restrict__ q, const T
     __shared__ __align__(16) float qs[QREG ? 1 : MAX_HD];
     __shared__ float wm[NW], wl[NW];
     __shared__ float wacc[NW][MAX_HD];
-    int th = blockIdx.x, split = blockIdx.y, n_splits = gridDim.y;
+    int th = blockIdx.x;
     int warp = threadIdx.x / 32, lane = threadIdx.x & 31, sub = lane % LPK;
     int h = th % n_heads;
     int start, end;
-    decode_span(tok.p, window, start, end);
+    decode_span(tok.p, window, split, n_splits, start, end);
     float qr[QREG ? HD / LPK : 1];
     if constexpr (QREG) {
         const float4* qp = (const float4*)(q + (size_t)th * head_dim + sub * span);
@@ -360,7 +360,9 @@ __device__ __forceinline__ void attn_decode(const float* __restrict__ q, const T
             num += f * wacc[w][d];
             den += f * wl[w];
         }
-        if (n_splits == 1) {
+        if (os) {
+            os[d] = den > 0.f ? num / den : 0.f;
+        } else if (n_splits == 1) {
             attn_store(out, aq, am, (size_t)th * head_dim + d, den > 0.f ? num / den : 0.f);
         } else {
             float* pp = part + ((size_t)th * n_splits + split) * (head_dim + 2);
@@ -381,10 +383,10 @@ __device__ __forceinline__ void attn_decode(const float* __restrict__ q, const T
                                     int n_ctx, int n_seqs, int layer, float scale, int window, i8* aq,          \
                                     float4* am) {                                                               \
         const AttnToken tok = attn_decode_prefetch<T>(kc, vc, pos, seq, n_heads, n_kv_heads, head_dim, n_ctx,   \
-                                                      n_seqs, layer, window);                                   \
+                                                      n_seqs, layer, window, blockIdx.y, gridDim.y);            \
         grid_dep_sync();                                                                                        \
         attn_decode<T, HD, LPK>(q, kc, vc, tok, out, part, n_heads, n_kv_heads, head_dim, n_ctx, n_seqs, layer, \
-                                scale, window, aq, am);                                                         \
+                                scale, window, blockIdx.y, gridDim.y, aq, am);                                  \
     }
 ATTN_DECODE_KERNEL(attn_decode_f16_64, u16, 64, DECODE_LPK)
 ATTN_DECODE_KERNEL(attn_decode_f16_128, u16, 128, DECODE_LPK)

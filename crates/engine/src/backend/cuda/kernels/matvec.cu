@@ -195,10 +195,11 @@ __device__ __forceinline__ void prefetch_block_glu(const u8* g, const u8* u, siz
 }
 
 // Single-token products give each warp two rows (rows 2w and 2w + 1 of the launch, through any segments), both
-// rows' loads in flight together; a launch with fewer warps than row pairs walks them grid-stride.
-template <class Dot2>
-__device__ __forceinline__ void matvec_two_rows(const Segs& s, size_t row_bytes, int total_rows, int accumulate,
-                                                Dot2 dot2) {
+// rows' loads in flight together; a launch with fewer warps than row pairs walks them grid-stride. `store(seg,
+// row, v)` takes each result (lane 0).
+template <class Dot2, class Store>
+__device__ __forceinline__ void matvec_two_rows(const Segs& s, size_t row_bytes, int total_rows, Dot2 dot2,
+                                                Store store) {
     int n_warps = gridDim.x * (blockDim.x / 32);
     // Grid-stride over the row pairs: the host may launch fewer warps than pairs.
     for (int w = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32; 2 * w < total_rows; w += n_warps) {
@@ -209,8 +210,8 @@ __device__ __forceinline__ void matvec_two_rows(const Segs& s, size_t row_bytes,
         float a[1] = {0.f}, b[1] = {0.f};
         dot2((const u8*)s.w[s0] + row0 * row_bytes, (const u8*)s.w[s1] + row1 * row_bytes, a, b);
         if ((threadIdx.x & 31) == 0) {
-            seg_store(s, s0, row0, 0, a[0], accumulate);
-            if (r1 != r0) seg_store(s, s1, row1, 0, b[0], accumulate);
+            store(s0, row0, a[0]);
+            if (r1 != r0) store(s1, row1, b[0]);
         }
     }
 }
@@ -310,9 +311,10 @@ template <class F, int NT>
 __device__ __forceinline__ void matvec_q(Segs s, size_t row_bytes, int total_rows, int K, const i8* __restrict__ aq,
                                          const float4* __restrict__ am, int n_tokens, int accumulate) {
     if (NT == 1) {
-        matvec_two_rows(s, row_bytes, total_rows, accumulate, [&](const u8* wa, const u8* wb, float* a, float* b) {
-            dot2_q<F, 1>(wa, wb, K, aq, am, 1, a, b);
-        });
+        matvec_two_rows(
+            s, row_bytes, total_rows,
+            [&](const u8* wa, const u8* wb, float* a, float* b) { dot2_q<F, 1>(wa, wb, K, aq, am, 1, a, b); },
+            [&](int seg, int row, float v) { seg_store(s, seg, row, 0, v, accumulate); });
         return;
     }
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
@@ -588,10 +590,13 @@ template <class F, int NT>
 __device__ __forceinline__ void matvec_f(Segs s, size_t row_bytes, int total_rows, int K, const float* __restrict__ x,
                                          int n_tokens, int accumulate, const float* nw = nullptr, float eps = 0.f) {
     if (NT == 1) {
-        matvec_two_rows(s, row_bytes, total_rows, accumulate, [&](const u8* wa, const u8* wb, float* a, float* b) {
-            if (nw) dot2_fn<F>(wa, wb, K, x, nw, eps, a, b);
-            else dot2_f<F, 1>(wa, wb, K, x, 1, a, b);
-        });
+        matvec_two_rows(
+            s, row_bytes, total_rows,
+            [&](const u8* wa, const u8* wb, float* a, float* b) {
+                if (nw) dot2_fn<F>(wa, wb, K, x, nw, eps, a, b);
+                else dot2_f<F, 1>(wa, wb, K, x, 1, a, b);
+            },
+            [&](int seg, int row, float v) { seg_store(s, seg, row, 0, v, accumulate); });
         return;
     }
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;

@@ -1,0 +1,115 @@
+// The second half of a decode layer for one token (Backend::attention_ffn) in three launches instead of four:
+//
+//   attn_o    attention of each head, then that head's output times its columns of wo, added into `acc`;
+//   glu1na    the FFN input: RMSNorm(x + acc) through gate and up, activation (as glu1n, on x + acc);
+//   matvec1a  the FFN output: x = (x + acc) + down · h, and acc back to zero.
+//
+// The launch that goes is the output projection's (with its boundary, about 1 µs on H100, and its own path from
+// wait to store). Each attention block holds its share of wo's rows in registers, loaded before its wait.
+//
+// acc: [d] i64, fixed point with TAIL_FIXED_ONE a unit, zero between layers. The heads' partial products meet in
+// it through integer atomics, so their sum is exact and the same whatever order the blocks arrive in: a step stays
+// bit-for-bit repeatable (float atomics would not). A partial beyond ±2^31 saturates (no model's are near that).
+
+#define TAIL_FIXED_ONE 4294967296.f          // 2^32
+#define TAIL_FIXED_INV 2.3283064365386963e-10f  // 2^-32
+// From the host (layer_tail.rs): TAIL_CPT, the chunks of 8 weights of wo each attention thread holds (8 TAIL_CPT
+// floats of registers), and TAIL_MAX_D, the longest row d of the FFN input kernel's shared copy of x + acc.
+
+__device__ __forceinline__ float tail_fixed_to_f(long long v) { return (float)v * TAIL_FIXED_INV; }
+
+// This thread's share of the block's rows of wo (token-head blockIdx.x, part blockIdx.y): rows [RB part, RB part
+// + RB), RB = threads * TAIL_CPT * 8 / HD, columns [HD h, HD h + HD) of head h, chunk k of the thread being chunk
+// threadIdx.x + k * threads of that tile (HD / 8 chunks a row). Weights only: loaded before the wait.
+struct TailWo {
+    float w[TAIL_CPT][8];
+};
+template <int HD, class F>
+__device__ __forceinline__ TailWo tail_wo(const u8* wo, size_t wo_row_bytes, int d, int n_heads) {
+    constexpr int NT = 128 * DECODE_LPK, CPR = HD / 8, RB = NT * TAIL_CPT / CPR;
+    TailWo r;
+    int h = blockIdx.x % n_heads, row0 = blockIdx.y * RB;
+#pragma unroll
+    for (int k = 0; k < TAIL_CPT; k++) {
+        int c = threadIdx.x + k * NT, row = row0 + c / CPR;
+        if (row < d) {
+            F::load8(wo + (size_t)row * wo_row_bytes, h * HD + 8 * (c % CPR), r.w[k]);
+        } else {
+#pragma unroll
+            for (int j = 0; j < 8; j++) r.w[k][j] = 0.f;
+        }
+    }
+    return r;
+}
+
+// After the wait: the head's attention (every part's block redoes it; one split, as the host fuses only below a
+// split's length: it costs idle SMs, not time on the path), then the block's rows of wo times the head's output,
+// each row's sum added into acc.
+template <typename T, int HD>
+__device__ __forceinline__ void attn_o(const TailWo& wo, const AttnToken& tok, const float* q, const T* kc,
+                                       const T* vc, int d, long long* acc, int n_heads, int n_kv_heads, int n_ctx,
+                                       int n_seqs, int layer, float scale, int window) {
+    constexpr int NT = 128 * DECODE_LPK, CPR = HD / 8, RB = NT * TAIL_CPT / CPR;  // threads, chunks a row, rows
+    static_assert(32 % CPR == 0, "a row's chunks lie in one warp");
+    __shared__ __align__(16) float os[HD];
+    int t = blockIdx.x / n_heads, row0 = blockIdx.y * RB;
+    attn_decode<T, HD, DECODE_LPK>(q, kc, vc, tok, nullptr, nullptr, n_heads, n_kv_heads, HD, n_ctx, n_seqs, layer,
+                                   scale, window, 0, 1, nullptr, nullptr, os);
+    __syncthreads();
+#pragma unroll
+    for (int k = 0; k < TAIL_CPT; k++) {
+        int c = threadIdx.x + k * NT, row = row0 + c / CPR;
+        const float* w = wo.w[k];
+        const float4* o = (const float4*)(os + 8 * (c % CPR));
+        float4 o0 = o[0], o1 = o[1];
+        float s = w[0] * o0.x + w[1] * o0.y + w[2] * o0.z + w[3] * o0.w + w[4] * o1.x + w[5] * o1.y + w[6] * o1.z +
+                  w[7] * o1.w;
+#pragma unroll
+        for (int m = 1; m < CPR; m <<= 1) s += __shfl_xor_sync(0xffffffffu, s, m);
+        if (c % CPR == 0 && row < d)
+            atomicAdd((unsigned long long*)(acc + (size_t)t * d + row),
+                      (unsigned long long)__float2ll_rn(s * TAIL_FIXED_ONE));
+    }
+}
+
+#define TAIL_ATTN_KERNEL(NAME, T, HD, FMT)                                                                      \
+    extern "C" __global__ void NAME(const float* q, const T* kc, const T* vc, const int* pos, const int* seq,   \
+                                    const u8* wo, size_t wo_rb, int d, long long* acc, int n_heads,             \
+                                    int n_kv_heads, int n_ctx, int n_seqs, int layer, float scale, int window) { \
+        const TailWo w = tail_wo<HD, FMT>(wo, wo_rb, d, n_heads);                                               \
+        const AttnToken tok = attn_decode_prefetch<T>(kc, vc, pos, seq, n_heads, n_kv_heads, HD, n_ctx, n_seqs, \
+                                                      layer, window, 0, 1);                                     \
+        grid_dep_sync();                                                                                        \
+        attn_o<T, HD>(w, tok, q, kc, vc, d, acc, n_heads, n_kv_heads, n_ctx, n_seqs, layer, scale, window);     \
+    }
+
+// The FFN's two launches, per format with a float view.
+#define TAIL_FFN_KERNELS(NAME, FMT)                                                                             \
+    TAIL_ATTN_KERNEL(attn_o64_##NAME, u16, 64, FMT)                                                             \
+    TAIL_ATTN_KERNEL(attn_o128_##NAME, u16, 128, FMT)                                                           \
+    extern "C" __global__ void glu1na_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K,             \
+                                             const float* x, const long long* acc, const float* nw, float eps, \
+                                             float* h, int act) {                                              \
+        __shared__ __align__(16) float xs[TAIL_MAX_D];                                                          \
+        prefetch_block_glu(g, u, rb, rows); grid_dep_sync();                                                    \
+        for (int i = threadIdx.x; i < K; i += blockDim.x) xs[i] = x[i] + tail_fixed_to_f(acc[i]);               \
+        __syncthreads();                                                                                        \
+        glu_f<FMT, 1>(g, u, rb, rows, K, xs, h, 1, act, nw, eps);                                               \
+    }                                                                                                           \
+    extern "C" __global__ void MATVEC1_BOUNDS matvec1a_##NAME(Segs s, size_t rb, int rows, int K,              \
+                                                              const float* h, long long* acc) {                 \
+        prefetch_block_segs(s, rb, 2); grid_dep_sync_early();                                                   \
+        matvec_two_rows(                                                                                        \
+            s, rb, rows,                                                                                        \
+            [&](const u8* wa, const u8* wb, float* a, float* b) { dot2_f<FMT, 1>(wa, wb, K, h, 1, a, b); },     \
+            [&](int, int row, float v) {                                                                        \
+                float* o = (float*)s.out[0] + row;                                                              \
+                *o = (*o + tail_fixed_to_f(acc[row])) + v;                                                      \
+                acc[row] = 0;                                                                                   \
+            });                                                                                                 \
+    }
+
+TAIL_FFN_KERNELS(f32, FmtF32)
+TAIL_FFN_KERNELS(f16, FmtF16)
+TAIL_FFN_KERNELS(bf16, FmtBF16)
+TAIL_FFN_KERNELS(q8_0f, FmtQ8_0)

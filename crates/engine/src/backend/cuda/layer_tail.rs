@@ -1,0 +1,184 @@
+//! The rest of a layer after Q/K/V for one decoded token (`Backend::attention_ffn`) in three launches
+//! (`kernels/layer_tail.cu`): attention with the output projection, the FFN input, the FFN output. The four of the
+//! plain ops lose the output projection's launch; its product is split by heads over the attention blocks, whose
+//! partial sums meet in a fixed-point accumulator (exact, so a step stays repeatable bit for bit).
+
+use super::attention::{decode_splits, max_pos};
+use super::decode::{Segs, MATVEC1_BLOCKS_PER_SM, MATVEC1_ROWS_PER_WARP, NORM_BLOCK_ROWS};
+use super::{lock, Arg, CudaBackend, CudaKv, CudaWeight, DECODE_LANES_PER_KEY, MATVEC_THREADS};
+use crate::backend::{AttentionParams, FfnBlock, KvPrecision};
+use crate::batch::Batch;
+use crate::error::Result;
+use crate::model::config::Activation;
+use cudarc::driver::CudaSlice;
+
+/// Chunks of 8 weights of the output projection each attention thread holds in registers (`TAIL_CPT`).
+pub(super) const TAIL_CHUNKS_PER_THREAD: usize = 4;
+/// Longest residual row the fused tail takes (`TAIL_MAX_D`: the FFN input block's shared copy of it).
+pub(super) const TAIL_MAX_D: usize = 1024;
+/// Most blocks a head's output projection is split over (each redoes the head's attention).
+const TAIL_MAX_PARTS: usize = 4;
+
+/// Blocks per head of the fused attention and output projection for a residual row of `d` and heads of
+/// `head_dim`: each holds `threads * TAIL_CHUNKS_PER_THREAD * 8 / head_dim` rows of wo. `None` for head sizes
+/// without a compiled kernel, rows too long for the FFN input's shared copy, or more than TAIL_MAX_PARTS blocks.
+pub(super) fn tail_parts(d: usize, head_dim: usize) -> Option<usize> {
+    if !matches!(head_dim, 64 | 128) || d == 0 || d > TAIL_MAX_D || !d.is_multiple_of(32) {
+        return None;
+    }
+    let threads = 128 * DECODE_LANES_PER_KEY as usize;
+    let rows_per_block = threads * TAIL_CHUNKS_PER_THREAD * 8 / head_dim;
+    Some(d.div_ceil(rows_per_block)).filter(|&p| p <= TAIL_MAX_PARTS)
+}
+
+impl CudaBackend {
+    /// `Backend::attention_ffn` in three launches; `false` (nothing done) where the batch or the shapes call for
+    /// the plain ops: one token, one attention split, an F16 cache, heads of 64 or 128, and weights whose
+    /// single-token products take f32 activations (float formats, short Q8_0 rows), the FFN's norm inside its input
+    /// product.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn attention_ffn_fused(
+        &self,
+        q: &CudaSlice<f32>,
+        kv: &CudaKv,
+        batch: &Batch,
+        p: AttentionParams,
+        wo: &CudaWeight,
+        ffn: FfnBlock<'_, CudaWeight>,
+        h: &mut CudaSlice<f32>,
+        x: &mut CudaSlice<f32>,
+    ) -> Result<bool> {
+        let (d, (g, u, down)) = (ffn.norm.row_len, (ffn.gate, ffn.up, ffn.down));
+        let parts = match tail_parts(d, p.head_dim) {
+            Some(parts) if batch.len() == 1 => parts,
+            _ => return Ok(false),
+        };
+        let Some(nw) = ffn.norm.vector.as_ref() else {
+            return Ok(false);
+        };
+        let fits = kv.shape.precision == KvPrecision::F16
+            && decode_splits(max_pos(&batch.positions), p.n_heads) == 1
+            && wo.rows == d
+            && wo.row_len == p.n_heads * p.head_dim
+            && self.takes_f32(wo, 1)
+            && g.ty == u.ty
+            && g.rows == u.rows
+            && g.row_len == d
+            && u.row_len == d
+            && self.norm_in_kernel(g)
+            && (down.rows, down.row_len) == (d, g.rows)
+            && self.takes_f32(down, 1)
+            && [wo, g, u, down].iter().all(|w| w.vector.is_none());
+        let funcs = |w: &CudaWeight| self.funcs.weight(w.ty, &w.name).map(|f| f.tail.as_ref());
+        let (Some(fo), Some(fg), Some(fd)) = (funcs(wo)?, funcs(g)?, funcs(down)?) else {
+            return Ok(false);
+        };
+        if !fits {
+            return Ok(false);
+        }
+        let window = self.check_attention(q, kv, batch, p)?;
+        self.check_len("layer input", x.len(), d)?;
+        self.check_len("ffn activations", h.len(), g.rows)?;
+        let acc = {
+            let mut scratch = lock(&self.scratch);
+            if scratch.ensure_tail_acc(&self.stream, d)? {
+                lock(&self.graphs).clear();
+            }
+            self.ptr(&scratch.tail_acc)
+        };
+        let (pos, seq) = {
+            let meta = lock(&self.meta);
+            (self.ptr(&meta.pos), self.ptr(&meta.seq))
+        };
+        let s = kv.shape;
+        let attn_o = if p.head_dim == 64 { &fo.attn_o64 } else { &fo.attn_o128 };
+        self.launch(
+            attn_o,
+            (p.n_heads as u32, parts as u32, 1),
+            128 * DECODE_LANES_PER_KEY,
+            &[
+                Arg::Ptr(self.ptr(q)),
+                Arg::Ptr(self.ptr(&kv.k)),
+                Arg::Ptr(self.ptr(&kv.v)),
+                Arg::Ptr(pos),
+                Arg::Ptr(seq),
+                Arg::Ptr(self.ptr(&wo.data)),
+                Arg::Usize(wo.row_bytes),
+                Arg::I32(d as i32),
+                Arg::Ptr(acc),
+                Arg::I32(p.n_heads as i32),
+                Arg::I32(p.n_kv_heads as i32),
+                Arg::I32(s.n_ctx as i32),
+                Arg::I32(s.n_seqs as i32),
+                Arg::I32(p.layer as i32),
+                Arg::F32(p.scale),
+                Arg::I32(window),
+            ],
+        )?;
+        self.launch(
+            &fg.glu1na,
+            (g.rows.div_ceil(NORM_BLOCK_ROWS) as u32, 1, 1),
+            32 * NORM_BLOCK_ROWS as u32,
+            &[
+                Arg::Ptr(self.ptr(&g.data)),
+                Arg::Ptr(self.ptr(&u.data)),
+                Arg::Usize(g.row_bytes),
+                Arg::I32(g.rows as i32),
+                Arg::I32(d as i32),
+                Arg::Ptr(self.ptr(x)),
+                Arg::Ptr(acc),
+                Arg::Ptr(self.ptr(nw)),
+                Arg::F32(ffn.eps),
+                Arg::Ptr(self.ptr(h)),
+                Arg::I32(match ffn.act {
+                    Activation::Silu => 0,
+                    Activation::GeluTanh => 1,
+                }),
+            ],
+        )?;
+        let mut segs = Segs::default();
+        segs.w[0] = self.ptr(&down.data);
+        segs.out[0] = self.ptr(x);
+        segs.rows[0] = d as i32;
+        let warps = d.div_ceil(MATVEC1_ROWS_PER_WARP);
+        let blocks = warps
+            .div_ceil((MATVEC_THREADS / 32) as usize)
+            .min(self.n_sms * MATVEC1_BLOCKS_PER_SM);
+        self.launch(
+            &fd.matvec1a,
+            (blocks as u32, 1, 1),
+            MATVEC_THREADS,
+            &[
+                Arg::Segs(segs),
+                Arg::Usize(down.row_bytes),
+                Arg::I32(d as i32),
+                Arg::I32(down.row_len as i32),
+                Arg::Ptr(self.ptr(h)),
+                Arg::Ptr(acc),
+            ],
+        )?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_parts_split_wo_over_few_blocks_a_head() {
+        // 512 threads x 4 chunks of 8: 256 rows of wo a block at heads of 64, 128 at heads of 128.
+        assert_eq!(tail_parts(576, 64), Some(3)); // smollm2-135m: 9 heads x 3 blocks
+        assert_eq!(tail_parts(896, 64), Some(4)); // Qwen2.5-0.5B
+        assert_eq!(tail_parts(512, 128), Some(4));
+        assert_eq!(tail_parts(256, 64), Some(1));
+        // More than four blocks a head, rows past the FFN input's shared copy, other head sizes: the plain ops.
+        assert_eq!(tail_parts(640, 128), None);
+        assert_eq!(tail_parts(2048, 64), None);
+        assert_eq!(tail_parts(4096, 128), None);
+        assert_eq!(tail_parts(640, 256), None);
+        assert_eq!(tail_parts(576, 96), None);
+        assert_eq!(tail_parts(0, 64), None);
+        assert_eq!(tail_parts(600, 64), None);
+    }
+}
