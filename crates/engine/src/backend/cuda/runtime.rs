@@ -10,8 +10,9 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// The engine's own kernels, concatenated after the format sources.
-const ENGINE_KERNELS: [(&str, &str); 6] = [
+const ENGINE_KERNELS: [(&str, &str); 7] = [
     ("matvec.cu", include_str!("kernels/matvec.cu")),
+    ("matvec_kernels.cu", include_str!("kernels/matvec_kernels.cu")),
     ("ops.cu", include_str!("kernels/ops.cu")),
     ("attention.cu", include_str!("kernels/attention.cu")),
     ("layer_tail.cu", include_str!("kernels/layer_tail.cu")),
