@@ -130,7 +130,7 @@ fn float_kernel<'a>(f: &'a Option<CudaFunction>, w: &CudaWeight) -> Result<&'a C
 }
 
 /// Warps per block of the norm-fused products.
-pub(super) const NORM_BLOCK_ROWS: usize = 8;
+const NORM_BLOCK_ROWS: usize = 8;
 
 /// Most blocks per SM of the single-token products, whose warps walk their row pairs grid-stride: it caps only the
 /// output projection (tens of thousands of rows), which gained from it on H100 (8B q8_0 256.3 -> 259.4, smollm2
@@ -581,33 +581,15 @@ impl CudaBackend {
         }
         self.check_len("ffn output", h.len(), n * g.rows)?;
         let float = quant::cuda::is_float(g.ty);
-        let act = match act {
-            Activation::Silu => 0,
-            Activation::GeluTanh => 1,
-        };
         if n == 1 && self.norm_in_kernel(g) {
             let nw = norm.vector.as_ref().ok_or_else(|| err("norm weight", "not a vector"))?;
             let fns = self.funcs.weight(g.ty, &g.name)?;
+            let (x, nw, h) = (self.ptr(x), self.ptr(nw), self.ptr(h));
             return self
-                .launch(
-                    float_kernel(&fns.glu1n, g)?,
-                    (g.rows.div_ceil(NORM_BLOCK_ROWS) as u32, 1, 1),
-                    32 * NORM_BLOCK_ROWS as u32,
-                    &[
-                        Arg::Ptr(self.ptr(&g.data)),
-                        Arg::Ptr(self.ptr(&u.data)),
-                        Arg::Usize(g.row_bytes),
-                        Arg::I32(g.rows as i32),
-                        Arg::I32(k as i32),
-                        Arg::Ptr(self.ptr(x)),
-                        Arg::Ptr(self.ptr(nw)),
-                        Arg::F32(eps),
-                        Arg::Ptr(self.ptr(h)),
-                        Arg::I32(act),
-                    ],
-                )
+                .glu_norm(float_kernel(&fns.glu1n, g)?, gate_up, x, None, (nw, eps), h, act)
                 .map(|_| true);
         }
+        let act = act_code(act);
         let acts = self.norm_acts(self.ptr(x), norm, eps, n, self.ptr(xn), !float)?;
         let fns = self.funcs.weight(g.ty, &g.name)?;
         let f = if n == 1 { &fns.glu1 } else { &fns.glu8 };
@@ -626,6 +608,43 @@ impl CudaBackend {
         let grid = (g.rows.div_ceil((MATVEC_THREADS / 32) as usize) as u32, 1, 1);
         self.launch(f, grid, MATVEC_THREADS, &args)?;
         Ok(true)
+    }
+}
+
+/// The kernels' activation argument.
+fn act_code(act: Activation) -> i32 {
+    match act {
+        Activation::Silu => 0,
+        Activation::GeluTanh => 1,
+    }
+}
+
+impl CudaBackend {
+    /// One token's gated FFN input with its input's norm on the fly: `glu1n` on `x`, or (`acc`) the fused layer
+    /// tail's `glu1na` on x + acc. `norm`: the norm weight's pointer and epsilon.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn glu_norm(
+        &self,
+        f: &CudaFunction,
+        [g, u]: [&CudaWeight; 2],
+        x: u64,
+        acc: Option<u64>,
+        (nw, eps): (u64, f32),
+        h: u64,
+        act: Activation,
+    ) -> Result<()> {
+        let mut args = vec![
+            Arg::Ptr(self.ptr(&g.data)),
+            Arg::Ptr(self.ptr(&u.data)),
+            Arg::Usize(g.row_bytes),
+            Arg::I32(g.rows as i32),
+            Arg::I32(g.row_len as i32),
+            Arg::Ptr(x),
+        ];
+        args.extend(acc.map(Arg::Ptr));
+        args.extend([Arg::Ptr(nw), Arg::F32(eps), Arg::Ptr(h), Arg::I32(act_code(act))]);
+        let blocks = g.rows.div_ceil(NORM_BLOCK_ROWS) as u32;
+        self.launch(f, (blocks, 1, 1), 32 * NORM_BLOCK_ROWS as u32, &args)
     }
 }
 

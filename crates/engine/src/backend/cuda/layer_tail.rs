@@ -4,12 +4,11 @@
 //! partial sums meet in a fixed-point accumulator (exact, so a step stays repeatable bit for bit).
 
 use super::attention::{decode_splits, max_pos};
-use super::decode::{Segs, MATVEC1_BLOCKS_PER_SM, MATVEC1_ROWS_PER_WARP, NORM_BLOCK_ROWS};
+use super::decode::{Segs, MATVEC1_BLOCKS_PER_SM, MATVEC1_ROWS_PER_WARP};
 use super::{lock, Arg, CudaBackend, CudaKv, CudaWeight, DECODE_LANES_PER_KEY, MATVEC_THREADS};
 use crate::backend::{AttentionParams, FfnBlock, KvPrecision};
 use crate::batch::Batch;
 use crate::error::Result;
-use crate::model::config::Activation;
 use cudarc::driver::CudaSlice;
 
 /// Chunks of 8 weights of the output projection each attention thread holds in registers (`TAIL_CPT`). Measured
@@ -119,27 +118,8 @@ impl CudaBackend {
                 Arg::I32(window),
             ],
         )?;
-        self.launch(
-            &fg.glu1na,
-            (g.rows.div_ceil(NORM_BLOCK_ROWS) as u32, 1, 1),
-            32 * NORM_BLOCK_ROWS as u32,
-            &[
-                Arg::Ptr(self.ptr(&g.data)),
-                Arg::Ptr(self.ptr(&u.data)),
-                Arg::Usize(g.row_bytes),
-                Arg::I32(g.rows as i32),
-                Arg::I32(d as i32),
-                Arg::Ptr(self.ptr(x)),
-                Arg::Ptr(acc),
-                Arg::Ptr(self.ptr(nw)),
-                Arg::F32(ffn.eps),
-                Arg::Ptr(self.ptr(h)),
-                Arg::I32(match ffn.act {
-                    Activation::Silu => 0,
-                    Activation::GeluTanh => 1,
-                }),
-            ],
-        )?;
+        let (xp, hp) = (self.ptr(x), self.ptr(h));
+        self.glu_norm(&fg.glu1na, [g, u], xp, Some(acc), (self.ptr(nw), ffn.eps), hp, ffn.act)?;
         let mut segs = Segs::default();
         segs.w[0] = self.ptr(&down.data);
         segs.out[0] = self.ptr(x);
