@@ -391,35 +391,23 @@ impl CudaBackend {
         let pairs = total / 2;
         if self.norm_in_kernel(w[0]) {
             let nw = norm.vector.as_ref().ok_or_else(|| err("norm weight", "not a vector"))?;
-            let xp = self.ptr(x);
-            // A fused layer tail's sums pending on x: the product reads x + A + F (and the next tail folds them).
-            let pending = match (&fns.tail, self.pending_sums(xp, k)?) {
-                (Some(t), Some(sums)) => Some((&t.matvec1nra, sums)),
-                _ => None,
-            };
-            if pending.is_none() {
-                self.settle()?;
-            }
-            let mut args = vec![
-                Arg::Segs(segs),
-                Arg::Usize(w[0].row_bytes),
-                Arg::I32(total as i32),
-                Arg::I32(k as i32),
-                Arg::Ptr(xp),
-            ];
-            let f = match pending {
-                Some((f, (a, fsum))) => {
-                    args.extend([Arg::Ptr(a), Arg::Ptr(fsum)]);
-                    f
-                }
-                None => float_kernel(&fns.matvec1nr, w[0])?,
-            };
-            args.extend([Arg::Ptr(self.ptr(nw)), Arg::F32(eps), Arg::Rope(ra)]);
-            let grid = (pairs.div_ceil(NORM_BLOCK_ROWS) as u32, 1, 1);
-            self.launch(f, grid, 32 * NORM_BLOCK_ROWS as u32, &args)?;
+            self.launch(
+                float_kernel(&fns.matvec1nr, w[0])?,
+                (pairs.div_ceil(NORM_BLOCK_ROWS) as u32, 1, 1),
+                32 * NORM_BLOCK_ROWS as u32,
+                &[
+                    Arg::Segs(segs),
+                    Arg::Usize(w[0].row_bytes),
+                    Arg::I32(total as i32),
+                    Arg::I32(k as i32),
+                    Arg::Ptr(self.ptr(x)),
+                    Arg::Ptr(self.ptr(nw)),
+                    Arg::F32(eps),
+                    Arg::Rope(ra),
+                ],
+            )?;
             return Ok(true);
         }
-        self.settle()?;
         let acts = self.norm_acts(self.ptr(x), norm, eps, 1, self.ptr(xn), !quant::cuda::is_float(ty))?;
         let mut args = vec![
             Arg::Segs(segs),
@@ -596,24 +584,9 @@ impl CudaBackend {
         if n == 1 && self.norm_in_kernel(g) {
             let nw = norm.vector.as_ref().ok_or_else(|| err("norm weight", "not a vector"))?;
             let fns = self.funcs.weight(g.ty, &g.name)?;
+            let (x, nw, h) = (self.ptr(x), self.ptr(nw), self.ptr(h));
             return self
-                .launch(
-                    float_kernel(&fns.glu1n, g)?,
-                    (g.rows.div_ceil(NORM_BLOCK_ROWS) as u32, 1, 1),
-                    32 * NORM_BLOCK_ROWS as u32,
-                    &[
-                        Arg::Ptr(self.ptr(&g.data)),
-                        Arg::Ptr(self.ptr(&u.data)),
-                        Arg::Usize(g.row_bytes),
-                        Arg::I32(g.rows as i32),
-                        Arg::I32(k as i32),
-                        Arg::Ptr(self.ptr(x)),
-                        Arg::Ptr(self.ptr(nw)),
-                        Arg::F32(eps),
-                        Arg::Ptr(self.ptr(h)),
-                        Arg::I32(act_code(act)),
-                    ],
-                )
+                .glu_norm(float_kernel(&fns.glu1n, g)?, gate_up, x, None, (nw, eps), h, act)
                 .map(|_| true);
         }
         let act = act_code(act);
@@ -639,10 +612,39 @@ impl CudaBackend {
 }
 
 /// The kernels' activation argument.
-pub(super) fn act_code(act: Activation) -> i32 {
+fn act_code(act: Activation) -> i32 {
     match act {
         Activation::Silu => 0,
         Activation::GeluTanh => 1,
+    }
+}
+
+impl CudaBackend {
+    /// One token's gated FFN input with its input's norm on the fly: `glu1n` on `x`, or (`acc`) the fused layer
+    /// tail's `glu1na` on x + acc. `norm`: the norm weight's pointer and epsilon.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn glu_norm(
+        &self,
+        f: &CudaFunction,
+        [g, u]: [&CudaWeight; 2],
+        x: u64,
+        acc: Option<u64>,
+        (nw, eps): (u64, f32),
+        h: u64,
+        act: Activation,
+    ) -> Result<()> {
+        let mut args = vec![
+            Arg::Ptr(self.ptr(&g.data)),
+            Arg::Ptr(self.ptr(&u.data)),
+            Arg::Usize(g.row_bytes),
+            Arg::I32(g.rows as i32),
+            Arg::I32(g.row_len as i32),
+            Arg::Ptr(x),
+        ];
+        args.extend(acc.map(Arg::Ptr));
+        args.extend([Arg::Ptr(nw), Arg::F32(eps), Arg::Ptr(h), Arg::I32(act_code(act))]);
+        let blocks = g.rows.div_ceil(NORM_BLOCK_ROWS) as u32;
+        self.launch(f, (blocks, 1, 1), 32 * NORM_BLOCK_ROWS as u32, &args)
     }
 }
 

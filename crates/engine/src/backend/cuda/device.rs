@@ -31,15 +31,14 @@ pub struct WeightFuncs {
     pub tail: Option<TailFuncs>,
 }
 
-/// The kernels of a one-token layer tail (`layer_tail.cu`) for one weight format.
+/// The three launches of a one-token layer tail (`layer_tail.cu`) for one weight format.
 pub struct TailFuncs {
-    /// Attention then the output projection into an accumulator, by head size 64 and 128.
+    /// Attention then the output projection into the fixed-point accumulator, by head size 64 and 128.
     pub attn_o64: CudaFunction,
     pub attn_o128: CudaFunction,
-    /// The FFN into the other accumulator.
-    pub glud: CudaFunction,
-    /// The fused Q/K/V product (`matvec1nr`) on a residual row with a tail's sums pending.
-    pub matvec1nra: CudaFunction,
+    /// The FFN input on x + accumulator; the FFN output folding the accumulator into x.
+    pub glu1na: CudaFunction,
+    pub matvec1a: CudaFunction,
 }
 
 /// Every kernel, looked up once.
@@ -72,7 +71,6 @@ pub struct Funcs {
     pub flash_prefill_64: CudaFunction,
     pub flash_prefill_128: CudaFunction,
     pub regroup_blocks: CudaFunction,
-    pub tail_fold: CudaFunction,
     weights: HashMap<GgmlType, WeightFuncs>,
 }
 
@@ -133,8 +131,8 @@ impl Funcs {
                         Some(fsfx) => Some(TailFuncs {
                             attn_o64: f(&format!("attn_o64_{fsfx}"))?,
                             attn_o128: f(&format!("attn_o128_{fsfx}"))?,
-                            glud: f(&format!("glud_{fsfx}"))?,
-                            matvec1nra: f(&format!("matvec1nra_{fsfx}"))?,
+                            glu1na: f(&format!("glu1na_{fsfx}"))?,
+                            matvec1a: f(&format!("matvec1a_{fsfx}"))?,
                         }),
                         None => None,
                     },
@@ -179,7 +177,6 @@ impl Funcs {
             flash_prefill_64: f("flash_prefill_64")?,
             flash_prefill_128: f("flash_prefill_128")?,
             regroup_blocks: f("regroup_blocks")?,
-            tail_fold: f("tail_fold")?,
             weights,
         })
     }
@@ -315,7 +312,7 @@ pub struct Scratch {
     /// Prompt attention: scores [n_heads, n_tokens, n_keys] f32 and probabilities f16
     pub att_s: CudaSlice<f32>,
     pub att_p: CudaSlice<u16>,
-    /// The fused layer tail's fixed-point accumulators [3, TAIL_MAX_D] (`layer_tail.rs`): A0, A1, F
+    /// The fused layer tail's fixed-point accumulator [d] (`layer_tail.cu`): zero between layers
     pub tail_acc: CudaSlice<i64>,
 }
 
@@ -368,7 +365,7 @@ impl Scratch {
         grow(stream, &mut self.att_s, n)?;
         grow(stream, &mut self.att_p, n).map(|_| ())
     }
-    /// Room for the layer tail's accumulators, `n` elements (zeros); true when they moved.
+    /// Room for a layer tail accumulator of `n` elements (zeros); true when it moved.
     pub fn ensure_tail_acc(&mut self, stream: &Arc<CudaStream>, n: usize) -> Result<bool> {
         grow(stream, &mut self.tail_acc, n)
     }

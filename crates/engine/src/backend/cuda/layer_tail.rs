@@ -1,11 +1,11 @@
-//! The rest of a layer after Q/K/V for one decoded token (`Backend::attention_ffn`) in two launches
-//! (`kernels/layer_tail.cu`): attention with the output projection, and the FFN. Both products are split over
-//! blocks whose partial sums meet in fixed-point accumulators (exact, so a step stays repeatable bit for bit). The
-//! residual stream is then x + A + F, pending in this backend (`TailPending`) until the next layer's Q/K/V product
-//! reads the sum and its attention folds it into x; any other op settles it first (`settle`: one small launch).
+//! The rest of a layer after Q/K/V for one decoded token (`Backend::attention_ffn`) in three launches
+//! (`kernels/layer_tail.cu`): attention with the output projection, the FFN input, the FFN output. The four of the
+//! plain ops lose the output projection's launch; its product is split by heads over the attention blocks, whose
+//! partial sums meet in a fixed-point accumulator (exact, so a step stays repeatable bit for bit).
 
 use super::attention::{decode_splits, max_pos};
-use super::{lock, Arg, CudaBackend, CudaKv, CudaWeight, DECODE_LANES_PER_KEY};
+use super::decode::{Segs, MATVEC1_BLOCKS_PER_SM, MATVEC1_ROWS_PER_WARP};
+use super::{lock, Arg, CudaBackend, CudaKv, CudaWeight, DECODE_LANES_PER_KEY, MATVEC_THREADS};
 use crate::backend::{AttentionParams, FfnBlock, KvPrecision};
 use crate::batch::Batch;
 use crate::error::Result;
@@ -34,76 +34,11 @@ pub(super) fn tail_parts(d: usize, head_dim: usize) -> Option<usize> {
     Some(d.div_ceil(rows_per_block)).filter(|&p| p <= TAIL_MAX_PARTS)
 }
 
-/// A residual row whose value is x + A[a] + F, the last fused tail's sums not yet folded into x.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct TailPending {
-    /// The residual buffer's device address.
-    pub x: u64,
-    /// Which of the two A accumulators holds the output projection's sums.
-    pub a: usize,
-    /// The row's length.
-    pub d: usize,
-}
-
-/// The accumulators a fused tail over `x` (row `d`) folds and fills: (`fold`: a pending sum of another row, to
-/// settle first), the A it folds with F, the A it adds its heads into. A tail right after another over the same
-/// row alternates between the two A's; the fold of a zero A and F changes nothing.
-pub(super) fn tail_slots(pending: Option<TailPending>, x: u64, d: usize) -> (Option<TailPending>, usize, usize) {
-    match pending {
-        Some(p) if p.x == x && p.d == d => (None, p.a, 1 - p.a),
-        other => (other, 1, 0),
-    }
-}
-
 impl CudaBackend {
-    /// Device addresses of the accumulators: [A0, A1, F], TAIL_MAX_D each (allocated once at that size, so that
-    /// they never move under a pending sum), zeros where nothing is pending.
-    fn tail_accs(&self) -> Result<[u64; 3]> {
-        let mut scratch = lock(&self.scratch);
-        if scratch.ensure_tail_acc(&self.stream, 3 * TAIL_MAX_D)? {
-            lock(&self.graphs).clear();
-        }
-        let (base, n) = (self.ptr(&scratch.tail_acc), 8 * TAIL_MAX_D as u64);
-        Ok([base, base + n, base + 2 * n])
-    }
-
-    /// Folds a pending tail's sums into its residual row (a launch), so that ops other than the fused tail's read
-    /// the row itself. Nothing to do when none is pending.
-    pub(super) fn settle(&self) -> Result<()> {
-        let Some(p) = lock(&self.tail_pending).take() else {
-            return Ok(());
-        };
-        self.fold(p)
-    }
-
-    fn fold(&self, p: TailPending) -> Result<()> {
-        let acc = self.tail_accs()?;
-        let args = [
-            Arg::Ptr(p.x),
-            Arg::Ptr(acc[p.a]),
-            Arg::Ptr(acc[2]),
-            Arg::I32(p.d as i32),
-        ];
-        self.launch_1d(&self.funcs.tail_fold, p.d, &args)
-    }
-
-    /// The pending sums of the residual row at `x` of `d` (A, F addresses), for a product that reads the row;
-    /// `None` when nothing is pending for it.
-    pub(super) fn pending_sums(&self, x: u64, d: usize) -> Result<Option<(u64, u64)>> {
-        let pending = *lock(&self.tail_pending);
-        match pending {
-            Some(p) if p.x == x && p.d == d => {
-                let acc = self.tail_accs()?;
-                Ok(Some((acc[p.a], acc[2])))
-            }
-            _ => Ok(None),
-        }
-    }
-
-    /// `Backend::attention_ffn` in two launches, leaving the residual pending; `false` (nothing done) where the
-    /// batch or the shapes call for the plain ops: one token, one attention split, an F16 cache, heads of 64 or 128,
-    /// and weights whose single-token products take f32 activations (float formats, short Q8_0 rows), the FFN's
-    /// norm inside its input product.
+    /// `Backend::attention_ffn` in three launches; `false` (nothing done) where the batch or the shapes call for
+    /// the plain ops: one token, one attention split, an F16 cache, heads of 64 or 128, and weights whose
+    /// single-token products take f32 activations (float formats, short Q8_0 rows), the FFN's norm inside its input
+    /// product.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn attention_ffn_fused(
         &self,
@@ -113,6 +48,7 @@ impl CudaBackend {
         p: AttentionParams,
         wo: &CudaWeight,
         ffn: FfnBlock<'_, CudaWeight>,
+        h: &mut CudaSlice<f32>,
         x: &mut CudaSlice<f32>,
     ) -> Result<bool> {
         let (d, (g, u, down)) = (ffn.norm.row_len, (ffn.gate, ffn.up, ffn.down));
@@ -130,14 +66,14 @@ impl CudaBackend {
             && self.takes_f32(wo, 1)
             && g.ty == u.ty
             && g.rows == u.rows
-            && g.rows.is_multiple_of(8)
             && g.row_len == d
             && u.row_len == d
             && self.norm_in_kernel(g)
-            && (down.ty, down.rows, down.row_len) == (g.ty, d, g.rows)
+            && (down.rows, down.row_len) == (d, g.rows)
+            && self.takes_f32(down, 1)
             && [wo, g, u, down].iter().all(|w| w.vector.is_none());
         let funcs = |w: &CudaWeight| self.funcs.weight(w.ty, &w.name).map(|f| f.tail.as_ref());
-        let (Some(fo), Some(fg)) = (funcs(wo)?, funcs(g)?) else {
+        let (Some(fo), Some(fg), Some(fd)) = (funcs(wo)?, funcs(g)?, funcs(down)?) else {
             return Ok(false);
         };
         if !fits {
@@ -145,12 +81,14 @@ impl CudaBackend {
         }
         let window = self.check_attention(q, kv, batch, p)?;
         self.check_len("layer input", x.len(), d)?;
-        let xp = self.ptr(x);
-        let (other, fold_a, a) = tail_slots(*lock(&self.tail_pending), xp, d);
-        if let Some(o) = other {
-            self.fold(o)?;
-        }
-        let acc = self.tail_accs()?;
+        self.check_len("ffn activations", h.len(), g.rows)?;
+        let acc = {
+            let mut scratch = lock(&self.scratch);
+            if scratch.ensure_tail_acc(&self.stream, d)? {
+                lock(&self.graphs).clear();
+            }
+            self.ptr(&scratch.tail_acc)
+        };
         let (pos, seq) = {
             let meta = lock(&self.meta);
             (self.ptr(&meta.pos), self.ptr(&meta.seq))
@@ -170,7 +108,7 @@ impl CudaBackend {
                 Arg::Ptr(self.ptr(&wo.data)),
                 Arg::Usize(wo.row_bytes),
                 Arg::I32(d as i32),
-                Arg::Ptr(acc[a]),
+                Arg::Ptr(acc),
                 Arg::I32(p.n_heads as i32),
                 Arg::I32(p.n_kv_heads as i32),
                 Arg::I32(s.n_ctx as i32),
@@ -178,31 +116,31 @@ impl CudaBackend {
                 Arg::I32(p.layer as i32),
                 Arg::F32(p.scale),
                 Arg::I32(window),
-                Arg::Ptr(xp),
-                Arg::Ptr(acc[fold_a]),
-                Arg::Ptr(acc[2]),
             ],
         )?;
+        let (xp, hp) = (self.ptr(x), self.ptr(h));
+        self.glu_norm(&fg.glu1na, [g, u], xp, Some(acc), (self.ptr(nw), ffn.eps), hp, ffn.act)?;
+        let mut segs = Segs::default();
+        segs.w[0] = self.ptr(&down.data);
+        segs.out[0] = self.ptr(x);
+        segs.rows[0] = d as i32;
+        let warps = d.div_ceil(MATVEC1_ROWS_PER_WARP);
+        let blocks = warps
+            .div_ceil((MATVEC_THREADS / 32) as usize)
+            .min(self.n_sms * MATVEC1_BLOCKS_PER_SM);
         self.launch(
-            &fg.glud,
-            ((g.rows / 8) as u32, 1, 1),
-            256,
+            &fd.matvec1a,
+            (blocks as u32, 1, 1),
+            MATVEC_THREADS,
             &[
-                Arg::Ptr(self.ptr(&g.data)),
-                Arg::Ptr(self.ptr(&u.data)),
-                Arg::Usize(g.row_bytes),
-                Arg::I32(d as i32),
-                Arg::Ptr(xp),
-                Arg::Ptr(acc[a]),
-                Arg::Ptr(self.ptr(nw)),
-                Arg::F32(ffn.eps),
-                Arg::Ptr(self.ptr(&down.data)),
+                Arg::Segs(segs),
                 Arg::Usize(down.row_bytes),
-                Arg::Ptr(acc[2]),
-                Arg::I32(super::decode::act_code(ffn.act)),
+                Arg::I32(d as i32),
+                Arg::I32(down.row_len as i32),
+                Arg::Ptr(self.ptr(h)),
+                Arg::Ptr(acc),
             ],
         )?;
-        *lock(&self.tail_pending) = Some(TailPending { x: xp, a, d });
         Ok(true)
     }
 }
@@ -210,19 +148,6 @@ impl CudaBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_tail_after_a_tail_over_the_same_row_takes_the_other_accumulator() {
-        let p = |x, a, d| Some(TailPending { x, a, d });
-        // Nothing pending: fold A1 (zero) and F, add into A0.
-        assert_eq!(tail_slots(None, 0x1000, 576), (None, 1, 0));
-        // The previous layer's tail over the same row left A0: fold A0 and F, add into A1; and back.
-        assert_eq!(tail_slots(p(0x1000, 0, 576), 0x1000, 576), (None, 0, 1));
-        assert_eq!(tail_slots(p(0x1000, 1, 576), 0x1000, 576), (None, 1, 0));
-        // Another row (or another length) pending: settle it first, then start afresh.
-        assert_eq!(tail_slots(p(0x2000, 0, 576), 0x1000, 576), (p(0x2000, 0, 576), 1, 0));
-        assert_eq!(tail_slots(p(0x1000, 1, 512), 0x1000, 576), (p(0x1000, 1, 512), 1, 0));
-    }
 
     #[test]
     fn tail_parts_split_wo_over_few_blocks_a_head() {

@@ -112,8 +112,6 @@ pub struct CudaBackend {
     chain: Mutex<Option<sampling::Chain>>,
     /// The run state whose last forward scope queued its chained pick itself (`forward_scope` with `pick`).
     pick_in_scope: Mutex<Option<u64>>,
-    /// A fused layer tail's sums not yet folded into their residual row (`layer_tail.rs`).
-    tail_pending: Mutex<Option<layer_tail::TailPending>>,
     /// Whether launches overlap their predecessor's tail (`CudaConfig::dependent_launch` on a device that has it).
     dependent_launch: bool,
     /// Whether one-sequence prompts take the flash-attention kernel (`!CudaConfig::gemm_prompt_attention`).
@@ -188,7 +186,6 @@ impl CudaBackend {
             graphs: Mutex::new(Graphs::default()),
             chain: Mutex::new(None),
             pick_in_scope: Mutex::new(None),
-            tail_pending: Mutex::new(None),
             dependent_launch: cfg.dependent_launch && compute_capability.0 >= 9,
             flash_prefill: !cfg.gemm_prompt_attention,
             int8_activations: cfg.int8_activations,
@@ -338,7 +335,6 @@ impl Backend for CudaBackend {
     }
 
     fn argmax_rows(&self, logits: &CudaSlice<f32>, n_rows: usize, vocab: usize) -> Result<Option<Vec<u32>>> {
-        self.settle()?;
         self.argmax_on_device(logits, n_rows, vocab).map(Some)
     }
 
@@ -347,7 +343,6 @@ impl Backend for CudaBackend {
     }
 
     fn argmax_chain(&self, logits: &CudaSlice<f32>, vocab: usize, state: u64, seq: u32, pos: u32) -> Result<()> {
-        self.settle()?;
         self.argmax_chain_on_device(logits, vocab, ChainStep { state, seq, pos })
     }
 
@@ -362,12 +357,10 @@ impl Backend for CudaBackend {
         vocab: usize,
         n: usize,
     ) -> Result<Option<Vec<Candidates>>> {
-        self.settle()?;
         self.top_candidates_on_device(logits, n_rows, vocab, n).map(Some)
     }
 
     fn write(&self, dst: &mut CudaSlice<f32>, src: &[f32]) -> Result<()> {
-        self.settle()?;
         self.check_len("write", dst.len(), src.len())?;
         if src.is_empty() {
             return Ok(());
@@ -378,7 +371,6 @@ impl Backend for CudaBackend {
     }
 
     fn read(&self, src: &CudaSlice<f32>, dst: &mut [f32]) -> Result<()> {
-        self.settle()?;
         self.check_len("read", src.len(), dst.len())?;
         self.stream
             .memcpy_dtoh(&src.slice(0..dst.len()), dst)
@@ -389,19 +381,16 @@ impl Backend for CudaBackend {
     fn forward_scope(&self, batch: &Batch, state_id: u64, pick: bool, f: &mut dyn FnMut() -> Result<()>) -> Result<()> {
         *lock(&self.pick_in_scope) = None;
         self.upload_batch(batch, state_id)?;
-        // A fused layer tail's pending sums are folded inside the scope (a replayed step includes the fold).
-        self.run_scope(batch, state_id, pick, &mut || f().and_then(|_| self.settle()))?;
+        self.run_scope(batch, state_id, pick, f)?;
         *lock(&self.pick_in_scope) = pick.then_some(state_id);
         Ok(())
     }
 
     fn queue_chain_pick(&self, logits: &CudaSlice<f32>, vocab: usize) -> Result<()> {
-        self.settle()?;
         self.queue_chain_pick_on_device(logits, vocab)
     }
 
     fn embed(&self, table: &CudaWeight, ids: &[u32], scale: f32, out: &mut CudaSlice<f32>) -> Result<()> {
-        self.settle()?;
         if let Some(&bad) = ids.iter().find(|&&id| id as usize >= table.rows) {
             return Err(EngineError::BadToken {
                 id: bad,
@@ -441,7 +430,6 @@ impl Backend for CudaBackend {
         n_rows: usize,
         out: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        self.settle()?;
         let n = w.row_len;
         self.check_len("rms_norm input", x.len(), n_rows * n)?;
         self.check_len("rms_norm output", out.len(), n_rows * n)?;
@@ -449,14 +437,12 @@ impl Backend for CudaBackend {
     }
 
     fn rms_norm_in_place(&self, x: &mut CudaSlice<f32>, w: &CudaWeight, eps: f32, n_rows: usize) -> Result<()> {
-        self.settle()?;
         self.check_len("rms_norm input", x.len(), n_rows * w.row_len)?;
         let p = self.ptr(x);
         self.norm_rows(p, w, eps, n_rows, p)
     }
 
     fn matmul(&self, w: &CudaWeight, x: &CudaSlice<f32>, n_tokens: usize, out: &mut CudaSlice<f32>) -> Result<()> {
-        self.settle()?;
         if w.vector.is_some() {
             return Err(EngineError::BadSetting {
                 name: "matmul weight",
@@ -487,7 +473,6 @@ impl Backend for CudaBackend {
         xn: &mut CudaSlice<f32>,
         qkv: [&mut CudaSlice<f32>; 3],
     ) -> Result<()> {
-        self.settle()?;
         self.check_attn_input(x, norm, n_tokens, w, xn, &qkv)?;
         let [q, k, v] = qkv;
         if self.attn_input_fused(x, norm, eps, n_tokens, w, bias, xn, [&mut *q, &mut *k, &mut *v])? {
@@ -530,7 +515,6 @@ impl Backend for CudaBackend {
         params: RopeParams,
         freq_factors: Option<&CudaWeight>,
     ) -> Result<()> {
-        self.settle()?;
         self.rope_store_fused(q, k, v, kv, layer, batch, heads, style, params, freq_factors)
     }
 
@@ -543,7 +527,6 @@ impl Backend for CudaBackend {
         out: &mut CudaSlice<f32>,
         len: usize,
     ) -> Result<()> {
-        self.settle()?;
         self.check_len("matmul input", x.len(), n_tokens * w.row_len)?;
         self.check_len("matmul output", out.len().min(len), n_tokens * w.rows)?;
         if n_tokens == 0 {
@@ -566,7 +549,6 @@ impl Backend for CudaBackend {
         xn: &mut CudaSlice<f32>,
         out: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        self.settle()?;
         self.norm_matmul_any(x, norm, eps, n_tokens, w, xn, out)
     }
 
@@ -583,7 +565,6 @@ impl Backend for CudaBackend {
         up_tmp: &mut CudaSlice<f32>,
         len: usize,
     ) -> Result<()> {
-        self.settle()?;
         self.check_len("ffn input", x.len().min(xn.len()), n_tokens * norm.row_len)?;
         if self.ffn_input_fused(x, norm, eps, n_tokens, gate_up, act, xn, h)? {
             return Ok(());
@@ -592,7 +573,6 @@ impl Backend for CudaBackend {
     }
 
     fn add_bias(&self, x: &mut CudaSlice<f32>, bias: &CudaWeight, n_tokens: usize) -> Result<()> {
-        self.settle()?;
         let b = bias.vector.as_ref().ok_or_else(|| err("bias", "not a vector"))?;
         let total = n_tokens * bias.row_len;
         self.check_len("bias input", x.len(), total)?;
@@ -618,7 +598,6 @@ impl Backend for CudaBackend {
         params: RopeParams,
         freq_factors: Option<&CudaWeight>,
     ) -> Result<()> {
-        self.settle()?;
         let n = batch.len();
         self.check_len("rope input", x.len(), n * n_heads * head_dim)?;
         let ff = match freq_factors {
@@ -654,7 +633,6 @@ impl Backend for CudaBackend {
         v: &CudaSlice<f32>,
         batch: &Batch,
     ) -> Result<()> {
-        self.settle()?;
         let s = kv.shape;
         device::check_batch_fits(&s, batch)?;
         let kv_dim = s.n_kv_heads * s.head_dim;
@@ -692,7 +670,6 @@ impl Backend for CudaBackend {
         p: AttentionParams,
         out: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        self.settle()?;
         self.attention_any(q, kv, batch, p, out, None)
     }
 
@@ -708,7 +685,6 @@ impl Backend for CudaBackend {
         x: &mut CudaSlice<f32>,
         len: usize,
     ) -> Result<()> {
-        self.settle()?;
         if self.attention_output_fused(q, kv, batch, p, attn, wo, x, len)? {
             return Ok(());
         }
@@ -727,7 +703,7 @@ impl Backend for CudaBackend {
         s: TailScratch<'_, CudaSlice<f32>>,
         x: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        if self.attention_ffn_fused(q, kv, batch, p, wo, ffn, x)? {
+        if self.attention_ffn_fused(q, kv, batch, p, wo, ffn, s.gate, x)? {
             return Ok(());
         }
         super::plain_attention_ffn(self, q, kv, batch, p, wo, ffn, s, x)
@@ -740,7 +716,6 @@ impl Backend for CudaBackend {
         len: usize,
         act: Activation,
     ) -> Result<()> {
-        self.settle()?;
         self.check_len("activation input", gate.len().min(up.len()), len)?;
         let a = match act {
             Activation::Silu => 0,
@@ -759,7 +734,6 @@ impl Backend for CudaBackend {
     }
 
     fn add(&self, x: &mut CudaSlice<f32>, y: &CudaSlice<f32>, len: usize) -> Result<()> {
-        self.settle()?;
         self.check_len("add input", x.len().min(y.len()), len)?;
         self.launch_1d(
             &self.funcs.add,
@@ -769,7 +743,6 @@ impl Backend for CudaBackend {
     }
 
     fn gather_rows(&self, x: &CudaSlice<f32>, rows: &[usize], row_len: usize, out: &mut CudaSlice<f32>) -> Result<()> {
-        self.settle()?;
         self.check_len("gather output", out.len(), rows.len() * row_len)?;
         if let Some(&bad) = rows.iter().find(|&&r| (r + 1) * row_len > x.len()) {
             return Err(EngineError::BadSetting {

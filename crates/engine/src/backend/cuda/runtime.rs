@@ -277,7 +277,8 @@ mod tests {
 
     /// Kernels are launched to overlap their predecessor (programmatic dependent launch): each must wait for it
     /// near its top, with nothing but weight prefetches before. Only the single-token quantized products and the
-    /// plain single-token float product let their successor launch before their own wait (`grid_dep_sync_early`):
+    /// plain single-token float products (also the fused layer tail's FFN output, `matvec1a`) let their successor
+    /// launch before their own wait (`grid_dep_sync_early`):
     /// a kernel that waits first sits between any two of them in a decode step (at most two in a row, where a model
     /// mixes an 8-bit-input gated product with a down projection through Q8_0's float view), so early launches
     /// cannot pile up.
@@ -311,7 +312,6 @@ mod tests {
                 .replace("const AttnToken tok = attn_decode_prefetch", "")
                 .replace("const RopePrep rp = rope_prepare", "")
                 .replace("const TailWo w = tail_wo", "")
-                .replace("const TailDown dw = tail_down_cols", "")
                 .replace("prefetch_block_segs", "")
                 .replace("prefetch_block_glu", "")
                 .replace("attn_decode_prefetch", "");
@@ -325,7 +325,13 @@ mod tests {
         early.sort();
         assert_eq!(
             early,
-            ["glu1_##NAME", "matvec1_##NAME", "matvec1_##NAME", "matvec1r_##NAME"],
+            [
+                "glu1_##NAME",
+                "matvec1_##NAME",
+                "matvec1_##NAME",
+                "matvec1a_##NAME",
+                "matvec1r_##NAME"
+            ],
             "early-launching kernels"
         );
     }
