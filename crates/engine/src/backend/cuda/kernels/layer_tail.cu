@@ -10,7 +10,9 @@
 // FFN input's copy of x + acc in 16-byte loads (one round of loads a thread instead of three), 2,665 / 2,540.
 // Not kept: each warp of the FFN input reading acc beside x itself, no shared copy (2,404 / 2,398: 10 MB of L2
 // reads a layer); the norm weights copied to shared memory too (-1.3 %); 16-warp FFN input blocks (f16 -1.8 %,
-// q8_0 +1.7 %); wo's conversion to floats pinned before the wait (-0.9 % / -1.3 %).
+// q8_0 +1.7 %); wo's conversion to floats pinned before the wait (-0.9 % / -1.3 %); the FFN in one launch too, the
+// residual left pending as x + A + F until the next layer's Q/K/V product (2,629 / 2,510, qwen2.5-0.5b f16 1,346 ->
+// 1,099: the fold and the Q/K/V product's copy of the sum cost more than the launch, see docs/BENCHMARKS.md).
 //
 // acc: [d] i64, fixed point with TAIL_FIXED_ONE a unit, zero between layers. The heads' partial products meet in
 // it through integer atomics, so their sum is exact and the same whatever order the blocks arrive in: a step stays
