@@ -7,12 +7,14 @@
 // The launch that goes is the output projection's (with its boundary, about 1 µs on H100, and its own path from
 // wait to store). Each attention block holds its share of wo's rows in registers, loaded before its wait.
 // Measured on H100 (tg128, 2026-11-27): smollm2-135m f16 2,390 -> 2,604 tok/s, q8_0 2,347 -> 2,476; with the
-// FFN input's copy of x + acc in 16-byte loads (one round of loads a thread instead of three), 2,665 / 2,540.
+// FFN input's copy of x + acc in 16-byte loads (one round of loads a thread instead of three), 2,665 / 2,540; with
+// its norm weights copied to shared memory before the wait (no load of them after it), 2,704 / 2,579.
 // Not kept: each warp of the FFN input reading acc beside x itself, no shared copy (2,404 / 2,398: 10 MB of L2
-// reads a layer); the norm weights copied to shared memory too (-1.3 %); 16-warp FFN input blocks (f16 -1.8 %,
-// q8_0 +1.7 %); wo's conversion to floats pinned before the wait (-0.9 % / -1.3 %); the FFN in one launch too, the
-// residual left pending as x + A + F until the next layer's Q/K/V product (2,629 / 2,510, qwen2.5-0.5b f16 1,346 ->
-// 1,099: the fold and the Q/K/V product's copy of the sum cost more than the launch, see docs/BENCHMARKS.md).
+// reads a layer); the norm weights copied to shared memory after the wait, in the scalar copy (-1.3 %); 16-warp
+// FFN input blocks (f16 -1.8 %, q8_0 +1.7 %); wo's conversion to floats pinned before the wait (-0.9 % / -1.3 %);
+// the FFN in one launch too, the residual left pending as x + A + F until the next layer's Q/K/V product (2,629 /
+// 2,510, qwen2.5-0.5b f16 1,346 -> 1,099: the fold and the Q/K/V product's copy of the sum cost more than the
+// launch, see docs/BENCHMARKS.md).
 //
 // acc: [d] i64, fixed point with TAIL_FIXED_ONE a unit, zero between layers. The heads' partial products meet in
 // it through integer atomics, so their sum is exact and the same whatever order the blocks arrive in: a step stays
@@ -79,6 +81,11 @@ __device__ __forceinline__ void attn_o(const TailWo& wo, const AttnToken& tok, c
     }
 }
 
+// A weight's K floats into the block's shared memory (before the wait: only the block reads it).
+__device__ __forceinline__ void tail_copy(float* dst, const float* src, int K) {
+    for (int i = 4 * threadIdx.x; i < K; i += 4 * blockDim.x) *(float4*)(dst + i) = *(const float4*)(src + i);
+}
+
 #define TAIL_ATTN_KERNEL(NAME, T, HD, FMT)                                                                      \
     extern "C" __global__ void NAME(const float* q, const T* kc, const T* vc, const int* pos, const int* seq,   \
                                     const u8* wo, size_t wo_rb, int d, long long* acc, int n_heads,             \
@@ -97,8 +104,8 @@ __device__ __forceinline__ void attn_o(const TailWo& wo, const AttnToken& tok, c
     extern "C" __global__ void glu1na_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K,             \
                                              const float* x, const long long* acc, const float* nw, float eps, \
                                              float* h, int act) {                                              \
-        __shared__ __align__(16) float xs[TAIL_MAX_D];                                                          \
-        prefetch_block_glu(g, u, rb, rows); grid_dep_sync();                                                    \
+        __shared__ __align__(16) float xs[TAIL_MAX_D], ws[TAIL_MAX_D];                                          \
+        prefetch_block_glu(g, u, rb, rows); tail_copy(ws, nw, K); grid_dep_sync();                              \
         for (int i = 4 * threadIdx.x; i < K; i += 4 * blockDim.x) {                                             \
             float4 v = *(const float4*)(x + i);                                                                 \
             longlong2 a0 = *(const longlong2*)(acc + i), a1 = *(const longlong2*)(acc + i + 2);                 \
@@ -106,7 +113,7 @@ __device__ __forceinline__ void attn_o(const TailWo& wo, const AttnToken& tok, c
                                              v.z + tail_fixed_to_f(a1.x), v.w + tail_fixed_to_f(a1.y));        \
         }                                                                                                       \
         __syncthreads();                                                                                        \
-        glu_f<FMT, 1>(g, u, rb, rows, K, xs, h, 1, act, nw, eps);                                               \
+        glu_f<FMT, 1>(g, u, rb, rows, K, xs, h, 1, act, ws, eps);                                               \
     }                                                                                                           \
     extern "C" __global__ void MATVEC1_BOUNDS matvec1a_##NAME(Segs s, size_t rb, int rows, int K,              \
                                                               const float* h, long long* acc) {                 \
