@@ -135,15 +135,22 @@ const NORM_BLOCK_ROWS: usize = 8;
 /// Most blocks per SM of the single-token products, whose warps walk their row pairs grid-stride: it caps only the
 /// output projection (tens of thousands of rows), which gained from it on H100 (8B q8_0 256.3 -> 259.4, smollm2
 /// q8_0 1,507 -> 1,554 tok/s; 8 blocks did as well, 2 or 3 were slower, capping the 4,096-row products too).
-pub(super) const MATVEC1_BLOCKS_PER_SM: usize = 12;
+const MATVEC1_BLOCKS_PER_SM: usize = 12;
 
 /// Rows a warp of the single-token products takes (both rows' loads in flight together): `matvec_two_rows` in
 /// matvec.cu.
-pub(super) const MATVEC1_ROWS_PER_WARP: usize = 2;
+const MATVEC1_ROWS_PER_WARP: usize = 2;
 
 impl CudaBackend {
+    /// Blocks of MATVEC_THREADS for a single-token product over `rows` rows (MATVEC1_ROWS_PER_WARP a warp, at
+    /// most MATVEC1_BLOCKS_PER_SM a multiprocessor: the warps walk the rest grid-stride).
+    pub(super) fn matvec1_blocks(&self, rows: usize) -> usize {
+        rows.div_ceil(MATVEC1_ROWS_PER_WARP * (MATVEC_THREADS / 32) as usize)
+            .min(self.n_sms * MATVEC1_BLOCKS_PER_SM)
+    }
+
     /// The segment table of up to three (weight, output, bias) triples, and their rows in all.
-    fn segs(&self, ws: &[(&CudaWeight, u64, u64)]) -> (Segs, usize) {
+    pub(super) fn segs(&self, ws: &[(&CudaWeight, u64, u64)]) -> (Segs, usize) {
         let mut segs = Segs::default();
         for (i, &(w, out, bias)) in ws.iter().enumerate().take(3) {
             segs.w[i] = self.ptr(&w.data);
@@ -241,11 +248,11 @@ impl CudaBackend {
             _ => &fns.matvec8,
         };
         let (segs, total) = self.segs(ws);
-        let rows_per_warp = if n == 1 { MATVEC1_ROWS_PER_WARP } else { 1 };
-        let mut blocks = total.div_ceil(rows_per_warp * (MATVEC_THREADS / 32) as usize);
-        if n == 1 {
-            blocks = blocks.min(self.n_sms * MATVEC1_BLOCKS_PER_SM);
-        }
+        let blocks = if n == 1 {
+            self.matvec1_blocks(total)
+        } else {
+            total.div_ceil((MATVEC_THREADS / 32) as usize)
+        };
         let grid = (blocks as u32, 1, 1);
         let mut args = vec![
             Arg::Segs(segs),
@@ -609,17 +616,7 @@ impl CudaBackend {
         self.launch(f, grid, MATVEC_THREADS, &args)?;
         Ok(true)
     }
-}
 
-/// The kernels' activation argument.
-fn act_code(act: Activation) -> i32 {
-    match act {
-        Activation::Silu => 0,
-        Activation::GeluTanh => 1,
-    }
-}
-
-impl CudaBackend {
     /// One token's gated FFN input with its input's norm on the fly: `glu1n` on `x`, or (`acc`) the fused layer
     /// tail's `glu1na` on x + acc. `norm`: the norm weight's pointer and epsilon.
     #[allow(clippy::too_many_arguments)]
@@ -645,6 +642,14 @@ impl CudaBackend {
         args.extend([Arg::Ptr(nw), Arg::F32(eps), Arg::Ptr(h), Arg::I32(act_code(act))]);
         let blocks = g.rows.div_ceil(NORM_BLOCK_ROWS) as u32;
         self.launch(f, (blocks, 1, 1), 32 * NORM_BLOCK_ROWS as u32, &args)
+    }
+}
+
+/// The kernels' activation argument.
+fn act_code(act: Activation) -> i32 {
+    match act {
+        Activation::Silu => 0,
+        Activation::GeluTanh => 1,
     }
 }
 

@@ -4,7 +4,6 @@
 //! partial sums meet in a fixed-point accumulator (exact, so a step stays repeatable bit for bit).
 
 use super::attention::{decode_splits, max_pos};
-use super::decode::{Segs, MATVEC1_BLOCKS_PER_SM, MATVEC1_ROWS_PER_WARP};
 use super::{lock, Arg, CudaBackend, CudaKv, CudaWeight, DECODE_LANES_PER_KEY, MATVEC_THREADS};
 use crate::backend::{AttentionParams, FfnBlock, KvPrecision};
 use crate::batch::Batch;
@@ -120,24 +119,17 @@ impl CudaBackend {
         )?;
         let (xp, hp) = (self.ptr(x), self.ptr(h));
         self.glu_norm(&fg.glu1na, [g, u], xp, Some(acc), (self.ptr(nw), ffn.eps), hp, ffn.act)?;
-        let mut segs = Segs::default();
-        segs.w[0] = self.ptr(&down.data);
-        segs.out[0] = self.ptr(x);
-        segs.rows[0] = d as i32;
-        let warps = d.div_ceil(MATVEC1_ROWS_PER_WARP);
-        let blocks = warps
-            .div_ceil((MATVEC_THREADS / 32) as usize)
-            .min(self.n_sms * MATVEC1_BLOCKS_PER_SM);
+        let (segs, rows) = self.segs(&[(down, xp, 0)]);
         self.launch(
             &fd.matvec1a,
-            (blocks as u32, 1, 1),
+            (self.matvec1_blocks(rows) as u32, 1, 1),
             MATVEC_THREADS,
             &[
                 Arg::Segs(segs),
                 Arg::Usize(down.row_bytes),
-                Arg::I32(d as i32),
+                Arg::I32(rows as i32),
                 Arg::I32(down.row_len as i32),
-                Arg::Ptr(self.ptr(h)),
+                Arg::Ptr(hp),
                 Arg::Ptr(acc),
             ],
         )?;

@@ -97,7 +97,8 @@ __device__ __forceinline__ void tail_copy(float* dst, const float* src, int K) {
         attn_o<T, HD>(w, tok, q, kc, vc, d, acc, n_heads, n_kv_heads, n_ctx, n_seqs, layer, scale, window);     \
     }
 
-// The FFN's two launches, per format with a float view.
+// The tail's kernels, per format with a float view: attention with the output projection (heads of 64 and 128),
+// the FFN input and the FFN output.
 #define TAIL_FFN_KERNELS(NAME, FMT)                                                                             \
     TAIL_ATTN_KERNEL(attn_o64_##NAME, u16, 64, FMT)                                                             \
     TAIL_ATTN_KERNEL(attn_o128_##NAME, u16, 128, FMT)                                                           \
