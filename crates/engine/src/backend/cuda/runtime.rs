@@ -312,6 +312,8 @@ mod tests {
                 .replace("const AttnToken tok = attn_decode_prefetch", "")
                 .replace("const RopePrep rp = rope_prepare", "")
                 .replace("const TailWo w = tail_wo", "")
+                .replace("const RowPair<FMT> pw = rope_rows_load", "")
+                .replace("const RowPair<FMT> pw = glu_rows_load", "")
                 .replace("prefetch_block_segs", "")
                 .replace("prefetch_block_glu", "")
                 .replace("attn_decode_prefetch", "");

@@ -106,6 +106,7 @@ __device__ __forceinline__ void tail_copy(float* dst, const float* src, int K) {
                                              const float* x, const long long* acc, const float* nw, float eps, \
                                              float* h, int act) {                                              \
         __shared__ __align__(16) float xs[TAIL_MAX_D], ws[TAIL_MAX_D];                                          \
+        const RowPair<FMT> pw = glu_rows_load<FMT>(g, u, rb, rows, K);                                         \
         prefetch_block_glu(g, u, rb, rows); tail_copy(ws, nw, K); grid_dep_sync();                              \
         for (int i = 4 * threadIdx.x; i < K; i += 4 * blockDim.x) {                                             \
             float4 v = *(const float4*)(x + i);                                                                 \
@@ -114,7 +115,7 @@ __device__ __forceinline__ void tail_copy(float* dst, const float* src, int K) {
                                              v.z + tail_fixed_to_f(a1.x), v.w + tail_fixed_to_f(a1.y));        \
         }                                                                                                       \
         __syncthreads();                                                                                        \
-        glu_f<FMT, 1>(g, u, rb, rows, K, xs, h, 1, act, ws, eps);                                               \
+        glu_fn_held<FMT>(pw, g, u, rb, rows, K, xs, h, act, ws, eps);                                           \
     }                                                                                                           \
     extern "C" __global__ void MATVEC1_BOUNDS matvec1a_##NAME(Segs s, size_t rb, int rows, int K,              \
                                                               const float* h, long long* acc) {                 \

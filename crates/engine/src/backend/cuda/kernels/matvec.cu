@@ -272,16 +272,26 @@ __device__ __forceinline__ RopePrep rope_prepare(const Segs& s, int total_rows, 
 // RoPE style 0 the pair is rows (2j, 2j + 1) of a head, with NeoX (j, j + head_dim / 2). Q's pair is rotated into
 // its output; K's is rotated and V's copied into the caches. Each segment's rows are whole heads. `rp`: the warp's
 // rope_prepare.
+// This warp's rotation pair: its segment, its rows ra_ and rb_ within the segment, and the segment's head (false
+// for a warp past the last pair).
+__device__ __forceinline__ bool rope_pair_of(const Segs& s, int total_rows, const RopeArgs& ra, int& seg, int& head,
+                                             int& ra_, int& rb_) {
+    int r = 2 * (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32);
+    if (r >= total_rows) return false;
+    seg = seg_of(s, r);
+    int hd = ra.head_dim, j = (r % hd) / 2;
+    head = r / hd;
+    ra_ = head * hd + (seg < 2 && ra.style == 1 ? j : 2 * j);
+    rb_ = ra_ + (seg < 2 && ra.style == 1 ? hd / 2 : 1);
+    return true;
+}
+
 template <class Dot2>
 __device__ __forceinline__ void matvec_rope_pairs(const Segs& s, size_t row_bytes, int total_rows,
                                                   const RopeArgs& ra, const RopePrep& rp, Dot2 dot2) {
-    int w = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    int r = 2 * w;
-    if (r >= total_rows) return;
-    int seg = seg_of(s, r);
-    int hd = ra.head_dim, head = r / hd, j = (r % hd) / 2;
-    int ra_ = head * hd + (seg < 2 && ra.style == 1 ? j : 2 * j);
-    int rb_ = ra_ + (seg < 2 && ra.style == 1 ? hd / 2 : 1);
+    int seg, head, ra_, rb_;
+    if (!rope_pair_of(s, total_rows, ra, seg, head, ra_, rb_)) return;
+    int hd = ra.head_dim;
     const u8* wseg = (const u8*)s.w[seg];
     float a[1] = {0.f}, b[1] = {0.f};
     dot2(wseg + ra_ * row_bytes, wseg + rb_ * row_bytes, a, b);
@@ -465,19 +475,27 @@ struct FloatRows {
     __device__ static constexpr int span_bytes() { return 256 * ELEM_BYTES; }
     __device__ static int row_span_bytes(int K) { return K * ELEM_BYTES; }
 };
+// Each format reads elements [i, i + 8) of a row as raw bytes (`raw8`, the loads) and turns them into floats
+// (`decode8`), so that a kernel may load its rows before its dependency wait and decode them after it
+// (`RowPair`); load8 is the two together.
 struct FmtF32 : FloatRows<4> {
-    __device__ static void load8(const u8* row, int i, float f[8]) {
-        uint4 ua = ldw4_stream(row + 4 * (size_t)i), ub = ldw4_stream(row + 4 * (size_t)i + 16);
-        float4 a = make_float4(__uint_as_float(ua.x), __uint_as_float(ua.y), __uint_as_float(ua.z),
-                               __uint_as_float(ua.w));
-        float4 b = make_float4(__uint_as_float(ub.x), __uint_as_float(ub.y), __uint_as_float(ub.z),
-                               __uint_as_float(ub.w));
-        f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
+    struct Raw {
+        uint4 a, b;
+    };
+    __device__ static Raw raw8(const u8* row, int i) {
+        return {ldw4_stream(row + 4 * (size_t)i), ldw4_stream(row + 4 * (size_t)i + 16)};
     }
+    __device__ static void decode8(const Raw& r, float f[8]) {
+        u32 w[8] = {r.a.x, r.a.y, r.a.z, r.a.w, r.b.x, r.b.y, r.b.z, r.b.w};
+#pragma unroll
+        for (int j = 0; j < 8; j++) f[j] = __uint_as_float(w[j]);
+    }
+    __device__ static void load8(const u8* row, int i, float f[8]) { decode8(raw8(row, i), f); }
 };
 struct FmtF16 : FloatRows<2> {
-    __device__ static void load8(const u8* row, int i, float f[8]) {
-        uint4 a = ldw4_stream(row + 2 * (size_t)i);
+    typedef uint4 Raw;
+    __device__ static Raw raw8(const u8* row, int i) { return ldw4_stream(row + 2 * (size_t)i); }
+    __device__ static void decode8(const Raw& a, float f[8]) {
         u32 w[4] = {a.x, a.y, a.z, a.w};
 #pragma unroll
         for (int j = 0; j < 4; j++) {
@@ -485,10 +503,12 @@ struct FmtF16 : FloatRows<2> {
             f[2 * j + 1] = h2f((u16)(w[j] >> 16));
         }
     }
+    __device__ static void load8(const u8* row, int i, float f[8]) { decode8(raw8(row, i), f); }
 };
 struct FmtBF16 : FloatRows<2> {
-    __device__ static void load8(const u8* row, int i, float f[8]) {
-        uint4 a = ldw4_stream(row + 2 * (size_t)i);
+    typedef uint4 Raw;
+    __device__ static Raw raw8(const u8* row, int i) { return ldw4_stream(row + 2 * (size_t)i); }
+    __device__ static void decode8(const Raw& a, float f[8]) {
         u32 w[4] = {a.x, a.y, a.z, a.w};
 #pragma unroll
         for (int j = 0; j < 4; j++) {
@@ -496,6 +516,7 @@ struct FmtBF16 : FloatRows<2> {
             f[2 * j + 1] = bf2f((u16)(w[j] >> 16));
         }
     }
+    __device__ static void load8(const u8* row, int i, float f[8]) { decode8(raw8(row, i), f); }
 };
 
 template <class F, int NT>
@@ -583,6 +604,104 @@ __device__ __forceinline__ void dot2_fn(const u8* __restrict__ wa, const u8* __r
     float scale = rsqrtf(warp_sum(ss) / K + eps);
     acc_a[0] = warp_sum(a) * scale;
     acc_b[0] = warp_sum(b) * scale;
+}
+
+// A warp's two rows of a single-token float-view product held in registers: each lane's raw bytes of elements
+// [8 lane + 256 j, + 8) of both rows, loaded before the kernel's dependency wait (the weights are read-only), so
+// that after the wait the rows cost no load at all. Rows of at most RowPair::MAX_K elements; longer ones load as
+// before (the `dot2_*_held` functions check). Measured on H100 (block trace, synth smollm2-135m f16): the Q/K/V
+// and FFN-input warps spent 1.76 µs of their 2.0-2.3 µs after the wait in this loop, their rows prefetched into
+// L1 (`prefetch_rows`) notwithstanding.
+template <class F>
+struct RowPair {
+    static constexpr int ITERS = sizeof(typename F::Raw) > 16 ? 2 : 4;
+    static constexpr int MAX_K = 256 * ITERS;
+    typename F::Raw a[ITERS], b[ITERS];
+};
+template <class F>
+__device__ __forceinline__ RowPair<F> row_pair_load(const u8* __restrict__ wa, const u8* __restrict__ wb, int K) {
+    RowPair<F> p;
+    int lane = threadIdx.x & 31;
+    if (wa && K <= RowPair<F>::MAX_K) {
+#pragma unroll
+        for (int j = 0; j < RowPair<F>::ITERS; j++) {
+            int i = 8 * lane + 256 * j;
+            if (i < K) {
+                p.a[j] = F::raw8(wa, i);
+                p.b[j] = F::raw8(wb, i);
+            }
+        }
+    }
+    return p;
+}
+
+// dot2_fn over rows held by row_pair_load (same arithmetic, same order), or over wa and wb for longer rows.
+template <class F>
+__device__ __forceinline__ void dot2_fn_held(const RowPair<F>& p, const u8* __restrict__ wa,
+                                             const u8* __restrict__ wb, int K, const float* __restrict__ x,
+                                             const float* __restrict__ nw, float eps, float* acc_a, float* acc_b) {
+    if (K > RowPair<F>::MAX_K) {
+        dot2_fn<F>(wa, wb, K, x, nw, eps, acc_a, acc_b);
+        return;
+    }
+    int lane = threadIdx.x & 31;
+    float a = 0.f, b = 0.f, ss = 0.f;
+#pragma unroll
+    for (int j = 0; j < RowPair<F>::ITERS; j++) {
+        int i = 8 * lane + 256 * j;
+        if (i < K) {
+            float fa[8], fb[8];
+            F::decode8(p.a[j], fa);
+            F::decode8(p.b[j], fb);
+            const float4* xp = (const float4*)(x + i);
+            const float4* wp = (const float4*)(nw + i);
+            float4 x0 = xp[0], x1 = xp[1], w0 = wp[0], w1 = wp[1];
+            float v[8] = {x0.x * w0.x, x0.y * w0.y, x0.z * w0.z, x0.w * w0.w,
+                          x1.x * w1.x, x1.y * w1.y, x1.z * w1.z, x1.w * w1.w};
+            ss += x0.x * x0.x + x0.y * x0.y + x0.z * x0.z + x0.w * x0.w + x1.x * x1.x + x1.y * x1.y +
+                  x1.z * x1.z + x1.w * x1.w;
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                a += fa[k] * v[k];
+                b += fb[k] * v[k];
+            }
+        }
+    }
+    float scale = rsqrtf(warp_sum(ss) / K + eps);
+    acc_a[0] = warp_sum(a) * scale;
+    acc_b[0] = warp_sum(b) * scale;
+}
+
+// The gated FFN input over rows held by row_pair_load (glu_f for one token with its norm inside).
+template <class F>
+__device__ __forceinline__ void glu_fn_held(const RowPair<F>& p, const u8* __restrict__ gate,
+                                            const u8* __restrict__ up, size_t row_bytes, int rows, int K,
+                                            const float* __restrict__ x, float* __restrict__ h, int act,
+                                            const float* __restrict__ nw, float eps) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (row < rows) {
+        float g = 0.f, u = 0.f;
+        dot2_fn_held<F>(p, gate + row * row_bytes, up + row * row_bytes, K, x, nw, eps, &g, &u);
+        if ((threadIdx.x & 31) == 0) h[row] = glu_act(g, act) * u;
+    }
+}
+
+// The rotation pair of this warp (matvec_rope_pairs'), held before the wait.
+template <class F>
+__device__ __forceinline__ RowPair<F> rope_rows_load(const Segs& s, size_t row_bytes, int total_rows, int K,
+                                                     const RopeArgs& ra) {
+    int seg = 0, head, ra_ = 0, rb_ = 0;
+    bool ok = rope_pair_of(s, total_rows, ra, seg, head, ra_, rb_);
+    const u8* w = (const u8*)s.w[seg];
+    return row_pair_load<F>(ok ? w + ra_ * row_bytes : nullptr, w + rb_ * row_bytes, K);
+}
+
+// The gate and up rows of this warp (glu_f's row), held before the wait.
+template <class F>
+__device__ __forceinline__ RowPair<F> glu_rows_load(const u8* gate, const u8* up, size_t row_bytes, int rows,
+                                                    int K) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    return row_pair_load<F>(row < rows ? gate + row * row_bytes : nullptr, up + row * row_bytes, K);
 }
 
 // nw not null (one token): the activations are RMSNorm(x) * nw, normalized on the fly (dot2_fn).

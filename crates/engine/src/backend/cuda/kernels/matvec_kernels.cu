@@ -98,15 +98,17 @@ struct Matvec1MinBlocks<FmtQ6_K> {
     }                                                                                                          \
     extern "C" __global__ void matvec1nr_##NAME(Segs s, size_t rb, int rows, int K, const float* x,            \
                                                 const float* nw, float eps, RopeArgs ra) {                    \
+        const RowPair<FMT> pw = rope_rows_load<FMT>(s, rb, rows, K, ra);                                       \
         prefetch_block_segs(s, rb, 2); const RopePrep rp = rope_prepare(s, rows, ra); grid_dep_sync();            \
         matvec_rope_pairs(s, rb, rows, ra, rp, [&](const u8* wa, const u8* wb, float* a, float* b) {           \
-            dot2_fn<FMT>(wa, wb, K, x, nw, eps, a, b);                                                         \
+            dot2_fn_held<FMT>(pw, wa, wb, K, x, nw, eps, a, b);                                                \
         });                                                                                                    \
     }                                                                                                          \
     extern "C" __global__ void glu1n_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K,              \
                                             const float* x, const float* nw, float eps, float* h, int act) {  \
+        const RowPair<FMT> pw = glu_rows_load<FMT>(g, u, rb, rows, K);                                         \
         prefetch_block_glu(g, u, rb, rows); grid_dep_sync();                                                   \
-        glu_f<FMT, 1>(g, u, rb, rows, K, x, h, 1, act, nw, eps);                                   \
+        glu_fn_held<FMT>(pw, g, u, rb, rows, K, x, h, act, nw, eps);                                           \
     }
 
 QUARREL_FLOAT_KERNELS(f32, FmtF32)
