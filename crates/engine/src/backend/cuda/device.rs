@@ -39,6 +39,9 @@ pub struct TailFuncs {
     /// The FFN input on x + accumulator; the FFN output folding the accumulator into x.
     pub glu1na: CudaFunction,
     pub matvec1a: CudaFunction,
+    /// The FFN output with each warp's rows held from before its wait (`matvec1ah`, rows of at most
+    /// `layer_tail::tail_down_held_max` elements).
+    pub matvec1ah: CudaFunction,
 }
 
 /// Every kernel, looked up once.
@@ -133,6 +136,7 @@ impl Funcs {
                             attn_o128: f(&format!("attn_o128_{fsfx}"))?,
                             glu1na: f(&format!("glu1na_{fsfx}"))?,
                             matvec1a: f(&format!("matvec1a_{fsfx}"))?,
+                            matvec1ah: f(&format!("matvec1ah_{fsfx}"))?,
                         }),
                         None => None,
                     },

@@ -42,13 +42,13 @@ pub fn kernel_source() -> String {
 /// flash-attention kernel's warps each take 16 of a block's FA_ROWS query rows, and decode attention compiled for
 /// a head size scores each key on DECODE_LPK lanes (its blocks are 128 DECODE_LPK threads).
 fn host_defines() -> String {
-    use super::layer_tail::{TAIL_CHUNKS_PER_THREAD, TAIL_MAX_D};
+    use super::layer_tail::{TAIL_CHUNKS_PER_THREAD, TAIL_DOWN_ITERS, TAIL_MAX_D};
     use super::{DECODE_LANES_PER_KEY, DECODE_LANES_PER_KEY_256, FLASH_ROWS, FLASH_THREADS, MATVEC_THREADS};
     format!(
         "\n// ---- launch shapes from the host\n#define MATVEC_THREADS {MATVEC_THREADS}\n#define FA_ROWS \
          {FLASH_ROWS}\n#define FA_THREADS {FLASH_THREADS}\n#define DECODE_LPK {DECODE_LANES_PER_KEY}\n#define \
          DECODE_LPK_256 {DECODE_LANES_PER_KEY_256}\n#define TAIL_CPT {TAIL_CHUNKS_PER_THREAD}\n#define TAIL_MAX_D \
-         {TAIL_MAX_D}\n"
+         {TAIL_MAX_D}\n#define TAIL_DOWN_ITERS {TAIL_DOWN_ITERS}\n"
     )
 }
 
@@ -314,6 +314,7 @@ mod tests {
                 .replace("const TailWo w = tail_wo", "")
                 .replace("const RowPair<FMT> pw = rope_rows_load", "")
                 .replace("const RowPair<FMT> pw = glu_rows_load", "")
+                .replace("const TailDownRows<FMT> pw = two_rows_load", "")
                 .replace("prefetch_block_segs", "")
                 .replace("prefetch_block_glu", "")
                 .replace("attn_decode_prefetch", "");
@@ -332,6 +333,7 @@ mod tests {
                 "matvec1_##NAME",
                 "matvec1_##NAME",
                 "matvec1a_##NAME",
+                "matvec1ah_##NAME",
                 "matvec1r_##NAME"
             ],
             "early-launching kernels"

@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 mod attention;
 mod sampling;
-use attention::{check_attention, TAIL_FF};
+use attention::{check_attention, TAIL_FFS};
 use sampling::{check_chain, check_sampling};
 
 /// One comparison.
@@ -242,9 +242,11 @@ pub fn run_all<D: Backend>(cpu: &CpuBackend, dev: &D, seed: u64) -> Result<Vec<C
             add(format!("tail.{t}.o.{d}x{q_dim}"), d, q_dim);
         }
         for d in [512, 576] {
-            add(format!("tail.{t}.gate.{d}"), TAIL_FF, d);
-            add(format!("tail.{t}.up.{d}"), TAIL_FF, d);
-            add(format!("tail.{t}.down.{d}"), d, TAIL_FF);
+            for ff in TAIL_FFS {
+                add(format!("tail.{t}.gate.{d}.{ff}"), ff, d);
+                add(format!("tail.{t}.up.{d}.{ff}"), ff, d);
+                add(format!("tail.{t}.down.{d}.{ff}"), d, ff);
+            }
         }
     }
     for n in [64usize, 256, 512, 576, 896] {

@@ -20,6 +20,13 @@
 // it through integer atomics, so their sum is exact and the same whatever order the blocks arrive in: a step stays
 // bit-for-bit repeatable (float atomics would not). A partial beyond ±2^31 saturates (no model's are near that).
 
+// The FFN output's held kernel (`matvec1ah`): each warp holds its row pair from before the wait (RowPair), rows of
+// up to 256 TAIL_DOWN_ITERS elements (half that for F32), at up to 128 registers a thread. From the host
+// (layer_tail.rs, which launches it only for rows that short): TAIL_DOWN_ITERS.
+template <class F>
+using TailDownRows = RowPair<F, (sizeof(typename F::Raw) > 16 ? TAIL_DOWN_ITERS / 2 : TAIL_DOWN_ITERS)>;
+#define TAIL_DOWN_BOUNDS __launch_bounds__(MATVEC_THREADS, 4)
+
 #define TAIL_FIXED_ONE 4294967296.f          // 2^32
 #define TAIL_FIXED_INV 2.3283064365386963e-10f  // 2^-32
 // From the host (layer_tail.rs): TAIL_CPT, the chunks of 8 weights of wo each attention thread holds (8 TAIL_CPT
@@ -97,6 +104,16 @@ __device__ __forceinline__ void tail_copy(float* dst, const float* src, int K) {
         attn_o<T, HD>(w, tok, q, kc, vc, d, acc, n_heads, n_kv_heads, n_ctx, n_seqs, layer, scale, window);     \
     }
 
+// The FFN output after its wait: x = (x + acc) + down · h, acc back to zero, by row pairs (`dot2` one pair).
+template <class Dot2>
+__device__ __forceinline__ void tail_down(const Segs& s, size_t rb, int rows, long long* acc, Dot2 dot2) {
+    matvec_two_rows(s, rb, rows, dot2, [&](int, int row, float v) {
+        float* o = (float*)s.out[0] + row;
+        *o = (*o + tail_fixed_to_f(acc[row])) + v;
+        acc[row] = 0;
+    });
+}
+
 // The tail's kernels, per format with a float view: attention with the output projection (heads of 64 and 128),
 // the FFN input and the FFN output.
 #define TAIL_FFN_KERNELS(NAME, FMT)                                                                             \
@@ -120,14 +137,17 @@ __device__ __forceinline__ void tail_copy(float* dst, const float* src, int K) {
     extern "C" __global__ void MATVEC1_BOUNDS matvec1a_##NAME(Segs s, size_t rb, int rows, int K,              \
                                                               const float* h, long long* acc) {                 \
         prefetch_block_segs(s, rb, 2); grid_dep_sync_early();                                                   \
-        matvec_two_rows(                                                                                        \
-            s, rb, rows,                                                                                        \
-            [&](const u8* wa, const u8* wb, float* a, float* b) { dot2_f<FMT, 1>(wa, wb, K, h, 1, a, b); },     \
-            [&](int, int row, float v) {                                                                        \
-                float* o = (float*)s.out[0] + row;                                                              \
-                *o = (*o + tail_fixed_to_f(acc[row])) + v;                                                      \
-                acc[row] = 0;                                                                                   \
-            });                                                                                                 \
+        tail_down(s, rb, rows, acc, [&](const u8* wa, const u8* wb, float* a, float* b) {                      \
+            dot2_f<FMT, 1>(wa, wb, K, h, 1, a, b);                                                              \
+        });                                                                                                     \
+    }                                                                                                           \
+    extern "C" __global__ void TAIL_DOWN_BOUNDS matvec1ah_##NAME(Segs s, size_t rb, int rows, int K,           \
+                                                                 const float* h, long long* acc) {              \
+        const TailDownRows<FMT> pw = two_rows_load<FMT, TailDownRows<FMT>::ITERS>(s, rb, rows, K);              \
+        prefetch_block_segs(s, rb, 2); grid_dep_sync_early();                                                   \
+        tail_down(s, rb, rows, acc, [&](const u8* wa, const u8* wb, float* a, float* b) {                      \
+            dot2_f_held(pw, wa, wb, K, h, a, b);                                                                \
+        });                                                                                                     \
     }
 
 TAIL_FFN_KERNELS(f32, FmtF32)

@@ -612,19 +612,22 @@ __device__ __forceinline__ void dot2_fn(const u8* __restrict__ wa, const u8* __r
 // before (the `dot2_*_held` functions check). Measured on H100 (block trace, synth smollm2-135m f16): the Q/K/V
 // and FFN-input warps spent 1.76 µs of their 2.0-2.3 µs after the wait in this loop, their rows prefetched into
 // L1 (`prefetch_rows`) notwithstanding.
-template <class F>
+// `wa` is the first row held (null: none), which the consumers compare with the row they are given.
+template <class F, int N = (sizeof(typename F::Raw) > 16 ? 2 : 4)>
 struct RowPair {
-    static constexpr int ITERS = sizeof(typename F::Raw) > 16 ? 2 : 4;
+    static constexpr int ITERS = N;
     static constexpr int MAX_K = 256 * ITERS;
+    const u8* wa;
     typename F::Raw a[ITERS], b[ITERS];
 };
-template <class F>
-__device__ __forceinline__ RowPair<F> row_pair_load(const u8* __restrict__ wa, const u8* __restrict__ wb, int K) {
-    RowPair<F> p;
+template <class F, int N = RowPair<F>::ITERS>
+__device__ __forceinline__ RowPair<F, N> row_pair_load(const u8* __restrict__ wa, const u8* __restrict__ wb, int K) {
+    RowPair<F, N> p;
     int lane = threadIdx.x & 31;
-    if (wa && K <= RowPair<F>::MAX_K) {
+    p.wa = wa && K <= RowPair<F, N>::MAX_K ? wa : nullptr;
+    if (p.wa) {
 #pragma unroll
-        for (int j = 0; j < RowPair<F>::ITERS; j++) {
+        for (int j = 0; j < N; j++) {
             int i = 8 * lane + 256 * j;
             if (i < K) {
                 p.a[j] = F::raw8(wa, i);
@@ -640,7 +643,7 @@ template <class F>
 __device__ __forceinline__ void dot2_fn_held(const RowPair<F>& p, const u8* __restrict__ wa,
                                              const u8* __restrict__ wb, int K, const float* __restrict__ x,
                                              const float* __restrict__ nw, float eps, float* acc_a, float* acc_b) {
-    if (K > RowPair<F>::MAX_K) {
+    if (p.wa != wa) {
         dot2_fn<F>(wa, wb, K, x, nw, eps, acc_a, acc_b);
         return;
     }
@@ -670,6 +673,47 @@ __device__ __forceinline__ void dot2_fn_held(const RowPair<F>& p, const u8* __re
     float scale = rsqrtf(warp_sum(ss) / K + eps);
     acc_a[0] = warp_sum(a) * scale;
     acc_b[0] = warp_sum(b) * scale;
+}
+
+// dot2_f for one token over rows held by row_pair_load (same arithmetic, same order), or over wa and wb when
+// they are not the rows held.
+template <class F, int N>
+__device__ __forceinline__ void dot2_f_held(const RowPair<F, N>& p, const u8* __restrict__ wa,
+                                            const u8* __restrict__ wb, int K, const float* __restrict__ x,
+                                            float* acc_a, float* acc_b) {
+    if (p.wa != wa) {
+        dot2_f<F, 1>(wa, wb, K, x, 1, acc_a, acc_b);
+        return;
+    }
+    int lane = threadIdx.x & 31;
+    float a = 0.f, b = 0.f;
+#pragma unroll
+    for (int j = 0; j < N; j++) {
+        int i = 8 * lane + 256 * j;
+        if (i < K) {
+            float fa[8], fb[8];
+            F::decode8(p.a[j], fa);
+            F::decode8(p.b[j], fb);
+            const float4* xp = (const float4*)(x + i);
+            float4 a0 = xp[0], a1 = xp[1];
+            a += fa[0] * a0.x + fa[1] * a0.y + fa[2] * a0.z + fa[3] * a0.w + fa[4] * a1.x + fa[5] * a1.y +
+                 fa[6] * a1.z + fa[7] * a1.w;
+            b += fb[0] * a0.x + fb[1] * a0.y + fb[2] * a0.z + fb[3] * a0.w + fb[4] * a1.x + fb[5] * a1.y +
+                 fb[6] * a1.z + fb[7] * a1.w;
+        }
+    }
+    acc_a[0] = warp_sum(a);
+    acc_b[0] = warp_sum(b);
+}
+
+// The first row pair of this warp in matvec_two_rows, held before the wait.
+template <class F, int N>
+__device__ __forceinline__ RowPair<F, N> two_rows_load(const Segs& s, size_t row_bytes, int total_rows, int K) {
+    int r0 = 2 * (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32);
+    int r1 = min(r0 + 1, total_rows - 1), row0 = r0, row1 = r1;
+    int s0 = seg_of(s, row0), s1 = seg_of(s, row1);
+    return row_pair_load<F, N>(r0 < total_rows ? (const u8*)s.w[s0] + row0 * row_bytes : nullptr,
+                               (const u8*)s.w[s1] + row1 * row_bytes, K);
 }
 
 // The gated FFN input over rows held by row_pair_load (glu_f for one token with its norm inside).
