@@ -62,6 +62,8 @@ enum Acts {
 /// (1,355 -> 1,290). Short Q8_0 rows take f32 activations through the format's float view instead
 /// (`FLOAT_VIEW_MAX`), and so normalize on the fly as float rows do.
 const NORM_IN_KERNEL_MAX: usize = 1024;
+// The fused Q/K/V product copies its norm weights into a shared array of TAIL_MAX_D floats (`matvec1nr`).
+const _: () = assert!(NORM_IN_KERNEL_MAX <= super::layer_tail::TAIL_MAX_D);
 
 /// Longest row whose single-token products of a quantized format with a float view (Q8_0:
 /// `quant::cuda::float_view_suffix`) take f32 activations instead of 8-bit ones, like float weights: no conversion

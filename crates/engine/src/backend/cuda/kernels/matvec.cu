@@ -606,6 +606,11 @@ __device__ __forceinline__ void dot2_fn(const u8* __restrict__ wa, const u8* __r
     acc_b[0] = warp_sum(b) * scale;
 }
 
+// A weight's K floats into the block's shared memory (before the wait: only the block reads it). K % 4 == 0.
+__device__ __forceinline__ void block_copy(float* dst, const float* src, int K) {
+    for (int i = 4 * threadIdx.x; i < K; i += 4 * blockDim.x) *(float4*)(dst + i) = *(const float4*)(src + i);
+}
+
 // A warp's two rows of a single-token float-view product held in registers: each lane's raw bytes of elements
 // [8 lane + 256 j, + 8) of both rows, loaded before the kernel's dependency wait (the weights are read-only), so
 // that after the wait the rows cost no load at all. Rows of at most RowPair::MAX_K elements; longer ones load as
