@@ -572,6 +572,22 @@ __device__ __forceinline__ void dot2_f(const u8* __restrict__ wa, const u8* __re
     }
 }
 
+// One step of dot2_fn: 8 elements of two rows (fa, fb) against x * nw, and x's squares into ss.
+__device__ __forceinline__ void norm_dot8(const float fa[8], const float fb[8], const float* __restrict__ x,
+                                          const float* __restrict__ nw, float& a, float& b, float& ss) {
+    const float4* xp = (const float4*)x;
+    const float4* wp = (const float4*)nw;
+    float4 x0 = xp[0], x1 = xp[1], w0 = wp[0], w1 = wp[1];
+    float v[8] = {x0.x * w0.x, x0.y * w0.y, x0.z * w0.z, x0.w * w0.w, x1.x * w1.x, x1.y * w1.y, x1.z * w1.z, x1.w * w1.w};
+    ss += x0.x * x0.x + x0.y * x0.y + x0.z * x0.z + x0.w * x0.w + x1.x * x1.x + x1.y * x1.y + x1.z * x1.z +
+          x1.w * x1.w;
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        a += fa[j] * v[j];
+        b += fb[j] * v[j];
+    }
+}
+
 // dot2_f for one token whose activations are RMSNorm(x) * nw, normalized on the fly: the rows are dotted with
 // x * nw while the lanes also sum x^2 over the row they walk anyway, and the sums are scaled by rsqrt(mean + eps)
 // at the end. No norm launch, no pass over x before the weights stream, no shared memory.
@@ -588,18 +604,7 @@ __device__ __forceinline__ void dot2_fn(const u8* __restrict__ wa, const u8* __r
         float fa[8], fb[8];
         F::load8(wa, i, fa);
         F::load8(wb, i, fb);
-        const float4* xp = (const float4*)(x + i);
-        const float4* wp = (const float4*)(nw + i);
-        float4 x0 = xp[0], x1 = xp[1], w0 = wp[0], w1 = wp[1];
-        float v[8] = {x0.x * w0.x, x0.y * w0.y, x0.z * w0.z, x0.w * w0.w,
-                      x1.x * w1.x, x1.y * w1.y, x1.z * w1.z, x1.w * w1.w};
-        ss += x0.x * x0.x + x0.y * x0.y + x0.z * x0.z + x0.w * x0.w + x1.x * x1.x + x1.y * x1.y + x1.z * x1.z +
-              x1.w * x1.w;
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            a += fa[j] * v[j];
-            b += fb[j] * v[j];
-        }
+        norm_dot8(fa, fb, x + i, nw + i, a, b, ss);
     }
     float scale = rsqrtf(warp_sum(ss) / K + eps);
     acc_a[0] = warp_sum(a) * scale;
@@ -661,18 +666,7 @@ __device__ __forceinline__ void dot2_fn_held(const RowPair<F>& p, const u8* __re
             float fa[8], fb[8];
             F::decode8(p.a[j], fa);
             F::decode8(p.b[j], fb);
-            const float4* xp = (const float4*)(x + i);
-            const float4* wp = (const float4*)(nw + i);
-            float4 x0 = xp[0], x1 = xp[1], w0 = wp[0], w1 = wp[1];
-            float v[8] = {x0.x * w0.x, x0.y * w0.y, x0.z * w0.z, x0.w * w0.w,
-                          x1.x * w1.x, x1.y * w1.y, x1.z * w1.z, x1.w * w1.w};
-            ss += x0.x * x0.x + x0.y * x0.y + x0.z * x0.z + x0.w * x0.w + x1.x * x1.x + x1.y * x1.y +
-                  x1.z * x1.z + x1.w * x1.w;
-#pragma unroll
-            for (int k = 0; k < 8; k++) {
-                a += fa[k] * v[k];
-                b += fb[k] * v[k];
-            }
+            norm_dot8(fa, fb, x + i, nw + i, a, b, ss);
         }
     }
     float scale = rsqrtf(warp_sum(ss) / K + eps);
