@@ -88,7 +88,6 @@ __device__ __forceinline__ void attn_o(const TailWo& wo, const AttnToken& tok, c
     }
 }
 
-
 #define TAIL_ATTN_KERNEL(NAME, T, HD, FMT)                                                                      \
     extern "C" __global__ void NAME(const float* q, const T* kc, const T* vc, const int* pos, const int* seq,   \
                                     const u8* wo, size_t wo_rb, int d, long long* acc, int n_heads,             \
@@ -100,14 +99,17 @@ __device__ __forceinline__ void attn_o(const TailWo& wo, const AttnToken& tok, c
         attn_o<T, HD>(w, tok, q, kc, vc, d, acc, n_heads, n_kv_heads, n_ctx, n_seqs, layer, scale, window);     \
     }
 
+// One row of the FFN output: x = (x + acc) + v from the row's residual xo and accumulator ao, acc back to zero.
+__device__ __forceinline__ void tail_fold(float* out, long long* acc, int row, float xo, long long ao, float v) {
+    out[row] = (xo + tail_fixed_to_f(ao)) + v;
+    acc[row] = 0;
+}
+
 // The FFN output after its wait: x = (x + acc) + down · h, acc back to zero, by row pairs (`dot2` one pair).
 template <class Dot2>
 __device__ __forceinline__ void tail_down(const Segs& s, size_t rb, int rows, long long* acc, Dot2 dot2) {
-    matvec_two_rows(s, rb, rows, dot2, [&](int, int row, float v) {
-        float* o = (float*)s.out[0] + row;
-        *o = (*o + tail_fixed_to_f(acc[row])) + v;
-        acc[row] = 0;
-    });
+    float* out = (float*)s.out[0];
+    matvec_two_rows(s, rb, rows, dot2, [&](int, int row, float v) { tail_fold(out, acc, row, out[row], acc[row], v); });
 }
 
 // tail_down for the held kernel: lane 0 of each warp reads its first pair's residual and accumulator entries right
@@ -128,8 +130,7 @@ __device__ __forceinline__ void tail_down_held(const Segs& s, size_t rb, int row
     matvec_two_rows(s, rb, rows, dot2, [&](int, int row, float v) {
         float xo = row == r0 ? x0 : row == r1 ? x1 : out[row];
         long long ao = row == r0 ? a0 : row == r1 ? a1 : acc[row];
-        out[row] = (xo + tail_fixed_to_f(ao)) + v;
-        acc[row] = 0;
+        tail_fold(out, acc, row, xo, ao, v);
     });
 }
 
