@@ -311,7 +311,7 @@ mod tests {
             let allowed = before
                 .replace("const AttnToken tok = attn_decode_prefetch", "")
                 .replace("const RopePrep rp = rope_prepare", "")
-                .replace("const TailWo w = tail_wo", "")
+                .replace("const TailWo<FMT> w = tail_wo", "")
                 .replace("const RowPair<FMT> pw = rope_rows_load", "")
                 .replace("const RowPair<FMT> pw = glu_rows_load", "")
                 .replace("const TailDownRows<FMT> pw = two_rows_load", "")
