@@ -1,18 +1,20 @@
 #!/usr/bin/env python3
 """Per-warp timeline of decode steps on the device, from the block-trace build.
 
-  git apply scripts/device/block-trace.patch && cargo build --release   # then revert the four files it touches
+  git apply scripts/device/block-trace.patch && cargo build --release   # then revert the six files it touches
   quarrel bench -m MODEL --device cuda -p 0 -n 200 -r 1 --warmup 0     # on the device; writes /tmp/qblk.bin
   python3 scripts/device/block-trace.py [HEAD_LABEL [TAG]]              # HEAD_LABEL: the output head's grid, g1584
 
 The patch makes lane 0 of every warp of every kernel record, in a ring per SM (%smid): %gridid, %globaltimer at its
-dependency wait's call and return and at its exit, %clock64 at the wait's return and at its exit, up to four
-%clock64 marks inside the kernel (qb_mark: the load loop's end and the warp sums of the products, the attention's
-end and its output projection in the fused tail), and its block, SM and launch shape. The backend writes the rings
+dependency wait's call (at the kernel's entry instead for the four kernels of a fused layer: Q/K/V, attention, FFN
+input and output, whose work before the wait matters) and return and at its exit, %clock64 at the wait's return and
+at its exit, up to four %clock64 marks inside the kernel (qb_mark: the load loop's end and the warp sums of the
+products; in the attention, m0-m3 its last key tile's scores, softmax and values, and the merge of its warps; the
+FFN input's copy of x + acc as m0), and its block, SM and launch shape. The backend writes the rings
 to /tmp/qblk.bin when it is dropped; the script keeps the launches every SM still holds, splits them into decode
 steps at the output head, and prints per kernel, averaged over steps and layers (µs):
-  early  share of warps that entered before the predecessor's last warp exited
-  lead   predecessor's last exit minus this kernel's median entry (how long before its wait a warp arrived)
+  early  share of warps that entered (or reached the wait) before the predecessor's last warp exited
+  lead   predecessor's last exit minus this kernel's median entry (or arrival at the wait)
   bound  first wait return minus the predecessor's last exit (the boundary)
   skew   last minus first wait return
   m0-m3  median time from the wait to each mark; wmed/w90/wmax the wait-to-exit time of the warps
