@@ -10,8 +10,9 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// The engine's own kernels, concatenated after the format sources.
-const ENGINE_KERNELS: [(&str, &str); 7] = [
+const ENGINE_KERNELS: [(&str, &str); 8] = [
     ("matvec.cu", include_str!("kernels/matvec.cu")),
+    ("held_rows.cu", include_str!("kernels/held_rows.cu")),
     ("matvec_kernels.cu", include_str!("kernels/matvec_kernels.cu")),
     ("ops.cu", include_str!("kernels/ops.cu")),
     ("attention.cu", include_str!("kernels/attention.cu")),
