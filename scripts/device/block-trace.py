@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Per-warp timeline of decode steps on the device, from the block-trace build.
 
-  git apply scripts/device/block-trace.patch && cargo build --release   # then revert the six files it touches
+  git apply scripts/device/block-trace.patch && cargo build --release   # then revert the seven files it touches
   quarrel bench -m MODEL --device cuda -p 0 -n 200 -r 1 --warmup 0     # on the device; writes /tmp/qblk.bin
   python3 scripts/device/block-trace.py [HEAD_LABEL [TAG]]              # HEAD_LABEL: the output head's grid, g1584
 
