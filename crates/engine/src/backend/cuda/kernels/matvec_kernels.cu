@@ -11,6 +11,8 @@
 // Quantized formats may take another cap: Q4_K and Q6_K (the 8B q4_k model's) run best at 4 blocks (128
 // registers): 8B q4_k 353.5 / 353.4 -> 379.7 / 377.6 tok/s at 5 blocks (16:40 UTC, where q8_0 lost 1 % and f16
 // 0.3 % with 5), 379.8 / 380.5 -> 383.3 / 383.4 at 4 (16:50 UTC).
+// Q8_0 too, since (2026-11-27, H100 tg128): 8B q8_0 291.9 -> 297.3 at 4 blocks, 289.6 at 5, 275.9 at 8; smollm2
+// q8_0 (its output head takes this kernel) 3,131 -> 3,121, within its noise.
 template <class F>
 struct Matvec1MinBlocks {
     static constexpr int value = MATVEC1_MIN_BLOCKS;
@@ -21,6 +23,10 @@ struct Matvec1MinBlocks<FmtQ4_K> {
 };
 template <>
 struct Matvec1MinBlocks<FmtQ6_K> {
+    static constexpr int value = 4;
+};
+template <>
+struct Matvec1MinBlocks<FmtQ8_0> {
     static constexpr int value = 4;
 };
 #define MATVEC1_QBOUNDS(FMT) __launch_bounds__(MATVEC_THREADS, Matvec1MinBlocks<FMT>::value)
