@@ -8,6 +8,11 @@
 // MATVEC_THREADS comes from decode.rs.
 #define MATVEC1_MIN_BLOCKS 6
 #define MATVEC1_BOUNDS __launch_bounds__(MATVEC_THREADS, MATVEC1_MIN_BLOCKS)
+// The float gated-input and rotating Q/K/V products (taken by models whose norm does not fit inside the products,
+// so never by the small ones) at 4 blocks (up to 128 registers): H100 tg128, 2026-11-27, 8B f16 171.6 -> 173.3,
+// smollm2 and qwen2.5-0.5b f16 unchanged. Every float single-token product at 4 gave 8B f16 174.6 but cost smollm2
+// f16 0.7 % and qwen2.5-0.5b f16 1.1 % (their output heads and qwen's FFN output take matvec1 / matvec1a).
+#define MATVEC1_WIDE_BOUNDS __launch_bounds__(MATVEC_THREADS, 4)
 // Quantized formats may take another cap: Q4_K and Q6_K (the 8B q4_k model's) run best at 4 blocks (128
 // registers): 8B q4_k 353.5 / 353.4 -> 379.7 / 377.6 tok/s at 5 blocks (16:40 UTC, where q8_0 lost 1 % and f16
 // 0.3 % with 5), 379.8 / 380.5 -> 383.3 / 383.4 at 4 (16:50 UTC).
@@ -75,7 +80,7 @@ struct Matvec1MinBlocks<FmtQ8_0> {
         prefetch_block_segs(s, rb, 1); grid_dep_sync();                                                        \
         matvec_f<FMT, 8>(s, rb, rows, K, x, n, acc);                                                           \
     }                                                                                                          \
-    extern "C" __global__ void MATVEC1_BOUNDS glu1_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K, const float* x,  \
+    extern "C" __global__ void MATVEC1_WIDE_BOUNDS glu1_##NAME(const u8* g, const u8* u, size_t rb, int rows, int K, const float* x,  \
                                            float* h, int n, int act) {                                                \
         prefetch_block_glu(g, u, rb, rows); grid_dep_sync();                                                   \
         glu_f<FMT, 1>(g, u, rb, rows, K, x, h, n, act);                                                            \
@@ -95,7 +100,7 @@ struct Matvec1MinBlocks<FmtQ8_0> {
         prefetch_block_segs(s, rb, 2); grid_dep_sync();                                                        \
         matvec_f<FMT, 1>(s, rb, rows, K, x, 1, acc, nw, eps);                                                  \
     }                                                                                                          \
-    extern "C" __global__ void MATVEC1_BOUNDS matvec1r_##NAME(Segs s, size_t rb, int rows, int K, const float* x,             \
+    extern "C" __global__ void MATVEC1_WIDE_BOUNDS matvec1r_##NAME(Segs s, size_t rb, int rows, int K, const float* x,             \
                                                RopeArgs ra) {                                                 \
         prefetch_block_segs(s, rb, 2); const RopePrep rp = rope_prepare(s, rows, ra); grid_dep_sync();            \
         matvec_rope_pairs(s, rb, rows, ra, rp, [&](const u8* wa, const u8* wb, float* a, float* b) {           \
