@@ -139,6 +139,12 @@ const NORM_BLOCK_ROWS: usize = 8;
 /// q8_0 1,507 -> 1,554 tok/s; 8 blocks did as well, 2 or 3 were slower, capping the 4,096-row products too).
 const MATVEC1_BLOCKS_PER_SM: usize = 12;
 
+/// Shortest row (elements) for which a single-token product against f32 activations takes `matvec1w`, the kernel
+/// capped at 4 blocks an SM (128 registers) instead of MATVEC1_MIN_BLOCKS. Measured on H100 (tg128, 2026-11-27):
+/// every such product at 4 blocks gave 8B f16 (rows of 4,096 and 14,336) 173.3 -> 174.6 tok/s but cost smollm2 f16
+/// (output head rows of 576) 0.7 % and qwen2.5-0.5b f16 (896) 1.1 %.
+pub(super) const MATVEC1_WIDE_MIN_K: usize = 4096;
+
 /// Rows a warp of the single-token products takes (both rows' loads in flight together): `matvec_two_rows` in
 /// matvec.cu.
 const MATVEC1_ROWS_PER_WARP: usize = 2;
@@ -245,6 +251,7 @@ impl CudaBackend {
         let w0 = ws[0].0;
         let fns = self.funcs.weight(w0.ty, &w0.name)?;
         let f = match (n, acts) {
+            (1, Acts::F32(_)) if w0.row_len >= MATVEC1_WIDE_MIN_K => float_kernel(&fns.matvec1w, w0)?,
             (1, Acts::F32(_)) if !quant::cuda::is_float(w0.ty) => float_kernel(&fns.matvec1f, w0)?,
             (1, _) => &fns.matvec1,
             _ => &fns.matvec8,

@@ -20,6 +20,8 @@ pub struct WeightFuncs {
     /// activations (the float formats' `matvec1` itself), and ones that normalize their input on the fly (no norm
     /// launch).
     pub matvec1f: Option<CudaFunction>,
+    /// `matvec1f` at 4 blocks an SM (`matvec1w`), for rows of at least `decode::MATVEC1_WIDE_MIN_K` elements.
+    pub matvec1w: Option<CudaFunction>,
     pub matvec1n: Option<CudaFunction>,
     pub glu1n: Option<CudaFunction>,
     /// Single-token Q/K/V products that rotate Q and K and write K and V into the cache (`matvec1nr`, formats with
@@ -125,6 +127,7 @@ impl Funcs {
                     glu1: f(&format!("glu1_{sfx}"))?,
                     glu8: f(&format!("glu8_{sfx}"))?,
                     matvec1f: float_only("matvec1")?,
+                    matvec1w: float_only("matvec1w")?,
                     matvec1n: float_only("matvec1n")?,
                     glu1n: float_only("glu1n")?,
                     matvec1r: f(&format!("matvec1r_{sfx}"))?,

@@ -330,8 +330,8 @@ mod tests {
         assert_eq!(
             early,
             [
+                "KIND##_##NAME",
                 "glu1_##NAME",
-                "matvec1_##NAME",
                 "matvec1_##NAME",
                 "matvec1a_##NAME",
                 "matvec1ah_##NAME",

@@ -11,7 +11,8 @@
 // The float gated-input and rotating Q/K/V products (taken by models whose norm does not fit inside the products,
 // so never by the small ones) at 4 blocks (up to 128 registers): H100 tg128, 2026-11-27, 8B f16 171.6 -> 173.3,
 // smollm2 and qwen2.5-0.5b f16 unchanged. Every float single-token product at 4 gave 8B f16 174.6 but cost smollm2
-// f16 0.7 % and qwen2.5-0.5b f16 1.1 % (their output heads and qwen's FFN output take matvec1 / matvec1a).
+// f16 0.7 % and qwen2.5-0.5b f16 1.1 % (their output heads and qwen's FFN output take matvec1 / matvec1a), so the
+// plain product takes this cap (matvec1w) only for long rows.
 #define MATVEC1_WIDE_BOUNDS __launch_bounds__(MATVEC_THREADS, 4)
 // Quantized formats may take another cap: Q4_K and Q6_K (the 8B q4_k model's) run best at 4 blocks (128
 // registers): 8B q4_k 353.5 / 353.4 -> 379.7 / 377.6 tok/s at 5 blocks (16:40 UTC, where q8_0 lost 1 % and f16
@@ -69,12 +70,17 @@ struct Matvec1MinBlocks<FmtQ8_0> {
         });                                                                                                    \
     }
 
-#define QUARREL_FLOAT_KERNELS(NAME, FMT)                                                                        \
-    extern "C" __global__ void MATVEC1_BOUNDS matvec1_##NAME(Segs s, size_t rb, int rows, int K, const float* x, int n,        \
-                                              int acc) {                                                      \
-        prefetch_block_segs(s, rb, 2); grid_dep_sync_early();                                                        \
+// The plain single-token float product, stamped out under two register caps: KIND matvec1 (MATVEC1_BOUNDS) and
+// matvec1w (MATVEC1_WIDE_BOUNDS, which the host launches for rows of at least MATVEC1_WIDE_MIN_K elements).
+#define MATVEC1_FLOAT_KERNEL(KIND, BOUNDS, NAME, FMT)                                                           \
+    extern "C" __global__ void BOUNDS KIND##_##NAME(Segs s, size_t rb, int rows, int K, const float* x, int n,  \
+                                                    int acc) {                                                \
+        prefetch_block_segs(s, rb, 2); grid_dep_sync_early();                                                  \
         matvec_f<FMT, 1>(s, rb, rows, K, x, n, acc);                                                           \
-    }                                                                                                          \
+    }
+#define QUARREL_FLOAT_KERNELS(NAME, FMT)                                                                        \
+    MATVEC1_FLOAT_KERNEL(matvec1, MATVEC1_BOUNDS, NAME, FMT)                                                    \
+    MATVEC1_FLOAT_KERNEL(matvec1w, MATVEC1_WIDE_BOUNDS, NAME, FMT)                                              \
     extern "C" __global__ void matvec8_##NAME(Segs s, size_t rb, int rows, int K, const float* x, int n,        \
                                               int acc) {                                                      \
         prefetch_block_segs(s, rb, 1); grid_dep_sync();                                                        \
