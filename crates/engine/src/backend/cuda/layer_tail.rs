@@ -21,8 +21,8 @@ pub(super) const TAIL_MAX_D: usize = 1024;
 /// Chunks of 256 elements of each of its two rows a warp of the held FFN output kernel (`matvec1ah`) holds in
 /// registers from before its wait (`TAIL_DOWN_ITERS`; half as many for F32 rows). Measured on H100 (tg128,
 /// against the FFN-output rows loaded after the wait): smollm2-135m f16 2,790 -> 2,903 tok/s, q8_0 2,649 ->
-/// 2,841. Launched for longer rows as well, at 128 registers a thread (then its cap) it cost Qwen2.5-0.5B f16 (rows of 4,864)
-/// 7 % (1,437 -> 1,331), so longer rows take the plain kernel.
+/// 2,841. Launched for longer rows as well, at 128 registers a thread (then its cap) it cost Qwen2.5-0.5B f16
+/// (rows of 4,864) 7 % (1,437 -> 1,331), so longer rows take the plain kernel.
 pub(super) const TAIL_DOWN_ITERS: usize = 6;
 
 /// Longest FFN-output row (elements) the held kernel takes for weights of `ty`: 256 elements a chunk, and F32's
